@@ -1,0 +1,125 @@
+/**
+ * The one error class of graincluster. Every failure a user can see is a
+ * GrainClusterError with a stable `code` from ERROR_CODES, a human `reason`
+ * (also the `message`) and the key/authority involved in `details`.
+ *
+ * Errors cross threads and sockets as plain data (`toWire`/`fromWire`):
+ * structuredClone drops custom classes, so the receiving side rebuilds them.
+ */
+
+export const ERROR_CODES = {
+  ERR_GRAIN_TIMEOUT: { http: 504, retryable: true, summary: 'A grain call did not answer before its deadline.' },
+  ERR_GRAIN_UNKNOWN_KIND: { http: 404, retryable: false, summary: 'No grain kind of that name is registered.' },
+  ERR_GRAIN_UNKNOWN_METHOD: { http: 404, retryable: false, summary: 'The grain kind has no handler for that message type.' },
+  ERR_GRAIN_HANDLER_FAILED: { http: 500, retryable: false, summary: 'The grain handler threw or rejected.' },
+  ERR_GRAIN_ACTIVATION_FAILED: { http: 500, retryable: false, summary: 'onActivate threw or rejected; the activation was discarded.' },
+  ERR_GRAIN_INVALID_KEY: { http: 400, retryable: false, summary: 'The grain key is empty, too long or not a string.' },
+  ERR_GRAIN_DEFINITION_INVALID: { http: 500, retryable: false, summary: 'A grain definition is malformed.' },
+  ERR_GRAIN_PAYLOAD_ENCODE: { http: 400, retryable: false, summary: 'The message payload could not be serialized.' },
+  ERR_GRAIN_PAYLOAD_DECODE: { http: 400, retryable: false, summary: 'The message payload could not be deserialized.' },
+  ERR_GRAIN_PAYLOAD_TOO_LARGE: { http: 413, retryable: false, summary: 'The encoded message exceeds the maximum frame size.' },
+  ERR_FRAME_MALFORMED: { http: 400, retryable: false, summary: 'A frame or envelope failed bounds or structure checks.' },
+  ERR_RING_FRAME_TOO_LARGE: { http: 413, retryable: false, summary: 'A frame is larger than the ring can ever hold.' },
+  ERR_RING_FULL: { http: 503, retryable: true, summary: 'The ring and its bounded overflow queue are full (backpressure).' },
+  ERR_WORKER_CRASHED: { http: 503, retryable: true, summary: 'The worker thread that owned the grain died while the call was in flight.' },
+  ERR_WORKER_UNAVAILABLE: { http: 503, retryable: true, summary: 'No running worker can take the message (restarting or shut down).' },
+  ERR_NODE_CLOSED: { http: 503, retryable: false, summary: 'The node is shut down; it accepts no more calls.' },
+  ERR_CONFIG_INVALID: { http: 500, retryable: false, summary: 'One or more configuration values are invalid.' },
+  ERR_CONFIG_MISSING: { http: 500, retryable: false, summary: 'A required configuration value is missing.' },
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export interface ErrorDetails {
+  kind?: string
+  key?: string
+  method?: string
+  pid?: string
+  authority?: string
+  nodeId?: string
+  worker?: number
+  limit?: number
+  size?: number
+  issues?: string[]
+  [extra: string]: unknown
+}
+
+const kBrand = Symbol.for('graincluster.error')
+
+export class GrainClusterError extends Error {
+  readonly code: ErrorCode
+  readonly reason: string
+  readonly details: ErrorDetails
+  readonly retryable: boolean
+  readonly [kBrand] = true
+
+  constructor(code: ErrorCode, reason: string, details: ErrorDetails = {}, options?: ErrorOptions) {
+    super(reason, options)
+    this.name = 'GrainClusterError'
+    this.code = code
+    this.reason = reason
+    this.details = details
+    this.retryable = ERROR_CODES[code].retryable
+  }
+
+  /** HTTP status that the front maps this code to. */
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http
+  }
+
+  /** Brand check that works across module copies and realms. */
+  static is(u: unknown, code?: ErrorCode): u is GrainClusterError {
+    return (
+      typeof u === 'object' &&
+      u !== null &&
+      (u as Record<symbol, unknown>)[kBrand] === true &&
+      (code === undefined || (u as GrainClusterError).code === code)
+    )
+  }
+
+  override toString(): string {
+    return `${this.name} [${this.code}]: ${this.reason}`
+  }
+}
+
+/** Plain-data form of an error, safe for structuredClone and for the wire. */
+export interface WireError {
+  code: string
+  reason: string
+  details: ErrorDetails
+}
+
+export function toWire(e: GrainClusterError): WireError {
+  return { code: e.code, reason: e.reason, details: e.details }
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code)
+}
+
+/** Rebuild a typed error from its wire form; unknown codes become a malformed-frame error. */
+export function fromWire(w: unknown): GrainClusterError {
+  if (typeof w === 'object' && w !== null) {
+    const o = w as Partial<WireError>
+    const details = typeof o.details === 'object' && o.details !== null ? o.details : {}
+    const reason = typeof o.reason === 'string' ? o.reason : 'no reason given'
+    if (isErrorCode(o.code)) return new GrainClusterError(o.code, reason, details)
+    return new GrainClusterError('ERR_FRAME_MALFORMED', `unknown error code ${String(o.code)} on the wire: ${reason}`, details)
+  }
+  return new GrainClusterError('ERR_FRAME_MALFORMED', 'error frame is not an object')
+}
+
+/**
+ * Normalise anything caught at an edge (ring, handler, transport) into a
+ * GrainClusterError. Non-graincluster errors become `fallback` with the
+ * original as `cause`.
+ */
+export function toGrainClusterError(
+  u: unknown,
+  fallback: ErrorCode = 'ERR_GRAIN_HANDLER_FAILED',
+  details: ErrorDetails = {},
+): GrainClusterError {
+  if (GrainClusterError.is(u)) return u
+  const message = u instanceof Error ? u.message : String(u)
+  return new GrainClusterError(fallback, message, details, { cause: u })
+}

@@ -1,0 +1,289 @@
+/**
+ * Single-producer / single-consumer ring of length-prefixed byte frames on a
+ * SharedArrayBuffer. One thread owns the RingProducer, another the
+ * RingConsumer; neither ever blocks its event loop.
+ *
+ * SharedArrayBuffer layout (all little-endian, Int32 words):
+ *
+ *   word  0  kTail             producer's published write position (bytes, u32, wraps)
+ *   word 16  kHead             consumer's published read position  (bytes, u32, wraps)
+ *   word 32  kConsumerWaiting  1 while the consumer is parked in Atomics.waitAsync
+ *   word 48  kProducerWaiting  1 while the producer waits for free space
+ *   byte 256 ... 256+C         data area, C = capacity, a power of two
+ *
+ * Head and tail live 64 bytes apart so the two threads do not share a cache
+ * line. Positions are free-running u32 counters; `index = pos & (C - 1)` and
+ * `used = (tail - head) >>> 0`, which stays right across the 2^32 wrap
+ * because C divides 2^32.
+ *
+ * A frame is `[u32 length][length bytes][pad to 4]`. A frame never straddles
+ * the end of the data area: when it does not fit before the end, the producer
+ * writes kWrapMarker as the length and continues at index 0. That is why the
+ * largest frame is C/2 - 4 bytes: it fits on one side of any index.
+ *
+ * Memory ordering: frame bytes are written with plain stores, then the tail
+ * is published with Atomics.store; the consumer reads the tail with
+ * Atomics.load before reading frame bytes. Atomics are sequentially
+ * consistent, so everything written before the store is visible after the
+ * load. The same holds for the head in the other direction.
+ */
+
+import { GrainClusterError } from '../../common/errors.js'
+
+export const kTail = 0
+export const kHead = 16
+export const kConsumerWaiting = 32
+export const kProducerWaiting = 48
+export const HEADER_BYTES = 256
+const kWrapMarker = 0xffffffff
+
+export const DEFAULT_RING_BYTES = 1 << 20 // 1 MiB per direction
+
+export function createRingBuffer(capacityBytes: number = DEFAULT_RING_BYTES): SharedArrayBuffer {
+  if (!Number.isInteger(capacityBytes) || capacityBytes < 64 || (capacityBytes & (capacityBytes - 1)) !== 0) {
+    throw new GrainClusterError('ERR_CONFIG_INVALID', `ring capacity must be a power of two >= 64 bytes (got ${capacityBytes})`, {
+      issues: [`ringBytes must be a power of two >= 64 (got ${capacityBytes})`],
+    })
+  }
+  return new SharedArrayBuffer(HEADER_BYTES + capacityBytes)
+}
+
+/** Largest frame payload the ring can hold, in bytes. */
+export function maxFrameBytesOf(sab: SharedArrayBuffer): number {
+  return (sab.byteLength - HEADER_BYTES) / 2 - 4
+}
+
+function align4(n: number): number {
+  return (n + 3) & ~3
+}
+
+class RingView {
+  readonly ctl: Int32Array
+  /** Data area as bytes; frame offsets handed out are indices into it. */
+  readonly data: Uint8Array
+  readonly words: Uint32Array
+  readonly capacity: number
+  readonly mask: number
+  readonly maxFrameBytes: number
+
+  constructor(sab: SharedArrayBuffer) {
+    this.ctl = new Int32Array(sab, 0, HEADER_BYTES / 4)
+    this.capacity = sab.byteLength - HEADER_BYTES
+    this.data = new Uint8Array(sab, HEADER_BYTES, this.capacity)
+    this.words = new Uint32Array(sab, HEADER_BYTES, this.capacity / 4)
+    this.mask = this.capacity - 1
+    this.maxFrameBytes = this.capacity / 2 - 4
+  }
+}
+
+export interface ProducerStats {
+  frames: number
+  wraps: number
+  publishes: number
+  notifies: number
+  fullEvents: number
+}
+
+export class RingProducer extends RingView {
+  #tail: number // local, unpublished write position
+  #cachedHead: number
+  readonly stats: ProducerStats = { frames: 0, wraps: 0, publishes: 0, notifies: 0, fullEvents: 0 }
+
+  constructor(sab: SharedArrayBuffer) {
+    super(sab)
+    this.#tail = Atomics.load(this.ctl, kTail) >>> 0
+    this.#cachedHead = Atomics.load(this.ctl, kHead) >>> 0
+  }
+
+  #free(): number {
+    let free = this.capacity - ((this.#tail - this.#cachedHead) >>> 0)
+    if (free < this.capacity) {
+      // Refresh the consumer's position only when the cached one says we are short.
+      this.#cachedHead = Atomics.load(this.ctl, kHead) >>> 0
+      free = this.capacity - ((this.#tail - this.#cachedHead) >>> 0)
+    }
+    return free
+  }
+
+  /**
+   * Contiguous room for a frame at the current write position, or 0.
+   * Returns the payload room in bytes; the payload goes at `frameOffset()`.
+   * Used to encode straight into ring memory without knowing the size first.
+   */
+  contiguousRoom(): number {
+    const idx = this.#tail & this.mask
+    const room = Math.min(this.capacity - idx, this.#free()) - 4
+    return room > 0 ? Math.min(room, this.maxFrameBytes) : 0
+  }
+
+  /** Data-area offset where the next frame's payload starts (valid after contiguousRoom()). */
+  frameOffset(): number {
+    return (this.#tail & this.mask) + 4
+  }
+
+  /** Commit a frame of `len` bytes written at frameOffset(). Not visible until publish(). */
+  commit(len: number): void {
+    const idx = this.#tail & this.mask
+    this.words[idx >>> 2] = len
+    this.#tail = (this.#tail + 4 + align4(len)) >>> 0
+    this.stats.frames++
+  }
+
+  /**
+   * Reserve `len` contiguous payload bytes, wrapping to the start if needed.
+   * Returns the data-area offset to write at, or -1 if there is no room now.
+   * Follow with commit(len).
+   */
+  reserve(len: number): number {
+    if (len > this.maxFrameBytes || len < 0) {
+      throw new GrainClusterError('ERR_RING_FRAME_TOO_LARGE', `frame of ${len} bytes exceeds the ring's maximum of ${this.maxFrameBytes}`, {
+        size: len,
+        limit: this.maxFrameBytes,
+      })
+    }
+    const need = 4 + align4(len)
+    const idx = this.#tail & this.mask
+    const toEnd = this.capacity - idx
+    const free = this.#free()
+    if (need <= toEnd) return need <= free ? idx + 4 : -1
+    if (toEnd + need > free) return -1
+    // Not enough room before the end: mark the rest as skipped and start over at 0.
+    this.words[idx >>> 2] = kWrapMarker
+    this.#tail = (this.#tail + toEnd) >>> 0
+    this.stats.wraps++
+    return 4
+  }
+
+  /** Copy a whole frame in; false when the ring is full right now. */
+  tryWrite(src: Uint8Array, off = 0, len = src.length - off): boolean {
+    const at = this.reserve(len)
+    if (at < 0) return false
+    this.data.set(len === src.length && off === 0 ? src : src.subarray(off, off + len), at)
+    this.commit(len)
+    return true
+  }
+
+  /** Bytes committed but not yet published. */
+  get unpublished(): boolean {
+    return this.#tail !== (Atomics.load(this.ctl, kTail) >>> 0)
+  }
+
+  /**
+   * Make committed frames visible. Wakes the consumer only if it announced it
+   * is parked, so a busy consumer costs the producer one atomic load.
+   */
+  publish(): void {
+    Atomics.store(this.ctl, kTail, this.#tail | 0)
+    this.stats.publishes++
+    // The consumer sets kConsumerWaiting before re-checking the tail; with
+    // seq-cst atomics either it sees our tail or we see its flag.
+    if (Atomics.load(this.ctl, kConsumerWaiting) === 1 && Atomics.compareExchange(this.ctl, kConsumerWaiting, 1, 0) === 1) {
+      Atomics.notify(this.ctl, kConsumerWaiting, 1)
+      this.stats.notifies++
+    }
+  }
+
+  /**
+   * Resolve once the consumer has freed at least `bytes` (or has moved at
+   * all). Never blocks the thread: it parks with Atomics.waitAsync.
+   */
+  async waitForSpace(bytes: number, timeoutMs = 1000): Promise<void> {
+    const need = Math.min(bytes + 8, this.capacity)
+    while (this.#free() < need) {
+      Atomics.store(this.ctl, kProducerWaiting, 1)
+      if (this.#free() >= need) break
+      this.stats.fullEvents++
+      const r = Atomics.waitAsync(this.ctl, kProducerWaiting, 1, timeoutMs)
+      if (r.async) await r.value
+      else return
+      // Timed out or woken: loop re-checks free space; a timeout only bounds
+      // how long a lost wake-up could stall us.
+    }
+    Atomics.store(this.ctl, kProducerWaiting, 0)
+  }
+}
+
+export type FrameHandler = (data: Uint8Array, offset: number, length: number) => void
+
+export class RingConsumer extends RingView {
+  #head: number
+  #wakeups = 0
+
+  constructor(sab: SharedArrayBuffer) {
+    super(sab)
+    this.#head = Atomics.load(this.ctl, kHead) >>> 0
+  }
+
+  get wakeups(): number {
+    return this.#wakeups
+  }
+
+  /** True when no published frame is waiting. */
+  isEmpty(): boolean {
+    return (Atomics.load(this.ctl, kTail) >>> 0) === this.#head
+  }
+
+  /**
+   * Hand up to `maxFrames` published frames to `onFrame`, in order, then
+   * release their space. The frame bytes are only valid during the callback.
+   * Returns the number of frames delivered.
+   */
+  drain(onFrame: FrameHandler, maxFrames = 4096): number {
+    const tail = Atomics.load(this.ctl, kTail) >>> 0
+    let head = this.#head
+    let n = 0
+    while (head !== tail && n < maxFrames) {
+      const idx = head & this.mask
+      const len = this.words[idx >>> 2]!
+      if (len === kWrapMarker) {
+        head = (head + (this.capacity - idx)) >>> 0
+        continue
+      }
+      if (len > this.maxFrameBytes) {
+        // Only possible if someone else wrote into the buffer: fail loudly
+        // rather than read garbage. The ring cannot be trusted any more.
+        this.#head = head
+        throw new GrainClusterError('ERR_FRAME_MALFORMED', `ring frame length ${len} exceeds the maximum ${this.maxFrameBytes}: ring corrupted`, {
+          size: len,
+        })
+      }
+      // Advance before the callback so a throwing handler skips only this frame.
+      this.#head = head = (head + 4 + align4(len)) >>> 0
+      n++
+      onFrame(this.data, idx + 4, len)
+    }
+    this.#head = head
+    this.#release()
+    return n
+  }
+
+  #release(): void {
+    Atomics.store(this.ctl, kHead, this.#head | 0)
+    if (Atomics.load(this.ctl, kProducerWaiting) === 1 && Atomics.compareExchange(this.ctl, kProducerWaiting, 1, 0) === 1) {
+      Atomics.notify(this.ctl, kProducerWaiting, 1)
+    }
+  }
+
+  /**
+   * Park until the producer publishes, without blocking the event loop.
+   * Resolves at once if frames are already waiting. `timeoutMs` bounds how
+   * long we park (Infinity by default; the producer's notify wakes us).
+   */
+  waitForData(timeoutMs = Number.POSITIVE_INFINITY): Promise<unknown> | undefined {
+    Atomics.store(this.ctl, kConsumerWaiting, 1)
+    // Re-check after announcing: a publish that raced with the store above
+    // either sees the flag (and notifies) or is visible here.
+    if (!this.isEmpty()) {
+      Atomics.store(this.ctl, kConsumerWaiting, 0)
+      return undefined
+    }
+    const r = Atomics.waitAsync(this.ctl, kConsumerWaiting, 1, timeoutMs)
+    this.#wakeups++
+    return r.async ? r.value : undefined
+  }
+
+  /** Withdraw a park announcement (used when shutting down). */
+  cancelWait(): void {
+    if (Atomics.compareExchange(this.ctl, kConsumerWaiting, 1, 0) === 1) Atomics.notify(this.ctl, kConsumerWaiting)
+  }
+}

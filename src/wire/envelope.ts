@@ -1,0 +1,347 @@
+/**
+ * Hand-written writer and bounds-checked reader for the FlatBuffers
+ * `Envelope` table of schemas/envelope.fbs.
+ *
+ * Why by hand: the generic flatbuffers Builder allocates per string and per
+ * call (~1 M envelopes/s); writing the fixed layout below straight into ring
+ * memory is several times faster, and the bytes are still a valid FlatBuffer
+ * that the generated code (src/wire/generated) reads — the envelope tests
+ * check both directions. The JS runtime has no verifier, so the reader
+ * checks every offset and length against the frame before using it.
+ *
+ * Layout the writer produces (offsets from the frame start, little-endian):
+ *
+ *    0  u32  root offset = 28
+ *    4  vtable: u16 vtsize=24, u16 tblsize=40, then one u16 per field id 0..9
+ *   28  table:  i32 soffset=24 (vtable = table - 24)
+ *       +4 kind(uoff) +8 key(uoff) +12 partition +16 sender(uoff)
+ *       +20 correlation_id +24 message_type +28 payload(uoff) +32 reply_to
+ *       +36 schema_version(u16) +38 flags(u16)
+ *   68  strings kind, key, sender ([u32 len][bytes][0] padded to 4), then
+ *       payload ([u32 len][bytes]) — absent fields get vtable entry 0.
+ */
+
+import { GrainClusterError } from '../common/errors.js'
+import { readUtf8, writeUtf8 } from '../common/utf8.js'
+
+export const FLAGS = {
+  ASK: 1,
+  REPLY: 2,
+  ERROR: 4,
+  CONTROL: 8,
+} as const
+export type Flags = (typeof FLAGS)[keyof typeof FLAGS]
+
+/** Field ids of schemas/envelope.fbs, in vtable order. */
+const F_KIND = 0
+const F_KEY = 1
+const F_PARTITION = 2
+const F_SENDER = 3
+const F_CORRELATION = 4
+const F_MESSAGE_TYPE = 5
+const F_SCHEMA_VERSION = 6
+const F_FLAGS = 7
+const F_PAYLOAD = 8
+const F_REPLY_TO = 9
+const FIELD_COUNT = 10
+
+const VTABLE_AT = 4
+const VTABLE_BYTES = 4 + 2 * FIELD_COUNT // 24
+const TABLE_AT = VTABLE_AT + VTABLE_BYTES // 28
+const TABLE_BYTES = 40
+/** Fixed bytes before the variable part. */
+export const ENVELOPE_FIXED_BYTES = TABLE_AT + TABLE_BYTES // 68
+
+// Field slot positions inside the table (relative to table start).
+const S_KIND = 4
+const S_KEY = 8
+const S_PARTITION = 12
+const S_SENDER = 16
+const S_CORRELATION = 20
+const S_MESSAGE_TYPE = 24
+const S_PAYLOAD = 28
+const S_REPLY_TO = 32
+const S_SCHEMA_VERSION = 36
+const S_FLAGS = 38
+
+function w16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v
+  b[o + 1] = v >>> 8
+}
+function w32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v
+  b[o + 1] = v >>> 8
+  b[o + 2] = v >>> 16
+  b[o + 3] = v >>> 24
+}
+function r16(b: Uint8Array, o: number): number {
+  return b[o]! | (b[o + 1]! << 8)
+}
+function r32(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+}
+
+/**
+ * Writes the payload at buf[off, off+max) and returns its length, or -1 if
+ * it does not fit. Throwing aborts the envelope (e.g. an unencodable value).
+ */
+export type PayloadWriter = (buf: Uint8Array, off: number, max: number) => number
+
+/** Pre-encoded kind bytes (kinds are few; encode them once). */
+export class InternedString {
+  readonly bytes: Uint8Array
+  constructor(readonly text: string) {
+    this.bytes = new TextEncoder().encode(text)
+  }
+}
+
+/**
+ * Reusable envelope writer: set the fields, then writeInto(). One instance
+ * per thread; nothing here allocates per message.
+ */
+export class EnvelopeWriter {
+  kind: InternedString | null = null
+  key: string | null = null
+  sender: string | null = null
+  partition = 0
+  correlationId = 0
+  messageType = 0
+  schemaVersion = 0
+  flags = 0
+  replyTo = 0
+  /** Pre-encoded payload bytes; if null, `payloadWriter` is used. */
+  payloadBytes: Uint8Array | null = null
+  payloadWriter: PayloadWriter | null = null
+
+  reset(): this {
+    this.kind = null
+    this.key = null
+    this.sender = null
+    this.partition = 0
+    this.correlationId = 0
+    this.messageType = 0
+    this.schemaVersion = 0
+    this.flags = 0
+    this.replyTo = 0
+    this.payloadBytes = null
+    this.payloadWriter = null
+    return this
+  }
+
+  /**
+   * Encode into buf[off, off+room). Returns the envelope length, or -1 if it
+   * does not fit in `room`.
+   */
+  writeInto(buf: Uint8Array, off: number, room: number): number {
+    if (room < ENVELOPE_FIXED_BYTES + 4) return -1
+    const end = off + room
+    const t = off + TABLE_AT
+    let p = off + ENVELOPE_FIXED_BYTES
+
+    // vtable header and the table's scalar slots
+    w32(buf, off, TABLE_AT)
+    const vt = off + VTABLE_AT
+    w16(buf, vt, VTABLE_BYTES)
+    w16(buf, vt + 2, TABLE_BYTES)
+    w16(buf, vt + 4 + 2 * F_PARTITION, S_PARTITION)
+    w16(buf, vt + 4 + 2 * F_CORRELATION, S_CORRELATION)
+    w16(buf, vt + 4 + 2 * F_MESSAGE_TYPE, S_MESSAGE_TYPE)
+    w16(buf, vt + 4 + 2 * F_SCHEMA_VERSION, S_SCHEMA_VERSION)
+    w16(buf, vt + 4 + 2 * F_FLAGS, S_FLAGS)
+    w16(buf, vt + 4 + 2 * F_REPLY_TO, S_REPLY_TO)
+    w32(buf, t, VTABLE_BYTES) // soffset: vtable sits VTABLE_BYTES before the table
+    w32(buf, t + S_PARTITION, this.partition)
+    w32(buf, t + S_CORRELATION, this.correlationId)
+    w32(buf, t + S_MESSAGE_TYPE, this.messageType)
+    w32(buf, t + S_REPLY_TO, this.replyTo)
+    w16(buf, t + S_SCHEMA_VERSION, this.schemaVersion)
+    w16(buf, t + S_FLAGS, this.flags)
+
+    // kind (interned bytes)
+    const kind = this.kind
+    if (kind !== null) {
+      const kb = kind.bytes
+      if (p + 4 + kb.length + 1 > end) return -1
+      w16(buf, vt + 4 + 2 * F_KIND, S_KIND)
+      w32(buf, t + S_KIND, p - (t + S_KIND))
+      w32(buf, p, kb.length)
+      buf.set(kb, p + 4)
+      buf[p + 4 + kb.length] = 0
+      p = (p + 4 + kb.length + 1 + 3) & ~3
+    } else w16(buf, vt + 4 + 2 * F_KIND, 0)
+
+    // key and sender (strings written in place)
+    p = this.#string(buf, vt, t, p, end, F_KEY, S_KEY, this.key)
+    if (p < 0) return -1
+    p = this.#string(buf, vt, t, p, end, F_SENDER, S_SENDER, this.sender)
+    if (p < 0) return -1
+
+    // payload vector
+    if (p + 4 > end) return -1
+    let n: number
+    const pb = this.payloadBytes
+    if (pb !== null) {
+      if (p + 4 + pb.length > end) return -1
+      buf.set(pb, p + 4)
+      n = pb.length
+    } else if (this.payloadWriter !== null) {
+      n = this.payloadWriter(buf, p + 4, end - p - 4)
+      if (n < 0) return -1
+    } else n = 0
+    w16(buf, vt + 4 + 2 * F_PAYLOAD, S_PAYLOAD)
+    w32(buf, t + S_PAYLOAD, p - (t + S_PAYLOAD))
+    w32(buf, p, n)
+    return p + 4 + n - off
+  }
+
+  #string(buf: Uint8Array, vt: number, t: number, p: number, end: number, field: number, slot: number, s: string | null): number {
+    if (s === null) {
+      w16(buf, vt + 4 + 2 * field, 0)
+      return p
+    }
+    const n = writeUtf8(s, buf, p + 4, end - p - 5)
+    if (n < 0) return -1
+    w16(buf, vt + 4 + 2 * field, slot)
+    w32(buf, t + slot, p - (t + slot))
+    w32(buf, p, n)
+    buf[p + 4 + n] = 0
+    return (p + 4 + n + 1 + 3) & ~3
+  }
+
+  /** Encode into a fresh, exactly sized buffer (for slow paths and tests). */
+  toBytes(initialRoom = 256, maxRoom = 64 << 20): Uint8Array {
+    for (let room = initialRoom; room <= maxRoom; room *= 2) {
+      const buf = new Uint8Array(room)
+      const n = this.writeInto(buf, 0, room)
+      if (n >= 0) return buf.slice(0, n)
+    }
+    throw new GrainClusterError('ERR_GRAIN_PAYLOAD_TOO_LARGE', `envelope does not fit in ${maxRoom} bytes`, { limit: maxRoom })
+  }
+}
+
+function malformed(reason: string): GrainClusterError {
+  return new GrainClusterError('ERR_FRAME_MALFORMED', `malformed envelope: ${reason}`)
+}
+
+/**
+ * Zero-copy, bounds-checked view of one envelope. reset() validates the
+ * structure and caches field positions; strings decode on demand. Reuse one
+ * reader per thread: the view is only valid while the frame bytes are.
+ */
+export class EnvelopeReader {
+  buf: Uint8Array = new Uint8Array(0)
+  start = 0
+  length = 0
+  partition = 0
+  correlationId = 0
+  messageType = 0
+  schemaVersion = 0
+  flags = 0
+  replyTo = 0
+  /** Absolute offsets and lengths into `buf`; offset -1 when absent. */
+  kindOff = -1
+  kindLen = 0
+  keyOff = -1
+  keyLen = 0
+  senderOff = -1
+  senderLen = 0
+  payloadOff = -1
+  payloadLen = 0
+
+  /** Validate and index buf[off, off+len). Throws ERR_FRAME_MALFORMED. */
+  reset(buf: Uint8Array, off: number, len: number): this {
+    this.buf = buf
+    this.start = off
+    this.length = len
+    if (len < 12) throw malformed(`frame of ${len} bytes is shorter than a FlatBuffers header`)
+    if (off < 0 || off + len > buf.length) throw malformed('frame lies outside its buffer')
+    const end = off + len
+    const root = r32(buf, off)
+    const t = off + root
+    if (root < 4 || (root & 3) !== 0 || t + 4 > end) throw malformed(`root offset ${root} out of range`)
+    const so = r32(buf, t) | 0
+    const vt = t - so
+    if (vt < off || vt + 4 > end || (vt & 1) !== (off & 1)) throw malformed(`vtable offset ${so} out of range`)
+    const vtSize = r16(buf, vt)
+    const tblSize = r16(buf, vt + 2)
+    if (vtSize < 4 || (vtSize & 1) !== 0 || vt + vtSize > end) throw malformed(`vtable size ${vtSize} out of range`)
+    if (tblSize < 4 || t + tblSize > end) throw malformed(`table size ${tblSize} out of range`)
+    const nFields = (vtSize - 4) >>> 1
+
+    const slot = (field: number, width: number): number => {
+      if (field >= nFields) return -1
+      const fo = r16(buf, vt + 4 + 2 * field)
+      if (fo === 0) return -1
+      if (fo < 4 || fo + width > tblSize) throw malformed(`field ${field} offset ${fo} outside the table`)
+      return t + fo
+    }
+    let s: number
+    this.partition = (s = slot(F_PARTITION, 4)) < 0 ? 0 : r32(buf, s)
+    this.correlationId = (s = slot(F_CORRELATION, 4)) < 0 ? 0 : r32(buf, s)
+    this.messageType = (s = slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : r32(buf, s)
+    this.replyTo = (s = slot(F_REPLY_TO, 4)) < 0 ? 0 : r32(buf, s)
+    this.schemaVersion = (s = slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : r16(buf, s)
+    this.flags = (s = slot(F_FLAGS, 2)) < 0 ? 0 : r16(buf, s)
+
+    const vec = (field: number, name: string): number => {
+      const at = slot(field, 4)
+      if (at < 0) return -1
+      const target = at + r32(buf, at)
+      if (target + 4 > end || target < at) throw malformed(`${name} offset out of range`)
+      const n = r32(buf, target)
+      if (n > end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
+      return target
+    }
+    let v = vec(F_KIND, 'kind')
+    this.kindOff = v < 0 ? -1 : v + 4
+    this.kindLen = v < 0 ? 0 : r32(buf, v)
+    v = vec(F_KEY, 'key')
+    this.keyOff = v < 0 ? -1 : v + 4
+    this.keyLen = v < 0 ? 0 : r32(buf, v)
+    v = vec(F_SENDER, 'sender')
+    this.senderOff = v < 0 ? -1 : v + 4
+    this.senderLen = v < 0 ? 0 : r32(buf, v)
+    v = vec(F_PAYLOAD, 'payload')
+    this.payloadOff = v < 0 ? -1 : v + 4
+    this.payloadLen = v < 0 ? 0 : r32(buf, v)
+    return this
+  }
+
+  #str(off: number, len: number, name: string): string {
+    if (off < 0) return ''
+    try {
+      return readUtf8(this.buf, off, len)
+    } catch {
+      throw malformed(`${name} is not valid UTF-8`)
+    }
+  }
+
+  kind(): string {
+    return this.#str(this.kindOff, this.kindLen, 'kind')
+  }
+  key(): string {
+    return this.#str(this.keyOff, this.keyLen, 'key')
+  }
+  sender(): string {
+    return this.#str(this.senderOff, this.senderLen, 'sender')
+  }
+  hasFlag(f: number): boolean {
+    return (this.flags & f) !== 0
+  }
+  /** Copy of the whole envelope's bytes. */
+  copy(): Uint8Array {
+    return this.buf.slice(this.start, this.start + this.length)
+  }
+  /** Zero-copy view of the payload bytes (valid while the frame is). */
+  payload(): Uint8Array {
+    return this.payloadOff < 0 ? new Uint8Array(0) : this.buf.subarray(this.payloadOff, this.payloadOff + this.payloadLen)
+  }
+  /** True when the key bytes equal `bytes` (used to skip re-decoding a repeated key). */
+  keyEquals(bytes: Uint8Array, len: number): boolean {
+    if (this.keyLen !== len || this.keyOff < 0) return false
+    const b = this.buf
+    const o = this.keyOff
+    for (let i = 0; i < len; i++) if (b[o + i] !== bytes[i]) return false
+    return true
+  }
+}
