@@ -6,7 +6,9 @@
  */
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is part of the string (a key or field), not a
+// byte-order mark to strip; without it '\uFEFFk' would read back as 'k'.
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * Write `s` as UTF-8 into buf[off, off+max). Returns bytes written, or -1 if

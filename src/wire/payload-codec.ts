@@ -117,7 +117,7 @@ function put(v: unknown, b: Uint8Array, p: number, end: number, depth: number): 
       }
       const proto = Object.getPrototypeOf(v) as unknown
       if (proto !== Object.prototype && proto !== null) {
-        throw encodeError(`cannot encode an instance of ${(v as object).constructor?.name ?? 'unknown class'}; send plain objects`)
+        throw encodeError(`cannot encode an instance of ${(v as { constructor?: { name?: string } }).constructor?.name ?? 'unknown class'}; send plain objects`)
       }
       if (p + 5 > end) return -1
       b[p] = T_OBJECT

@@ -1,0 +1,120 @@
+/**
+ * The grain kinds a node serves, loaded from the grain modules every worker
+ * imports. Methods are addressed on the wire by `messageTypeId(name)`; two
+ * method names of one kind that hash alike would be ambiguous, so loading
+ * refuses them.
+ */
+
+import { GrainClusterError } from '../common/errors.js'
+import { messageTypeId } from '../common/hash.js'
+import { InternedString } from '../wire/envelope.js'
+import { type GrainDefinition, grainsOfModule, type Handler, type StatelessGrainDefinition } from './define-grain.js'
+
+export interface MethodEntry {
+  readonly name: string
+  readonly id: number
+  readonly fn: Handler<unknown>
+}
+
+export interface KindEntry {
+  readonly kind: string
+  readonly kindBytes: InternedString
+  readonly def: GrainDefinition
+  readonly schemaVersion: number
+  readonly idleTtlMs: number
+  readonly methodsById: Map<number, MethodEntry>
+  readonly methodsByName: Map<string, MethodEntry>
+}
+
+/** What a worker reports to the main thread about one kind (plain data). */
+export interface KindDescriptor {
+  kind: string
+  methods: string[]
+  schemaVersion: number
+  idleTtlMs: number
+  stateless: boolean
+}
+
+export class KindRegistry {
+  readonly kinds = new Map<string, KindEntry>()
+  readonly stateless = new Map<string, StatelessGrainDefinition>()
+
+  add(def: GrainDefinition): KindEntry {
+    const existing = this.kinds.get(def.kind)
+    if (existing !== undefined) {
+      if (existing.def === def) return existing
+      throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind} is defined twice`, { kind: def.kind })
+    }
+    if (this.stateless.has(def.kind)) {
+      throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind} is defined twice (stateful and stateless)`, { kind: def.kind })
+    }
+    const methodsById = new Map<number, MethodEntry>()
+    const methodsByName = new Map<string, MethodEntry>()
+    for (const [name, fn] of Object.entries(def.handlers)) {
+      const id = messageTypeId(name)
+      const clash = methodsById.get(id)
+      if (clash !== undefined) {
+        throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `methods ${clash.name} and ${name} of ${def.kind} share message type id ${id}; rename one`, {
+          kind: def.kind,
+          method: name,
+        })
+      }
+      const m: MethodEntry = { name, id, fn }
+      methodsById.set(id, m)
+      methodsByName.set(name, m)
+    }
+    const entry: KindEntry = {
+      kind: def.kind,
+      kindBytes: new InternedString(def.kind),
+      def,
+      schemaVersion: def.schemaVersion ?? 1,
+      idleTtlMs: def.idleTtlMs ?? 0,
+      methodsById,
+      methodsByName,
+    }
+    this.kinds.set(def.kind, entry)
+    return entry
+  }
+
+  addStateless(def: StatelessGrainDefinition): void {
+    const existing = this.stateless.get(def.kind)
+    if (existing === def) return
+    if (existing !== undefined || this.kinds.has(def.kind)) {
+      throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind} is defined twice`, { kind: def.kind })
+    }
+    this.stateless.set(def.kind, def)
+  }
+
+  /** Import grain modules and register every definition they export. */
+  static async load(moduleUrls: readonly string[]): Promise<KindRegistry> {
+    const reg = new KindRegistry()
+    for (const url of moduleUrls) {
+      let mod: Record<string, unknown>
+      try {
+        mod = (await import(url)) as Record<string, unknown>
+      } catch (e) {
+        throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `cannot import grain module ${url}: ${e instanceof Error ? e.message : String(e)}`, {
+          module: url,
+        })
+      }
+      const { stateful, stateless } = grainsOfModule(mod)
+      if (stateful.length === 0 && stateless.length === 0) {
+        throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain module ${url} exports no grain definition (use defineGrain)`, { module: url })
+      }
+      for (const d of stateful) reg.add(d)
+      for (const d of stateless) reg.addStateless(d)
+    }
+    return reg
+  }
+
+  describe(): KindDescriptor[] {
+    const out: KindDescriptor[] = []
+    for (const e of this.kinds.values()) {
+      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false })
+    }
+    for (const d of this.stateless.values()) {
+      out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true })
+    }
+    return out
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * GrainNode: one graincluster node (one process). The composition root for
+ * the runtime core: EventStream, grain workers on SAB rings, and the
+ * stateless piscina pool. Cluster membership, remote delivery and the HTTP
+ * front attach here in later layers.
+ */
+
+import { availableParallelism } from 'node:os'
+import { isAbsolute, resolve as resolvePath } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { GrainClusterError } from '../common/errors.js'
+import { type GrainDefinition, type PayloadOf, type ResultOf, type StatelessGrainDefinition } from '../grains/define-grain.js'
+import { EventStream } from '../observability/event-stream.js'
+import { DEFAULT_MAX_OVERFLOW_FRAMES } from '../runtime/ring/frame-sender.js'
+import { DEFAULT_RING_BYTES } from '../runtime/ring/spsc-ring.js'
+import { StatelessPool } from '../runtime/host/stateless-pool.js'
+import { type KindInfo, WorkerHost } from '../runtime/host/worker-host.js'
+import { DEFAULT_CODEC } from '../wire/payload-codec.js'
+
+export interface GrainNodeOptions {
+  /** Grain modules (paths or file URLs) every worker imports. Required. */
+  grains: readonly (string | URL)[]
+  /** Grain worker threads. Default: cores − 1, at least 1. */
+  workers?: number
+  /** Partitions of the key space; same on every node. Default 256. */
+  partitions?: number
+  /** Payload codec, same on every node: 'binary' (default) or 'json'. */
+  codec?: 'binary' | 'json'
+  /** Default ask timeout (ms). Default 10 000. */
+  askTimeoutMs?: number
+  /** Bytes per ring direction, a power of two. Default 1 MiB. */
+  ringBytes?: number
+  /** Frames that may wait outside a full ring before tell/ask fail with ERR_RING_FULL. Default 65 536. */
+  maxOverflowFrames?: number
+  /** Workers busy-poll this long (µs) before parking on an empty ring. Default 0. */
+  spinMicros?: number
+  /** piscina threads for stateless grains (started on first use). Default: same as workers. */
+  statelessThreads?: number
+  /** Fail start-up when workers are not ready by then (ms). Default 30 000. */
+  startTimeoutMs?: number
+}
+
+export const DEFAULT_PARTITIONS = 256
+export const DEFAULT_ASK_TIMEOUT_MS = 10_000 // 10 s
+export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
+
+export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains'>> & { grains: string[] }
+
+export interface CallOptions {
+  /** Deadline for this call (ms); default the node's askTimeoutMs. */
+  timeoutMs?: number
+}
+
+type AnyGrain = GrainDefinition<any, any>
+type AnyStateless = StatelessGrainDefinition<any>
+type KindRef = string | AnyGrain | AnyStateless
+
+function toModuleUrl(m: string | URL): string {
+  if (m instanceof URL) return m.href
+  if (/^(file|data):/.test(m)) return m
+  return pathToFileURL(isAbsolute(m) ? m : resolvePath(m)).href
+}
+
+/** Validate options in one pass; every problem is listed in details.issues. */
+export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
+  const issues: string[] = []
+  if (!Array.isArray(o?.grains) || o.grains.length === 0) {
+    throw new GrainClusterError('ERR_CONFIG_MISSING', 'grains is required: pass the grain module paths or URLs every worker imports', {
+      issues: ['grains: required, e.g. grains: [new URL("./counter.js", import.meta.url)]'],
+    })
+  }
+  const int = (name: string, v: number | undefined, dflt: number, min: number, max: number): number => {
+    if (v === undefined) return dflt
+    if (!Number.isInteger(v) || v < min || v > max) issues.push(`${name} must be an integer in [${min}, ${max}] (got ${String(v)})`)
+    return v
+  }
+  const workers = int('workers', o.workers, Math.max(1, availableParallelism() - 1), 1, 256)
+  const partitions = int('partitions', o.partitions, DEFAULT_PARTITIONS, 1, 1 << 20)
+  if (partitions < workers) issues.push(`partitions (${partitions}) must be >= workers (${workers}) or some workers own nothing`)
+  const codec = o.codec ?? DEFAULT_CODEC
+  if (codec !== 'binary' && codec !== 'json') issues.push(`codec must be 'binary' or 'json' (got ${String(codec)})`)
+  const ringBytes = int('ringBytes', o.ringBytes, DEFAULT_RING_BYTES, 1 << 12, 1 << 30)
+  if ((ringBytes & (ringBytes - 1)) !== 0) issues.push(`ringBytes must be a power of two (got ${ringBytes})`)
+  const resolved: ResolvedNodeOptions = {
+    grains: o.grains.map(toModuleUrl),
+    workers,
+    partitions,
+    codec: codec as 'binary' | 'json',
+    askTimeoutMs: int('askTimeoutMs', o.askTimeoutMs, DEFAULT_ASK_TIMEOUT_MS, 1, 24 * 3_600_000),
+    ringBytes,
+    maxOverflowFrames: int('maxOverflowFrames', o.maxOverflowFrames, DEFAULT_MAX_OVERFLOW_FRAMES, 0, 1 << 26),
+    spinMicros: int('spinMicros', o.spinMicros, 0, 0, 10_000),
+    statelessThreads: int('statelessThreads', o.statelessThreads, workers, 1, 256),
+    startTimeoutMs: int('startTimeoutMs', o.startTimeoutMs, DEFAULT_START_TIMEOUT_MS, 1, 600_000),
+  }
+  if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid node options: ${issues.join('; ')}`, { issues })
+  return Object.freeze(resolved)
+}
+
+export class GrainNode {
+  /** Every runtime event of this node. */
+  readonly events: EventStream
+  readonly options: ResolvedNodeOptions
+  readonly #host: WorkerHost
+  #stateless: StatelessPool | undefined
+  #closed = false
+
+  private constructor(options: ResolvedNodeOptions, events: EventStream, host: WorkerHost) {
+    this.options = options
+    this.events = events
+    this.#host = host
+  }
+
+  /** Start the workers and load the grain modules; resolves when every worker is ready. */
+  static async start(options: GrainNodeOptions, events: EventStream = new EventStream()): Promise<GrainNode> {
+    const o = resolveNodeOptions(options)
+    const host = new WorkerHost({ ...o, grainModules: o.grains, events })
+    await host.start()
+    events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
+    return new GrainNode(o, events, host)
+  }
+
+  /** Kinds served by this node, as the workers reported them. */
+  get kinds(): ReadonlyMap<string, KindInfo> {
+    return this.#host.kinds
+  }
+
+  /** Internal view for tests and the CLI: worker threads and restarts. */
+  get workerHost(): WorkerHost {
+    return this.#host
+  }
+
+  /** Fire-and-forget message. Throws a GrainClusterError for bad input or backpressure. */
+  tell<D extends AnyGrain, M extends keyof D['handlers'] & string>(grain: D, key: string, method: M, payload?: PayloadOf<D['handlers'][M]>): void
+  tell(grain: string, key: string, method: string, payload?: unknown): void
+  tell(grain: KindRef, key: string, method: string, payload?: unknown): void {
+    const kind = typeof grain === 'string' ? grain : grain.kind
+    if (this.#host.kinds.get(kind)?.stateless === true) {
+      void this.#statelessPool().call(kind, method, payload).catch((e: unknown) => {
+        const err = GrainClusterError.is(e) ? e : new GrainClusterError('ERR_GRAIN_HANDLER_FAILED', String(e))
+        this.events.publish({ type: 'deadletter', kind, key, messageType: 0, code: err.code, reason: err.reason })
+      })
+      return
+    }
+    this.#host.tell(kind, key, method, payload)
+  }
+
+  /** Request/response call; rejects with a GrainClusterError (code, reason, kind/key/method). */
+  ask<D extends AnyGrain, M extends keyof D['handlers'] & string>(
+    grain: D,
+    key: string,
+    method: M,
+    payload?: PayloadOf<D['handlers'][M]>,
+    options?: CallOptions,
+  ): Promise<ResultOf<D['handlers'][M]>>
+  ask<D extends AnyStateless, M extends keyof D['handlers'] & string>(
+    grain: D,
+    key: string,
+    method: M,
+    payload?: PayloadOf<D['handlers'][M]>,
+    options?: CallOptions,
+  ): Promise<ResultOf<D['handlers'][M]>>
+  ask<R = unknown>(grain: string, key: string, method: string, payload?: unknown, options?: CallOptions): Promise<R>
+  ask(grain: KindRef, key: string, method: string, payload?: unknown, options?: CallOptions): Promise<unknown> {
+    const kind = typeof grain === 'string' ? grain : grain.kind
+    const info = this.#host.kinds.get(kind)
+    if (info?.stateless === true) {
+      if (!info.methods.has(method)) {
+        return Promise.reject(new GrainClusterError('ERR_GRAIN_UNKNOWN_METHOD', `stateless grain ${kind} has no method "${method}"`, { kind, key, method }))
+      }
+      return this.#statelessPool().call(kind, method, payload, options?.timeoutMs)
+    }
+    return this.#host.ask(kind, key, method, payload, options?.timeoutMs)
+  }
+
+  /** Resolves when every ring's overflow queue has drained (use after ERR_RING_FULL). */
+  whenWritable(): Promise<void> {
+    return this.#host.whenWritable()
+  }
+
+  #statelessPool(): StatelessPool {
+    if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed')
+    this.#stateless ??= new StatelessPool({ grainModules: this.options.grains, maxThreads: this.options.statelessThreads, timeoutMs: this.options.askTimeoutMs })
+    return this.#stateless
+  }
+
+  /** Deactivate every activation (bounded by timeoutMs), stop the workers. */
+  async close(timeoutMs = 5_000): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await Promise.all([this.#host.close(timeoutMs), this.#stateless?.close()])
+    this.events.publish({ type: 'node.stopped', reason: 'close() called' })
+  }
+}

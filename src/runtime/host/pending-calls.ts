@@ -1,0 +1,143 @@
+/**
+ * Asks issued by the main thread that wait for a reply, keyed by
+ * correlation id.
+ *
+ * Timeouts without a timer per call: calls that use the default timeout
+ * are inserted in deadline order (Map keeps insertion order), so one
+ * periodic sweep stops at the first call that has not expired. Calls with
+ * their own timeout get their own timer. A call therefore fails between its
+ * deadline and deadline + sweep interval.
+ */
+
+import { GrainClusterError } from '../../common/errors.js'
+import { monotonicMs } from '../../common/deadline.js'
+
+export interface CallInfo {
+  readonly kind: string
+  readonly key: string
+  readonly method: string
+  readonly worker: number
+}
+
+interface Call extends CallInfo {
+  resolve: (v: unknown) => void
+  reject: (e: GrainClusterError) => void
+  deadline: number
+  timeoutMs: number
+  timer: ReturnType<typeof setTimeout> | undefined
+}
+
+export class PendingCalls {
+  readonly #calls = new Map<number, Call>()
+  #next = 1
+  #sweeper: ReturnType<typeof setInterval> | undefined
+  readonly defaultTimeoutMs: number
+  readonly #sweepMs: number
+
+  constructor(defaultTimeoutMs: number) {
+    this.defaultTimeoutMs = defaultTimeoutMs
+    this.#sweepMs = Math.min(Math.max(Math.floor(defaultTimeoutMs / 10), 5), 1000)
+  }
+
+  get size(): number {
+    return this.#calls.size
+  }
+
+  /** Next correlation id (never 0, wraps at 2^32). */
+  nextId(): number {
+    const id = this.#next
+    this.#next = (id + 1) >>> 0 || 1
+    return id
+  }
+
+  /** Register call `id`; the promise settles on complete/fail/timeout. */
+  add<R>(id: number, info: CallInfo, timeoutMs: number | undefined): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const ms = timeoutMs ?? this.defaultTimeoutMs
+      const call: Call = {
+        kind: info.kind,
+        key: info.key,
+        method: info.method,
+        worker: info.worker,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        deadline: monotonicMs() + ms,
+        timeoutMs: ms,
+        timer: undefined,
+      }
+      if (timeoutMs !== undefined && timeoutMs !== this.defaultTimeoutMs) {
+        call.timer = setTimeout(() => this.#expire(id), ms)
+      } else if (this.#sweeper === undefined) {
+        this.#sweeper = setInterval(this.#sweep, this.#sweepMs)
+        this.#sweeper.unref()
+      }
+      this.#calls.set(id, call)
+    })
+  }
+
+  /** Remove and return call `id` (undefined when it already timed out). */
+  take(id: number): CallInfo & { resolve: (v: unknown) => void; reject: (e: GrainClusterError) => void } | undefined {
+    const c = this.#calls.get(id)
+    if (c === undefined) return undefined
+    this.#calls.delete(id)
+    if (c.timer !== undefined) clearTimeout(c.timer)
+    return c
+  }
+
+  /** Fail every call waiting on `worker` (it crashed). Returns how many. */
+  failWorker(worker: number, makeError: (c: CallInfo) => GrainClusterError): number {
+    let n = 0
+    for (const [id, c] of this.#calls) {
+      if (c.worker !== worker) continue
+      this.#calls.delete(id)
+      if (c.timer !== undefined) clearTimeout(c.timer)
+      c.reject(makeError(c))
+      n++
+    }
+    return n
+  }
+
+  failAll(makeError: (c: CallInfo) => GrainClusterError): number {
+    const n = this.#calls.size
+    for (const c of this.#calls.values()) {
+      if (c.timer !== undefined) clearTimeout(c.timer)
+      c.reject(makeError(c))
+    }
+    this.#calls.clear()
+    this.#stopSweeper()
+    return n
+  }
+
+  #expire(id: number): void {
+    const c = this.#calls.get(id)
+    if (c === undefined) return
+    this.#calls.delete(id)
+    c.reject(timeoutError(c))
+  }
+
+  readonly #sweep = (): void => {
+    const now = monotonicMs()
+    for (const [id, c] of this.#calls) {
+      if (c.timer !== undefined) continue
+      if (c.deadline > now) break
+      this.#calls.delete(id)
+      c.reject(timeoutError(c))
+    }
+    if (this.#calls.size === 0) this.#stopSweeper()
+  }
+
+  #stopSweeper(): void {
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper)
+    this.#sweeper = undefined
+  }
+}
+
+function timeoutError(c: Call): GrainClusterError {
+  return new GrainClusterError('ERR_GRAIN_TIMEOUT', `ask ${c.kind}.${c.method} to key ${c.key} got no reply within ${c.timeoutMs} ms`, {
+    kind: c.kind,
+    key: c.key,
+    method: c.method,
+    worker: c.worker,
+    limit: c.timeoutMs,
+  })
+}

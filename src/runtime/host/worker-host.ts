@@ -1,0 +1,527 @@
+/**
+ * The main thread's side of the grain workers: starts W workers, gives each
+ * two rings, routes frames between them, and supervises them.
+ *
+ *   main ──toWorker ring──► worker w ──toMain ring──► main
+ *
+ * Routing (main thread, per frame from worker w, never re-encoded):
+ *   REPLY   reply_to = 0     → settle the main thread's pending ask
+ *   REPLY   reply_to = 1 + v → copy to worker v (a grain-to-grain ask)
+ *   CONTROL                  → EventStream
+ *   request                  → copy to the worker that owns its partition
+ *
+ * Supervision: a worker that exits unexpectedly is replaced by a new thread
+ * on fresh rings (restart backoff grows on repeated crashes). Everything
+ * that was waiting on the dead thread fails with ERR_WORKER_CRASHED: asks
+ * from the main thread, grain-to-grain asks forwarded to it, and tells left
+ * unread in its ring become DeadLetters. Activations come back on demand.
+ */
+
+import { Worker } from 'node:worker_threads'
+import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
+import { messageTypeId as messageTypeIdOf, partitionOf, workerOfPartition } from '../../common/hash.js'
+import type { KindDescriptor } from '../../grains/kind-registry.js'
+import type { EventStream } from '../../observability/event-stream.js'
+import type { EventInit, RuntimeEvent } from '../../observability/events.js'
+import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, workerOfThread } from '../../wire/control.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
+import { decodeErrorPayload, encodeErrorPayload } from '../../wire/error-frame.js'
+import { codecByName, type PayloadCodec } from '../../wire/payload-codec.js'
+import { FramePump } from '../ring/frame-pump.js'
+import { FrameSender } from '../ring/frame-sender.js'
+import { createRingBuffer, RingConsumer } from '../ring/spsc-ring.js'
+import type { GrainWorkerData, MainToWorker, WorkerToMain } from '../worker/worker-data.js'
+import { PendingCalls } from './pending-calls.js'
+import { workerEntry } from './worker-entry.js'
+
+export interface WorkerHostOptions {
+  workers: number
+  partitions: number
+  grainModules: string[]
+  codec: string
+  ringBytes: number
+  askTimeoutMs: number
+  maxOverflowFrames: number
+  spinMicros: number
+  /** Give up start-up if a worker is not ready by then. */
+  startTimeoutMs: number
+  events: EventStream
+}
+
+/** What the node knows about a kind from the workers' ready reports. */
+export interface KindInfo {
+  readonly kind: string
+  readonly kindBytes: InternedString
+  readonly schemaVersion: number
+  readonly stateless: boolean
+  readonly idleTtlMs: number
+  /** method name → message type id */
+  readonly methods: Map<string, number>
+}
+
+type LinkState = 'starting' | 'ready' | 'crashed' | 'stopping' | 'stopped'
+
+class WorkerLink {
+  state: LinkState = 'starting'
+  thread: Worker | undefined
+  threadId = -1
+  lastError: string | undefined
+  startedAt = 0
+  readonly toWorker: SharedArrayBuffer
+  readonly toMain: SharedArrayBuffer
+  readonly sender: FrameSender
+  readonly consumer: RingConsumer
+  pump: FramePump | undefined
+  /** Grain-to-grain asks routed into this worker: (thread << 32) + correlation id. */
+  readonly forwardedAsks = new Set<number>()
+
+  constructor(
+    readonly index: number,
+    ringBytes: number,
+    maxOverflowFrames: number,
+    events: EventStream,
+  ) {
+    this.toWorker = createRingBuffer(ringBytes)
+    this.toMain = createRingBuffer(ringBytes)
+    this.consumer = new RingConsumer(this.toMain)
+    this.sender = new FrameSender(this.toWorker, {
+      maxOverflowFrames,
+      onFull: (queued) =>
+        events.publish({ type: 'ring.full', worker: index, direction: 'to-worker', queued, reason: 'worker is not keeping up; frames wait in the bounded overflow queue' }),
+      onDrained: () => events.publish({ type: 'ring.drained', worker: index, direction: 'to-worker' }),
+    })
+  }
+}
+
+const forwardKey = (thread: number, corr: number): number => thread * 0x1_0000_0000 + corr
+
+export class WorkerHost {
+  readonly workers: number
+  readonly partitions: number
+  readonly codec: PayloadCodec
+  readonly pending: PendingCalls
+  readonly kinds = new Map<string, KindInfo>()
+  readonly #o: WorkerHostOptions
+  readonly #events: EventStream
+  readonly #links: WorkerLink[] = []
+  readonly #restarts: number[] = []
+  readonly #crashStreak: number[] = []
+  readonly #restartTimers = new Set<ReturnType<typeof setTimeout>>()
+  readonly #interest = new SharedArrayBuffer(4)
+  readonly #reader = new EnvelopeReader()
+  readonly #writer = new EnvelopeWriter()
+  #payloadValue: unknown = undefined
+  readonly #encodePayload = (buf: Uint8Array, off: number, max: number): number => this.codec.encodeInto(this.#payloadValue, buf, off, max)
+  #closed = false
+
+  constructor(o: WorkerHostOptions) {
+    this.#o = o
+    this.workers = o.workers
+    this.partitions = o.partitions
+    this.codec = codecByName(o.codec)
+    this.pending = new PendingCalls(o.askTimeoutMs)
+    this.#events = o.events
+    const interest = new Int32Array(this.#interest)
+    Atomics.store(interest, 0, o.events.interestMask)
+    o.events.onInterestChange((mask) => Atomics.store(interest, 0, mask))
+  }
+
+  /** Start every worker and wait until all have loaded the grain modules. */
+  async start(): Promise<void> {
+    const ready: Promise<KindDescriptor[]>[] = []
+    for (let w = 0; w < this.workers; w++) {
+      this.#restarts[w] = 0
+      this.#crashStreak[w] = 0
+      const link = new WorkerLink(w, this.#o.ringBytes, this.#o.maxOverflowFrames, this.#events)
+      this.#links[w] = link
+      ready.push(this.#spawn(link))
+    }
+    let reports: KindDescriptor[][]
+    try {
+      reports = await Promise.all(ready)
+    } catch (e) {
+      await this.close(1000)
+      throw e
+    }
+    for (const k of reports[0] ?? []) {
+      this.kinds.set(k.kind, {
+        kind: k.kind,
+        kindBytes: new InternedString(k.kind),
+        schemaVersion: k.schemaVersion,
+        stateless: k.stateless,
+        idleTtlMs: k.idleTtlMs,
+        methods: new Map(k.methods.map((m) => [m, messageTypeIdOf(m)])),
+      })
+    }
+  }
+
+  /** Threads of the current workers (tests use it to check restarts). */
+  get threadIds(): number[] {
+    return this.#links.map((l) => l.threadId)
+  }
+
+  workerState(w: number): LinkState | undefined {
+    return this.#links[w]?.state
+  }
+
+  restartsOf(w: number): number {
+    return this.#restarts[w] ?? 0
+  }
+
+  #spawn(link: WorkerLink): Promise<KindDescriptor[]> {
+    const o = this.#o
+    const entry = workerEntry('worker/worker-main', o.grainModules)
+    const data: GrainWorkerData = {
+      worker: link.index,
+      workers: this.workers,
+      partitions: this.partitions,
+      grainModules: o.grainModules,
+      codec: o.codec,
+      toWorker: link.toWorker,
+      toMain: link.toMain,
+      interest: this.#interest,
+      askTimeoutMs: o.askTimeoutMs,
+      maxOverflowFrames: o.maxOverflowFrames,
+      spinMicros: o.spinMicros,
+      ...(entry.tsEntry === undefined ? {} : { tsEntry: entry.tsEntry }),
+    }
+    const t = new Worker(entry.script, { workerData: data, name: `graincluster-worker-${link.index}` })
+    link.thread = t
+    link.startedAt = performance.now()
+    link.pump = new FramePump(link.consumer, this.#routerFor(link), {
+      afterBatch: this.#flushAll,
+      onError: (e) => this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} outbound ring`, reason: toGrainClusterError(e).reason }),
+    })
+    link.pump.start()
+
+    return new Promise<KindDescriptor[]>((resolve, reject) => {
+      let settled = false
+      const timer = setTimeout(() => {
+        if (settled) return
+        settled = true
+        reject(new GrainClusterError('ERR_WORKER_UNAVAILABLE', `worker ${link.index} did not start within ${o.startTimeoutMs} ms`, { worker: link.index }))
+      }, o.startTimeoutMs)
+      t.on('message', (m: WorkerToMain) => {
+        if (m.type === 'ready') {
+          link.threadId = m.threadId
+          link.state = 'ready'
+          this.#events.publish({ type: 'worker.started', worker: link.index, threadId: m.threadId, restarts: this.#restarts[link.index] ?? 0 })
+          if (!settled) {
+            settled = true
+            clearTimeout(timer)
+            resolve(m.kinds)
+          }
+        } else if (m.type === 'fatal') {
+          const err = fromWire(m.error)
+          link.lastError = err.reason
+          if (!settled) {
+            settled = true
+            clearTimeout(timer)
+            reject(err)
+          }
+        }
+      })
+      t.on('error', (e) => {
+        link.lastError = e instanceof Error ? `${e.name}: ${e.message}` : String(e)
+      })
+      t.on('exit', (code) => {
+        clearTimeout(timer)
+        if (!settled) {
+          settled = true
+          reject(new GrainClusterError('ERR_WORKER_UNAVAILABLE', `worker ${link.index} exited during start-up (code ${code}): ${link.lastError ?? 'no error reported'}`, { worker: link.index }))
+        }
+        this.#onExit(link, code)
+      })
+    })
+  }
+
+  #onExit(link: WorkerLink, code: number): void {
+    const expected = link.state === 'stopping' || link.state === 'stopped' || this.#closed
+    // Replies the worker published before it died are still good.
+    link.pump?.drainNow()
+    void link.pump?.stop()
+    if (expected) {
+      link.state = 'stopped'
+      return
+    }
+    const wasReady = link.state === 'ready'
+    link.state = 'crashed'
+    const reason = link.lastError ?? `worker thread exited with code ${code}`
+    const w = link.index
+    const crashed = (c: { kind?: string; key?: string; method?: string }): GrainClusterError =>
+      new GrainClusterError('ERR_WORKER_CRASHED', `worker ${w} crashed while the call was in flight: ${reason}`, { ...c, worker: w })
+
+    let failed = this.pending.failWorker(w, crashed)
+    // Grain-to-grain asks that were routed into the dead worker.
+    for (const fk of link.forwardedAsks) {
+      const thread = Math.floor(fk / 0x1_0000_0000)
+      const corr = fk % 0x1_0000_0000
+      this.#sendErrorReply(thread, corr, crashed({}))
+      failed++
+    }
+    link.forwardedAsks.clear()
+    // Tells the worker never read: DeadLetters, so nothing vanishes silently.
+    const leftovers = link.sender.close()
+    const deadLetter = (bytes: Uint8Array, off: number, len: number): void => this.#deadLetterFrame(bytes, off, len, w, reason)
+    for (const f of leftovers) deadLetter(f, 0, f.length)
+    new RingConsumer(link.toWorker).drain(deadLetter, Number.MAX_SAFE_INTEGER)
+
+    this.#events.publish({ type: 'worker.crashed', worker: w, reason, failedCalls: failed })
+    if (this.#closed) return
+
+    // Restart on fresh rings at once, so new messages queue in the new ring
+    // while the thread starts; back off when the worker keeps crashing.
+    const lived = performance.now() - link.startedAt
+    this.#crashStreak[w] = wasReady && lived > 30_000 ? 1 : (this.#crashStreak[w] ?? 0) + 1
+    const streak = this.#crashStreak[w]!
+    const delayMs = streak <= 1 ? 0 : Math.min(100 * 2 ** (streak - 2), 5_000)
+    const next = new WorkerLink(w, this.#o.ringBytes, this.#o.maxOverflowFrames, this.#events)
+    this.#links[w] = next
+    const timer = setTimeout(() => {
+      this.#restartTimers.delete(timer)
+      if (this.#closed) return
+      this.#restarts[w] = (this.#restarts[w] ?? 0) + 1
+      this.#events.publish({ type: 'worker.restarted', worker: w, restarts: this.#restarts[w], delayMs })
+      this.#spawn(next).catch((e: unknown) => {
+        // A worker that cannot even start again stays down until the next
+        // crash-restart cycle; calls to it time out or fail on send.
+        next.lastError = toGrainClusterError(e).reason
+      })
+    }, delayMs)
+    this.#restartTimers.add(timer)
+  }
+
+  #deadLetterFrame(bytes: Uint8Array, off: number, len: number, worker: number, reason: string): void {
+    const r = this.#reader
+    try {
+      r.reset(bytes, off, len)
+      if ((r.flags & (FLAGS.REPLY | FLAGS.CONTROL | FLAGS.ASK)) !== 0) return // asks/replies are failed via their callers
+      this.#events.publish({ type: 'deadletter', kind: r.kind(), key: r.key(), messageType: r.messageType, code: 'ERR_WORKER_CRASHED', reason: `worker ${worker} crashed before reading the message: ${reason}`, worker })
+    } catch {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${worker} ring after crash`, reason: 'unreadable frame' })
+    }
+  }
+
+  readonly #flushAll = (): void => {
+    for (const l of this.#links) l.sender.flush()
+  }
+
+  #routerFor(link: WorkerLink): (data: Uint8Array, off: number, len: number) => void {
+    const from = link.index
+    const r = this.#reader
+    return (data, off, len) => {
+      try {
+        r.reset(data, off, len)
+      } catch (e) {
+        this.#events.publish({ type: 'frame.malformed', source: `worker ${from} outbound ring`, reason: toGrainClusterError(e).reason })
+        return
+      }
+      const flags = r.flags
+      if ((flags & FLAGS.REPLY) !== 0) {
+        if (r.replyTo === MAIN_THREAD) this.#settle(r)
+        else {
+          link.forwardedAsks.delete(forwardKey(r.replyTo, r.correlationId))
+          const target = this.#links[workerOfThread(r.replyTo)]
+          if (target !== undefined && target.state !== 'crashed') this.#forward(target, data, off, len)
+        }
+      } else if ((flags & FLAGS.CONTROL) !== 0) {
+        if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
+      } else this.#routeRequest(from, r, data, off, len)
+    }
+  }
+
+  #routeRequest(from: number, r: EnvelopeReader, data: Uint8Array, off: number, len: number): void {
+    const isAsk = (r.flags & FLAGS.ASK) !== 0
+    if (r.partition >= this.partitions) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${from} outbound ring`, reason: `partition ${r.partition} out of range` })
+      if (isAsk) this.#sendErrorReply(r.replyTo, r.correlationId, new GrainClusterError('ERR_FRAME_MALFORMED', `partition ${r.partition} out of range`))
+      return
+    }
+    const target = this.#links[workerOfPartition(r.partition, this.workers)]!
+    const replyTo = r.replyTo
+    const corr = r.correlationId
+    try {
+      if (isAsk) target.forwardedAsks.add(forwardKey(replyTo, corr))
+      this.#forward(target, data, off, len)
+    } catch (e) {
+      const err = toGrainClusterError(e, 'ERR_RING_FULL')
+      if (isAsk) {
+        target.forwardedAsks.delete(forwardKey(replyTo, corr))
+        this.#sendErrorReply(replyTo, corr, err)
+      } else {
+        this.#events.publish({ type: 'deadletter', kind: safe(() => r.kind()), key: safe(() => r.key()), messageType: r.messageType, code: err.code, reason: err.reason, worker: target.index })
+      }
+    }
+  }
+
+  #forward(target: WorkerLink, data: Uint8Array, off: number, len: number): void {
+    target.sender.sendBytes(data, off, len)
+  }
+
+  #sendErrorReply(thread: number, corr: number, err: GrainClusterError): void {
+    if (thread === MAIN_THREAD) {
+      const c = this.pending.take(corr)
+      c?.reject(err)
+      return
+    }
+    const link = this.#links[workerOfThread(thread)]
+    if (link === undefined || link.state === 'crashed') return
+    const w = this.#writer.reset()
+    w.flags = FLAGS.REPLY | FLAGS.ERROR
+    w.correlationId = corr
+    w.replyTo = thread
+    w.payloadBytes = encodeErrorPayload(err)
+    try {
+      link.sender.send(w)
+    } catch {
+      // The asking grain's own timeout reports it.
+    }
+  }
+
+  #settle(r: EnvelopeReader): void {
+    const c = this.pending.take(r.correlationId)
+    if (c === undefined) return // timed out already
+    if ((r.flags & FLAGS.ERROR) !== 0) {
+      c.reject(decodeErrorPayload(r.payload(), { kind: c.kind, key: c.key, method: c.method }))
+      return
+    }
+    try {
+      c.resolve(r.payloadLen === 0 ? undefined : this.codec.decode(r.buf, r.payloadOff, r.payloadLen))
+    } catch (e) {
+      c.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_DECODE', { kind: c.kind, key: c.key, method: c.method }))
+    }
+  }
+
+  #publishWorkerEvent(bytes: Uint8Array): void {
+    try {
+      this.#events.publish(JSON.parse(new TextDecoder().decode(bytes)) as EventInit<RuntimeEvent>)
+    } catch {
+      this.#events.publish({ type: 'frame.malformed', source: 'worker event', reason: 'event payload is not JSON' })
+    }
+  }
+
+  // ------------------------------------------------------------ send API
+
+  /** Resolve kind/method/key or throw the typed error a caller should see. */
+  resolve(kind: string, key: string, method: string): { info: KindInfo; messageType: number; partition: number; worker: number } {
+    const info = this.kinds.get(kind)
+    if (info === undefined) {
+      throw new GrainClusterError('ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kind}" is registered (known: ${[...this.kinds.keys()].join(', ') || 'none'})`, { kind, key, method })
+    }
+    const messageType = info.methods.get(method)
+    if (messageType === undefined) {
+      throw new GrainClusterError('ERR_GRAIN_UNKNOWN_METHOD', `grain kind ${kind} has no method "${method}" (methods: ${[...info.methods.keys()].join(', ')})`, { kind, key, method })
+    }
+    if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
+      throw new GrainClusterError('ERR_GRAIN_INVALID_KEY', `grain key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters (got ${typeof key === 'string' ? `${key.length} characters` : typeof key})`, { kind, method })
+    }
+    const partition = partitionOf(key, this.partitions)
+    return { info, messageType, partition, worker: workerOfPartition(partition, this.workers) }
+  }
+
+  #prepare(info: KindInfo, key: string, messageType: number, partition: number, payload: unknown): EnvelopeWriter {
+    const w = this.#writer.reset()
+    w.kind = info.kindBytes
+    w.key = key
+    w.partition = partition
+    w.messageType = messageType
+    w.schemaVersion = info.schemaVersion
+    this.#payloadValue = payload
+    w.payloadWriter = this.#encodePayload
+    return w
+  }
+
+  #linkFor(worker: number, kind: string, key: string, method: string): WorkerLink {
+    if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed', { kind, key, method })
+    return this.#links[worker]!
+  }
+
+  /** Fire-and-forget. Throws ERR_RING_FULL under backpressure (see whenWritable). */
+  tell(kind: string, key: string, method: string, payload: unknown): void {
+    const t = this.resolve(kind, key, method)
+    const link = this.#linkFor(t.worker, kind, key, method)
+    const w = this.#prepare(t.info, key, t.messageType, t.partition, payload)
+    try {
+      link.sender.send(w)
+    } catch (e) {
+      throw toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method })
+    } finally {
+      this.#payloadValue = undefined
+    }
+  }
+
+  ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs?: number): Promise<R> {
+    let link: WorkerLink
+    let t: ReturnType<WorkerHost['resolve']>
+    try {
+      t = this.resolve(kind, key, method)
+      link = this.#linkFor(t.worker, kind, key, method)
+    } catch (e) {
+      return Promise.reject(e as Error)
+    }
+    const corr = this.pending.nextId()
+    const w = this.#prepare(t.info, key, t.messageType, t.partition, payload)
+    w.flags = FLAGS.ASK
+    w.correlationId = corr
+    w.replyTo = MAIN_THREAD
+    try {
+      link.sender.send(w)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method }))
+    } finally {
+      this.#payloadValue = undefined
+    }
+    return this.pending.add<R>(corr, { kind, key, method, worker: t.worker }, timeoutMs)
+  }
+
+  /** Resolves when no ring's overflow queue holds frames (backpressure). */
+  async whenWritable(): Promise<void> {
+    await Promise.all(this.#links.map((l) => l.sender.whenDrained()))
+  }
+
+  /** Stop every worker: deactivate activations (bounded), then terminate. */
+  async close(timeoutMs = 5_000): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const t of this.#restartTimers) clearTimeout(t)
+    this.#restartTimers.clear()
+    await Promise.all(this.#links.map((l) => this.#stopLink(l, timeoutMs)))
+    this.pending.failAll((c) => new GrainClusterError('ERR_NODE_CLOSED', 'the node closed before the call was answered', { ...c }))
+  }
+
+  async #stopLink(link: WorkerLink, timeoutMs: number): Promise<void> {
+    const t = link.thread
+    if (t === undefined || link.state === 'stopped') {
+      link.state = 'stopped'
+      await link.pump?.stop()
+      return
+    }
+    link.state = 'stopping'
+    const exited = new Promise<void>((resolve) => t.once('exit', () => resolve()))
+    const closed = new Promise<void>((resolve) => {
+      t.on('message', (m: WorkerToMain) => {
+        if (m.type === 'closed') resolve()
+      })
+    })
+    link.sender.flush()
+    t.postMessage({ type: 'shutdown', timeoutMs } satisfies MainToWorker)
+    const timer = setTimeout(() => void t.terminate(), timeoutMs + 1_000)
+    await Promise.race([closed, exited])
+    // Replies and events sent during shutdown.
+    link.pump?.drainNow()
+    clearTimeout(timer)
+    await t.terminate()
+    await exited
+    await link.pump?.stop()
+    link.state = 'stopped'
+  }
+}
+
+function safe(f: () => string): string {
+  try {
+    return f()
+  } catch {
+    return ''
+  }
+}
+

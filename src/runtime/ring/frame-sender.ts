@@ -1,0 +1,200 @@
+/**
+ * The sending side of one ring, as every thread uses it: encode an envelope
+ * straight into ring memory, publish once per batch, and when the ring is
+ * full park frames in a bounded overflow queue that a pump moves into the
+ * ring as the consumer frees space.
+ *
+ * Order: once anything is in the overflow queue, every later frame goes
+ * behind it, so frames reach the consumer in the order send() was called.
+ * Loss: never silent. A frame either lands in the ring, waits in the
+ * overflow queue, or send() throws ERR_RING_FULL (queue at its bound) /
+ * ERR_RING_FRAME_TOO_LARGE (can never fit) to the caller.
+ */
+
+import { GrainClusterError } from '../../common/errors.js'
+import type { EnvelopeWriter } from '../../wire/envelope.js'
+import { RingProducer } from './spsc-ring.js'
+
+export const DEFAULT_MAX_OVERFLOW_FRAMES = 65_536
+
+export interface FrameSenderOptions {
+  /** Frames that may wait outside the ring before send() throws ERR_RING_FULL. */
+  maxOverflowFrames?: number
+  /** Called when the ring first fills and frames start to queue. */
+  onFull?: (queued: number) => void
+  /** Called when the overflow queue has been moved into the ring. */
+  onDrained?: () => void
+}
+
+export class FrameSender {
+  readonly producer: RingProducer
+  readonly maxOverflowFrames: number
+  #overflow: Uint8Array[] = []
+  #overflowHead = 0
+  #publishScheduled = false
+  #pumping = false
+  #closed = false
+  #drainWaiters: (() => void)[] = []
+  readonly #onFull: ((queued: number) => void) | undefined
+  readonly #onDrained: (() => void) | undefined
+
+  constructor(sab: SharedArrayBuffer, options: FrameSenderOptions = {}) {
+    this.producer = new RingProducer(sab)
+    this.maxOverflowFrames = options.maxOverflowFrames ?? DEFAULT_MAX_OVERFLOW_FRAMES
+    this.#onFull = options.onFull
+    this.#onDrained = options.onDrained
+  }
+
+  /** Frames waiting outside the ring. */
+  get backlog(): number {
+    return this.#overflow.length - this.#overflowHead
+  }
+
+  get maxFrameBytes(): number {
+    return this.producer.maxFrameBytes
+  }
+
+  /** Encode `w` into the ring. Throws the writer's encode errors unchanged. */
+  send(w: EnvelopeWriter): void {
+    const p = this.producer
+    if (this.#overflow.length === 0) {
+      const room = p.contiguousRoom()
+      if (room > 0) {
+        const n = w.writeInto(p.data, p.frameOffset(), room)
+        if (n >= 0) {
+          p.commit(n)
+          this.#schedulePublish()
+          return
+        }
+      }
+    }
+    // Slow path: the frame did not fit in the contiguous room (ring nearly
+    // full, near the wrap point, or a large frame): encode it on the side.
+    const bytes = w.toBytes(256)
+    if (bytes.length > p.maxFrameBytes) {
+      throw new GrainClusterError('ERR_RING_FRAME_TOO_LARGE', `frame of ${bytes.length} bytes exceeds the ring's maximum of ${p.maxFrameBytes}`, {
+        size: bytes.length,
+        limit: p.maxFrameBytes,
+      })
+    }
+    this.#sendOwned(bytes)
+  }
+
+  /** Copy an already-encoded frame (routing without re-encoding). */
+  sendBytes(src: Uint8Array, off: number, len: number): void {
+    const p = this.producer
+    if (this.#overflow.length === 0) {
+      let at = p.reserve(len) // throws ERR_RING_FRAME_TOO_LARGE
+      if (at < 0) {
+        // Make what we wrote visible so the consumer can free space, then retry once.
+        p.publish()
+        at = p.reserve(len)
+      }
+      if (at >= 0) {
+        p.data.set(src.subarray(off, off + len), at)
+        p.commit(len)
+        this.#schedulePublish()
+        return
+      }
+    } else if (len > p.maxFrameBytes) {
+      p.reserve(len) // throws the typed error
+    }
+    this.#enqueue(src.slice(off, off + len))
+  }
+
+  #sendOwned(bytes: Uint8Array): void {
+    const p = this.producer
+    if (this.#overflow.length === 0) {
+      let at = p.reserve(bytes.length)
+      if (at < 0) {
+        p.publish()
+        at = p.reserve(bytes.length)
+      }
+      if (at >= 0) {
+        p.data.set(bytes, at)
+        p.commit(bytes.length)
+        this.#schedulePublish()
+        return
+      }
+    }
+    this.#enqueue(bytes)
+  }
+
+  #enqueue(bytes: Uint8Array): void {
+    if (this.#closed) throw new GrainClusterError('ERR_WORKER_UNAVAILABLE', 'the ring is closed')
+    if (this.backlog >= this.maxOverflowFrames) {
+      throw new GrainClusterError('ERR_RING_FULL', `ring full and ${this.backlog} frames already queued (limit ${this.maxOverflowFrames})`, {
+        limit: this.maxOverflowFrames,
+      })
+    }
+    this.#overflow.push(bytes)
+    if (!this.#pumping) {
+      this.#pumping = true
+      this.#onFull?.(this.backlog)
+      void this.#pump()
+    }
+  }
+
+  async #pump(): Promise<void> {
+    const p = this.producer
+    try {
+      while (!this.#closed && this.#overflowHead < this.#overflow.length) {
+        const next = this.#overflow[this.#overflowHead]!
+        const at = p.reserve(next.length)
+        if (at < 0) {
+          p.publish()
+          // Parks with Atomics.waitAsync; the consumer's release wakes us.
+          await p.waitForSpace(next.length, 50)
+          continue
+        }
+        p.data.set(next, at)
+        p.commit(next.length)
+        this.#overflow[this.#overflowHead++] = EMPTY
+      }
+      p.publish()
+    } finally {
+      this.#overflow = []
+      this.#overflowHead = 0
+      this.#pumping = false
+    }
+    if (!this.#closed) this.#onDrained?.()
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const w of waiters) w()
+  }
+
+  /** Resolves when the overflow queue is empty (backpressure for producers). */
+  whenDrained(): Promise<void> {
+    if (!this.#pumping) return Promise.resolve()
+    return new Promise((resolve) => this.#drainWaiters.push(resolve))
+  }
+
+  #schedulePublish(): void {
+    if (this.#publishScheduled) return
+    this.#publishScheduled = true
+    queueMicrotask(this.flush)
+  }
+
+  /** Publish everything committed so far (once per batch, not per frame). */
+  readonly flush = (): void => {
+    this.#publishScheduled = false
+    if (this.producer.unpublished) this.producer.publish()
+  }
+
+  /**
+   * Stop sending. Returns the frames that never reached the ring so the
+   * owner can dead-letter them or fail their callers.
+   */
+  close(): Uint8Array[] {
+    this.#closed = true
+    const left = this.#overflow.slice(this.#overflowHead)
+    this.#overflow = []
+    this.#overflowHead = 0
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const w of waiters) w()
+    return left
+  }
+}
+
+const EMPTY = new Uint8Array(0)

@@ -1,0 +1,29 @@
+/**
+ * Conventions that every thread of a node agrees on for frames on the rings.
+ *
+ * Threads are numbered for `reply_to`: 0 is the main thread, 1 + w is grain
+ * worker w. A request's `reply_to` names the thread that waits for its reply;
+ * the main thread routes replies by it, so a reply crosses at most two rings
+ * (worker → main → worker) and is never re-encoded on the way.
+ *
+ * CONTROL frames (FLAGS.CONTROL) carry runtime traffic, not grain messages;
+ * their `message_type` is one of CONTROL_TYPES and their payload is JSON.
+ */
+
+export const MAIN_THREAD = 0
+
+export function threadOfWorker(worker: number): number {
+  return worker + 1
+}
+export function workerOfThread(thread: number): number {
+  return thread - 1
+}
+
+export const CONTROL_TYPES = {
+  /** worker → main: a RuntimeEvent (JSON) for the EventStream. */
+  EVENT: 1,
+} as const
+export type ControlType = (typeof CONTROL_TYPES)[keyof typeof CONTROL_TYPES]
+
+/** Longest grain key accepted, in UTF-16 code units. */
+export const MAX_KEY_LENGTH = 1024
