@@ -85,7 +85,7 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     grains: o.grains.map(toModuleUrl),
     workers,
     partitions,
-    codec: codec as 'binary' | 'json',
+    codec: codec,
     askTimeoutMs: int('askTimeoutMs', o.askTimeoutMs, DEFAULT_ASK_TIMEOUT_MS, 1, 24 * 3_600_000),
     ringBytes,
     maxOverflowFrames: int('maxOverflowFrames', o.maxOverflowFrames, DEFAULT_MAX_OVERFLOW_FRAMES, 0, 1 << 26),

@@ -273,7 +273,7 @@ export class WorkerHost {
     // while the thread starts; back off when the worker keeps crashing.
     const lived = performance.now() - link.startedAt
     this.#crashStreak[w] = wasReady && lived > 30_000 ? 1 : (this.#crashStreak[w] ?? 0) + 1
-    const streak = this.#crashStreak[w]!
+    const streak = this.#crashStreak[w]
     const delayMs = streak <= 1 ? 0 : Math.min(100 * 2 ** (streak - 2), 5_000)
     const next = new WorkerLink(w, this.#o.ringBytes, this.#o.maxOverflowFrames, this.#events)
     this.#links[w] = next
@@ -457,7 +457,7 @@ export class WorkerHost {
       t = this.resolve(kind, key, method)
       link = this.#linkFor(t.worker, kind, key, method)
     } catch (e) {
-      return Promise.reject(e as Error)
+      return Promise.reject(toGrainClusterError(e))
     }
     const corr = this.pending.nextId()
     const w = this.#prepare(t.info, key, t.messageType, t.partition, payload)

@@ -184,7 +184,7 @@ export class PartitionHost implements ActivationHost {
       return
     }
     this.#run(act, method, payload, replyTo, corr)
-    if (!act.busy && act.deactivateRequested) this.#deactivate(act, 'requested')
+    if (!act.busy && act.deactivateRequested) void this.#deactivate(act, 'requested')
   }
 
   #activate(entry: KindEntry, key: string, acts: Map<string, Activation>, method: MethodEntry, replyTo: number, corr: number): Activation | undefined {
@@ -282,7 +282,7 @@ export class PartitionHost implements ActivationHost {
       act.lastUsedMs = this.nowMs
       this.#run(act, m.method, m.payload, m.replyTo, m.correlationId)
     }
-    if (!act.busy && act.queue === null && act.deactivateRequested && !act.deactivating) this.#deactivate(act, 'requested')
+    if (!act.busy && act.queue === null && act.deactivateRequested && !act.deactivating) void this.#deactivate(act, 'requested')
   }
 
   #handlerFailed(act: Activation, method: MethodEntry, e: unknown, replyTo: number, corr: number): void {
