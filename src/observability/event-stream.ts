@@ -39,7 +39,8 @@ export class EventStream {
     set.add(l)
     this.#recomputeMask()
     return () => {
-      set.delete(l)
+      // Idempotent: a second call must not delete a newer set for this filter.
+      if (!set.delete(l)) return
       if (set.size === 0) this.#byFilter.delete(filter)
       this.#recomputeMask()
     }

@@ -266,45 +266,61 @@ export class EnvelopeReader {
     const tblSize = r16(buf, vt + 2)
     if (vtSize < 4 || (vtSize & 1) !== 0 || vt + vtSize > end) throw malformed(`vtable size ${vtSize} out of range`)
     if (tblSize < 4 || t + tblSize > end) throw malformed(`table size ${tblSize} out of range`)
-    const nFields = (vtSize - 4) >>> 1
-
-    const slot = (field: number, width: number): number => {
-      if (field >= nFields) return -1
-      const fo = r16(buf, vt + 4 + 2 * field)
-      if (fo === 0) return -1
-      if (fo < 4 || fo + width > tblSize) throw malformed(`field ${field} offset ${fo} outside the table`)
-      return t + fo
-    }
+    this.#t = t
+    this.#vt = vt
+    this.#end = end
+    this.#tblSize = tblSize
+    this.#nFields = (vtSize - 4) >>> 1
     let s: number
-    this.partition = (s = slot(F_PARTITION, 4)) < 0 ? 0 : r32(buf, s)
-    this.correlationId = (s = slot(F_CORRELATION, 4)) < 0 ? 0 : r32(buf, s)
-    this.messageType = (s = slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : r32(buf, s)
-    this.replyTo = (s = slot(F_REPLY_TO, 4)) < 0 ? 0 : r32(buf, s)
-    this.schemaVersion = (s = slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : r16(buf, s)
-    this.flags = (s = slot(F_FLAGS, 2)) < 0 ? 0 : r16(buf, s)
+    this.partition = (s = this.#slot(F_PARTITION, 4)) < 0 ? 0 : r32(buf, s)
+    this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : r32(buf, s)
+    this.messageType = (s = this.#slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : r32(buf, s)
+    this.replyTo = (s = this.#slot(F_REPLY_TO, 4)) < 0 ? 0 : r32(buf, s)
+    this.schemaVersion = (s = this.#slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : r16(buf, s)
+    this.flags = (s = this.#slot(F_FLAGS, 2)) < 0 ? 0 : r16(buf, s)
 
-    const vec = (field: number, name: string): number => {
-      const at = slot(field, 4)
-      if (at < 0) return -1
-      const target = at + r32(buf, at)
-      if (target + 4 > end || target < at) throw malformed(`${name} offset out of range`)
-      const n = r32(buf, target)
-      if (n > end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
-      return target
-    }
-    let v = vec(F_KIND, 'kind')
+    let v = this.#vec(F_KIND, 'kind')
     this.kindOff = v < 0 ? -1 : v + 4
     this.kindLen = v < 0 ? 0 : r32(buf, v)
-    v = vec(F_KEY, 'key')
+    v = this.#vec(F_KEY, 'key')
     this.keyOff = v < 0 ? -1 : v + 4
     this.keyLen = v < 0 ? 0 : r32(buf, v)
-    v = vec(F_SENDER, 'sender')
+    v = this.#vec(F_SENDER, 'sender')
     this.senderOff = v < 0 ? -1 : v + 4
     this.senderLen = v < 0 ? 0 : r32(buf, v)
-    v = vec(F_PAYLOAD, 'payload')
+    v = this.#vec(F_PAYLOAD, 'payload')
     this.payloadOff = v < 0 ? -1 : v + 4
     this.payloadLen = v < 0 ? 0 : r32(buf, v)
     return this
+  }
+
+  // Table geometry of the current frame (methods, not closures: reset() is
+  // the hot path and must not allocate).
+  #t = 0
+  #vt = 0
+  #end = 0
+  #tblSize = 0
+  #nFields = 0
+
+  /** Absolute position of a scalar field, or -1 when absent. */
+  #slot(field: number, width: number): number {
+    if (field >= this.#nFields) return -1
+    const fo = r16(this.buf, this.#vt + 4 + 2 * field)
+    if (fo === 0) return -1
+    if (fo < 4 || fo + width > this.#tblSize) throw malformed(`field ${field} offset ${fo} outside the table`)
+    return this.#t + fo
+  }
+
+  /** Position of a vector/string's length word, or -1 when absent. */
+  #vec(field: number, name: string): number {
+    const at = this.#slot(field, 4)
+    if (at < 0) return -1
+    const buf = this.buf
+    const target = at + r32(buf, at)
+    if (target + 4 > this.#end || target < at) throw malformed(`${name} offset out of range`)
+    const n = r32(buf, target)
+    if (n > this.#end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
+    return target
   }
 
   #str(off: number, len: number, name: string): string {

@@ -190,6 +190,10 @@ export class WorkerHost {
     link.startedAt = performance.now()
     link.pump = new FramePump(link.consumer, this.#routerFor(link), {
       afterBatch: this.#flushAll,
+      // The main thread spins only while it waits for replies: a parked
+      // thread's wake-up costs tens of µs, a short spin catches the reply.
+      spinMicros: o.spinMicros,
+      spinWhile: () => this.pending.size > 0,
       onError: (e) => this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} outbound ring`, reason: toGrainClusterError(e).reason }),
     })
     link.pump.start()
@@ -472,6 +476,14 @@ export class WorkerHost {
       this.#payloadValue = undefined
     }
     return this.pending.add<R>(corr, { kind, key, method, worker: t.worker }, timeoutMs)
+  }
+
+  /**
+   * @internal Fault injection for tests: put raw bytes on worker `w`'s
+   * inbound ring as if they were a frame.
+   */
+  injectFrame(w: number, bytes: Uint8Array): void {
+    this.#links[w]!.sender.sendBytes(bytes, 0, bytes.length)
   }
 
   /** Resolves when no ring's overflow queue holds frames (backpressure). */

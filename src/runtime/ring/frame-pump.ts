@@ -22,6 +22,8 @@ export interface FramePumpOptions {
   gate?: () => Promise<void> | undefined
   /** Busy-poll this long (µs) before parking; trades CPU for wake-up latency. */
   spinMicros?: number
+  /** Spin only while this holds (e.g. while asks are outstanding). Default: always. */
+  spinWhile?: () => boolean
   /** Called when a handler throws; the frame is skipped, the pump continues. */
   onError?: (e: unknown) => void
 }
@@ -37,6 +39,7 @@ export class FramePump {
   readonly #gate: (() => Promise<void> | undefined) | undefined
   readonly #spinNs: bigint
   readonly #onError: (e: unknown) => void
+  readonly #spinWhile: () => boolean
 
   constructor(consumer: RingConsumer, onFrame: FrameHandler, options: FramePumpOptions = {}) {
     this.#consumer = consumer
@@ -47,6 +50,7 @@ export class FramePump {
     this.#gate = options.gate
     this.#spinNs = BigInt(Math.max(0, Math.round((options.spinMicros ?? 0) * 1000)))
     this.#onError = options.onError ?? noop
+    this.#spinWhile = options.spinWhile ?? always
   }
 
   start(): void {
@@ -95,7 +99,7 @@ export class FramePump {
         await yieldToLoop()
         continue
       }
-      if (this.#spinNs > 0n && this.#spin()) continue
+      if (this.#spinNs > 0n && this.#spinWhile() && this.#spin()) continue
       const parked = c.waitForData()
       if (parked !== undefined) await parked
     }
@@ -110,3 +114,6 @@ export class FramePump {
 }
 
 function noop(): void {}
+function always(): boolean {
+  return true
+}

@@ -70,7 +70,8 @@ export class FrameSender {
     }
     // Slow path: the frame did not fit in the contiguous room (ring nearly
     // full, near the wrap point, or a large frame): encode it on the side.
-    const bytes = w.toBytes(256)
+    const n = w.writeInto(scratch, 0, scratch.length)
+    const bytes = n >= 0 ? scratch.slice(0, n) : w.toBytes(scratch.length * 2)
     if (bytes.length > p.maxFrameBytes) {
       throw new GrainClusterError('ERR_RING_FRAME_TOO_LARGE', `frame of ${bytes.length} bytes exceeds the ring's maximum of ${p.maxFrameBytes}`, {
         size: bytes.length,
@@ -198,3 +199,5 @@ export class FrameSender {
 }
 
 const EMPTY = new Uint8Array(0)
+/** Side buffer for frames that do not fit the ring right now (one per thread). */
+const scratch = new Uint8Array(64 * 1024)

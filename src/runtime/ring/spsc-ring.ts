@@ -95,10 +95,14 @@ export class RingProducer extends RingView {
     this.#cachedHead = Atomics.load(this.ctl, kHead) >>> 0
   }
 
-  #free(): number {
+  /**
+   * Free bytes, at least `need` if the consumer has made room. The
+   * consumer's position is re-read (an atomic load on a cache line the other
+   * thread writes) only when the cached one says we are short.
+   */
+  #free(need: number): number {
     let free = this.capacity - ((this.#tail - this.#cachedHead) >>> 0)
-    if (free < this.capacity) {
-      // Refresh the consumer's position only when the cached one says we are short.
+    if (free < need) {
       this.#cachedHead = Atomics.load(this.ctl, kHead) >>> 0
       free = this.capacity - ((this.#tail - this.#cachedHead) >>> 0)
     }
@@ -112,7 +116,9 @@ export class RingProducer extends RingView {
    */
   contiguousRoom(): number {
     const idx = this.#tail & this.mask
-    const room = Math.min(this.capacity - idx, this.#free()) - 4
+    const toEnd = this.capacity - idx
+    // Ask for a comfortable amount so a frame of typical size fits without a re-read.
+    const room = Math.min(toEnd, this.#free(Math.min(toEnd, 4096))) - 4
     return room > 0 ? Math.min(room, this.maxFrameBytes) : 0
   }
 
@@ -144,7 +150,7 @@ export class RingProducer extends RingView {
     const need = 4 + align4(len)
     const idx = this.#tail & this.mask
     const toEnd = this.capacity - idx
-    const free = this.#free()
+    const free = this.#free(need <= toEnd ? need : toEnd + need)
     if (need <= toEnd) return need <= free ? idx + 4 : -1
     if (toEnd + need > free) return -1
     // Not enough room before the end: mark the rest as skipped and start over at 0.
@@ -188,10 +194,16 @@ export class RingProducer extends RingView {
    * all). Never blocks the thread: it parks with Atomics.waitAsync.
    */
   async waitForSpace(bytes: number, timeoutMs = 1000): Promise<void> {
-    const need = Math.min(bytes + 8, this.capacity)
-    while (this.#free() < need) {
+    // What reserve(bytes) needs: a frame that does not fit before the end of
+    // the data area also uses up the skipped rest (see reserve()). Waiting for
+    // less would resolve while reserve() still fails and send the caller into
+    // a hot retry loop that starves its event loop.
+    const frame = 4 + align4(bytes)
+    const toEnd = this.capacity - (this.#tail & this.mask)
+    const need = Math.min(frame <= toEnd ? frame : toEnd + frame, this.capacity)
+    while (this.#free(need) < need) {
       Atomics.store(this.ctl, kProducerWaiting, 1)
-      if (this.#free() >= need) break
+      if (this.#free(need) >= need) break
       this.stats.fullEvents++
       const r = Atomics.waitAsync(this.ctl, kProducerWaiting, 1, timeoutMs)
       if (r.async) await r.value

@@ -288,7 +288,7 @@ export class PartitionHost implements ActivationHost {
   #handlerFailed(act: Activation, method: MethodEntry, e: unknown, replyTo: number, corr: number): void {
     const details = { kind: act.entry.kind, key: act.key, method: method.name }
     const err = GrainClusterError.is(e)
-      ? new GrainClusterError(e.code, e.reason, { ...e.details, ...details })
+      ? new GrainClusterError(e.code, e.reason, { ...details, ...e.details })
       : new GrainClusterError('ERR_GRAIN_HANDLER_FAILED', `${act.entry.kind}.${method.name} failed for key ${act.key}: ${reasonOf(e)}`, details)
     this.#emit({ type: 'grain.handler-failed', kind: act.entry.kind, key: act.key, worker: this.worker, method: method.name, code: err.code, reason: err.reason })
     if (replyTo >= 0) this.#replyError(replyTo, corr, err)
