@@ -32,7 +32,12 @@ export interface GrainNodeOptions {
   ringBytes?: number
   /** Frames that may wait outside a full ring before tell/ask fail with ERR_RING_FULL. Default 65 536. */
   maxOverflowFrames?: number
-  /** Workers busy-poll this long (µs) before parking on an empty ring. Default 0. */
+  /**
+   * Busy-poll an empty ring this long (µs) before parking with
+   * Atomics.waitAsync: workers after each batch, the main thread only while
+   * asks are outstanding. A parked thread takes tens of µs to wake; a short
+   * spin keeps a request/reply exchange hot. 0 disables. Default 25.
+   */
   spinMicros?: number
   /** piscina threads for stateless grains (started on first use). Default: same as workers. */
   statelessThreads?: number
@@ -43,6 +48,7 @@ export interface GrainNodeOptions {
 export const DEFAULT_PARTITIONS = 256
 export const DEFAULT_ASK_TIMEOUT_MS = 10_000 // 10 s
 export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
+export const DEFAULT_SPIN_MICROS = 25 // µs
 
 export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains'>> & { grains: string[] }
 
@@ -89,7 +95,7 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     askTimeoutMs: int('askTimeoutMs', o.askTimeoutMs, DEFAULT_ASK_TIMEOUT_MS, 1, 24 * 3_600_000),
     ringBytes,
     maxOverflowFrames: int('maxOverflowFrames', o.maxOverflowFrames, DEFAULT_MAX_OVERFLOW_FRAMES, 0, 1 << 26),
-    spinMicros: int('spinMicros', o.spinMicros, 0, 0, 10_000),
+    spinMicros: int('spinMicros', o.spinMicros, DEFAULT_SPIN_MICROS, 0, 10_000),
     statelessThreads: int('statelessThreads', o.statelessThreads, workers, 1, 256),
     startTimeoutMs: int('startTimeoutMs', o.startTimeoutMs, DEFAULT_START_TIMEOUT_MS, 1, 600_000),
   }

@@ -1,0 +1,23 @@
+/**
+ * The sample grain: a counter per key. `graincluster quickstart` loads this
+ * module; copy it to start your own grain kind.
+ */
+import { defineGrain } from '../src/index.js'
+
+export const Counter = defineGrain({
+  kind: 'counter',
+  state: () => ({ count: 0 }),
+  handlers: {
+    add(ctx, by: number) {
+      ctx.state.count += by
+      return ctx.state.count
+    },
+    get(ctx) {
+      return ctx.state.count
+    },
+    async whereAmI(ctx) {
+      const { threadId } = await import('node:worker_threads')
+      return { kind: ctx.kind, key: ctx.key, threadId }
+    },
+  },
+})
