@@ -63,6 +63,9 @@ const S_PAYLOAD = 28
 const S_REPLY_TO = 32
 const S_SCHEMA_VERSION = 36
 const S_FLAGS = 38
+/** Slot of each field id in EnvelopeWriter's table, indexed by field id. */
+const CANONICAL_SLOTS = [S_KIND, S_KEY, S_PARTITION, S_SENDER, S_CORRELATION, S_MESSAGE_TYPE, S_SCHEMA_VERSION, S_FLAGS, S_PAYLOAD, S_REPLY_TO]
+const IS_VECTOR_FIELD = [true, true, false, true, false, false, false, false, true, false]
 
 function w16(b: Uint8Array, o: number, v: number): void {
   b[o] = v
@@ -165,7 +168,8 @@ export class EnvelopeWriter {
       w16(buf, vt + 4 + 2 * F_KIND, S_KIND)
       w32(buf, t + S_KIND, p - (t + S_KIND))
       w32(buf, p, kb.length)
-      buf.set(kb, p + 4)
+      // Kinds are short: a loop beats TypedArray.prototype.set's call overhead.
+      for (let i = 0; i < kb.length; i++) buf[p + 4 + i] = kb[i]!
       buf[p + 4 + kb.length] = 0
       p = (p + 4 + kb.length + 1 + 3) & ~3
     } else w16(buf, vt + 4 + 2 * F_KIND, 0)
@@ -271,6 +275,35 @@ export class EnvelopeReader {
     this.#end = end
     this.#tblSize = tblSize
     this.#nFields = (vtSize - 4) >>> 1
+    if (vtSize === VTABLE_BYTES && tblSize === TABLE_BYTES && this.#canonical(vt)) {
+      // Fast path: the layout EnvelopeWriter produces. Every slot is known to
+      // lie inside the 40-byte table, so only the string/vector targets need
+      // checking.
+      this.partition = r32(buf, t + S_PARTITION)
+      this.correlationId = r32(buf, t + S_CORRELATION)
+      this.messageType = r32(buf, t + S_MESSAGE_TYPE)
+      this.replyTo = r32(buf, t + S_REPLY_TO)
+      this.schemaVersion = r16(buf, t + S_SCHEMA_VERSION)
+      this.flags = r16(buf, t + S_FLAGS)
+    } else {
+      this.#scalars(buf)
+    }
+    this.#vectors(buf)
+    return this
+  }
+
+  /** True when the vtable at `vt` has EnvelopeWriter's slot for every field (or 0 = absent). */
+  #canonical(vt: number): boolean {
+    const b = this.buf
+    for (let f = 0; f < FIELD_COUNT; f++) {
+      const fo = r16(b, vt + 4 + 2 * f)
+      // Scalars must sit in their slot; strings and vectors may be absent (0).
+      if (fo !== CANONICAL_SLOTS[f] && (fo !== 0 || !IS_VECTOR_FIELD[f])) return false
+    }
+    return true
+  }
+
+  #scalars(buf: Uint8Array): void {
     let s: number
     this.partition = (s = this.#slot(F_PARTITION, 4)) < 0 ? 0 : r32(buf, s)
     this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : r32(buf, s)
@@ -278,7 +311,9 @@ export class EnvelopeReader {
     this.replyTo = (s = this.#slot(F_REPLY_TO, 4)) < 0 ? 0 : r32(buf, s)
     this.schemaVersion = (s = this.#slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : r16(buf, s)
     this.flags = (s = this.#slot(F_FLAGS, 2)) < 0 ? 0 : r16(buf, s)
+  }
 
+  #vectors(buf: Uint8Array): void {
     let v = this.#vec(F_KIND, 'kind')
     this.kindOff = v < 0 ? -1 : v + 4
     this.kindLen = v < 0 ? 0 : r32(buf, v)
@@ -291,7 +326,6 @@ export class EnvelopeReader {
     v = this.#vec(F_PAYLOAD, 'payload')
     this.payloadOff = v < 0 ? -1 : v + 4
     this.payloadLen = v < 0 ? 0 : r32(buf, v)
-    return this
   }
 
   // Table geometry of the current frame (methods, not closures: reset() is

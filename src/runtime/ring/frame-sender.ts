@@ -57,7 +57,7 @@ export class FrameSender {
   /** Encode `w` into the ring. Throws the writer's encode errors unchanged. */
   send(w: EnvelopeWriter): void {
     const p = this.producer
-    if (this.#overflow.length === 0) {
+    if (this.#overflowHead === this.#overflow.length || this.#moveOverflow()) {
       const room = p.contiguousRoom()
       if (room > 0) {
         const n = w.writeInto(p.data, p.frameOffset(), room)
@@ -84,7 +84,7 @@ export class FrameSender {
   /** Copy an already-encoded frame (routing without re-encoding). */
   sendBytes(src: Uint8Array, off: number, len: number): void {
     const p = this.producer
-    if (this.#overflow.length === 0) {
+    if (this.#overflowHead === this.#overflow.length || this.#moveOverflow()) {
       let at = p.reserve(len) // throws ERR_RING_FRAME_TOO_LARGE
       if (at < 0) {
         // Make what we wrote visible so the consumer can free space, then retry once.
@@ -105,7 +105,7 @@ export class FrameSender {
 
   #sendOwned(bytes: Uint8Array): void {
     const p = this.producer
-    if (this.#overflow.length === 0) {
+    if (this.#overflowHead === this.#overflow.length) {
       let at = p.reserve(bytes.length)
       if (at < 0) {
         p.publish()
@@ -119,6 +119,28 @@ export class FrameSender {
       }
     }
     this.#enqueue(bytes)
+  }
+
+  /**
+   * Move queued frames into the ring while they fit; true when the queue is
+   * empty. Called from send() so a long synchronous burst keeps the ring fed
+   * without waiting for the async pump to get a turn on the event loop.
+   */
+  #moveOverflow(): boolean {
+    const p = this.producer
+    const q = this.#overflow
+    let moved = false
+    while (this.#overflowHead < q.length) {
+      const next = q[this.#overflowHead]!
+      const at = p.reserve(next.length)
+      if (at < 0) break
+      p.data.set(next, at)
+      p.commit(next.length)
+      q[this.#overflowHead++] = EMPTY
+      moved = true
+    }
+    if (moved) p.publish()
+    return this.#overflowHead === q.length
   }
 
   #enqueue(bytes: Uint8Array): void {
