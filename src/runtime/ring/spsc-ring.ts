@@ -40,9 +40,9 @@ const kWrapMarker = 0xffffffff
 export const DEFAULT_RING_BYTES = 1 << 20 // 1 MiB per direction
 
 export function createRingBuffer(capacityBytes: number = DEFAULT_RING_BYTES): SharedArrayBuffer {
-  if (!Number.isInteger(capacityBytes) || capacityBytes < 64 || (capacityBytes & (capacityBytes - 1)) !== 0) {
-    throw new GrainClusterError('ERR_CONFIG_INVALID', `ring capacity must be a power of two >= 64 bytes (got ${capacityBytes})`, {
-      issues: [`ringBytes must be a power of two >= 64 (got ${capacityBytes})`],
+  if (!Number.isInteger(capacityBytes) || capacityBytes < 64 || capacityBytes > 2 ** 30 || (capacityBytes & (capacityBytes - 1)) !== 0) {
+    throw new GrainClusterError('ERR_CONFIG_INVALID', `ring capacity must be a power of two in [64 B, 1 GiB] (got ${capacityBytes})`, {
+      issues: [`ringBytes must be a power of two in [64, 2^30] (got ${capacityBytes})`],
     })
   }
   return new SharedArrayBuffer(HEADER_BYTES + capacityBytes)

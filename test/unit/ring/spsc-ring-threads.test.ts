@@ -43,36 +43,46 @@ async function consume(
   worker: Worker,
   opts: { stallAt?: number[]; ctl?: Int32Array; deadlineMs: number },
 ): Promise<number> {
+  const failure: { error?: Error } = {}
+  const onError = (e: Error): void => {
+    failure.error = e
+  }
+  const onExit = (code: number): void => {
+    failure.error ??= new Error(`producer exited with code ${code}`)
+  }
+  worker.on('error', onError)
+  worker.on('exit', onExit)
   let next = from
-  let failure: unknown
-  worker.once('error', (e) => (failure = e))
-  worker.once('exit', (code) => (failure ??= new Error(`producer exited with code ${code}`)))
   const onFrame = (data: Uint8Array, off: number, len: number): void => {
     const err = checkFrame(data, off, len, next, frameLenOf(next, MIN_LEN, MAX_LEN))
     if (err !== null) throw new Error(`${err} (lost, reordered or torn)`)
     next++
   }
-  const deadline = Date.now() + opts.deadlineMs
-  let spins = 0
-  while (next < from + frames) {
-    if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure))
-    if (Date.now() > deadline) throw new Error(`consumer stalled at frame ${next} of ${from + frames}`)
-    const stall = opts.stallAt?.[0]
-    if (stall !== undefined && next >= stall && opts.ctl !== undefined) {
-      // Let the ring fill up until the producer parks in waitForSpace().
-      opts.stallAt!.shift()
-      const ctl = opts.ctl
-      await waitUntil(() => Atomics.load(ctl, kProducerWaiting) === 1, { timeoutMs: 20_000, what: `producer parked at frame ${next}` })
+  try {
+    const deadline = Date.now() + opts.deadlineMs
+    let busy = 0
+    while (next < from + frames) {
+      if (failure.error !== undefined) throw failure.error
+      if (Date.now() > deadline) throw new Error(`consumer stalled at frame ${next} of ${from + frames}`)
+      const stall = opts.stallAt?.[0]
+      if (stall !== undefined && next >= stall && opts.ctl !== undefined) {
+        // Stop draining until the ring is full and the producer parks in waitForSpace().
+        opts.stallAt?.shift()
+        const ctl = opts.ctl
+        await waitUntil(() => Atomics.load(ctl, kProducerWaiting) === 1, { timeoutMs: 20_000, what: `producer parked at frame ${next}` })
+      }
+      if (c.drain(onFrame, 1024) === 0) {
+        const parked = c.waitForData(1000) // bounded, so a dead producer is noticed
+        if (parked !== undefined) await parked
+      } else if (++busy % 256 === 0) {
+        await new Promise((r) => setImmediate(r)) // let worker events through
+      }
     }
-    const n = c.drain(onFrame, 1024)
-    if (n === 0) {
-      const parked = c.waitForData(1000) // bounded so a dead producer is noticed
-      if (parked !== undefined) await parked
-    } else if (++spins % 256 === 0) {
-      await new Promise((r) => setImmediate(r)) // let worker events through
-    }
+    return next
+  } finally {
+    worker.off('error', onError)
+    worker.off('exit', onExit)
   }
-  return next
 }
 
 describe('SPSC ring across two threads', () => {

@@ -189,12 +189,12 @@ describe('createRingBuffer', () => {
     expect(maxFrameBytesOf(createRingBuffer(1024))).toBe(508)
   })
 
-  it.each([[0], [32], [63], [96], [100], [1000], [65.5], [-64], [Number.NaN], [Number.POSITIVE_INFINITY], [3 * 1024]])(
+  it.each([[0], [32], [63], [96], [100], [1000], [65.5], [-64], [Number.NaN], [Number.POSITIVE_INFINITY], [3 * 1024], [2 ** 31], [3 * 2 ** 32]])(
     'rejects %s with ERR_CONFIG_INVALID and an issue',
     (cap) => {
       const e = catchErr(() => createRingBuffer(cap))
       expect(GrainClusterError.is(e, 'ERR_CONFIG_INVALID')).toBe(true)
-      expect((e as GrainClusterError).details).toEqual({ issues: [`ringBytes must be a power of two >= 64 (got ${cap})`] })
+      expect((e as GrainClusterError).details).toEqual({ issues: [`ringBytes must be a power of two in [64, 2^30] (got ${cap})`] })
     },
   )
 

@@ -301,21 +301,22 @@ describe('binaryCodec', () => {
     })
 
     it.each([
-      ['an unknown tag', [13]],
-      ['a truncated uint8', [4]],
-      ['a truncated int32', [5, 1, 2]],
-      ['a truncated float64', [6, 0, 0, 0]],
-      ['a string longer than the payload', [7, 200, 0, 0, 0, 0x61]],
-      ['invalid UTF-8', [7, 2, 0, 0, 0, 0xc3, 0x28]],
-      ['an array count beyond the payload', [8, 255, 255, 255, 255]],
-      ['an object count beyond the payload', [9, 255, 255, 255, 127]],
-      ['an object key that is not a string', [9, 1, 0, 0, 0, 4, 1, 4, 1]],
-      ['bytes longer than the payload', [10, 9, 0, 0, 0, 1]],
-      ['invalid bigint text', [11, 3, 0, 0, 0, 0x31, 0x2e, 0x35]],
-      ['a truncated date', [12, 0]],
-    ])('%s', (_name, bytes) => {
-      const b = Uint8Array.from(bytes)
-      expectCode(() => binaryCodec.decode(b, 0, b.length), 'ERR_GRAIN_PAYLOAD_DECODE')
+      ['an unknown tag', [13], /unknown value tag 13/],
+      ['a truncated uint8', [4], /truncated uint8/],
+      ['a truncated int32', [5, 1, 2], /truncated length/],
+      ['a truncated float64', [6, 0, 0, 0], /truncated float64/],
+      ['a string longer than the payload', [7, 200, 0, 0, 0, 0x61], /string runs past the payload/],
+      ['invalid UTF-8', [7, 2, 0, 0, 0, 0xc3, 0x28], /not valid UTF-8/],
+      ['an array count beyond the payload', [8, 255, 255, 255, 255], /array count exceeds the payload/],
+      ['an object count beyond the payload', [9, 255, 255, 255, 127], /object count exceeds the payload/],
+      ['an object key that is not a string', [9, 1, 0, 0, 0, 4, 1, 4, 1], /object key is not a string/],
+      ['bytes longer than the payload', [10, 9, 0, 0, 0, 1], /bytes run past the payload/],
+      ['invalid bigint text', [11, 3, 0, 0, 0, 0x31, 0x2e, 0x35], /invalid bigint text/],
+      ['a truncated date', [12, 0], /truncated float64/],
+    ] as const)('%s', (_name, bytes, reason) => {
+      // followed by more bytes in the same buffer: the decoder must stop at len
+      const b = Uint8Array.from([...bytes, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+      expectCode(() => binaryCodec.decode(b, 0, bytes.length), 'ERR_GRAIN_PAYLOAD_DECODE', reason)
     })
 
     it('random bytes decode or throw ERR_GRAIN_PAYLOAD_DECODE, nothing else', () => {
