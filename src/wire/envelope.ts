@@ -386,6 +386,15 @@ export class EnvelopeReader {
   payload(): Uint8Array {
     return this.payloadOff < 0 ? new Uint8Array(0) : this.buf.subarray(this.payloadOff, this.payloadOff + this.payloadLen)
   }
+  /** True when the kind bytes equal `bytes` (lets a receiver skip decoding a repeated kind). */
+  kindEquals(bytes: Uint8Array): boolean {
+    const len = bytes.length
+    if (this.kindLen !== len || this.kindOff < 0) return false
+    const b = this.buf
+    const o = this.kindOff
+    for (let i = 0; i < len; i++) if (b[o + i] !== bytes[i]) return false
+    return true
+  }
   /** True when the key bytes equal `bytes` (used to skip re-decoding a repeated key). */
   keyEquals(bytes: Uint8Array, len: number): boolean {
     if (this.keyLen !== len || this.keyOff < 0) return false

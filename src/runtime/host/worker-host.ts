@@ -406,8 +406,12 @@ export class WorkerHost {
 
   // ------------------------------------------------------------ send API
 
-  /** Resolve kind/method/key or throw the typed error a caller should see. */
-  resolve(kind: string, key: string, method: string): { info: KindInfo; messageType: number; partition: number; worker: number } {
+  /**
+   * Validate kind/method/key (throwing the typed error a caller should see),
+   * fill the shared writer with the request, and return the owning worker's
+   * link. Allocation-free: this runs once per tell/ask.
+   */
+  #prepare(kind: string, key: string, method: string, payload: unknown): WorkerLink {
     const info = this.kinds.get(kind)
     if (info === undefined) {
       throw new GrainClusterError('ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kind}" is registered (known: ${[...this.kinds.keys()].join(', ') || 'none'})`, { kind, key, method })
@@ -419,11 +423,8 @@ export class WorkerHost {
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
       throw new GrainClusterError('ERR_GRAIN_INVALID_KEY', `grain key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters (got ${typeof key === 'string' ? `${key.length} characters` : typeof key})`, { kind, method })
     }
+    if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed', { kind, key, method })
     const partition = partitionOf(key, this.partitions)
-    return { info, messageType, partition, worker: workerOfPartition(partition, this.workers) }
-  }
-
-  #prepare(info: KindInfo, key: string, messageType: number, partition: number, payload: unknown): EnvelopeWriter {
     const w = this.#writer.reset()
     w.kind = info.kindBytes
     w.key = key
@@ -432,21 +433,14 @@ export class WorkerHost {
     w.schemaVersion = info.schemaVersion
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
-    return w
-  }
-
-  #linkFor(worker: number, kind: string, key: string, method: string): WorkerLink {
-    if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed', { kind, key, method })
-    return this.#links[worker]!
+    return this.#links[workerOfPartition(partition, this.workers)]!
   }
 
   /** Fire-and-forget. Throws ERR_RING_FULL under backpressure (see whenWritable). */
   tell(kind: string, key: string, method: string, payload: unknown): void {
-    const t = this.resolve(kind, key, method)
-    const link = this.#linkFor(t.worker, kind, key, method)
-    const w = this.#prepare(t.info, key, t.messageType, t.partition, payload)
+    const link = this.#prepare(kind, key, method, payload)
     try {
-      link.sender.send(w)
+      link.sender.send(this.#writer)
     } catch (e) {
       throw toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method })
     } finally {
@@ -456,15 +450,14 @@ export class WorkerHost {
 
   ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs?: number): Promise<R> {
     let link: WorkerLink
-    let t: ReturnType<WorkerHost['resolve']>
     try {
-      t = this.resolve(kind, key, method)
-      link = this.#linkFor(t.worker, kind, key, method)
+      link = this.#prepare(kind, key, method, payload)
     } catch (e) {
+      this.#payloadValue = undefined
       return Promise.reject(toGrainClusterError(e))
     }
     const corr = this.pending.nextId()
-    const w = this.#prepare(t.info, key, t.messageType, t.partition, payload)
+    const w = this.#writer
     w.flags = FLAGS.ASK
     w.correlationId = corr
     w.replyTo = MAIN_THREAD
@@ -475,7 +468,7 @@ export class WorkerHost {
     } finally {
       this.#payloadValue = undefined
     }
-    return this.pending.add<R>(corr, { kind, key, method, worker: t.worker }, timeoutMs)
+    return this.pending.add<R>(corr, { kind, key, method, worker: link.index }, timeoutMs)
   }
 
   /**

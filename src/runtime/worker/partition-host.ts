@@ -76,6 +76,7 @@ export class PartitionHost implements ActivationHost {
   readonly #activations = new Map<KindEntry, Map<string, Activation>>()
   readonly #pending = new Map<number, PendingAsk>()
   #nextCorrelation = 1
+  #lastKind: KindEntry | undefined = undefined
   #local: Uint8Array[] = []
   #localScheduled = false
   #activeCount = 0
@@ -125,15 +126,22 @@ export class PartitionHost implements ActivationHost {
     const corr = r.correlationId
     let kindName = ''
     let key = ''
+    // Traffic comes in runs of one kind: compare bytes instead of decoding
+    // the kind string and looking it up for every frame.
+    let entry = this.#lastKind
     try {
-      kindName = r.kind()
+      if (entry !== undefined && r.kindEquals(entry.kindBytes.bytes)) kindName = entry.kind
+      else {
+        kindName = r.kind()
+        entry = this.registry.kinds.get(kindName)
+        if (entry !== undefined) this.#lastKind = entry
+      }
       key = r.key()
     } catch (e) {
       this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} inbound ring`, reason: reasonOf(e) })
       if (replyTo >= 0) this.#replyError(replyTo, corr, toGrainClusterError(e, 'ERR_FRAME_MALFORMED'))
       return
     }
-    const entry = this.registry.kinds.get(kindName)
     if (entry === undefined) {
       this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kindName}" is registered on worker ${this.worker}`, {
         kind: kindName,
