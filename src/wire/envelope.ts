@@ -67,22 +67,6 @@ const S_FLAGS = 38
 const CANONICAL_SLOTS = [S_KIND, S_KEY, S_PARTITION, S_SENDER, S_CORRELATION, S_MESSAGE_TYPE, S_SCHEMA_VERSION, S_FLAGS, S_PAYLOAD, S_REPLY_TO]
 const IS_VECTOR_FIELD = [true, true, false, true, false, false, false, false, true, false]
 
-function w16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v
-  b[o + 1] = v >>> 8
-}
-function w32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v
-  b[o + 1] = v >>> 8
-  b[o + 2] = v >>> 16
-  b[o + 3] = v >>> 24
-}
-function r16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8)
-}
-function r32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
-}
 
 /**
  * Writes the payload at buf[off, off+max) and returns its length, or -1 if
@@ -137,47 +121,48 @@ export class EnvelopeWriter {
    */
   writeInto(buf: Uint8Array, off: number, room: number): number {
     if (room < ENVELOPE_FIXED_BYTES + 4) return -1
+    const dv = this.#viewOf(buf)
     const end = off + room
     const t = off + TABLE_AT
     let p = off + ENVELOPE_FIXED_BYTES
 
     // vtable header and the table's scalar slots
-    w32(buf, off, TABLE_AT)
+    dv.setUint32(off, TABLE_AT, true)
     const vt = off + VTABLE_AT
-    w16(buf, vt, VTABLE_BYTES)
-    w16(buf, vt + 2, TABLE_BYTES)
-    w16(buf, vt + 4 + 2 * F_PARTITION, S_PARTITION)
-    w16(buf, vt + 4 + 2 * F_CORRELATION, S_CORRELATION)
-    w16(buf, vt + 4 + 2 * F_MESSAGE_TYPE, S_MESSAGE_TYPE)
-    w16(buf, vt + 4 + 2 * F_SCHEMA_VERSION, S_SCHEMA_VERSION)
-    w16(buf, vt + 4 + 2 * F_FLAGS, S_FLAGS)
-    w16(buf, vt + 4 + 2 * F_REPLY_TO, S_REPLY_TO)
-    w32(buf, t, VTABLE_BYTES) // soffset: vtable sits VTABLE_BYTES before the table
-    w32(buf, t + S_PARTITION, this.partition)
-    w32(buf, t + S_CORRELATION, this.correlationId)
-    w32(buf, t + S_MESSAGE_TYPE, this.messageType)
-    w32(buf, t + S_REPLY_TO, this.replyTo)
-    w16(buf, t + S_SCHEMA_VERSION, this.schemaVersion)
-    w16(buf, t + S_FLAGS, this.flags)
+    dv.setUint16(vt, VTABLE_BYTES, true)
+    dv.setUint16(vt + 2, TABLE_BYTES, true)
+    dv.setUint16(vt + 4 + 2 * F_PARTITION, S_PARTITION, true)
+    dv.setUint16(vt + 4 + 2 * F_CORRELATION, S_CORRELATION, true)
+    dv.setUint16(vt + 4 + 2 * F_MESSAGE_TYPE, S_MESSAGE_TYPE, true)
+    dv.setUint16(vt + 4 + 2 * F_SCHEMA_VERSION, S_SCHEMA_VERSION, true)
+    dv.setUint16(vt + 4 + 2 * F_FLAGS, S_FLAGS, true)
+    dv.setUint16(vt + 4 + 2 * F_REPLY_TO, S_REPLY_TO, true)
+    dv.setUint32(t, VTABLE_BYTES, true) // soffset: vtable sits VTABLE_BYTES before the table
+    dv.setUint32(t + S_PARTITION, this.partition, true)
+    dv.setUint32(t + S_CORRELATION, this.correlationId, true)
+    dv.setUint32(t + S_MESSAGE_TYPE, this.messageType, true)
+    dv.setUint32(t + S_REPLY_TO, this.replyTo, true)
+    dv.setUint16(t + S_SCHEMA_VERSION, this.schemaVersion, true)
+    dv.setUint16(t + S_FLAGS, this.flags, true)
 
     // kind (interned bytes)
     const kind = this.kind
     if (kind !== null) {
       const kb = kind.bytes
       if (p + 4 + kb.length + 1 > end) return -1
-      w16(buf, vt + 4 + 2 * F_KIND, S_KIND)
-      w32(buf, t + S_KIND, p - (t + S_KIND))
-      w32(buf, p, kb.length)
+      dv.setUint16(vt + 4 + 2 * F_KIND, S_KIND, true)
+      dv.setUint32(t + S_KIND, p - (t + S_KIND), true)
+      dv.setUint32(p, kb.length, true)
       // Kinds are short: a loop beats TypedArray.prototype.set's call overhead.
       for (let i = 0; i < kb.length; i++) buf[p + 4 + i] = kb[i]!
       buf[p + 4 + kb.length] = 0
       p = (p + 4 + kb.length + 1 + 3) & ~3
-    } else w16(buf, vt + 4 + 2 * F_KIND, 0)
+    } else dv.setUint16(vt + 4 + 2 * F_KIND, 0, true)
 
     // key and sender (strings written in place)
-    p = this.#string(buf, vt, t, p, end, F_KEY, S_KEY, this.key)
+    p = this.#string(buf, dv, vt, t, p, end, F_KEY, S_KEY, this.key)
     if (p < 0) return -1
-    p = this.#string(buf, vt, t, p, end, F_SENDER, S_SENDER, this.sender)
+    p = this.#string(buf, dv, vt, t, p, end, F_SENDER, S_SENDER, this.sender)
     if (p < 0) return -1
 
     // payload vector
@@ -192,24 +177,37 @@ export class EnvelopeWriter {
       n = this.payloadWriter(buf, p + 4, end - p - 4)
       if (n < 0) return -1
     } else n = 0
-    w16(buf, vt + 4 + 2 * F_PAYLOAD, S_PAYLOAD)
-    w32(buf, t + S_PAYLOAD, p - (t + S_PAYLOAD))
-    w32(buf, p, n)
+    dv.setUint16(vt + 4 + 2 * F_PAYLOAD, S_PAYLOAD, true)
+    dv.setUint32(t + S_PAYLOAD, p - (t + S_PAYLOAD), true)
+    dv.setUint32(p, n, true)
     return p + 4 + n - off
   }
 
-  #string(buf: Uint8Array, vt: number, t: number, p: number, end: number, field: number, slot: number, s: string | null): number {
+  #string(buf: Uint8Array, dv: DataView, vt: number, t: number, p: number, end: number, field: number, slot: number, s: string | null): number {
     if (s === null) {
-      w16(buf, vt + 4 + 2 * field, 0)
+      dv.setUint16(vt + 4 + 2 * field, 0, true)
       return p
     }
     const n = writeUtf8(s, buf, p + 4, end - p - 5)
     if (n < 0) return -1
-    w16(buf, vt + 4 + 2 * field, slot)
-    w32(buf, t + slot, p - (t + slot))
-    w32(buf, p, n)
+    dv.setUint16(vt + 4 + 2 * field, slot, true)
+    dv.setUint32(t + slot, p - (t + slot), true)
+    dv.setUint32(p, n, true)
     buf[p + 4 + n] = 0
     return (p + 4 + n + 1 + 3) & ~3
+  }
+
+  // DataView stores compile to single little-endian writes; byte-by-byte
+  // shifts cost several times more on the per-message path. One view per
+  // destination buffer (the ring's data area is always the same one).
+  #view: DataView = new DataView(new ArrayBuffer(0))
+  #viewBuf: Uint8Array | null = null
+  #viewOf(buf: Uint8Array): DataView {
+    if (buf !== this.#viewBuf) {
+      this.#viewBuf = buf
+      this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+    }
+    return this.#view
   }
 
   /** Encode into a fresh, exactly sized buffer (for slow paths and tests). */
@@ -252,22 +250,33 @@ export class EnvelopeReader {
   payloadOff = -1
   payloadLen = 0
 
+  #view: DataView = new DataView(new ArrayBuffer(0))
+  #viewBuf: Uint8Array | null = null
+  #viewOf(buf: Uint8Array): DataView {
+    if (buf !== this.#viewBuf) {
+      this.#viewBuf = buf
+      this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+    }
+    return this.#view
+  }
+
   /** Validate and index buf[off, off+len). Throws ERR_FRAME_MALFORMED. */
   reset(buf: Uint8Array, off: number, len: number): this {
+    const dv = this.#viewOf(buf)
     this.buf = buf
     this.start = off
     this.length = len
     if (len < 12) throw malformed(`frame of ${len} bytes is shorter than a FlatBuffers header`)
     if (off < 0 || off + len > buf.length) throw malformed('frame lies outside its buffer')
     const end = off + len
-    const root = r32(buf, off)
+    const root = dv.getUint32(off, true)
     const t = off + root
     if (root < 4 || (root & 3) !== 0 || t + 4 > end) throw malformed(`root offset ${root} out of range`)
-    const so = r32(buf, t) | 0
+    const so = dv.getUint32(t, true) | 0
     const vt = t - so
     if (vt < off || vt + 4 > end || (vt & 1) !== (off & 1)) throw malformed(`vtable offset ${so} out of range`)
-    const vtSize = r16(buf, vt)
-    const tblSize = r16(buf, vt + 2)
+    const vtSize = dv.getUint16(vt, true)
+    const tblSize = dv.getUint16(vt + 2, true)
     if (vtSize < 4 || (vtSize & 1) !== 0 || vt + vtSize > end) throw malformed(`vtable size ${vtSize} out of range`)
     if (tblSize < 4 || t + tblSize > end) throw malformed(`table size ${tblSize} out of range`)
     this.#t = t
@@ -279,53 +288,55 @@ export class EnvelopeReader {
       // Fast path: the layout EnvelopeWriter produces. Every slot is known to
       // lie inside the 40-byte table, so only the string/vector targets need
       // checking.
-      this.partition = r32(buf, t + S_PARTITION)
-      this.correlationId = r32(buf, t + S_CORRELATION)
-      this.messageType = r32(buf, t + S_MESSAGE_TYPE)
-      this.replyTo = r32(buf, t + S_REPLY_TO)
-      this.schemaVersion = r16(buf, t + S_SCHEMA_VERSION)
-      this.flags = r16(buf, t + S_FLAGS)
+      this.partition = dv.getUint32(t + S_PARTITION, true)
+      this.correlationId = dv.getUint32(t + S_CORRELATION, true)
+      this.messageType = dv.getUint32(t + S_MESSAGE_TYPE, true)
+      this.replyTo = dv.getUint32(t + S_REPLY_TO, true)
+      this.schemaVersion = dv.getUint16(t + S_SCHEMA_VERSION, true)
+      this.flags = dv.getUint16(t + S_FLAGS, true)
     } else {
-      this.#scalars(buf)
+      this.#scalars()
     }
-    this.#vectors(buf)
+    this.#vectors()
     return this
   }
 
   /** True when the vtable at `vt` has EnvelopeWriter's slot for every field (or 0 = absent). */
   #canonical(vt: number): boolean {
-    const b = this.buf
+    const dv = this.#view
     for (let f = 0; f < FIELD_COUNT; f++) {
-      const fo = r16(b, vt + 4 + 2 * f)
+      const fo = dv.getUint16(vt + 4 + 2 * f, true)
       // Scalars must sit in their slot; strings and vectors may be absent (0).
       if (fo !== CANONICAL_SLOTS[f] && (fo !== 0 || !IS_VECTOR_FIELD[f])) return false
     }
     return true
   }
 
-  #scalars(buf: Uint8Array): void {
+  #scalars(): void {
+    const dv = this.#view
     let s: number
-    this.partition = (s = this.#slot(F_PARTITION, 4)) < 0 ? 0 : r32(buf, s)
-    this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : r32(buf, s)
-    this.messageType = (s = this.#slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : r32(buf, s)
-    this.replyTo = (s = this.#slot(F_REPLY_TO, 4)) < 0 ? 0 : r32(buf, s)
-    this.schemaVersion = (s = this.#slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : r16(buf, s)
-    this.flags = (s = this.#slot(F_FLAGS, 2)) < 0 ? 0 : r16(buf, s)
+    this.partition = (s = this.#slot(F_PARTITION, 4)) < 0 ? 0 : dv.getUint32(s, true)
+    this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : dv.getUint32(s, true)
+    this.messageType = (s = this.#slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : dv.getUint32(s, true)
+    this.replyTo = (s = this.#slot(F_REPLY_TO, 4)) < 0 ? 0 : dv.getUint32(s, true)
+    this.schemaVersion = (s = this.#slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : dv.getUint16(s, true)
+    this.flags = (s = this.#slot(F_FLAGS, 2)) < 0 ? 0 : dv.getUint16(s, true)
   }
 
-  #vectors(buf: Uint8Array): void {
+  #vectors(): void {
+    const dv = this.#view
     let v = this.#vec(F_KIND, 'kind')
     this.kindOff = v < 0 ? -1 : v + 4
-    this.kindLen = v < 0 ? 0 : r32(buf, v)
+    this.kindLen = v < 0 ? 0 : dv.getUint32(v, true)
     v = this.#vec(F_KEY, 'key')
     this.keyOff = v < 0 ? -1 : v + 4
-    this.keyLen = v < 0 ? 0 : r32(buf, v)
+    this.keyLen = v < 0 ? 0 : dv.getUint32(v, true)
     v = this.#vec(F_SENDER, 'sender')
     this.senderOff = v < 0 ? -1 : v + 4
-    this.senderLen = v < 0 ? 0 : r32(buf, v)
+    this.senderLen = v < 0 ? 0 : dv.getUint32(v, true)
     v = this.#vec(F_PAYLOAD, 'payload')
     this.payloadOff = v < 0 ? -1 : v + 4
-    this.payloadLen = v < 0 ? 0 : r32(buf, v)
+    this.payloadLen = v < 0 ? 0 : dv.getUint32(v, true)
   }
 
   // Table geometry of the current frame (methods, not closures: reset() is
@@ -338,8 +349,9 @@ export class EnvelopeReader {
 
   /** Absolute position of a scalar field, or -1 when absent. */
   #slot(field: number, width: number): number {
+    const dv = this.#view
     if (field >= this.#nFields) return -1
-    const fo = r16(this.buf, this.#vt + 4 + 2 * field)
+    const fo = dv.getUint16(this.#vt + 4 + 2 * field, true)
     if (fo === 0) return -1
     if (fo < 4 || fo + width > this.#tblSize) throw malformed(`field ${field} offset ${fo} outside the table`)
     return this.#t + fo
@@ -347,12 +359,12 @@ export class EnvelopeReader {
 
   /** Position of a vector/string's length word, or -1 when absent. */
   #vec(field: number, name: string): number {
+    const dv = this.#view
     const at = this.#slot(field, 4)
     if (at < 0) return -1
-    const buf = this.buf
-    const target = at + r32(buf, at)
+    const target = at + dv.getUint32(at, true)
     if (target + 4 > this.#end || target < at) throw malformed(`${name} offset out of range`)
-    const n = r32(buf, target)
+    const n = dv.getUint32(target, true)
     if (n > this.#end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
     return target
   }

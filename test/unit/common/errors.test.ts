@@ -134,13 +134,19 @@ describe('toWire / fromWire', () => {
         const e = new GrainClusterError(code, reason, details)
         const wire = toWire(e)
         expect(wire).toEqual({ code, reason, details })
-        for (const copy of [structuredClone(wire), JSON.parse(JSON.stringify(wire)) as unknown]) {
+        // structuredClone keeps what JSON normalises (e.g. -0), so each copy
+        // is compared with what its own transport preserves.
+        const copies: [unknown, unknown][] = [
+          [structuredClone(wire), structuredClone(details)],
+          [JSON.parse(JSON.stringify(wire)) as unknown, JSON.parse(JSON.stringify(details)) as unknown],
+        ]
+        for (const [copy, expectedDetails] of copies) {
           const back = fromWire(copy)
           expect(back).toBeInstanceOf(GrainClusterError)
           expect(back.code).toBe(code)
           expect(back.reason).toBe(reason)
           expect(back.message).toBe(reason)
-          expect(back.details).toEqual(JSON.parse(JSON.stringify(details)))
+          expect(back.details).toEqual(expectedDetails)
           expect(back.retryable).toBe(ERROR_CODES[code].retryable)
           expect(back.httpStatus).toBe(ERROR_CODES[code].http)
         }
