@@ -74,6 +74,24 @@ const IS_VECTOR_FIELD = [true, true, false, true, false, false, false, false, tr
  */
 export type PayloadWriter = (buf: Uint8Array, off: number, max: number) => number
 
+/**
+ * DataView loads/stores compile to single little-endian accesses; assembling
+ * bytes with shifts costs several times more on the per-message path. One
+ * view per buffer, reused while the buffer stays the same (the ring's data
+ * area always does).
+ */
+class ViewCache {
+  view: DataView = new DataView(new ArrayBuffer(0))
+  #buf: Uint8Array | null = null
+  of(buf: Uint8Array): DataView {
+    if (buf !== this.#buf) {
+      this.#buf = buf
+      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+    }
+    return this.view
+  }
+}
+
 /** Pre-encoded kind bytes (kinds are few; encode them once). */
 export class InternedString {
   readonly bytes: Uint8Array
@@ -121,7 +139,7 @@ export class EnvelopeWriter {
    */
   writeInto(buf: Uint8Array, off: number, room: number): number {
     if (room < ENVELOPE_FIXED_BYTES + 4) return -1
-    const dv = this.#viewOf(buf)
+    const dv = this.#views.of(buf)
     const end = off + room
     const t = off + TABLE_AT
     let p = off + ENVELOPE_FIXED_BYTES
@@ -197,18 +215,7 @@ export class EnvelopeWriter {
     return (p + 4 + n + 1 + 3) & ~3
   }
 
-  // DataView stores compile to single little-endian writes; byte-by-byte
-  // shifts cost several times more on the per-message path. One view per
-  // destination buffer (the ring's data area is always the same one).
-  #view: DataView = new DataView(new ArrayBuffer(0))
-  #viewBuf: Uint8Array | null = null
-  #viewOf(buf: Uint8Array): DataView {
-    if (buf !== this.#viewBuf) {
-      this.#viewBuf = buf
-      this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-    }
-    return this.#view
-  }
+  readonly #views = new ViewCache()
 
   /** Encode into a fresh, exactly sized buffer (for slow paths and tests). */
   toBytes(initialRoom = 256, maxRoom = 64 << 20): Uint8Array {
@@ -250,19 +257,11 @@ export class EnvelopeReader {
   payloadOff = -1
   payloadLen = 0
 
-  #view: DataView = new DataView(new ArrayBuffer(0))
-  #viewBuf: Uint8Array | null = null
-  #viewOf(buf: Uint8Array): DataView {
-    if (buf !== this.#viewBuf) {
-      this.#viewBuf = buf
-      this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-    }
-    return this.#view
-  }
+  readonly #views = new ViewCache()
 
   /** Validate and index buf[off, off+len). Throws ERR_FRAME_MALFORMED. */
   reset(buf: Uint8Array, off: number, len: number): this {
-    const dv = this.#viewOf(buf)
+    const dv = this.#views.of(buf)
     this.buf = buf
     this.start = off
     this.length = len
@@ -303,7 +302,7 @@ export class EnvelopeReader {
 
   /** True when the vtable at `vt` has EnvelopeWriter's slot for every field (or 0 = absent). */
   #canonical(vt: number): boolean {
-    const dv = this.#view
+    const dv = this.#views.view
     for (let f = 0; f < FIELD_COUNT; f++) {
       const fo = dv.getUint16(vt + 4 + 2 * f, true)
       // Scalars must sit in their slot; strings and vectors may be absent (0).
@@ -313,7 +312,7 @@ export class EnvelopeReader {
   }
 
   #scalars(): void {
-    const dv = this.#view
+    const dv = this.#views.view
     let s: number
     this.partition = (s = this.#slot(F_PARTITION, 4)) < 0 ? 0 : dv.getUint32(s, true)
     this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : dv.getUint32(s, true)
@@ -324,7 +323,7 @@ export class EnvelopeReader {
   }
 
   #vectors(): void {
-    const dv = this.#view
+    const dv = this.#views.view
     let v = this.#vec(F_KIND, 'kind')
     this.kindOff = v < 0 ? -1 : v + 4
     this.kindLen = v < 0 ? 0 : dv.getUint32(v, true)
@@ -349,7 +348,7 @@ export class EnvelopeReader {
 
   /** Absolute position of a scalar field, or -1 when absent. */
   #slot(field: number, width: number): number {
-    const dv = this.#view
+    const dv = this.#views.view
     if (field >= this.#nFields) return -1
     const fo = dv.getUint16(this.#vt + 4 + 2 * field, true)
     if (fo === 0) return -1
@@ -359,7 +358,7 @@ export class EnvelopeReader {
 
   /** Position of a vector/string's length word, or -1 when absent. */
   #vec(field: number, name: string): number {
-    const dv = this.#view
+    const dv = this.#views.view
     const at = this.#slot(field, 4)
     if (at < 0) return -1
     const target = at + dv.getUint32(at, true)

@@ -25,7 +25,8 @@ import type { EventStream } from '../../observability/event-stream.js'
 import type { EventInit, RuntimeEvent } from '../../observability/events.js'
 import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, workerOfThread } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
-import { decodeErrorPayload, encodeErrorPayload } from '../../wire/error-frame.js'
+import { encodeErrorPayload } from '../../wire/error-frame.js'
+import { settleReply } from '../../wire/reply.js'
 import { codecByName, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
 import { FrameSender } from '../ring/frame-sender.js'
@@ -384,16 +385,7 @@ export class WorkerHost {
 
   #settle(r: EnvelopeReader): void {
     const c = this.pending.take(r.correlationId)
-    if (c === undefined) return // timed out already
-    if ((r.flags & FLAGS.ERROR) !== 0) {
-      c.reject(decodeErrorPayload(r.payload(), { kind: c.kind, key: c.key, method: c.method }))
-      return
-    }
-    try {
-      c.resolve(r.payloadLen === 0 ? undefined : this.codec.decode(r.buf, r.payloadOff, r.payloadLen))
-    } catch (e) {
-      c.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_DECODE', { kind: c.kind, key: c.key, method: c.method }))
-    }
+    if (c !== undefined) settleReply(r, this.codec, c) // undefined: timed out already
   }
 
   #publishWorkerEvent(bytes: Uint8Array): void {

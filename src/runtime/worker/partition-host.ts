@@ -18,7 +18,8 @@ import { partitionOf, workerOfPartition } from '../../common/hash.js'
 import type { KindEntry, KindRegistry, MethodEntry } from '../../grains/kind-registry.js'
 import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS } from '../../wire/envelope.js'
-import { decodeErrorPayload, encodeErrorPayload } from '../../wire/error-frame.js'
+import { encodeErrorPayload } from '../../wire/error-frame.js'
+import { settleReply } from '../../wire/reply.js'
 import type { PayloadCodec } from '../../wire/payload-codec.js'
 import type { FrameSender } from '../ring/frame-sender.js'
 import { Activation, type ActivationHost, type QueuedMessage } from './activation.js'
@@ -508,15 +509,7 @@ export class PartitionHost implements ActivationHost {
     if (p === undefined) return // late reply after a timeout: the caller already has its error
     this.#pending.delete(r.correlationId)
     clearTimeout(p.timer)
-    if ((r.flags & FLAGS.ERROR) !== 0) {
-      p.reject(decodeErrorPayload(r.payload(), { kind: p.kind, key: p.key, method: p.method }))
-      return
-    }
-    try {
-      p.resolve(r.payloadLen === 0 ? undefined : this.codec.decode(r.buf, r.payloadOff, r.payloadLen))
-    } catch (e) {
-      p.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_DECODE', { kind: p.kind, key: p.key, method: p.method }))
-    }
+    settleReply(r, this.codec, p)
   }
 
   /** Fail every ask this worker's grains are waiting on (shutdown). */

@@ -15,6 +15,7 @@ import {
 } from '../../../src/runtime/ring/spsc-ring.js'
 import { randInt, seededRng } from '../../helpers/seeded-rng.js'
 import { checkFrame, fillFrame } from '../../fixtures/workers/ring-frames.js'
+import { catchErr } from '../../helpers/catch-error.js'
 
 const HEADER_CANARY = 0x5a
 /** Byte offsets of the four control words; every other header byte is a canary. */
@@ -39,14 +40,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true
 }
 
-function catchErr(fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (e) {
-    return e
-  }
-  return undefined
-}
 
 function ring(capacity: number, primedPosition?: number): { sab: SharedArrayBuffer; ctl: Int32Array; p: RingProducer; c: RingConsumer } {
   const sab = createRingBuffer(capacity)

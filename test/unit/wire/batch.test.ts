@@ -6,17 +6,10 @@ import { decodeBatch, encodeBatch } from '../../../src/wire/batch.js'
 import { EnvelopeReader, EnvelopeWriter, InternedString } from '../../../src/wire/envelope.js'
 import { Batch } from '../../../src/wire/generated/graincluster/wire/batch.js'
 import { Frame } from '../../../src/wire/generated/graincluster/wire/frame.js'
+import { catchErr } from '../../helpers/catch-error.js'
 
 const framesArb = fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 })
 
-function catchErr(fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (e) {
-    return e
-  }
-  return undefined
-}
 
 function expectMalformed(fn: () => unknown, reason?: RegExp): void {
   const e = catchErr(fn)

@@ -5,6 +5,7 @@ import { GrainClusterError } from '../../../src/common/errors.js'
 import { ENVELOPE_FIXED_BYTES, EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../../src/wire/envelope.js'
 import { Envelope } from '../../../src/wire/generated/graincluster/wire/envelope.js'
 import { binaryCodec } from '../../../src/wire/payload-codec.js'
+import { catchErr } from '../../helpers/catch-error.js'
 
 const te = new TextEncoder()
 const CANARY = 0xa5
@@ -130,14 +131,6 @@ function expectFields(r: EnvelopeReader, f: Fields, payloadPresent = true): void
   expect(r.payloadOff < 0).toBe(!payloadPresent)
 }
 
-function catchErr(fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (e) {
-    return e
-  }
-  return undefined
-}
 
 /** The call must throw, and only a GrainClusterError with ERR_FRAME_MALFORMED. */
 function expectMalformed(fn: () => unknown, reason?: RegExp): void {

@@ -2,19 +2,12 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { GrainClusterError } from '../../../src/common/errors.js'
 import { DEFAULT_CODEC, type PayloadCodec, binaryCodec, codecByName, encodeToBytes, jsonCodec } from '../../../src/wire/payload-codec.js'
+import { catchErr } from '../../helpers/catch-error.js'
 
 const CANARY = 0xa5
 const te = new TextEncoder()
 const viaUtf8 = (s: string): string => new TextDecoder('utf-8', { ignoreBOM: true }).decode(te.encode(s))
 
-function catchErr(fn: () => unknown): unknown {
-  try {
-    fn()
-  } catch (e) {
-    return e
-  }
-  return undefined
-}
 
 function expectCode(fn: () => unknown, code: 'ERR_GRAIN_PAYLOAD_ENCODE' | 'ERR_GRAIN_PAYLOAD_DECODE', reason?: RegExp): void {
   const e = catchErr(fn)
