@@ -26,6 +26,11 @@ export const ERROR_CODES = {
   ERR_NODE_CLOSED: { http: 503, retryable: false, summary: 'The node is shut down; it accepts no more calls.' },
   ERR_CONFIG_INVALID: { http: 500, retryable: false, summary: 'One or more configuration values are invalid.' },
   ERR_CONFIG_MISSING: { http: 500, retryable: false, summary: 'A required configuration value is missing.' },
+  ERR_FRAME_TOO_LARGE: { http: 413, retryable: false, summary: 'A transport frame exceeds the maximum frame size.' },
+  ERR_AUTHORITY_HANDSHAKE_FAILED: { http: 403, retryable: false, summary: 'A peer failed the cluster handshake (protocol, cluster name or secret).' },
+  ERR_AUTHORITY_CONFLICT: { http: 409, retryable: false, summary: 'Another incarnation (NodeId) already holds this authority in the membership.' },
+  ERR_AUTHORITY_UNREACHABLE: { http: 503, retryable: true, summary: 'The authority is not connected or not reachable.' },
+  ERR_AUTHORITY_MINORITY: { http: 503, retryable: true, summary: 'This node is on the minority side of a partition and refuses membership writes.' },
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -5,7 +5,7 @@
  * clock timestamp, and where relevant the grain kind/key, worker and reason.
  */
 
-export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node'
+export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node' | 'member' | 'handshake' | 'transport' | 'gossip'
 
 interface Base<T extends string> {
   type: T
@@ -86,6 +86,84 @@ export interface NodeStopped extends Base<'node.stopped'> {
   reason: string
 }
 
+// ---------------------------------------------------------------- cluster plane
+
+/** Member status lattice (spec 1.x): Joining → Up → Leaving → Exiting → Removed; Down is a decision that leads to Removed. */
+export type MemberStatus = 'joining' | 'up' | 'leaving' | 'exiting' | 'down' | 'removed'
+
+interface MemberRef {
+  /** host:port of the member's cluster transport. */
+  authority: string
+  /** The member's incarnation id (random per process start). */
+  nodeId: string
+}
+
+export interface MemberJoined extends Base<'member.joined'>, MemberRef {}
+export interface MemberUp extends Base<'member.up'>, MemberRef {}
+export interface MemberLeaving extends Base<'member.leaving'>, MemberRef {}
+export interface MemberExiting extends Base<'member.exiting'>, MemberRef {}
+export interface MemberDowned extends Base<'member.downed'>, MemberRef {
+  reason: string
+  /** Authority of the node whose decision downed it. */
+  decidedBy: string
+}
+export interface MemberRemoved extends Base<'member.removed'>, MemberRef {
+  reason: string
+}
+export interface MemberUnreachable extends Base<'member.unreachable'>, MemberRef {
+  /** Authority of the node whose failure detector flagged it. */
+  observer: string
+  phi?: number
+}
+export interface MemberReachable extends Base<'member.reachable'>, MemberRef {
+  observer: string
+}
+/** Spec 1.4: same authority, different NodeId, while the old incarnation is a member. */
+export interface MemberConflict extends Base<'member.conflict'> {
+  authority: string
+  existingNodeId: string
+  newNodeId: string
+  reason: string
+}
+export interface HandshakeRefused extends Base<'handshake.refused'> {
+  /** Remote address as seen on the socket, and the authority it claimed if any. */
+  remote: string
+  claimedAuthority?: string
+  code: string
+  reason: string
+}
+export interface TransportConnected extends Base<'transport.connected'>, MemberRef {
+  direction: 'inbound' | 'outbound'
+}
+export interface TransportDisconnected extends Base<'transport.disconnected'> {
+  authority: string
+  reason: string
+}
+export interface TransportFrameRejected extends Base<'transport.frame-rejected'> {
+  remote: string
+  code: string
+  reason: string
+}
+export interface GossipConverged extends Base<'gossip.converged'> {
+  /** Membership version every reachable member has seen. */
+  version: string
+  durationMs: number
+  members: number
+}
+export interface GossipViewRejected extends Base<'gossip.view-rejected'> {
+  from: string
+  reason: string
+}
+export interface GossipStateChanged extends Base<'gossip.state'> {
+  state: 'diffusing' | 'reconciling' | 'confirmed'
+  reason: string
+}
+export interface NodePaused extends Base<'node.paused'> {
+  /** How late the local timers ran: the process itself was not running. */
+  lagMs: number
+  reason: string
+}
+
 export type RuntimeEvent =
   | GrainActivated
   | GrainDeactivated
@@ -100,6 +178,23 @@ export type RuntimeEvent =
   | FrameMalformed
   | NodeStarted
   | NodeStopped
+  | MemberJoined
+  | MemberUp
+  | MemberLeaving
+  | MemberExiting
+  | MemberDowned
+  | MemberRemoved
+  | MemberUnreachable
+  | MemberReachable
+  | MemberConflict
+  | HandshakeRefused
+  | TransportConnected
+  | TransportDisconnected
+  | TransportFrameRejected
+  | GossipConverged
+  | GossipViewRejected
+  | GossipStateChanged
+  | NodePaused
 
 export type RuntimeEventType = RuntimeEvent['type']
 export type EventOf<T extends RuntimeEventType> = Extract<RuntimeEvent, { type: T }>
@@ -112,4 +207,5 @@ export function categoryOf(type: string): EventCategory {
   return (dot < 0 ? type : type.slice(0, dot)) as EventCategory
 }
 
-export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node']
+// Order fixes each category's interest bit (workers hard-code the first six): append only.
+export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node', 'member', 'handshake', 'transport', 'gossip']
