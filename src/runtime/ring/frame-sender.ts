@@ -16,6 +16,8 @@ import type { EnvelopeWriter } from '../../wire/envelope.js'
 import { RingProducer } from './spsc-ring.js'
 
 export const DEFAULT_MAX_OVERFLOW_FRAMES = 65_536
+/** Frames committed in one synchronous burst before an early publish. */
+const PUBLISH_EVERY_FRAMES = 256
 
 export interface FrameSenderOptions {
   /** Frames that may wait outside the ring before send() throws ERR_RING_FULL. */
@@ -32,6 +34,7 @@ export class FrameSender {
   #overflow: Uint8Array[] = []
   #overflowHead = 0
   #publishScheduled = false
+  #sincePublish = 0
   #pumping = false
   #closed = false
   #drainWaiters: (() => void)[] = []
@@ -63,7 +66,7 @@ export class FrameSender {
         const n = w.writeInto(p.data, p.frameOffset(), room)
         if (n >= 0) {
           p.commit(n)
-          this.#schedulePublish()
+          this.#committed()
           return
         }
       }
@@ -94,7 +97,7 @@ export class FrameSender {
       if (at >= 0) {
         p.data.set(src.subarray(off, off + len), at)
         p.commit(len)
-        this.#schedulePublish()
+        this.#committed()
         return
       }
     } else if (len > p.maxFrameBytes) {
@@ -114,7 +117,7 @@ export class FrameSender {
       if (at >= 0) {
         p.data.set(bytes, at)
         p.commit(bytes.length)
-        this.#schedulePublish()
+        this.#committed()
         return
       }
     }
@@ -192,6 +195,20 @@ export class FrameSender {
     return new Promise((resolve) => this.#drainWaiters.push(resolve))
   }
 
+  /**
+   * After each frame: publish now and then inside a long synchronous burst
+   * so the consumer works in parallel instead of idling until the ring is
+   * full; otherwise once per microtask.
+   */
+  #committed(): void {
+    if (++this.#sincePublish >= PUBLISH_EVERY_FRAMES) {
+      this.#sincePublish = 0
+      this.producer.publish()
+      return
+    }
+    this.#schedulePublish()
+  }
+
   #schedulePublish(): void {
     if (this.#publishScheduled) return
     this.#publishScheduled = true
@@ -201,6 +218,7 @@ export class FrameSender {
   /** Publish everything committed so far (once per batch, not per frame). */
   readonly flush = (): void => {
     this.#publishScheduled = false
+    this.#sincePublish = 0
     if (this.producer.unpublished) this.producer.publish()
   }
 
