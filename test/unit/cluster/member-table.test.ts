@@ -1,0 +1,96 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { type Member, incarnationWins, mergeMember } from '../../../src/cluster/membership/member.js'
+import { MemberTable } from '../../../src/cluster/membership/member-table.js'
+
+const STATUSES = ['joining', 'up', 'leaving', 'exiting', 'down', 'removed'] as const
+const memberArb: fc.Arbitrary<Member> = fc.record({
+  authority: fc.constant('a:1'),
+  nodeId: fc.constant('n1'),
+  status: fc.constantFrom(...STATUSES),
+  upNumber: fc.nat(5),
+})
+
+describe('mergeMember is a join-semilattice', () => {
+  it('is commutative, associative and idempotent', () => {
+    fc.assert(
+      fc.property(memberArb, memberArb, memberArb, (a, b, c) => {
+        const m = (x: Member, y: Member): Member => mergeMember(x, y)
+        expect(m(a, b)).toEqual(m(b, a))
+        expect(m(m(a, b), c)).toEqual(m(a, m(b, c)))
+        expect(m(a, a)).toEqual(a)
+      }),
+    )
+  })
+
+  it('moves one incarnation forward only', () => {
+    expect(mergeMember({ authority: 'a:1', nodeId: 'n1', status: 'up', upNumber: 2 }, { authority: 'a:1', nodeId: 'n1', status: 'joining', upNumber: 0 }).status).toBe('up')
+    expect(mergeMember({ authority: 'a:1', nodeId: 'n1', status: 'leaving', upNumber: 0 }, { authority: 'a:1', nodeId: 'n1', status: 'up', upNumber: 3 })).toEqual({ authority: 'a:1', nodeId: 'n1', status: 'leaving', upNumber: 3 })
+  })
+
+  it('lets the older incarnation hold an authority, and a removed one give way', () => {
+    const old: Member = { authority: 'a:1', nodeId: 'old', status: 'up', upNumber: 1 }
+    const fresh: Member = { authority: 'a:1', nodeId: 'new', status: 'joining', upNumber: 0 }
+    expect(incarnationWins(old, fresh)).toBe(true)
+    expect(incarnationWins({ ...old, status: 'removed' }, fresh)).toBe(false)
+    const t = new MemberTable('x:1')
+    t.writeMember(old)
+    const r = new MemberTable('y:1')
+    r.writeMember(fresh)
+    const res = t.apply(r.deltaFor(t.vv()), r.vv())
+    expect(t.member('a:1')?.nodeId).toBe('old')
+    expect(res.rejected.map((m) => m.nodeId)).toEqual(['new'])
+    expect(t.shadows().map((m) => m.nodeId)).toEqual(['new'])
+    t.writeStatus('a:1', 'removed', undefined, 'old')
+    expect(t.member('a:1')?.nodeId).toBe('new')
+  })
+})
+
+describe('MemberTable delta anti-entropy', () => {
+  it('converges to equal tables and digests whatever order deltas arrive in', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 4 }), fc.constantFrom(...STATUSES)), { maxLength: 30 }), fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 })), { maxLength: 40 }), (writes, syncs) => {
+        const tables = [new MemberTable('t0:1'), new MemberTable('t1:1'), new MemberTable('t2:1')]
+        for (const [t, a, status] of writes) tables[t]!.writeMember({ authority: `m${a % 3}:1`, nodeId: `x${a}`, status, upNumber: status === 'joining' ? 0 : 1 + a })
+        // Random pairwise pull syncs, then a full round so everyone has everything.
+        const sync = (from: MemberTable, to: MemberTable): void => {
+          to.apply(from.deltaFor(to.vv()), from.vv())
+        }
+        for (const [x, y] of syncs) sync(tables[x]!, tables[y]!)
+        for (let k = 0; k < 2; k++) for (const x of tables) for (const y of tables) if (x !== y) sync(x, y)
+        const d = tables[0]!.digest()
+        for (const t of tables) {
+          expect(t.digest()).toBe(d)
+          expect(t.members().sort((p, q) => (p.authority < q.authority ? -1 : 1))).toEqual(tables[0]!.members().sort((p, q) => (p.authority < q.authority ? -1 : 1)))
+        }
+      }),
+    )
+  })
+
+  it('sends only what the peer lacks', () => {
+    const a = new MemberTable('a:1')
+    const b = new MemberTable('b:1')
+    a.writeMember({ authority: 'a:1', nodeId: 'na', status: 'up', upNumber: 1 })
+    a.writeMember({ authority: 'b:1', nodeId: 'nb', status: 'joining', upNumber: 0 })
+    b.apply(a.deltaFor(b.vv()), a.vv())
+    expect(a.deltaFor(b.vv())).toEqual([])
+    a.writeStatus('b:1', 'up', 2)
+    const delta = a.deltaFor(b.vv())
+    expect(delta).toHaveLength(1)
+    expect(delta[0]).toMatchObject({ kind: 'member', member: { authority: 'b:1', status: 'up' } })
+  })
+
+  it('counts reachability only from active observers, about the current incarnation', () => {
+    const t = new MemberTable('a:1')
+    t.writeMember({ authority: 'a:1', nodeId: 'na', status: 'up', upNumber: 1 })
+    t.writeMember({ authority: 'b:1', nodeId: 'nb', status: 'up', upNumber: 2 })
+    t.writeReachability('b:1', 'nb', false)
+    expect(t.isUnreachable('b:1')).toBe(true)
+    expect(t.unreachableObservers('b:1')).toEqual(['a:1'])
+    t.writeReachability('b:1', 'nb', true)
+    expect(t.isUnreachable('b:1')).toBe(false)
+    // A record about an older incarnation does not make the new one unreachable.
+    t.writeReachability('b:1', 'old', false)
+    expect(t.isUnreachable('b:1')).toBe(false)
+  })
+})
