@@ -154,7 +154,7 @@ export class ClusterCore {
 
   /** Active members in a stable order (oldest first). */
   members(): Member[] {
-    return this.table.activeMembers().sort(compareMembers)
+    return [...this.table.activeMembers()].sort(compareMembers)
   }
 
   get leader(): Member | undefined {

@@ -93,10 +93,15 @@ export class MemberTable {
   #holder(authority: string): MemberChange | undefined {
     const incs = this.#members.get(authority)
     if (incs === undefined) return undefined
+    if (incs.size === 1) return incs.values().next().value
     let best: MemberChange | undefined
     for (const c of incs.values()) if (best === undefined || incarnationWins(c.member, best.member)) best = c
     return best
   }
+
+  // Derived lists, rebuilt after a member write (reads vastly outnumber writes).
+  #allCache: readonly Member[] | undefined
+  #activeCache: readonly Member[] | undefined
 
   /** A specific incarnation, holder or not. */
   incarnation(authority: string, nodeId: string): Member | undefined {
@@ -114,16 +119,20 @@ export class MemberTable {
     return out
   }
 
-  /** The holder of every authority, Removed tombstones included. */
-  members(): Member[] {
-    const out: Member[] = []
-    for (const a of this.#members.keys()) out.push(this.member(a)!)
-    return out
+  /** The holder of every authority, Removed tombstones included. Do not mutate. */
+  members(): readonly Member[] {
+    if (this.#allCache === undefined) {
+      const out: Member[] = []
+      for (const a of this.#members.keys()) out.push(this.member(a)!)
+      this.#allCache = out
+    }
+    return this.#allCache
   }
 
-  /** Members not Down or Removed. */
-  activeMembers(): Member[] {
-    return this.members().filter(isActive)
+  /** Members not Down or Removed. Do not mutate. */
+  activeMembers(): readonly Member[] {
+    this.#activeCache ??= this.members().filter(isActive)
+    return this.#activeCache
   }
 
   get size(): number {
@@ -220,6 +229,8 @@ export class MemberTable {
   }
 
   #put(c: MemberChange): void {
+    this.#allCache = undefined
+    this.#activeCache = undefined
     let incs = this.#members.get(c.member.authority)
     if (incs === undefined) this.#members.set(c.member.authority, (incs = new Map()))
     incs.set(c.member.nodeId, c)

@@ -84,6 +84,9 @@ export interface SimNode {
   readonly events: EventInit<RuntimeEvent>[]
   bytesSent: number
   messagesSent: number
+  /** Seed this node asks to join (again, every second, until it is in: joins can be lost). */
+  joinVia: number | undefined
+  lastJoinAt: number
 }
 
 type ItemBody = { kind: 'msg'; from: string; to: string; msg: ClusterMessage; at: number } | { kind: 'gossip' | 'heartbeat'; node: number; at: number }
@@ -146,6 +149,8 @@ export class GossipSimulator {
   #group: number[] | undefined
   dropped = 0
   delivered = 0
+  /** Count encoded bytes of every message from now on (off during a bootstrap you do not measure). */
+  measureBytes: boolean
 
   constructor(o: SimOptions) {
     this.#o = {
@@ -160,6 +165,7 @@ export class GossipSimulator {
       measureBytes: true,
       ...o,
     }
+    this.measureBytes = this.#o.measureBytes
     this.#rng = mulberry32(o.seed)
     this.seeds = Array.from({ length: this.#o.seeds }, (_, i) => authorityOf(i))
     for (let i = 0; i < o.nodes; i++) this.#addNode(i)
@@ -167,7 +173,7 @@ export class GossipSimulator {
 
   #addNode(i: number): SimNode {
     const authority = authorityOf(i)
-    const node: SimNode = { index: i, authority, core: this.#newCore(authority, i), alive: true, events: [], bytesSent: 0, messagesSent: 0 }
+    const node: SimNode = { index: i, authority, core: this.#newCore(authority, i), alive: true, events: [], bytesSent: 0, messagesSent: 0, joinVia: undefined, lastJoinAt: 0 }
     this.nodes[i] = node
     const g = this.#o.gossipIntervalMs
     this.#schedule({ kind: 'gossip', node: i, at: this.now + this.#rng() * g })
@@ -200,6 +206,8 @@ export class GossipSimulator {
 
   join(i: number, via = 0): void {
     const n = this.nodes[i]!
+    n.joinVia = via
+    n.lastJoinAt = this.now
     n.core.requestJoin(authorityOf(via))
     this.#flush(n)
   }
@@ -233,7 +241,7 @@ export class GossipSimulator {
     for (const e of events) n.events.push({ ...e, at: this.now })
     for (const s of sends) {
       n.messagesSent++
-      if (this.#o.measureBytes) n.bytesSent += encodeToBytes(binaryCodec, s.msg).length
+      if (this.measureBytes) n.bytesSent += encodeToBytes(binaryCodec, s.msg).length
       const to = indexOf(s.to)
       if (to < 0 || to >= this.nodes.length) continue
       if (this.#rng() < this.#o.lossRate || (this.#group !== undefined && this.#group[n.index] !== this.#group[to])) {
@@ -263,6 +271,7 @@ export class GossipSimulator {
       }
       const n = this.nodes[next.node]!
       if (next.kind === 'gossip') {
+        if (n.alive && n.joinVia !== undefined && n.core.self === undefined && this.now - n.lastJoinAt >= 1_000) this.join(n.index, n.joinVia)
         if (n.alive) {
           n.core.tick(this.now)
           this.#flush(n)

@@ -61,7 +61,7 @@ describe('MemberTable delta anti-entropy', () => {
         const d = tables[0]!.digest()
         for (const t of tables) {
           expect(t.digest()).toBe(d)
-          expect(t.members().sort((p, q) => (p.authority < q.authority ? -1 : 1))).toEqual(tables[0]!.members().sort((p, q) => (p.authority < q.authority ? -1 : 1)))
+          expect([...t.members()].sort((p, q) => (p.authority < q.authority ? -1 : 1))).toEqual([...tables[0]!.members()].sort((p, q) => (p.authority < q.authority ? -1 : 1)))
         }
       }),
     )
