@@ -42,6 +42,8 @@ export type ClusterMessage =
 
 /** What the core needs from a failure detector (failure-detector/detector-registry.ts). */
 export interface FailureDetector {
+  /** Start watching `id` as if it had just sent a heartbeat (so silence from the start is detected). */
+  monitor(id: string, nowMs: number): void
   heartbeat(id: string, nowMs: number): void
   remove(id: string): void
   check(nowMs: number): { unreachable: string[]; reachable: string[] }
@@ -102,6 +104,8 @@ export class ClusterCore {
   readonly #monitored = new Set<string>()
   /** Counters the driver exports as metrics. */
   readonly stats = { rejectedViews: 0, conflictsRefused: 0, convergences: 0, reconciles: 0, gossipSent: 0 }
+  /** Seeds that refused our join, with the code (ERR_AUTHORITY_UNREACHABLE = not Up themselves). */
+  readonly joinRefusals = new Map<string, string>()
   /** Durations (ms) of convergences not yet taken by the metrics exporter. */
   convergenceDurations: number[] = []
 
@@ -275,6 +279,7 @@ export class ClusterCore {
         this.#merge(from, msg.changes, msg.vv, nowMs)
         return
       case 'join-refused':
+        this.joinRefusals.set(from, msg.code)
         this.#emit({ type: 'handshake.refused', remote: from, claimedAuthority: from, code: msg.code, reason: `join refused by ${from}: ${msg.reason}` })
         return
       case 'hb':
@@ -446,7 +451,11 @@ export class ClusterCore {
 
   // ------------------------------------------------------------ heartbeats
 
-  /** Heartbeat the monitored successors and turn detector verdicts into reachability records. */
+  /**
+   * Heartbeat the monitored successors. Judging them is checkReachability's
+   * job, on its own timer after the local-health check: a heartbeat timer
+   * that fires first after a stall must not accuse anyone.
+   */
   heartbeatTick(nowMs: number): void {
     if (this.self === undefined) return
     const targets = this.#monitorTargets()
@@ -458,10 +467,14 @@ export class ClusterCore {
     }
     for (const id of this.#monitored) if (!ids.has(id)) this.#o.detector.remove(id)
     // Monitoring starts now: a member that never answers is still detected.
-    for (const id of ids) if (!this.#monitored.has(id)) this.#o.detector.heartbeat(id, nowMs)
+    for (const id of ids) if (!this.#monitored.has(id)) this.#o.detector.monitor(id, nowMs)
     this.#monitored.clear()
     for (const id of ids) this.#monitored.add(id)
+  }
 
+  /** Turn the detector's verdicts into this observer's reachability records. */
+  checkReachability(nowMs: number): void {
+    if (this.self === undefined) return
     const { unreachable, reachable } = this.#o.detector.check(nowMs)
     const touched: string[] = []
     for (const id of unreachable) {

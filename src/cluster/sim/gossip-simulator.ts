@@ -52,6 +52,9 @@ export class TimeoutDetector implements FailureDetector {
   heartbeat(id: string, nowMs: number): void {
     this.#last.set(id, nowMs)
   }
+  monitor(id: string, nowMs: number): void {
+    if (!this.#last.has(id)) this.#last.set(id, nowMs)
+  }
   remove(id: string): void {
     this.#last.delete(id)
     this.#down.delete(id)
@@ -280,6 +283,7 @@ export class GossipSimulator {
       } else {
         if (n.alive) {
           n.core.heartbeatTick(this.now)
+          n.core.checkReachability(this.now)
           this.#flush(n)
         }
         this.#schedule({ kind: 'heartbeat', node: next.node, at: this.now + this.#o.heartbeatIntervalMs })

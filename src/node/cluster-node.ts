@@ -1,0 +1,319 @@
+/**
+ * ClusterNode: the membership protocol (ClusterCore, sans-I/O) driven by real
+ * sockets and timers. It owns the TCP transport, the phi-accrual failure
+ * detectors and the local-health check, feeds them to the core, and sends
+ * what the core asks for.
+ *
+ *   timers:  gossip every gossipIntervalMs   → core.tick
+ *            heartbeat every heartbeatIntervalMs → local health, core.heartbeatTick
+ *            check every checkIntervalMs      → core.checkReachability
+ *   frames:  [0x01][binary-coded ClusterMessage] → core.onMessage
+ *
+ * Joining: the first configured seed forms the cluster by itself when no
+ * other seed welcomes it within seedJoinTimeoutMs; every other node asks the
+ * seeds in turn (with backoff) until one welcomes it.
+ */
+
+import { randomBytes } from 'node:crypto'
+import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import { type ClusterMessage, ClusterCore, type FailureDetector } from '../cluster/cluster-core.js'
+import { FailureDetectorRegistry } from '../cluster/failure-detector/detector-registry.js'
+import { LocalHealth, type LocalHealthVerdict } from '../cluster/failure-detector/local-health.js'
+import { type FailureDetectorInput, type FailureDetectorSettings, resolveFailureDetectorSettings } from '../cluster/failure-detector/profiles.js'
+import type { Member } from '../cluster/membership/member.js'
+import { EventStream } from '../observability/event-stream.js'
+import { TcpTransport, type TcpTransportTlsOptions } from '../remote/transport/tcp-transport.js'
+import { binaryCodec, encodeToBytes } from '../wire/payload-codec.js'
+
+export const FRAME_CLUSTER = 0x01
+
+export const DEFAULT_GOSSIP_INTERVAL_MS = 200 // 0.2 s
+export const DEFAULT_CONVERGENCE_TIMEOUT_MS = 1_000 // 1 s (design 3.8)
+export const DEFAULT_SEED_JOIN_TIMEOUT_MS = 2_000 // 2 s
+
+export interface ClusterNodeOptions {
+  /** Cluster name; nodes of another cluster are refused. */
+  clusterName: string
+  /** Shared secret for the handshake HMAC. */
+  secret: string
+  /** Seed authorities (host:port), same list and order on every node; may include this node. */
+  seeds: readonly string[]
+  host?: string
+  /** 0 = ephemeral. */
+  port?: number
+  advertisedAuthority?: string
+  /** 'test' | 'prod' profile plus overrides. Default profile 'prod'. */
+  failureDetector?: FailureDetectorInput
+  gossipIntervalMs?: number
+  convergenceTimeoutMs?: number
+  /** How long the first seed waits for another seed before forming the cluster alone. */
+  seedJoinTimeoutMs?: number
+  events?: EventStream
+  /** This incarnation's id; default 16 random hex digits. */
+  nodeId?: string
+  tls?: TcpTransportTlsOptions
+}
+
+function encodeMessage(msg: ClusterMessage): Uint8Array {
+  const body = encodeToBytes(binaryCodec, msg)
+  const frame = new Uint8Array(body.length + 1)
+  frame[0] = FRAME_CLUSTER
+  frame.set(body, 1)
+  return frame
+}
+
+export class ClusterNode {
+  readonly events: EventStream
+  readonly transport: TcpTransport
+  readonly core: ClusterCore
+  readonly detectorSettings: FailureDetectorSettings
+  readonly #o: ClusterNodeOptions
+  /** Phi-accrual detectors of the monitored members (introspection, metrics). */
+  readonly detectors: FailureDetectorRegistry
+  readonly #health: LocalHealth
+  #verdict: LocalHealthVerdict | undefined
+  readonly #timers: ReturnType<typeof setInterval>[] = []
+  #closed = false
+  #joinLoop: Promise<void> | undefined
+  #terminatedResolve: (() => void) | undefined
+  /** Resolves when this node has been removed or downed (and has stopped). */
+  readonly terminated: Promise<void>
+
+  private constructor(o: ClusterNodeOptions, events: EventStream, transport: TcpTransport, core: ClusterCore, settings: FailureDetectorSettings, registry: FailureDetectorRegistry) {
+    this.#o = o
+    this.events = events
+    this.transport = transport
+    this.core = core
+    this.detectorSettings = settings
+    this.detectors = registry
+    this.#health = new LocalHealth({ lagThresholdMs: settings.localPauseThresholdMs, graceMs: settings.localPauseGraceMs })
+    this.terminated = new Promise((resolve) => (this.#terminatedResolve = resolve))
+  }
+
+  static async start(o: ClusterNodeOptions): Promise<ClusterNode> {
+    const { settings, issues } = resolveFailureDetectorSettings(o.failureDetector ?? {})
+    if (!Array.isArray(o.seeds) || o.seeds.length === 0) issues.push('seeds: at least one seed authority (host:port) is required')
+    if (typeof o.clusterName !== 'string' || o.clusterName === '') issues.push('clusterName is required')
+    if (typeof o.secret !== 'string' || o.secret.length < 8) issues.push('secret must be a string of at least 8 characters')
+    if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid cluster options: ${issues.join('; ')}`, { issues })
+    const events = o.events ?? new EventStream()
+    const nodeId = o.nodeId ?? randomBytes(8).toString('hex')
+    const registry = new FailureDetectorRegistry(settings)
+    // The handshake hook and the detector need the core and node, which need the bound port.
+    const ref: { core?: ClusterCore; node?: ClusterNode } = {}
+    const transport = await TcpTransport.listen({
+      clusterName: o.clusterName,
+      nodeId,
+      secret: o.secret,
+      events,
+      ...(o.host === undefined ? {} : { host: o.host }),
+      ...(o.port === undefined ? {} : { port: o.port }),
+      ...(o.advertisedAuthority === undefined ? {} : { advertisedAuthority: o.advertisedAuthority }),
+      ...(o.tls === undefined ? {} : { tls: o.tls }),
+      // Spec 1.4: a second incarnation of a member's authority is refused in the handshake.
+      accept: (peer) => {
+        const r = ref.core?.checkPeer(peer.authority, peer.nodeId)
+        return r === undefined ? undefined : { code: r.code as 'ERR_AUTHORITY_CONFLICT', reason: r.reason }
+      },
+    })
+    const detector: FailureDetector = {
+      monitor: (id, now) => void registry.monitor(id, now),
+      heartbeat: (id, now) => void registry.heartbeat(id, now),
+      remove: (id) => void registry.remove(id),
+      check: (now) => registry.check(now, ref.node?.takeVerdict()),
+      onLocalPause: () => {},
+    }
+    const core = new ClusterCore({
+      authority: transport.authority,
+      nodeId,
+      seeds: o.seeds,
+      convergenceTimeoutMs: o.convergenceTimeoutMs ?? DEFAULT_CONVERGENCE_TIMEOUT_MS,
+      downAfterUnreachableMs: settings.downAfterUnreachableMs,
+      detector,
+      random: Math.random,
+    })
+    ref.core = core
+    const node = new ClusterNode(o, events, transport, core, settings, registry)
+    ref.node = node
+    node.#run()
+    return node
+  }
+
+  get authority(): string {
+    return this.core.authority
+  }
+
+  get nodeId(): string {
+    return this.core.nodeId
+  }
+
+  /** Active members, oldest first. */
+  members(): Member[] {
+    return this.core.members()
+  }
+
+  /** @internal the local-health verdict for the next check (set by the check timer). */
+  takeVerdict(): LocalHealthVerdict | undefined {
+    const v = this.#verdict
+    this.#verdict = undefined
+    return v
+  }
+
+  #run(): void {
+    const o = this.#o
+    const s = this.detectorSettings
+    this.transport.on('frame', (peer, frame) => {
+      if (frame[0] !== FRAME_CLUSTER) return // other frame types belong to other layers
+      let msg: ClusterMessage
+      try {
+        msg = binaryCodec.decode(frame, 1, frame.length - 1) as ClusterMessage
+      } catch (e) {
+        this.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: 'ERR_FRAME_MALFORMED', reason: toGrainClusterError(e).reason })
+        return
+      }
+      if (typeof msg !== 'object' || msg === null || typeof (msg as { t?: unknown }).t !== 'string') {
+        this.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: 'ERR_FRAME_MALFORMED', reason: 'cluster frame is not a message' })
+        return
+      }
+      try {
+        this.core.onMessage(peer.authority, msg, performance.now())
+      } catch (e) {
+        this.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: 'ERR_FRAME_MALFORMED', reason: `bad cluster message: ${toGrainClusterError(e).reason}` })
+      }
+      this.#pump()
+    })
+    const every = (ms: number, fn: () => void): void => {
+      const t = setInterval(() => {
+        if (this.#closed) return
+        fn()
+        this.#pump()
+      }, ms)
+      this.#timers.push(t)
+    }
+    every(o.gossipIntervalMs ?? DEFAULT_GOSSIP_INTERVAL_MS, () => {
+      this.core.tick(performance.now())
+      this.#keepConnections()
+    })
+    every(s.heartbeatIntervalMs, () => this.core.heartbeatTick(performance.now()))
+    // Local health first, then judge: a stall of our own is forgiven before anyone is accused.
+    every(s.checkIntervalMs, () => {
+      const now = performance.now()
+      const v = this.#health.tick(now, s.checkIntervalMs)
+      if (v.status === 'paused') {
+        this.#verdict = v
+        this.core.onLocalPause(now, v.lagMs)
+      }
+      this.core.checkReachability(now)
+    })
+    this.#joinLoop = this.#join()
+  }
+
+  /** Send what the core produced; publish its events; stop if we were removed. */
+  #pump(): void {
+    const { sends, events } = this.core.drain()
+    for (const e of events) this.events.publish(e)
+    for (const s of sends) {
+      let frame: Uint8Array
+      try {
+        frame = encodeMessage(s.msg)
+      } catch (e) {
+        this.events.publish({ type: 'transport.frame-rejected', remote: s.to, code: 'ERR_GRAIN_PAYLOAD_ENCODE', reason: toGrainClusterError(e).reason })
+        continue
+      }
+      // Gossip and heartbeats are repeated by design: while disconnected they
+      // are dropped and the connection is (re)established for the next one.
+      if (!this.transport.send(s.to, frame)) void this.transport.connect(s.to)
+    }
+    if (!this.#closed && this.core.isTerminated) {
+      this.events.publish({ type: 'node.stopped', reason: `${this.authority} was removed from the cluster` })
+      void this.close()
+    }
+  }
+
+  /** Keep connections to active members; drop those to removed ones. */
+  #keepConnections(): void {
+    const wanted = new Set<string>()
+    for (const m of this.core.members()) if (m.authority !== this.authority) wanted.add(m.authority)
+    for (const a of wanted) if (!this.transport.isConnected(a)) void this.transport.connect(a)
+    for (const p of this.transport.peers()) {
+      const m = this.core.table.member(p.authority)
+      if (m !== undefined && (m.status === 'removed' || m.nodeId !== p.nodeId) && !this.#o.seeds.includes(p.authority)) this.transport.disconnect(p.authority, 'member removed')
+    }
+  }
+
+  async #join(): Promise<void> {
+    const o = this.#o
+    const others = o.seeds.filter((s) => s !== this.authority)
+    const first = o.seeds[0] === this.authority
+    const deadline = performance.now() + (o.seedJoinTimeoutMs ?? DEFAULT_SEED_JOIN_TIMEOUT_MS)
+    for (let round = 0; !this.#closed && this.core.self === undefined; round++) {
+      // Ask every reachable seed at once; the first welcome wins.
+      this.core.joinRefusals.clear()
+      const dials = await Promise.allSettled(others.map((seed) => this.transport.connect(seed, { timeoutMs: 1_000 })))
+      const conflict = dials.some((d) => d.status === 'rejected' && GrainClusterError.is(d.reason, 'ERR_AUTHORITY_CONFLICT'))
+      const asked = others.filter((_, i) => dials[i]!.status === 'fulfilled')
+      for (const seed of asked) this.core.requestJoin(seed)
+      this.#pump()
+      await this.#until(() => this.core.self !== undefined || asked.every((seed) => this.core.joinRefusals.has(seed)), 1_000)
+      if (this.core.self !== undefined || this.#closed) return
+      // Only the first seed may form a new cluster: when every other seed is
+      // alive but not Up itself (nobody has formed one), or none answered in
+      // time. A conflict refusal means a cluster exists that still holds our
+      // old incarnation: wait for it to be removed instead.
+      const noClusterYet = asked.length === others.length && others.every((seed) => this.core.joinRefusals.get(seed) === 'ERR_AUTHORITY_UNREACHABLE')
+      if (first && !conflict && (others.length === 0 || noClusterYet || performance.now() >= deadline)) {
+        this.core.selfJoin()
+        this.#pump()
+        return
+      }
+      await this.#sleep(Math.min(100 * 2 ** Math.min(round, 4), 1_000))
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(r, ms)
+      t.unref()
+    })
+  }
+
+  async #until(pred: () => boolean, timeoutMs: number): Promise<boolean> {
+    const end = performance.now() + timeoutMs
+    while (!pred()) {
+      if (performance.now() > end || this.#closed) return false
+      await this.#sleep(10)
+    }
+    return true
+  }
+
+  /** Resolves once this node is Up (welcomed and promoted by the leader). */
+  async whenUp(timeoutMs = 30_000): Promise<void> {
+    if (!(await this.#until(() => this.core.isUp, timeoutMs))) {
+      throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${this.authority} did not become Up within ${timeoutMs} ms (seeds: ${this.#o.seeds.join(', ')})`, { authority: this.authority })
+    }
+  }
+
+  /** Graceful leave (spec 1.2): Leaving → Exiting → Removed, then stop. */
+  async leave(timeoutMs = 10_000): Promise<void> {
+    if (this.core.leave()) {
+      this.#pump()
+      await this.#until(() => {
+        const s = this.core.self?.status
+        return s === 'exiting' || s === 'removed' || this.core.isTerminated
+      }, timeoutMs)
+      // Give the Exiting status one gossip round to reach the others.
+      await this.#sleep(this.#o.gossipIntervalMs ?? DEFAULT_GOSSIP_INTERVAL_MS)
+    }
+    await this.close()
+  }
+
+  /** Stop at once (timers, sockets); others will detect it as unreachable. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const t of this.#timers) clearInterval(t)
+    await this.transport.close()
+    await this.#joinLoop?.catch(() => {})
+    this.#terminatedResolve?.()
+  }
+}

@@ -1,0 +1,1058 @@
+/**
+ * Node-to-node transport driver: node:net TCP (optionally node:tls) carrying
+ * length-prefixed frames (frame-codec.ts) after an authenticated handshake
+ * (handshake.ts). This file owns the sockets, timers and randomness; the
+ * protocol decisions live in those two sans-I/O files.
+ *
+ * - One connection per remote authority. When two nodes dial each other at
+ *   the same time both connections complete; each side then keeps the one
+ *   dialed by the node with the lower NodeId (string order) and ends the
+ *   other gracefully. Both sides compute the same answer from the same two
+ *   NodeIds, so they agree without another message. Frames that arrive on
+ *   the losing connection before it closes are still delivered.
+ * - Writes are batched: send() appends the frame (prefix included) to the
+ *   connection's outbound slab, and one flush per event-loop turn
+ *   (setImmediate) writes everything queued under cork()/uncork(), i.e. as
+ *   one writev. Small frames are copied into the slab at send(); frames of
+ *   LARGE_FRAME_BYTES or more are written by reference, so treat a frame as
+ *   handed over once sent.
+ * - Received frames are zero-copy views of the socket's chunk when they lie
+ *   inside one chunk (see FrameDecoder). A frame stays valid after the
+ *   listener returns (chunks are not reused) but keeps its chunk alive.
+ * - Authorities passed to connect() are redialed with exponential backoff
+ *   and jitter whenever no connection to them is up, until disconnect() or
+ *   close(). A refused handshake rejects connect() and waits the maximum
+ *   delay before the next attempt.
+ * - Bad input never escapes a socket callback: oversized or truncated frames
+ *   publish 'transport.frame-rejected', failed handshakes (including frames
+ *   before the handshake and peers that vanish mid-handshake) publish
+ *   'handshake.refused'; only the offending connection is closed.
+ */
+
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import * as net from 'node:net'
+import * as tls from 'node:tls'
+import { GrainClusterError, toGrainClusterError } from '../../common/errors.js'
+import { utf8Length } from '../../common/utf8.js'
+import type { EventStream } from '../../observability/event-stream.js'
+import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameDecoder, MAX_ENCODABLE_FRAME_BYTES, encodeFrame, writeFrameHeader } from './frame-codec.js'
+import {
+  Handshake,
+  type HandshakeRefusal,
+  type HandshakeResult,
+  type HandshakeStep,
+  MAX_HELLO_STRING_BYTES,
+  MAX_UNAUTHENTICATED_FRAME_BYTES,
+  NONCE_BYTES,
+  type PeerIdentity,
+} from './handshake.js'
+
+export type { PeerIdentity, HandshakeRefusal } from './handshake.js'
+
+/** Interface bound when `host` is not given. */
+export const DEFAULT_HOST = '127.0.0.1'
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000 // 5 s, TCP/TLS connect included for dials
+export const DEFAULT_RECONNECT_MIN_DELAY_MS = 100 // 100 ms
+export const DEFAULT_RECONNECT_MAX_DELAY_MS = 10_000 // 10 s
+export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024 // 64 MiB per connection
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 1_024
+/** How long a gracefully ended socket may linger before it is destroyed. */
+const CLOSE_GRACE_MS = 2_000 // 2 s
+/** Outbound slab size: small frames are packed into slabs of this size. */
+const SLAB_BYTES = 64 * 1024
+/** Frames at least this large are written by reference instead of copied. */
+const LARGE_FRAME_BYTES = 16 * 1024
+
+/** 'outbound' when this node dialed the connection. */
+export type ConnectionDirection = 'inbound' | 'outbound'
+
+/** TLS material; the same options serve the server and the dialed connections. */
+export interface TcpTransportTlsOptions {
+  /** PEM private key of this node. */
+  key: string | Buffer
+  /** PEM certificate of this node (server and client side). */
+  cert: string | Buffer
+  /** Trusted CA certificate(s); default: Node's bundled roots. */
+  ca?: string | Buffer | Array<string | Buffer>
+  /** Ask inbound peers for a client certificate (mutual TLS). Default false. */
+  requestCert?: boolean
+  /** Refuse peers whose certificate does not verify. Default true. */
+  rejectUnauthorized?: boolean
+}
+
+/** Options of TcpTransport.listen(); invalid ones fail with one ERR_CONFIG_INVALID listing every issue. */
+export interface TcpTransportOptions {
+  /** Cluster name; a peer in another cluster is refused. Same on every node. */
+  clusterName: string
+  /** This incarnation's NodeId (random per process start). */
+  nodeId: string
+  /** Shared cluster secret (HMAC key of the handshake). Same on every node. */
+  secret: string | Uint8Array
+  /** Where refusals, rejections and connection changes are published. */
+  events: EventStream
+  /** Interface to bind. Default '127.0.0.1'. */
+  host?: string
+  /** Port to bind; 0 (default) picks an ephemeral port. */
+  port?: number
+  /** Authority announced to peers; default `host:port` actually bound. */
+  advertisedAuthority?: string
+  /** Largest frame body accepted or sent, in bytes. Default 4 MiB; at least 4 KiB. */
+  maxFrameBytes?: number
+  /** Time for a connection to complete connect + TLS + handshake. Default 5 s. */
+  handshakeTimeoutMs?: number
+  /** First reconnect delay (before jitter). Default 100 ms. */
+  reconnectMinDelayMs?: number
+  /** Largest reconnect delay, also used after a refused handshake. Default 10 s. */
+  reconnectMaxDelayMs?: number
+  /** Outbound bytes a connection may buffer before send() returns false. Default 64 MiB. */
+  maxBufferedBytes?: number
+  /** Inbound connections allowed in the handshake at once; more are dropped. Default 1024. */
+  maxPendingHandshakes?: number
+  /** Membership hook: refuse a verified peer (e.g. ERR_AUTHORITY_CONFLICT). Throwing refuses too. */
+  accept?: (peer: PeerIdentity, direction: ConnectionDirection) => HandshakeRefusal | undefined
+  /** Opaque bytes for this side's ACCEPT (the seed's member table, spec 1.5). */
+  welcome?: (peer: PeerIdentity, direction: ConnectionDirection) => Uint8Array | undefined
+  /** Use TLS (node:tls) on both the server and the dialed connections. */
+  tls?: TcpTransportTlsOptions
+}
+
+/** Second argument of 'peer-up'. */
+export interface PeerUpInfo {
+  direction: ConnectionDirection
+  /** What the peer put in its ACCEPT (empty if nothing). */
+  welcome: Uint8Array
+}
+
+/** One entry of peers(). */
+export interface PeerConnectionInfo extends PeerIdentity {
+  direction: ConnectionDirection
+}
+
+/** Listener signatures of TcpTransport.on(). */
+export interface TcpTransportEvents {
+  frame: [peer: PeerIdentity, frame: Uint8Array]
+  'peer-up': [peer: PeerIdentity, info: PeerUpInfo]
+  'peer-down': [peer: PeerIdentity, reason: string]
+}
+/** 'frame' | 'peer-up' | 'peer-down'. */
+export type TcpTransportEventName = keyof TcpTransportEvents
+
+/** Counters since listen() and gauges of now; see TcpTransport.stats. */
+export interface TcpTransportStats {
+  framesIn: number
+  bytesIn: number
+  framesOut: number
+  bytesOut: number
+  /** Oversized or truncated frames; each closed its connection. */
+  framesRejected: number
+  /** Handshakes that failed, refused by either side or cut short. */
+  handshakesRefused: number
+  /** send() calls that returned false because the connection's buffer was full. */
+  sendsRefused: number
+  /** Inbound sockets accepted by the server (TLS: after the TLS handshake). */
+  inboundAccepted: number
+  dialAttempts: number
+  /** Dials that closed before their handshake started (refused, unreachable, TLS failure). */
+  dialFailures: number
+  /** Times a frame/peer listener threw (isolated, not rethrown). */
+  listenerErrors: number
+  /** Sockets open now, in any state. */
+  openConnections: number
+  /** Of which still in the handshake. */
+  pendingHandshakes: number
+  /** Peers with an established connection. */
+  peers: number
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** Parse `host:port` or `[ipv6]:port`. Throws ERR_CONFIG_INVALID. */
+export function parseAuthority(authority: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(authority)
+  const port = m === null ? NaN : Number(m[3])
+  if (m === null || !(port >= 1 && port <= 65_535)) {
+    throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid authority ${JSON.stringify(authority)}: expected host:port`, {
+      authority,
+      issues: [`authority must be host:port with a port in 1..65535 (got ${JSON.stringify(authority)})`],
+    })
+  }
+  return { host: m[1] ?? m[2]!, port }
+}
+
+/** `host:port`, bracketing IPv6 hosts. */
+export function formatAuthority(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+/**
+ * Reconnect delay for the given attempt (0-based): exponential from `minMs`,
+ * capped at `maxMs`, with "equal jitter" (uniform in [d/2, d]) so nodes that
+ * lost the same peer do not redial in lockstep.
+ */
+export function reconnectDelayMs(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+  const d = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30))
+  return Math.round(d / 2 + (random() * d) / 2)
+}
+
+interface ResolvedOptions {
+  clusterName: string
+  nodeId: string
+  secret: Uint8Array
+  events: EventStream
+  host: string
+  port: number
+  advertisedAuthority: string | undefined
+  maxFrameBytes: number
+  handshakeTimeoutMs: number
+  reconnectMinDelayMs: number
+  reconnectMaxDelayMs: number
+  maxBufferedBytes: number
+  maxPendingHandshakes: number
+  accept: TcpTransportOptions['accept']
+  welcome: TcpTransportOptions['welcome']
+  tls: TcpTransportTlsOptions | undefined
+}
+
+function resolveOptions(o: TcpTransportOptions): ResolvedOptions {
+  const issues: string[] = []
+  const name = (path: string, v: unknown): void => {
+    if (typeof v !== 'string' || v.length === 0 || utf8Length(v) > MAX_HELLO_STRING_BYTES) {
+      issues.push(`${path} must be a non-empty string of at most ${MAX_HELLO_STRING_BYTES} bytes (got ${JSON.stringify(v)})`)
+    }
+  }
+  const int = (path: string, v: unknown, min: number, max: number): void => {
+    if (v !== undefined && !(Number.isInteger(v) && (v as number) >= min && (v as number) <= max)) {
+      issues.push(`${path} must be an integer in ${min}..${max} (got ${JSON.stringify(v)})`)
+    }
+  }
+  name('clusterName', o.clusterName)
+  name('nodeId', o.nodeId)
+  const secret = typeof o.secret === 'string' ? new TextEncoder().encode(o.secret) : o.secret
+  if (!(secret instanceof Uint8Array) || secret.length === 0) issues.push('secret must be a non-empty string or Uint8Array')
+  if (typeof o.events !== 'object' || o.events === null || typeof (o.events as { publish?: unknown }).publish !== 'function') {
+    issues.push('events must be an EventStream')
+  }
+  if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) issues.push(`host must be a non-empty string (got ${JSON.stringify(o.host)})`)
+  int('port', o.port, 0, 65_535)
+  if (o.advertisedAuthority !== undefined) {
+    try {
+      parseAuthority(o.advertisedAuthority)
+      name('advertisedAuthority', o.advertisedAuthority)
+    } catch (e) {
+      issues.push(...((e as GrainClusterError).details.issues ?? []).map((s) => `advertisedAuthority: ${s}`))
+    }
+  }
+  int('maxFrameBytes', o.maxFrameBytes, MAX_UNAUTHENTICATED_FRAME_BYTES, MAX_ENCODABLE_FRAME_BYTES)
+  int('handshakeTimeoutMs', o.handshakeTimeoutMs, 1, 2 ** 31 - 1)
+  int('reconnectMinDelayMs', o.reconnectMinDelayMs, 1, 2 ** 31 - 1)
+  int('reconnectMaxDelayMs', o.reconnectMaxDelayMs, 1, 2 ** 31 - 1)
+  int('maxBufferedBytes', o.maxBufferedBytes, 1, Number.MAX_SAFE_INTEGER)
+  int('maxPendingHandshakes', o.maxPendingHandshakes, 1, 1_000_000)
+  const minDelay = o.reconnectMinDelayMs ?? DEFAULT_RECONNECT_MIN_DELAY_MS
+  const maxDelay = o.reconnectMaxDelayMs ?? Math.max(DEFAULT_RECONNECT_MAX_DELAY_MS, minDelay)
+  if (maxDelay < minDelay) issues.push(`reconnectMaxDelayMs must be at least reconnectMinDelayMs (got ${maxDelay} < ${minDelay})`)
+  if (o.tls !== undefined && (o.tls.key === undefined || o.tls.cert === undefined)) issues.push('tls.key and tls.cert are both required when tls is set')
+  if (issues.length > 0) {
+    throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid transport options: ${issues.join('; ')}`, { issues })
+  }
+  return {
+    clusterName: o.clusterName,
+    nodeId: o.nodeId,
+    secret,
+    events: o.events,
+    host: o.host ?? DEFAULT_HOST,
+    port: o.port ?? 0,
+    advertisedAuthority: o.advertisedAuthority,
+    maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    handshakeTimeoutMs: o.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    reconnectMinDelayMs: minDelay,
+    reconnectMaxDelayMs: maxDelay,
+    maxBufferedBytes: o.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+    maxPendingHandshakes: o.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
+    accept: o.accept,
+    welcome: o.welcome,
+    tls: o.tls,
+  }
+}
+
+function remoteOf(socket: net.Socket): string {
+  return socket.remoteAddress === undefined ? 'unknown' : formatAuthority(socket.remoteAddress, socket.remotePort ?? 0)
+}
+
+function describeError(e: Error): string {
+  const code = (e as NodeJS.ErrnoException).code
+  return code !== undefined && !e.message.includes(code) ? `${code}: ${e.message}` : e.message
+}
+
+// ---------------------------------------------------------------- connection
+
+type ConnectionState = 'connecting' | 'handshaking' | 'established' | 'closing' | 'closed'
+
+/** One socket and its framing, handshake and outbound batch. */
+class Connection {
+  state: ConnectionState
+  /** Remote address as seen on the socket (captured early: it is gone after close). */
+  remote: string
+  handshake: Handshake | undefined
+  readonly decoder = new FrameDecoder({ maxFrameBytes: MAX_UNAUTHENTICATED_FRAME_BYTES })
+  /** Set once established; frozen and reused for every frame event. */
+  peer: PeerIdentity | undefined
+  timer: NodeJS.Timeout | undefined
+  closeReason: string | undefined
+  error: Error | undefined
+  tcpConnected = false
+  /** The failure of this connection's handshake, once one was published. */
+  refusal: Extract<HandshakeResult, { ok: false }> | undefined
+  /** A frame was rejected on it (event already published). */
+  rejected = false
+  readonly onFrame: (frame: Uint8Array) => void
+
+  // Outbound batch: chunks ready to write, plus the slab small frames are packed into.
+  chunks: Uint8Array[] = []
+  queuedBytes = 0
+  #slab: Buffer | undefined
+  #slabPos = 0
+  #slabStart = 0
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly direction: ConnectionDirection,
+    /** Outbound only: the authority we dialed. */
+    readonly dialed: string | undefined,
+    onFrame: (c: Connection, frame: Uint8Array) => void,
+  ) {
+    this.state = direction === 'inbound' ? 'handshaking' : 'connecting'
+    this.remote = socket.remoteAddress === undefined ? (dialed ?? 'unknown') : remoteOf(socket)
+    this.onFrame = (frame) => onFrame(this, frame)
+  }
+
+  enqueue(frame: Uint8Array): void {
+    const n = frame.length
+    if (n >= LARGE_FRAME_BYTES) {
+      const at = this.#reserve(FRAME_HEADER_BYTES)
+      writeFrameHeader(this.#slab!, at, n)
+      this.#slabPos = at + FRAME_HEADER_BYTES
+      this.#cut()
+      this.chunks.push(frame)
+    } else {
+      const at = this.#reserve(FRAME_HEADER_BYTES + n)
+      const slab = this.#slab!
+      writeFrameHeader(slab, at, n)
+      slab.set(frame, at + FRAME_HEADER_BYTES)
+      this.#slabPos = at + FRAME_HEADER_BYTES + n
+    }
+    this.queuedBytes += FRAME_HEADER_BYTES + n
+  }
+
+  /** Move everything queued out; the slab's unused tail stays for later frames. */
+  takeChunks(): Uint8Array[] {
+    this.#cut()
+    const out = this.chunks
+    this.chunks = []
+    this.queuedBytes = 0
+    return out
+  }
+
+  /** Position in the slab with room for `need` bytes (bytes already handed to the socket are never rewritten). */
+  #reserve(need: number): number {
+    if (this.#slab === undefined || this.#slab.length - this.#slabPos < need) {
+      this.#cut()
+      this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, need))
+      this.#slabPos = 0
+      this.#slabStart = 0
+    }
+    return this.#slabPos
+  }
+
+  #cut(): void {
+    if (this.#slab !== undefined && this.#slabPos > this.#slabStart) {
+      this.chunks.push(this.#slab.subarray(this.#slabStart, this.#slabPos))
+      this.#slabStart = this.#slabPos
+    }
+  }
+}
+
+interface Waiter {
+  resolve: (peer: PeerIdentity) => void
+  reject: (e: GrainClusterError) => void
+}
+
+type ListenerMap = { [K in TcpTransportEventName]: Array<(...args: TcpTransportEvents[K]) => void> }
+
+// ---------------------------------------------------------------- transport
+
+/**
+ * TCP (or TLS) transport between cluster nodes. Create with
+ * `TcpTransport.listen(options)`; register listeners right after the await
+ * (no socket callback runs before that continuation).
+ */
+export class TcpTransport {
+  readonly #o: ResolvedOptions
+  readonly #server: net.Server
+  #authority = ''
+  #closed = false
+  #closePromise: Promise<void> | undefined
+
+  readonly #conns = new Set<Connection>()
+  /** Inbound connections still in the handshake (bounded by maxPendingHandshakes). */
+  readonly #inboundHandshaking = new Set<Connection>()
+  /** TLS only: raw sockets whose TLS handshake is still running (not yet a Connection), by remote address. */
+  readonly #tlsPending = new Map<string, net.Socket>()
+  /** The connection frames to a peer go out on, by peer authority. */
+  readonly #active = new Map<string, Connection>()
+  /** Outbound connection attempts in flight, by dialed authority. */
+  readonly #dialing = new Map<string, Connection>()
+  /** Authorities connect() was called for: kept connected until disconnect()/close(). */
+  readonly #wanted = new Set<string>()
+  readonly #reconnectTimers = new Map<string, NodeJS.Timeout>()
+  readonly #attempts = new Map<string, number>()
+  readonly #waiters = new Map<string, Waiter[]>()
+
+  readonly #dirty = new Set<Connection>()
+  #flushScheduled = false
+
+  #listeners: ListenerMap = { frame: [], 'peer-up': [], 'peer-down': [] }
+  readonly #stats = {
+    framesIn: 0,
+    bytesIn: 0,
+    framesOut: 0,
+    bytesOut: 0,
+    framesRejected: 0,
+    handshakesRefused: 0,
+    sendsRefused: 0,
+    inboundAccepted: 0,
+    dialAttempts: 0,
+    dialFailures: 0,
+    listenerErrors: 0,
+  }
+
+  /** Bind and listen; resolves once listening. Throws ERR_CONFIG_INVALID for bad options or a failed bind. */
+  static async listen(options: TcpTransportOptions): Promise<TcpTransport> {
+    const t = new TcpTransport(resolveOptions(options))
+    await t.#listen()
+    return t
+  }
+
+  private constructor(o: ResolvedOptions) {
+    this.#o = o
+    const onSocket = (socket: net.Socket): void => this.#onInbound(socket)
+    if (o.tls !== undefined) {
+      const server = tls.createServer(
+        {
+          key: o.tls.key,
+          cert: o.tls.cert,
+          ...(o.tls.ca !== undefined ? { ca: o.tls.ca } : {}),
+          requestCert: o.tls.requestCert ?? false,
+          rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
+          handshakeTimeout: o.handshakeTimeoutMs,
+        },
+        onSocket,
+      )
+      server.on('connection', (raw: net.Socket) => {
+        // Tracked so close() need not wait out the TLS handshake timeout of a half-open client.
+        const key = remoteOf(raw)
+        this.#tlsPending.set(key, raw)
+        raw.once('close', () => {
+          if (this.#tlsPending.get(key) === raw) this.#tlsPending.delete(key)
+        })
+      })
+      server.on('tlsClientError', (err, socket) => {
+        // Garbage or a plain-TCP client on a TLS port: refuse it like any other bad handshake.
+        const remote = remoteOf(socket)
+        this.#stats.handshakesRefused++
+        this.#o.events.publish({ type: 'handshake.refused', remote, code: 'ERR_AUTHORITY_HANDSHAKE_FAILED', reason: `TLS handshake failed: ${describeError(err)}` })
+      })
+      this.#server = server
+    } else {
+      this.#server = net.createServer(onSocket)
+    }
+  }
+
+  /** This node's authority: the advertised one, else `host:port` actually bound. */
+  get authority(): string {
+    return this.#authority
+  }
+
+  /** This incarnation's NodeId. */
+  get nodeId(): string {
+    return this.#o.nodeId
+  }
+
+  /** Largest frame body accepted or sent. */
+  get maxFrameBytes(): number {
+    return this.#o.maxFrameBytes
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** Counters and gauges (a fresh snapshot per call). */
+  get stats(): TcpTransportStats {
+    let pending = 0
+    for (const c of this.#conns) if (c.state === 'handshaking' || c.state === 'connecting') pending++
+    return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size }
+  }
+
+  /** Subscribe; returns the unsubscribe function. A throwing listener is counted in stats.listenerErrors, never rethrown. */
+  on<K extends TcpTransportEventName>(event: K, fn: (...args: TcpTransportEvents[K]) => void): () => void {
+    // Copy on write: emitting iterates a snapshot, so listeners may unsubscribe while called.
+    const list = this.#listeners[event] as Array<(...args: TcpTransportEvents[K]) => void>
+    ;(this.#listeners as Record<K, unknown>)[event] = [...list, fn]
+    return () => {
+      const now = this.#listeners[event] as Array<(...args: TcpTransportEvents[K]) => void>
+      ;(this.#listeners as Record<K, unknown>)[event] = now.filter((f) => f !== fn)
+    }
+  }
+
+  /** True when an established connection to `authority` can take frames. */
+  isConnected(authority: string): boolean {
+    return this.#active.get(authority)?.state === 'established'
+  }
+
+  /** Established peers and the direction of the connection kept for each. */
+  peers(): PeerConnectionInfo[] {
+    const out: PeerConnectionInfo[] = []
+    for (const c of this.#active.values()) if (c.peer !== undefined) out.push({ ...c.peer, direction: c.direction })
+    return out
+  }
+
+  /**
+   * Keep a connection to `authority` (idempotent). Resolves with the peer
+   * once a connection (either direction) is established; rejects with the
+   * handshake error if the handshake is refused (either side), with
+   * ERR_AUTHORITY_UNREACHABLE after `timeoutMs` (if given), on disconnect()
+   * or close(), and with ERR_CONFIG_INVALID for a malformed authority.
+   * Redialing goes on after a rejection until disconnect()/close(). The
+   * returned promise may be ignored: its rejection is never unhandled.
+   */
+  connect(authority: string, options: { timeoutMs?: number } = {}): Promise<PeerIdentity> {
+    const p = this.#connect(authority, options.timeoutMs)
+    p.catch(() => {})
+    return p
+  }
+
+  #connect(authority: string, timeoutMs: number | undefined): Promise<PeerIdentity> {
+    if (this.#closed) return Promise.reject(this.#unreachable(authority, 'the transport is closed'))
+    try {
+      parseAuthority(authority)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e, 'ERR_CONFIG_INVALID'))
+    }
+    if (authority === this.#authority) {
+      return Promise.reject(new GrainClusterError('ERR_CONFIG_INVALID', `cannot connect to this node's own authority ${authority}`, { authority }))
+    }
+    this.#wanted.add(authority)
+    const active = this.#active.get(authority)
+    if (active?.peer !== undefined && active.state === 'established') return Promise.resolve(active.peer)
+    const p = new Promise<PeerIdentity>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      const w: Waiter = {
+        resolve: (peer) => {
+          clearTimeout(timer)
+          resolve(peer)
+        },
+        reject: (e) => {
+          clearTimeout(timer)
+          reject(e)
+        },
+      }
+      let list = this.#waiters.get(authority)
+      if (list === undefined) this.#waiters.set(authority, (list = []))
+      list.push(w)
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const l = this.#waiters.get(authority)
+          if (l !== undefined) {
+            const i = l.indexOf(w)
+            if (i >= 0) l.splice(i, 1)
+            if (l.length === 0) this.#waiters.delete(authority)
+          }
+          w.reject(this.#unreachable(authority, `no connection to ${authority} within ${timeoutMs} ms`))
+        }, timeoutMs)
+      }
+    })
+    if (!this.#dialing.has(authority) && !this.#reconnectTimers.has(authority)) this.#dial(authority)
+    return p
+  }
+
+  /** Stop keeping `authority` connected: cancels redials and ends its connection (peer-down follows). */
+  disconnect(authority: string, reason = 'disconnected locally'): void {
+    this.#wanted.delete(authority)
+    this.#attempts.delete(authority)
+    const t = this.#reconnectTimers.get(authority)
+    if (t !== undefined) clearTimeout(t)
+    this.#reconnectTimers.delete(authority)
+    this.#rejectWaiters(authority, this.#unreachable(authority, reason))
+    const dialing = this.#dialing.get(authority)
+    if (dialing !== undefined) this.#destroy(dialing, reason)
+    const active = this.#active.get(authority)
+    if (active !== undefined) this.#closeGracefully(active, reason)
+  }
+
+  /**
+   * Queue `frame` for `authority`. Returns false, and queues nothing, when
+   * no established connection to it exists or its outbound buffer is over
+   * maxBufferedBytes (backpressure); the caller (association layer) defers
+   * or drops. Throws ERR_FRAME_TOO_LARGE for a frame over maxFrameBytes:
+   * that is the caller's bug, and the peer would cut the connection for it.
+   */
+  send(authority: string, frame: Uint8Array): boolean {
+    const c = this.#active.get(authority)
+    if (c === undefined || c.state !== 'established') return false
+    if (frame.length > this.#o.maxFrameBytes) {
+      throw new GrainClusterError('ERR_FRAME_TOO_LARGE', `frame of ${frame.length} bytes exceeds the limit of ${this.#o.maxFrameBytes} bytes`, {
+        authority,
+        size: frame.length,
+        limit: this.#o.maxFrameBytes,
+      })
+    }
+    if (c.queuedBytes + c.socket.writableLength > this.#o.maxBufferedBytes) {
+      this.#stats.sendsRefused++
+      return false
+    }
+    c.enqueue(frame)
+    this.#stats.framesOut++
+    this.#dirty.add(c)
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(this.#flushAll)
+    }
+    return true
+  }
+
+  /** End every connection and the server, cancel redials; resolves when all sockets are closed. */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close()
+    return this.#closePromise
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true
+    for (const t of this.#reconnectTimers.values()) clearTimeout(t)
+    this.#reconnectTimers.clear()
+    for (const authority of [...this.#waiters.keys()]) this.#rejectWaiters(authority, this.#unreachable(authority, 'the transport is closed'))
+    this.#flushAll()
+    const closed: Array<Promise<unknown>> = []
+    for (const c of this.#conns) {
+      if (c.state !== 'closed') closed.push(new Promise((r) => c.socket.once('close', r)))
+      if (c.state === 'established') this.#closeGracefully(c, 'the transport is closed')
+      else this.#destroy(c, 'the transport is closed')
+    }
+    for (const raw of this.#tlsPending.values()) raw.destroy()
+    closed.push(new Promise<void>((r) => this.#server.close(() => r())))
+    await Promise.all(closed)
+  }
+
+  // ---------------------------------------------------------------- listening and dialing
+
+  async #listen(): Promise<void> {
+    const o = this.#o
+    const server = this.#server
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error): void => {
+        reject(toGrainClusterError(e, 'ERR_CONFIG_INVALID', { authority: formatAuthority(o.host, o.port), issues: [`listen on ${formatAuthority(o.host, o.port)} failed: ${describeError(e)}`] }))
+      }
+      server.once('error', onError)
+      server.listen(o.port, o.host, () => {
+        server.off('error', onError)
+        resolve()
+      })
+    })
+    // Later server errors (e.g. EMFILE on accept) must not crash the process; connections carry on.
+    server.on('error', () => {})
+    const addr = server.address() as net.AddressInfo
+    this.#authority = o.advertisedAuthority ?? formatAuthority(o.host, addr.port)
+  }
+
+  #onInbound(socket: net.Socket): void {
+    this.#stats.inboundAccepted++
+    this.#tlsPending.delete(remoteOf(socket))
+    if (this.#closed) {
+      socket.destroy()
+      return
+    }
+    if (this.#inboundHandshaking.size >= this.#o.maxPendingHandshakes) {
+      const remote = remoteOf(socket)
+      socket.on('error', () => {})
+      socket.destroy()
+      this.#stats.handshakesRefused++
+      this.#o.events.publish({ type: 'handshake.refused', remote, code: 'ERR_AUTHORITY_HANDSHAKE_FAILED', reason: `too many pending handshakes (limit ${this.#o.maxPendingHandshakes})` })
+      return
+    }
+    const c = this.#track(socket, 'inbound', undefined)
+    c.tcpConnected = true
+    this.#inboundHandshaking.add(c)
+    this.#startHandshake(c)
+  }
+
+  #dial(authority: string): void {
+    const { host, port } = parseAuthority(authority)
+    this.#stats.dialAttempts++
+    const t = this.#o.tls
+    const socket =
+      t === undefined
+        ? net.connect({ host, port })
+        : tls.connect({
+            host,
+            port,
+            key: t.key,
+            cert: t.cert,
+            ...(t.ca !== undefined ? { ca: t.ca } : {}),
+            rejectUnauthorized: t.rejectUnauthorized ?? true,
+            // SNI must be a host name, never an IP address.
+            ...(net.isIP(host) === 0 ? { servername: host } : {}),
+          })
+    const c = this.#track(socket, 'outbound', authority)
+    this.#dialing.set(authority, c)
+    socket.once('connect', () => {
+      c.tcpConnected = true
+      if (socket.remoteAddress !== undefined) c.remote = formatAuthority(socket.remoteAddress, socket.remotePort ?? port)
+    })
+    socket.once(t === undefined ? 'connect' : 'secureConnect', () => {
+      if (c.state === 'connecting') this.#startHandshake(c)
+    })
+  }
+
+  /** Wire a socket's events to the connection logic. */
+  #track(socket: net.Socket, direction: ConnectionDirection, dialed: string | undefined): Connection {
+    const c = new Connection(socket, direction, dialed, (conn, frame) => this.#onFrame(conn, frame))
+    this.#conns.add(c)
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => this.#onData(c, chunk))
+    socket.on('error', (e) => {
+      c.error ??= e
+    })
+    socket.on('close', () => this.#onClose(c))
+    c.timer = setTimeout(() => this.#onHandshakeTimeout(c), this.#o.handshakeTimeoutMs)
+    return c
+  }
+
+  #startHandshake(c: Connection): void {
+    const o = this.#o
+    c.state = 'handshaking'
+    const direction = c.direction
+    const accept = o.accept
+    const welcome = o.welcome
+    c.handshake = new Handshake({
+      role: direction === 'outbound' ? 'dialer' : 'acceptor',
+      clusterName: o.clusterName,
+      authority: this.#authority,
+      nodeId: o.nodeId,
+      nonce: randomBytes(NONCE_BYTES),
+      mac: (input) => createHmac('sha256', o.secret).update(input).digest(),
+      macEquals: (a, b) => a.length === b.length && timingSafeEqual(a, b),
+      ...(c.dialed !== undefined ? { expectedAuthority: c.dialed } : {}),
+      ...(accept !== undefined ? { accept: (peer: PeerIdentity) => accept(peer, direction) } : {}),
+      ...(welcome !== undefined ? { welcome: (peer: PeerIdentity) => welcome(peer, direction) } : {}),
+    })
+    this.#apply(c, c.handshake.start())
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  #onData(c: Connection, chunk: Buffer): void {
+    this.#stats.bytesIn += chunk.length
+    try {
+      c.decoder.push(chunk, c.onFrame)
+    } catch (e) {
+      this.#rejectFrame(c, e)
+    }
+  }
+
+  #onFrame(c: Connection, frame: Uint8Array): void {
+    const peer = c.peer
+    if (peer !== undefined) {
+      // Established (possibly the losing duplicate, still draining): an authenticated frame.
+      if (this.#closed) return
+      this.#stats.framesIn++
+      const ls = this.#listeners.frame
+      for (let i = 0; i < ls.length; i++) {
+        try {
+          ls[i]!(peer, frame)
+        } catch {
+          this.#stats.listenerErrors++
+        }
+      }
+      return
+    }
+    if (c.state !== 'handshaking' || c.handshake === undefined) return
+    this.#apply(c, c.handshake.receive(frame))
+  }
+
+  /** Write what the handshake produced and act on its outcome. */
+  #apply(c: Connection, step: HandshakeStep): void {
+    const socket = c.socket
+    for (const m of step.send) {
+      if (socket.destroyed || !socket.writable) break
+      const framed = encodeFrame(m)
+      this.#stats.bytesOut += framed.length
+      socket.write(framed)
+    }
+    // Once the peer proved the secret, its ACCEPT and later frames may use the full limit.
+    if (c.handshake?.peerVerified === true) c.decoder.maxFrameBytes = this.#o.maxFrameBytes
+    const r = step.result
+    if (r === undefined) return
+    if (r.ok) this.#onEstablished(c, Object.freeze({ authority: r.peer.authority, nodeId: r.peer.nodeId }), r.welcome)
+    else this.#onHandshakeFailed(c, r)
+  }
+
+  #onHandshakeTimeout(c: Connection): void {
+    c.timer = undefined
+    if (c.state === 'connecting') {
+      this.#destroy(c, `connect to ${c.dialed ?? c.remote} timed out after ${this.#o.handshakeTimeoutMs} ms`)
+    } else if (c.state === 'handshaking' && c.handshake !== undefined) {
+      this.#apply(c, c.handshake.expire(this.#o.handshakeTimeoutMs))
+    }
+  }
+
+  #onHandshakeFailed(c: Connection, r: Extract<HandshakeResult, { ok: false }>): void {
+    this.#inboundHandshaking.delete(c)
+    clearTimeout(c.timer)
+    c.timer = undefined
+    c.refusal = r
+    c.decoder.close()
+    this.#stats.handshakesRefused++
+    const claimed = c.handshake?.claimedPeer?.authority ?? c.dialed
+    this.#o.events.publish({
+      type: 'handshake.refused',
+      remote: c.remote,
+      ...(claimed !== undefined ? { claimedAuthority: claimed } : {}),
+      code: r.error.code,
+      reason: r.error.reason,
+    })
+    if (c.dialed !== undefined) this.#rejectWaiters(c.dialed, r.error)
+    if (r.by === 'local') this.#endThenDestroy(c, r.error.reason)
+    else this.#destroy(c, r.error.reason)
+  }
+
+  #rejectFrame(c: Connection, e: unknown): void {
+    if (c.state === 'closed' || c.rejected) return
+    const err = toGrainClusterError(e, 'ERR_FRAME_MALFORMED', { authority: c.peer?.authority ?? c.dialed ?? c.remote })
+    c.rejected = true
+    this.#stats.framesRejected++
+    this.#o.events.publish({ type: 'transport.frame-rejected', remote: c.remote, code: err.code, reason: err.reason })
+    this.#destroy(c, `frame rejected: ${err.reason}`)
+  }
+
+  // ---------------------------------------------------------------- connection lifecycle
+
+  #onEstablished(c: Connection, peer: PeerIdentity, welcome: Uint8Array): void {
+    this.#inboundHandshaking.delete(c)
+    clearTimeout(c.timer)
+    c.timer = undefined
+    c.state = 'established'
+    c.peer = peer
+    if (c.dialed !== undefined && this.#dialing.get(c.dialed) === c) this.#dialing.delete(c.dialed)
+    if (this.#closed) {
+      this.#closeGracefully(c, 'the transport is closed')
+      return
+    }
+    const existing = this.#active.get(peer.authority)
+    if (existing === undefined || existing.peer === undefined) {
+      this.#activate(c, welcome)
+      return
+    }
+    if (existing.peer.nodeId !== peer.nodeId) {
+      // A new incarnation at the same authority: the old process is gone, so is its connection.
+      // (Membership refuses conflicts through the accept hook before we get here.)
+      const reason = `superseded by a new incarnation ${peer.nodeId} at ${peer.authority}`
+      this.#active.delete(peer.authority)
+      this.#peerDown(existing, reason)
+      this.#closeGracefully(existing, reason)
+      this.#activate(c, welcome)
+      return
+    }
+    // Same peer twice (simultaneous dial): both sides keep the connection dialed by the lower NodeId.
+    const reason = `duplicate connection to ${peer.authority}: keeping the one dialed by the lower NodeId`
+    if (this.#prefer(c, existing)) {
+      this.#active.set(peer.authority, c)
+      this.#closeGracefully(existing, reason)
+    } else {
+      this.#closeGracefully(c, reason)
+    }
+  }
+
+  /** True if connection `a` should be kept over `b` (same peer, both established). */
+  #prefer(a: Connection, b: Connection): boolean {
+    const dialer = (c: Connection): string => (c.direction === 'outbound' ? this.#o.nodeId : c.peer!.nodeId)
+    const da = dialer(a)
+    const db = dialer(b)
+    // Same dialer can only happen if one side dialed twice; keep the newer (a).
+    return da === db || da < db
+  }
+
+  #activate(c: Connection, welcome: Uint8Array): void {
+    const peer = c.peer!
+    this.#active.set(peer.authority, c)
+    this.#attempts.delete(peer.authority)
+    const t = this.#reconnectTimers.get(peer.authority)
+    if (t !== undefined) clearTimeout(t)
+    this.#reconnectTimers.delete(peer.authority)
+    this.#o.events.publish({ type: 'transport.connected', authority: peer.authority, nodeId: peer.nodeId, direction: c.direction })
+    this.#emit('peer-up', peer, { direction: c.direction, welcome })
+    const waiters = this.#waiters.get(peer.authority)
+    this.#waiters.delete(peer.authority)
+    if (waiters !== undefined) for (const w of waiters) w.resolve(peer)
+  }
+
+  #peerDown(c: Connection, reason: string): void {
+    const peer = c.peer!
+    this.#o.events.publish({ type: 'transport.disconnected', authority: peer.authority, reason })
+    this.#emit('peer-down', peer, reason)
+  }
+
+  #onClose(c: Connection): void {
+    const prev = c.state
+    c.state = 'closed'
+    clearTimeout(c.timer)
+    c.timer = undefined
+    this.#conns.delete(c)
+    this.#inboundHandshaking.delete(c)
+    this.#dirty.delete(c)
+    const partial = c.decoder.partial
+    c.decoder.close()
+    const reason =
+      c.closeReason ??
+      (c.error !== undefined ? `connection lost: ${describeError(c.error)}` : 'connection closed by the peer')
+
+    const peer = c.peer
+    if (peer !== undefined && this.#active.get(peer.authority) === c) {
+      this.#active.delete(peer.authority)
+      if (partial !== undefined && !c.rejected && !this.#closed) {
+        this.#stats.framesRejected++
+        this.#o.events.publish({
+          type: 'transport.frame-rejected',
+          remote: c.remote,
+          code: 'ERR_FRAME_MALFORMED',
+          reason: `connection closed mid-frame (${partial.received} of ${partial.expected ?? 'at least 4'} bytes)`,
+        })
+      }
+      this.#peerDown(c, this.#closed ? 'the transport is closed' : reason)
+    } else if (prev === 'handshaking' && c.refusal === undefined && !c.rejected && !this.#closed && c.closeReason === undefined) {
+      // The peer vanished (or sent part of a frame) before finishing the handshake.
+      this.#stats.handshakesRefused++
+      const claimed = c.handshake?.claimedPeer?.authority ?? c.dialed
+      const mid = partial === undefined ? '' : ` mid-frame (${partial.received} of ${partial.expected ?? 'at least 4'} bytes)`
+      this.#o.events.publish({
+        type: 'handshake.refused',
+        remote: c.remote,
+        ...(claimed !== undefined ? { claimedAuthority: claimed } : {}),
+        code: partial === undefined ? 'ERR_AUTHORITY_HANDSHAKE_FAILED' : 'ERR_FRAME_MALFORMED',
+        reason: `connection closed before the handshake completed${mid}${c.error !== undefined ? `: ${describeError(c.error)}` : ''}`,
+      })
+    } else if (prev === 'connecting') {
+      this.#stats.dialFailures++
+      if (c.tcpConnected && this.#o.tls !== undefined && !this.#closed) {
+        // TCP came up but TLS did not: an authentication failure worth an event, not a silent retry.
+        this.#stats.handshakesRefused++
+        this.#o.events.publish({
+          type: 'handshake.refused',
+          remote: c.remote,
+          ...(c.dialed !== undefined ? { claimedAuthority: c.dialed } : {}),
+          code: 'ERR_AUTHORITY_HANDSHAKE_FAILED',
+          reason: `TLS handshake failed${c.error !== undefined ? `: ${describeError(c.error)}` : ''}`,
+        })
+      }
+    }
+
+    if (c.dialed !== undefined && this.#dialing.get(c.dialed) === c) this.#dialing.delete(c.dialed)
+    for (const authority of [c.dialed, peer?.authority]) {
+      if (authority !== undefined) this.#maybeRedial(authority, c.refusal !== undefined && c.refusal.kind !== 'timeout')
+    }
+  }
+
+  #maybeRedial(authority: string, refused: boolean): void {
+    if (this.#closed || !this.#wanted.has(authority) || this.#active.has(authority) || this.#dialing.has(authority) || this.#reconnectTimers.has(authority)) return
+    const o = this.#o
+    const attempt = this.#attempts.get(authority) ?? 0
+    this.#attempts.set(authority, attempt + 1)
+    // After a refusal, wait the longest delay: retrying a misconfigured peer quickly only floods its events.
+    const delay = refused ? reconnectDelayMs(30, o.reconnectMinDelayMs, o.reconnectMaxDelayMs) : reconnectDelayMs(attempt, o.reconnectMinDelayMs, o.reconnectMaxDelayMs)
+    const timer = setTimeout(() => {
+      this.#reconnectTimers.delete(authority)
+      if (!this.#closed && this.#wanted.has(authority) && !this.#active.has(authority) && !this.#dialing.has(authority)) this.#dial(authority)
+    }, delay)
+    timer.unref()
+    this.#reconnectTimers.set(authority, timer)
+  }
+
+  /** Flush, send FIN, and destroy if the peer has not closed within the grace period. */
+  #closeGracefully(c: Connection, reason: string): void {
+    if (c.state === 'closing' || c.state === 'closed') return
+    c.state = 'closing'
+    c.closeReason ??= reason
+    this.#flush(c)
+    this.#endThenDestroy(c, reason)
+  }
+
+  #endThenDestroy(c: Connection, reason: string): void {
+    if (c.state !== 'closed') c.state = 'closing'
+    c.closeReason ??= reason
+    clearTimeout(c.timer)
+    c.socket.end()
+    c.timer = setTimeout(() => c.socket.destroy(), CLOSE_GRACE_MS)
+    c.timer.unref()
+  }
+
+  #destroy(c: Connection, reason: string): void {
+    if (c.state === 'closed') return
+    c.state = 'closing'
+    c.closeReason ??= reason
+    c.decoder.close()
+    c.socket.destroy()
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  readonly #flushAll = (): void => {
+    this.#flushScheduled = false
+    for (const c of this.#dirty) this.#flush(c)
+    this.#dirty.clear()
+  }
+
+  #flush(c: Connection): void {
+    const chunks = c.takeChunks()
+    if (chunks.length === 0) return
+    const socket = c.socket
+    if (socket.destroyed || !socket.writable) return
+    let bytes = 0
+    if (chunks.length === 1) {
+      bytes = chunks[0]!.length
+      socket.write(chunks[0]!)
+    } else {
+      // One writev for everything queued this turn.
+      socket.cork()
+      for (const chunk of chunks) {
+        bytes += chunk.length
+        socket.write(chunk)
+      }
+      socket.uncork()
+    }
+    this.#stats.bytesOut += bytes
+  }
+
+  // ---------------------------------------------------------------- misc
+
+  #emit<K extends TcpTransportEventName>(event: K, ...args: TcpTransportEvents[K]): void {
+    const ls = this.#listeners[event] as Array<(...a: TcpTransportEvents[K]) => void>
+    for (const l of ls) {
+      try {
+        l(...args)
+      } catch {
+        this.#stats.listenerErrors++
+      }
+    }
+  }
+
+  #rejectWaiters(authority: string, e: GrainClusterError): void {
+    const waiters = this.#waiters.get(authority)
+    this.#waiters.delete(authority)
+    if (waiters !== undefined) for (const w of waiters) w.reject(e)
+  }
+
+  #unreachable(authority: string, reason: string): GrainClusterError {
+    return new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', reason, { authority })
+  }
+}
