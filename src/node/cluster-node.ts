@@ -22,6 +22,7 @@ import { LocalHealth, type LocalHealthVerdict } from '../cluster/failure-detecto
 import { type FailureDetectorInput, type FailureDetectorSettings, resolveFailureDetectorSettings } from '../cluster/failure-detector/profiles.js'
 import type { Member } from '../cluster/membership/member.js'
 import { EventStream } from '../observability/event-stream.js'
+import { NodeMetrics } from '../observability/metrics.js'
 import { TcpTransport, type TcpTransportTlsOptions } from '../remote/transport/tcp-transport.js'
 import { binaryCodec, encodeToBytes } from '../wire/payload-codec.js'
 
@@ -51,6 +52,8 @@ export interface ClusterNodeOptions {
   events?: EventStream
   /** This incarnation's id; default 16 random hex digits. */
   nodeId?: string
+  /** Record Prometheus metrics (node.metrics). Default true; events flow either way. */
+  metrics?: boolean
   tls?: TcpTransportTlsOptions
 }
 
@@ -76,6 +79,8 @@ export class ClusterNode {
   #closed = false
   #joinLoop: Promise<void> | undefined
   #terminatedResolve: (() => void) | undefined
+  /** Prometheus metrics of this node; undefined when disabled by options. */
+  readonly metrics: NodeMetrics | undefined
   /** Resolves when this node has been removed or downed (and has stopped). */
   readonly terminated: Promise<void>
 
@@ -88,6 +93,20 @@ export class ClusterNode {
     this.detectors = registry
     this.#health = new LocalHealth({ lagThresholdMs: settings.localPauseThresholdMs, graceMs: settings.localPauseGraceMs })
     this.terminated = new Promise((resolve) => (this.#terminatedResolve = resolve))
+    if (o.metrics === false) this.metrics = undefined
+    else {
+      this.metrics = new NodeMetrics(events)
+      this.metrics.observeMembership({
+        statusCounts: () => {
+          const out: Record<string, number> = {}
+          for (const m of core.members()) out[m.status] = (out[m.status] ?? 0) + 1
+          return out
+        },
+        unreachableCount: () => core.unreachableSet().size,
+        isMinority: () => core.isMinority,
+        convergenceState: () => core.convergence,
+      })
+    }
   }
 
   static async start(o: ClusterNodeOptions): Promise<ClusterNode> {
@@ -312,6 +331,7 @@ export class ClusterNode {
     if (this.#closed) return
     this.#closed = true
     for (const t of this.#timers) clearInterval(t)
+    this.metrics?.close()
     await this.transport.close()
     await this.#joinLoop?.catch(() => {})
     this.#terminatedResolve?.()

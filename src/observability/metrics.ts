@@ -1,0 +1,159 @@
+/**
+ * Prometheus metrics, derived from the EventStream (so disabling metrics
+ * never disables events) plus a few gauges read at scrape time.
+ *
+ * Naming follows Prometheus conventions: `graincluster_` prefix, base units
+ * (`_seconds`), `_total` on counters, no per-key or per-PID labels (label
+ * values are bounded sets: statuses, error codes, categories).
+ *
+ * One registry per node (never prom-client's global one), so several nodes
+ * in one process (tests, the quickstart) do not collide.
+ */
+
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { EventStream } from './event-stream.js'
+import type { RuntimeEvent } from './events.js'
+
+/** Read at scrape time by the membership gauges. */
+export interface MembershipView {
+  /** Active members by status. */
+  statusCounts(): Record<string, number>
+  unreachableCount(): number
+  isMinority(): boolean
+  convergenceState(): 'diffusing' | 'reconciling' | 'confirmed'
+}
+
+const CONVERGENCE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30]
+
+export class NodeMetrics {
+  readonly registry = new Registry()
+  readonly #unsubscribe: (() => void)[] = []
+  readonly memberTransitions: Counter<'to'>
+  readonly rejectedViews: Counter
+  readonly handshakesRefused: Counter<'code'>
+  readonly framesRejected: Counter<'code'>
+  readonly convergence: Histogram
+  readonly localPauses: Counter
+  readonly workerCrashes: Counter
+  readonly deadLetters: Counter<'code'>
+  readonly ringFull: Counter<'direction'>
+  readonly malformedFrames: Counter
+
+  constructor(events: EventStream, prefix = 'graincluster_') {
+    const r = this.registry
+    this.memberTransitions = new Counter({ name: `${prefix}member_transitions_total`, help: 'Membership transitions seen by this node, by new status (joined, up, leaving, exiting, downed, removed, unreachable, reachable).', labelNames: ['to'], registers: [r] })
+    this.rejectedViews = new Counter({ name: `${prefix}gossip_rejected_views_total`, help: 'Conflicting membership views rejected by deterministic conflict resolution.', registers: [r] })
+    this.handshakesRefused = new Counter({ name: `${prefix}handshake_refused_total`, help: 'Handshakes or joins refused, by error code.', labelNames: ['code'], registers: [r] })
+    this.framesRejected = new Counter({ name: `${prefix}transport_frames_rejected_total`, help: 'Transport frames rejected (oversized, malformed), by error code.', labelNames: ['code'], registers: [r] })
+    this.convergence = new Histogram({ name: `${prefix}gossip_convergence_seconds`, help: 'Time from a new membership version to Confirmed convergence.', buckets: CONVERGENCE_BUCKETS, registers: [r] })
+    this.localPauses = new Counter({ name: `${prefix}node_pauses_total`, help: 'Times this process found its own event loop had stalled (accusations suppressed).', registers: [r] })
+    this.workerCrashes = new Counter({ name: `${prefix}worker_crashes_total`, help: 'Grain worker threads that died and were restarted.', registers: [r] })
+    this.deadLetters = new Counter({ name: `${prefix}deadletters_total`, help: 'Messages that could not be delivered, by error code.', labelNames: ['code'], registers: [r] })
+    this.ringFull = new Counter({ name: `${prefix}ring_full_total`, help: 'Times a ring filled and frames went to the bounded overflow queue.', labelNames: ['direction'], registers: [r] })
+    this.malformedFrames = new Counter({ name: `${prefix}frames_malformed_total`, help: 'Frames that failed bounds or structure checks.', registers: [r] })
+
+    const on = (filter: Parameters<EventStream['subscribe']>[0]): void => {
+      this.#unsubscribe.push(events.subscribe(filter, (e: RuntimeEvent) => this.#record(e)))
+    }
+    // Categories only: subscribing to '*' would make workers ship every grain event.
+    for (const f of ['member.*', 'handshake.*', 'transport.*', 'gossip.*', 'worker.*', 'ring.*', 'frame.*', 'deadletter', 'node.paused'] as const) on(f)
+  }
+
+  #record(e: RuntimeEvent): void {
+    switch (e.type) {
+      case 'member.joined':
+        this.memberTransitions.inc({ to: 'joined' })
+        break
+      case 'member.up':
+      case 'member.leaving':
+      case 'member.exiting':
+      case 'member.removed':
+      case 'member.unreachable':
+      case 'member.reachable':
+        this.memberTransitions.inc({ to: e.type.slice('member.'.length) })
+        break
+      case 'member.downed':
+        this.memberTransitions.inc({ to: 'downed' })
+        break
+      case 'member.conflict':
+        this.handshakesRefused.inc({ code: 'ERR_AUTHORITY_CONFLICT' })
+        break
+      case 'handshake.refused':
+        this.handshakesRefused.inc({ code: e.code })
+        break
+      case 'transport.frame-rejected':
+        this.framesRejected.inc({ code: e.code })
+        break
+      case 'gossip.view-rejected':
+        this.rejectedViews.inc()
+        break
+      case 'gossip.converged':
+        this.convergence.observe(e.durationMs / 1000)
+        break
+      case 'node.paused':
+        this.localPauses.inc()
+        break
+      case 'worker.crashed':
+        this.workerCrashes.inc()
+        break
+      case 'deadletter':
+        this.deadLetters.inc({ code: e.code })
+        break
+      case 'ring.full':
+        this.ringFull.inc({ direction: e.direction })
+        break
+      case 'frame.malformed':
+        this.malformedFrames.inc()
+        break
+      default:
+        break
+    }
+  }
+
+  /** Gauges of the membership, read at scrape time. */
+  observeMembership(view: MembershipView, prefix = 'graincluster_'): void {
+    new Gauge({
+      name: `${prefix}members`,
+      help: 'Active members in this node’s view, by status.',
+      labelNames: ['status'],
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const [status, n] of Object.entries(view.statusCounts())) this.set({ status }, n)
+      },
+    })
+    new Gauge({
+      name: `${prefix}members_unreachable`,
+      help: 'Active members flagged unreachable in this node’s merged view.',
+      registers: [this.registry],
+      collect() {
+        this.set(view.unreachableCount())
+      },
+    })
+    new Gauge({
+      name: `${prefix}minority`,
+      help: '1 while this node is on the minority side of a partition (membership writes refused).',
+      registers: [this.registry],
+      collect() {
+        this.set(view.isMinority() ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: `${prefix}gossip_confirmed`,
+      help: '1 when the latest membership version is Confirmed, 0 while Diffusing or Reconciling.',
+      registers: [this.registry],
+      collect() {
+        this.set(view.convergenceState() === 'confirmed' ? 1 : 0)
+      },
+    })
+  }
+
+  /** Prometheus text exposition. */
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  close(): void {
+    for (const u of this.#unsubscribe) u()
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * ClusterNode in one process over real loopback sockets: formation through
+ * the seeds, metrics, refusal of a wrong secret, graceful leave. The
+ * multi-process failure cases (kill -9, SIGSTOP) live in test/cluster/.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { ClusterNode } from '../../src/node/cluster-node.js'
+import type { RuntimeEvent } from '../../src/observability/events.js'
+import { freePorts } from '../helpers/free-port.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const open: ClusterNode[] = []
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((n) => n.close()))
+})
+
+async function startCluster(n: number, extra: Partial<Parameters<typeof ClusterNode.start>[0]> = {}): Promise<{ nodes: ClusterNode[]; events: RuntimeEvent[][]; seeds: string[] }> {
+  const ports = await freePorts(n)
+  const seeds = ports.slice(0, Math.min(2, n)).map((p) => `127.0.0.1:${p}`)
+  const events: RuntimeEvent[][] = []
+  const nodes = await Promise.all(
+    ports.map(async (port, i) => {
+      const node = await ClusterNode.start({ clusterName: 'it', secret: 'integration-secret', seeds, port, failureDetector: { profile: 'test' }, ...extra })
+      open.push(node)
+      events[i] = []
+      node.events.subscribe('*', (e) => events[i]!.push(e))
+      return node
+    }),
+  )
+  await Promise.all(nodes.map((x) => x.whenUp(30_000)))
+  return { nodes, events, seeds }
+}
+
+describe('ClusterNode over loopback TCP', () => {
+  it('forms a cluster through the seeds; every node holds the same table and reports it in metrics', async () => {
+    const { nodes, events } = await startCluster(3)
+    await waitUntil(() => nodes.every((n) => n.members().length === 3 && n.members().every((m) => m.status === 'up')), { what: 'all Up everywhere' })
+    const tables = nodes.map((n) => JSON.stringify(n.members().map((m) => [m.authority, m.nodeId, m.status])))
+    expect(new Set(tables).size).toBe(1)
+    await waitUntil(() => events.every((ev) => ev.some((e) => e.type === 'gossip.converged' && e.members === 3)), { what: 'converged with 3 members' })
+    const text = await nodes[0]!.metrics!.text()
+    expect(text).toMatch(/graincluster_members\{status="up"\} 3/)
+    expect(text).toMatch(/graincluster_gossip_convergence_seconds_count [1-9]/)
+    expect(text).toMatch(/graincluster_member_transitions_total\{to="up"\} [1-9]/)
+  })
+
+  it('refuses a node with the wrong secret, with a reason event, and keeps the cluster intact', async () => {
+    const { nodes, events, seeds } = await startCluster(2)
+    const intruder = await ClusterNode.start({ clusterName: 'it', secret: 'not-the-secret', seeds, port: 0, failureDetector: { profile: 'test' }, seedJoinTimeoutMs: 500 })
+    open.push(intruder)
+    const isBadProof = (e: RuntimeEvent): boolean => e.type === 'handshake.refused' && e.code === 'ERR_AUTHORITY_HANDSHAKE_FAILED'
+    await waitUntil(() => events[0]!.some(isBadProof), { what: 'refusal on the seed' })
+    expect((events[0]!.find(isBadProof) as { reason: string }).reason).toMatch(/proof|secret|HMAC/i)
+    expect(intruder.core.self).toBeUndefined()
+    expect(nodes[0]!.members()).toHaveLength(2)
+    expect(await nodes[0]!.metrics!.text()).toMatch(/graincluster_handshake_refused_total\{code="ERR_AUTHORITY_HANDSHAKE_FAILED"\} [1-9]/)
+  })
+
+  it('graceful leave: Leaving → Exiting → Removed everywhere, no Down', async () => {
+    const { nodes, events } = await startCluster(3)
+    const leaver = nodes[2]!
+    await leaver.leave()
+    await waitUntil(() => nodes.slice(0, 2).every((n) => n.core.table.member(leaver.authority)?.status === 'removed'), { what: 'removed on the others' })
+    const types = events[0]!.filter((e) => 'authority' in e && e.authority === leaver.authority).map((e) => e.type)
+    expect(types).toEqual(expect.arrayContaining(['member.leaving', 'member.exiting', 'member.removed']))
+    expect(types).not.toContain('member.downed')
+  })
+
+  it('refuses invalid options naming every problem', async () => {
+    await expect(ClusterNode.start({ clusterName: '', secret: 'short', seeds: [], failureDetector: { threshold: -1 } })).rejects.toMatchObject({
+      code: 'ERR_CONFIG_INVALID',
+      details: { issues: expect.arrayContaining([expect.stringContaining('seeds'), expect.stringContaining('clusterName'), expect.stringContaining('secret'), expect.stringContaining('threshold')]) },
+    })
+  })
+})
