@@ -81,6 +81,9 @@ interface ViewEntry {
   unreachable: boolean
 }
 
+/** Members pulled per reconcile attempt. */
+const RECONCILE_FANOUT = 3
+
 export const memberId = (authority: string, nodeId: string): string => `${authority}#${nodeId}`
 
 export class ClusterCore {
@@ -438,14 +441,20 @@ export class ClusterCore {
     this.#reconcile()
   }
 
-  /** Missing-range re-send: every member that has not seen our version gets a pull (push–pull follows). */
+  /**
+   * Missing-range re-send: a few members that have not seen our version get
+   * a pull (push–pull follows). A few, not all: when every node of a large
+   * cluster reconciles at once, pulling from everyone would cost N² messages.
+   */
   #reconcile(): void {
     this.stats.reconciles++
     const unreachable = this.unreachableSet()
+    const laggards = this.table.activeMembers().filter((m) => m.authority !== this.authority && !unreachable.has(m.authority) && !this.#seen.has(m.authority))
     const vv = this.table.vv()
-    for (const m of this.table.activeMembers()) {
-      if (m.authority === this.authority || unreachable.has(m.authority) || this.#seen.has(m.authority)) continue
-      this.#send(m.authority, { t: 'pull', vv })
+    for (let k = 0; k < RECONCILE_FANOUT && laggards.length > 0; k++) {
+      const i = Math.floor(this.#o.random() * laggards.length)
+      const [m] = laggards.splice(i, 1)
+      this.#send(m!.authority, { t: 'pull', vv })
     }
   }
 
