@@ -21,6 +21,7 @@ import { FailureDetectorRegistry } from '../cluster/failure-detector/detector-re
 import { LocalHealth, type LocalHealthVerdict } from '../cluster/failure-detector/local-health.js'
 import { type FailureDetectorInput, type FailureDetectorSettings, resolveFailureDetectorSettings } from '../cluster/failure-detector/profiles.js'
 import type { Member } from '../cluster/membership/member.js'
+import { parseClusterMessage } from '../cluster/messages.js'
 import { EventStream } from '../observability/event-stream.js'
 import { NodeMetrics } from '../observability/metrics.js'
 import { TcpTransport, type TcpTransportTlsOptions } from '../remote/transport/tcp-transport.js'
@@ -185,13 +186,10 @@ export class ClusterNode {
       if (frame[0] !== FRAME_CLUSTER) return // other frame types belong to other layers
       let msg: ClusterMessage
       try {
-        msg = binaryCodec.decode(frame, 1, frame.length - 1) as ClusterMessage
+        msg = parseClusterMessage(binaryCodec.decode(frame, 1, frame.length - 1))
       } catch (e) {
-        this.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: 'ERR_FRAME_MALFORMED', reason: toGrainClusterError(e).reason })
-        return
-      }
-      if (typeof msg !== 'object' || msg === null || typeof (msg as { t?: unknown }).t !== 'string') {
-        this.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: 'ERR_FRAME_MALFORMED', reason: 'cluster frame is not a message' })
+        const err = toGrainClusterError(e, 'ERR_FRAME_MALFORMED')
+        this.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: err.code, reason: err.reason })
         return
       }
       try {

@@ -4,7 +4,11 @@
  * multi-process failure cases (kill -9, SIGSTOP) live in test/cluster/.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { ClusterNode } from '../../src/node/cluster-node.js'
+import { ClusterNode, FRAME_CLUSTER } from '../../src/node/cluster-node.js'
+import { EventStream } from '../../src/observability/event-stream.js'
+import { TcpTransport } from '../../src/remote/transport/tcp-transport.js'
+import { binaryCodec, encodeToBytes } from '../../src/wire/payload-codec.js'
+import { seededRng } from '../helpers/seeded-rng.js'
 import type { RuntimeEvent } from '../../src/observability/events.js'
 import { freePorts } from '../helpers/free-port.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -64,6 +68,41 @@ describe('ClusterNode over loopback TCP', () => {
     const types = events[0]!.filter((e) => 'authority' in e && e.authority === leaver.authority).map((e) => e.type)
     expect(types).toEqual(expect.arrayContaining(['member.leaving', 'member.exiting', 'member.removed']))
     expect(types).not.toContain('member.downed')
+  })
+
+  it('an authenticated peer sending garbage cluster frames changes nothing: each is rejected with an event', async () => {
+    const { nodes, events } = await startCluster(2)
+    const before = JSON.stringify(nodes[0]!.members())
+    const rogue = await TcpTransport.listen({ clusterName: 'it', secret: 'integration-secret', nodeId: 'rogue', events: new EventStream() })
+    try {
+      await rogue.connect(nodes[0]!.authority, { timeoutMs: 10_000 })
+      const rng = seededRng(99)
+      const frames: Uint8Array[] = []
+      for (let i = 0; i < 300; i++) {
+        const junk = new Uint8Array(1 + Math.floor(rng() * 64))
+        for (let j = 0; j < junk.length; j++) junk[j] = Math.floor(rng() * 256)
+        junk[0] = FRAME_CLUSTER
+        frames.push(junk)
+      }
+      // Well-encoded values that are not valid messages.
+      for (const bogus of [{ t: 'delta', vv: {}, changes: [{ kind: 'member', origin: 'x:1', seq: 1, member: { authority: 'evil:1', nodeId: 'e', status: 'zombie', upNumber: 0 } }] }, { t: 'pull', vv: 'everything' }, [1, 2, 3]]) {
+        const body = encodeToBytes(binaryCodec, bogus)
+        const f = new Uint8Array(body.length + 1)
+        f[0] = FRAME_CLUSTER
+        f.set(body, 1)
+        frames.push(f)
+      }
+      for (const f of frames) expect(rogue.send(nodes[0]!.authority, f)).toBe(true)
+      await waitUntil(() => events[0]!.filter((e) => e.type === 'transport.frame-rejected' && e.code === 'ERR_FRAME_MALFORMED').length >= 3, { what: 'rejections' })
+      await waitUntil(() => events[0]!.filter((e) => e.type === 'transport.frame-rejected').length >= 250, { what: 'most junk rejected' })
+      expect(JSON.stringify(nodes[0]!.members())).toBe(before)
+      expect(nodes[0]!.core.table.member('evil:1')).toBeUndefined()
+      // Still healthy: a leave still goes through the normal protocol.
+      await nodes[1]!.leave()
+      await waitUntil(() => nodes[0]!.core.table.member(nodes[1]!.authority)?.status === 'removed', { what: 'leave after junk' })
+    } finally {
+      await rogue.close()
+    }
   })
 
   it('refuses invalid options naming every problem', async () => {
