@@ -5,7 +5,7 @@
  * clock timestamp, and where relevant the grain kind/key, worker and reason.
  */
 
-export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node' | 'member' | 'handshake' | 'transport' | 'gossip'
+export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node' | 'member' | 'handshake' | 'transport' | 'gossip' | 'association' | 'pid'
 
 interface Base<T extends string> {
   type: T
@@ -164,6 +164,49 @@ export interface NodePaused extends Base<'node.paused'> {
   reason: string
 }
 
+// ----------------------------------------------------------------- associations
+
+export type AssociationState = 'connected' | 'disconnected' | 'quarantined'
+
+export interface AssociationStateChanged extends Base<'association.state'> {
+  authority: string
+  nodeId?: string
+  from: AssociationState
+  to: AssociationState
+  reason: string
+}
+export interface AssociationQuarantined extends Base<'association.quarantined'> {
+  authority: string
+  nodeId?: string
+  reason: string
+  /** Wall-clock ms when the quarantine ends by itself. */
+  until: number
+  /** Messages refused because the authority went into quarantine (spec 3.4). */
+  refused: number
+}
+export interface AssociationReleased extends Base<'association.released'> {
+  authority: string
+  reason: 'deadline' | 'manual'
+}
+/** Spec 3.5: the deferred queue was sent after reconnection. */
+export interface AssociationDrained extends Base<'association.drained'> {
+  authority: string
+  drained: number
+}
+/** Spec 3.3: a message could not be serialized; the send was aborted. */
+export interface AssociationSendFailed extends Base<'association.send-failed'> {
+  authority: string
+  pid?: string
+  code: string
+  reason: string
+}
+/** Spec 2.5: resolution inputs that contradict or arrive out of order. */
+export interface PidResolutionConflict extends Base<'pid.conflict'> {
+  pid: string
+  authority: string
+  reason: string
+}
+
 export type RuntimeEvent =
   | GrainActivated
   | GrainDeactivated
@@ -195,6 +238,12 @@ export type RuntimeEvent =
   | GossipViewRejected
   | GossipStateChanged
   | NodePaused
+  | AssociationStateChanged
+  | AssociationQuarantined
+  | AssociationReleased
+  | AssociationDrained
+  | AssociationSendFailed
+  | PidResolutionConflict
 
 export type RuntimeEventType = RuntimeEvent['type']
 export type EventOf<T extends RuntimeEventType> = Extract<RuntimeEvent, { type: T }>
@@ -208,4 +257,4 @@ export function categoryOf(type: string): EventCategory {
 }
 
 // Order fixes each category's interest bit (workers hard-code the first six): append only.
-export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node', 'member', 'handshake', 'transport', 'gossip']
+export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node', 'member', 'handshake', 'transport', 'gossip', 'association', 'pid']
