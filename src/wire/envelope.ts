@@ -397,6 +397,24 @@ export class EnvelopeReader {
   payload(): Uint8Array {
     return this.payloadOff < 0 ? new Uint8Array(0) : this.buf.subarray(this.payloadOff, this.payloadOff + this.payloadLen)
   }
+  /**
+   * Rewrite the routing fields of the current envelope in place (the bytes
+   * must be writable): how a node relays a request or reply for another
+   * node without re-encoding it. False when a field is absent from this
+   * envelope's table (not written by EnvelopeWriter): re-encode then.
+   */
+  patchRouting(correlationId: number, replyTo: number): boolean {
+    const dv = this.#views.view
+    const corr = this.#slot(F_CORRELATION, 4)
+    const reply = this.#slot(F_REPLY_TO, 4)
+    if (corr < 0 || reply < 0) return false
+    dv.setUint32(corr, correlationId >>> 0, true)
+    dv.setUint32(reply, replyTo >>> 0, true)
+    this.correlationId = correlationId >>> 0
+    this.replyTo = replyTo >>> 0
+    return true
+  }
+
   /** True when the kind bytes equal `bytes` (lets a receiver skip decoding a repeated kind). */
   kindEquals(bytes: Uint8Array): boolean {
     const len = bytes.length

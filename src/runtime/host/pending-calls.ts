@@ -11,6 +11,7 @@
 
 import { GrainClusterError } from '../../common/errors.js'
 import { monotonicMs } from '../../common/deadline.js'
+import type { EnvelopeReader } from '../../wire/envelope.js'
 
 export interface CallInfo {
   readonly kind: string
@@ -20,6 +21,8 @@ export interface CallInfo {
 }
 
 interface Call extends CallInfo {
+  /** Relayed asks take the reply envelope itself instead of its decoded value. */
+  raw: ((r: EnvelopeReader) => void) | undefined
   resolve: (v: unknown) => void
   reject: (e: GrainClusterError) => void
   deadline: number
@@ -64,6 +67,7 @@ export class PendingCalls {
         deadline: monotonicMs() + ms,
         timeoutMs: ms,
         timer: undefined,
+        raw: undefined,
       }
       if (timeoutMs !== undefined && timeoutMs !== this.defaultTimeoutMs) {
         call.timer = setTimeout(() => this.#expire(id), ms)
@@ -75,8 +79,18 @@ export class PendingCalls {
     })
   }
 
+  /**
+   * Register a relayed ask: `raw` gets the reply envelope (valid only during
+   * the call), `fail` a typed error on timeout or worker crash.
+   */
+  addRaw(id: number, info: CallInfo, timeoutMs: number | undefined, raw: (r: EnvelopeReader) => void, fail: (e: GrainClusterError) => void): void {
+    void this.add(id, info, timeoutMs).catch(fail)
+    const c = this.#calls.get(id)
+    if (c !== undefined) c.raw = raw
+  }
+
   /** Remove and return call `id` (undefined when it already timed out). */
-  take(id: number): CallInfo & { resolve: (v: unknown) => void; reject: (e: GrainClusterError) => void } | undefined {
+  take(id: number): (CallInfo & { raw: ((r: EnvelopeReader) => void) | undefined; resolve: (v: unknown) => void; reject: (e: GrainClusterError) => void }) | undefined {
     const c = this.#calls.get(id)
     if (c === undefined) return undefined
     this.#calls.delete(id)

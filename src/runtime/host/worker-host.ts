@@ -385,7 +385,66 @@ export class WorkerHost {
 
   #settle(r: EnvelopeReader): void {
     const c = this.pending.take(r.correlationId)
-    if (c !== undefined) settleReply(r, this.codec, c) // undefined: timed out already
+    if (c === undefined) return // timed out already
+    if (c.raw !== undefined) c.raw(r)
+    else settleReply(r, this.codec, c)
+  }
+
+  /**
+   * Route a request envelope that came from another node to the worker that
+   * owns its partition, as the same bytes. For an ask, the correlation id and
+   * reply-to are patched in place so the worker answers this main thread;
+   * `onReply` then gets the reply envelope with the caller's correlation id
+   * restored, ready to send back (never re-encoded). Throws ERR_FRAME_MALFORMED
+   * for bytes that are not a valid request envelope.
+   */
+  relayRequest(bytes: Uint8Array, onReply: (reply: Uint8Array) => void, timeoutMs?: number): void {
+    const r = this.#relayReader.reset(bytes, 0, bytes.length)
+    if ((r.flags & (FLAGS.REPLY | FLAGS.CONTROL)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'a relayed envelope must be a request')
+    if (r.partition >= this.partitions) throw new GrainClusterError('ERR_FRAME_MALFORMED', `partition ${r.partition} out of range (this node has ${this.partitions}: partitions must match cluster-wide)`)
+    if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed')
+    const link = this.#links[workerOfPartition(r.partition, this.workers)]!
+    if ((r.flags & FLAGS.ASK) === 0) {
+      link.sender.sendBytes(bytes, 0, bytes.length)
+      return
+    }
+    const callerCorr = r.correlationId
+    const callerReplyTo = r.replyTo
+    const info = { kind: r.kind(), key: r.key(), method: `#${r.messageType}`, worker: link.index }
+    const corr = this.pending.nextId()
+    if (!r.patchRouting(corr, MAIN_THREAD)) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'relayed ask lacks routing fields')
+    const back = (reply: EnvelopeReader): void => {
+      const out = reply.copy()
+      this.#relayReader.reset(out, 0, out.length).patchRouting(callerCorr, callerReplyTo)
+      onReply(out)
+    }
+    const fail = (e: GrainClusterError): void => {
+      const w = new EnvelopeWriter()
+      w.flags = FLAGS.REPLY | FLAGS.ERROR
+      w.correlationId = callerCorr
+      w.replyTo = callerReplyTo
+      w.payloadBytes = encodeErrorPayload(new GrainClusterError(e.code, e.reason, { ...info, ...e.details }))
+      onReply(w.toBytes())
+    }
+    this.pending.addRaw(corr, info, timeoutMs, back, fail)
+    try {
+      link.sender.sendBytes(bytes, 0, bytes.length)
+    } catch (e) {
+      this.pending.take(corr)
+      fail(toGrainClusterError(e, 'ERR_RING_FULL'))
+    }
+  }
+  readonly #relayReader = new EnvelopeReader()
+
+  /**
+   * A reply envelope that came back from another node for an ask this main
+   * thread sent there: settle the caller. Throws ERR_FRAME_MALFORMED for
+   * bytes that are not a reply envelope.
+   */
+  acceptReply(bytes: Uint8Array): void {
+    const r = this.#relayReader.reset(bytes, 0, bytes.length)
+    if ((r.flags & FLAGS.REPLY) === 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'expected a reply envelope')
+    this.#settle(r)
   }
 
   #publishWorkerEvent(bytes: Uint8Array): void {
