@@ -55,6 +55,8 @@ export interface ClusterNodeOptions {
   nodeId?: string
   /** Record Prometheus metrics (node.metrics). Default true; events flow either way. */
   metrics?: boolean
+  /** Extra handshake check (e.g. refuse quarantined authorities); runs after the membership check. */
+  acceptPeer?: (peer: { authority: string; nodeId: string }) => { code: string; reason: string } | undefined
   tls?: TcpTransportTlsOptions
 }
 
@@ -132,7 +134,7 @@ export class ClusterNode {
       ...(o.tls === undefined ? {} : { tls: o.tls }),
       // Spec 1.4: a second incarnation of a member's authority is refused in the handshake.
       accept: (peer) => {
-        const r = ref.core?.checkPeer(peer.authority, peer.nodeId)
+        const r = ref.core?.checkPeer(peer.authority, peer.nodeId) ?? o.acceptPeer?.(peer)
         return r === undefined ? undefined : { code: r.code as 'ERR_AUTHORITY_CONFLICT', reason: r.reason }
       },
     })

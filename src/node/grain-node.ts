@@ -8,7 +8,8 @@
 import { availableParallelism } from 'node:os'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { GrainClusterError } from '../common/errors.js'
+import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import { formatPid, type Pid, parsePid } from '../common/pid.js'
 import { type GrainDefinition, type PayloadOf, type ResultOf, type StatelessGrainDefinition } from '../grains/define-grain.js'
 import { EventStream } from '../observability/event-stream.js'
 import { DEFAULT_MAX_OVERFLOW_FRAMES } from '../runtime/ring/frame-sender.js'
@@ -16,6 +17,10 @@ import { DEFAULT_RING_BYTES } from '../runtime/ring/spsc-ring.js'
 import { StatelessPool } from '../runtime/host/stateless-pool.js'
 import { type KindInfo, WorkerHost } from '../runtime/host/worker-host.js'
 import { DEFAULT_CODEC } from '../wire/payload-codec.js'
+import type { AssociationConfig } from '../remote/association/association-config.js'
+import { AssociationRegistry } from '../remote/association/association-registry.js'
+import { RemoteEndpoint, type ResolveResult } from '../remote/endpoint-manager.js'
+import { ClusterNode, type ClusterNodeOptions } from './cluster-node.js'
 
 export interface GrainNodeOptions {
   /** Grain modules (paths or file URLs) every worker imports. Required. */
@@ -43,6 +48,12 @@ export interface GrainNodeOptions {
   statelessThreads?: number
   /** Fail start-up when workers are not ready by then (ms). Default 30 000. */
   startTimeoutMs?: number
+  /** Join a cluster: membership, transport and remote delivery. Omit for a single node. */
+  cluster?: Omit<ClusterNodeOptions, 'events' | 'acceptPeer'>
+  /** Deferred queue and quarantine settings of remote associations. */
+  associations?: Partial<AssociationConfig>
+  /** Where audit lines (quarantine, release, reconnect) go. Default: stderr. */
+  audit?: (line: string) => void
 }
 
 export const DEFAULT_PARTITIONS = 256
@@ -50,7 +61,7 @@ export const DEFAULT_ASK_TIMEOUT_MS = 10_000 // 10 s
 export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
 export const DEFAULT_SPIN_MICROS = 25 // µs
 
-export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains'>> & { grains: string[] }
+export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit'>> & { grains: string[] }
 
 export interface CallOptions {
   /** Deadline for this call (ms); default the node's askTimeoutMs. */
@@ -110,20 +121,110 @@ export class GrainNode {
   readonly #host: WorkerHost
   #stateless: StatelessPool | undefined
   #closed = false
+  /** Membership of the cluster this node joined (undefined for a single node). */
+  readonly cluster: ClusterNode | undefined
+  readonly #remote: RemoteEndpoint | undefined
 
-  private constructor(options: ResolvedNodeOptions, events: EventStream, host: WorkerHost) {
+  private constructor(options: ResolvedNodeOptions, events: EventStream, host: WorkerHost, cluster?: ClusterNode, remote?: RemoteEndpoint) {
     this.options = options
     this.events = events
     this.#host = host
+    this.cluster = cluster
+    this.#remote = remote
   }
 
-  /** Start the workers and load the grain modules; resolves when every worker is ready. */
+  /** Start the workers and load the grain modules; resolves when every worker is ready (and, with `cluster`, the node has joined). */
   static async start(options: GrainNodeOptions, events: EventStream = new EventStream()): Promise<GrainNode> {
     const o = resolveNodeOptions(options)
     const host = new WorkerHost({ ...o, grainModules: o.grains, events })
     await host.start()
+    let cluster: ClusterNode | undefined
+    let remote: RemoteEndpoint | undefined
+    if (options.cluster !== undefined) {
+      try {
+        const associations = new AssociationRegistry({ config: options.associations ?? {}, wallClock: Date.now })
+        cluster = await ClusterNode.start({ ...options.cluster, events, acceptPeer: RemoteEndpoint.acceptHook(associations) })
+        const core = cluster.core
+        remote = new RemoteEndpoint({
+          transport: cluster.transport,
+          host,
+          associations,
+          events,
+          audit: options.audit ?? ((line) => process.stderr.write(`${line}\n`)),
+          membership: {
+            memberOf: (authority) => {
+              const m = core.table.member(authority)
+              return m === undefined ? undefined : { nodeId: m.nodeId, status: m.status, unreachable: core.table.isUnreachable(authority) }
+            },
+          },
+        })
+      } catch (e) {
+        await cluster?.close()
+        await host.close(1_000)
+        throw e
+      }
+    }
     events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
-    return new GrainNode(o, events, host)
+    return new GrainNode(o, events, host, cluster, remote)
+  }
+
+  /** The canonical PID of `kind`/`key` on this node (requires `cluster`). */
+  pid(kind: string, key: string): string {
+    const c = this.#requireCluster()
+    return formatPid({ authority: c.authority, kind, key, nodeId: c.nodeId })
+  }
+
+  #requireCluster(): ClusterNode {
+    if (this.cluster === undefined) throw new GrainClusterError('ERR_CONFIG_MISSING', 'this node was started without `cluster` options; PIDs and remote calls need them', { issues: ['cluster: set clusterName, secret and seeds'] })
+    return this.cluster
+  }
+
+  #parse(pid: string | Pid): Pid {
+    return typeof pid === 'string' ? parsePid(pid) : pid
+  }
+
+  /** A PID names this node when its authority does (and its nodeId, if any, is ours). */
+  #isLocal(p: Pid): boolean {
+    const c = this.#requireCluster()
+    return p.authority === c.authority && (p.nodeId === undefined || p.nodeId === c.nodeId)
+  }
+
+  /** Spec 2.1–2.3: where `pid` can be reached now. */
+  resolve(pid: string | Pid): ResolveResult {
+    const p = this.#parse(pid)
+    if (this.#isLocal(p)) return { status: 'ready', pid: p, nodeId: this.cluster!.nodeId }
+    return this.#remote!.resolve(p)
+  }
+
+  /** Fire-and-forget to a grain on any node. Throws typed errors (PID, unreachable, quarantined, removed). */
+  tellPid(pid: string | Pid, method: string, payload?: unknown): void {
+    const p = this.#parse(pid)
+    if (this.#isLocal(p)) this.tell(p.kind, p.key, method, payload)
+    else this.#remote!.tell(p, method, payload)
+  }
+
+  /** Request/response to a grain on any node; rejects with a typed error. */
+  askPid<R = unknown>(pid: string | Pid, method: string, payload?: unknown, options?: CallOptions): Promise<R> {
+    let p: Pid
+    try {
+      p = this.#parse(pid)
+      if (this.#isLocal(p)) return this.ask<R>(p.kind, p.key, method, payload, options)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e))
+    }
+    return this.#remote!.ask<R>(p, method, payload, options?.timeoutMs)
+  }
+
+  /** Release a quarantined authority now (spec 4.4); false if it was not quarantined. */
+  releaseQuarantine(authority: string): boolean {
+    this.#requireCluster()
+    return this.#remote!.release(authority)
+  }
+
+  /** Quarantine an authority (operator action): sends and connections are refused until the deadline or a release. */
+  quarantine(authority: string, reason: string): void {
+    this.#requireCluster()
+    this.#remote!.quarantine(authority, reason)
   }
 
   /** Kinds served by this node, as the workers reported them. */
@@ -190,10 +291,18 @@ export class GrainNode {
     return this.#stateless
   }
 
+  /** Leave the cluster gracefully (spec 1.2), then close. */
+  async leave(timeoutMs = 10_000): Promise<void> {
+    if (this.cluster !== undefined && !this.#closed) await this.cluster.leave(timeoutMs)
+    await this.close()
+  }
+
   /** Deactivate every activation (bounded by timeoutMs), stop the workers. */
   async close(timeoutMs = 5_000): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#remote?.close()
+    await this.cluster?.close()
     await Promise.all([this.#host.close(timeoutMs), this.#stateless?.close()])
     this.events.publish({ type: 'node.stopped', reason: 'close() called' })
   }

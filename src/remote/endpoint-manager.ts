@@ -1,0 +1,307 @@
+/**
+ * Remote delivery (spec 2–4): grain messages between nodes, through one
+ * Association per remote authority and the node transport.
+ *
+ *   ask(pid) ─ resolve (membership + association) ─ encode envelope once ─┐
+ *            Ready:        association.send → write now, or defer (Disconnected)
+ *            Unreachable:  refused, ERR_AUTHORITY_UNREACHABLE (spec 2.2)
+ *            Quarantined:  refused, ERR_AUTHORITY_QUARANTINED (spec 2.3)
+ *            Removed:      refused, ERR_AUTHORITY_REMOVED
+ *
+ *   frame [0x02][envelope] from peer A
+ *     request → WorkerHost.relayRequest: the same bytes go to the owning
+ *               worker (routing patched in place); the reply bytes come back
+ *               and go to A through A's association
+ *     reply   → WorkerHost.acceptReply settles the waiting ask
+ *
+ * An envelope is encoded once, by the sender; relays only patch the
+ * correlation id and reply-to in place. Order per PID holds because one
+ * association is FIFO and one connection is ordered.
+ */
+
+import { type ErrorDetails, GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import { messageTypeId, partitionOf } from '../common/hash.js'
+import { formatPid, type Pid } from '../common/pid.js'
+import type { EventStream } from '../observability/event-stream.js'
+import type { MemberStatus } from '../observability/events.js'
+import type { WorkerHost } from '../runtime/host/worker-host.js'
+import { MAIN_THREAD } from '../wire/control.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../wire/envelope.js'
+import type { Association } from './association/association.js'
+import type { AssociationRegistry } from './association/association-registry.js'
+import type { DeferredMessage, OutboundMeta } from './association/deferred-queue.js'
+import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
+
+/** First byte of a transport frame that carries one grain envelope. */
+export const FRAME_ENVELOPE = 0x02
+
+/** What remote delivery needs to know about the membership. */
+export interface MembershipPort {
+  /** The incarnation holding `authority`, or undefined when it is not a member. */
+  memberOf(authority: string): { nodeId: string; status: MemberStatus; unreachable: boolean } | undefined
+}
+
+export interface RemoteEndpointOptions {
+  transport: TcpTransport
+  host: WorkerHost
+  associations: AssociationRegistry
+  membership: MembershipPort
+  events: EventStream
+  /** Writes one audit line (quarantine, release, reconnect). */
+  audit: (line: string) => void
+}
+
+export type ResolveResult =
+  | { status: 'ready'; pid: Pid; nodeId: string }
+  | { status: 'unreachable'; authority: string; reason: string }
+  | { status: 'quarantined'; authority: string; reason: string; error: GrainClusterError }
+  | { status: 'removed'; authority: string; reason: string }
+
+export class RemoteEndpoint {
+  readonly #o: RemoteEndpointOptions
+  readonly #writer = new EnvelopeWriter()
+  readonly #reader = new EnvelopeReader()
+  readonly #kinds = new Map<string, InternedString>()
+  readonly #unsubscribe: (() => void)[] = []
+  readonly #poller: ReturnType<typeof setInterval>
+  #scratch = new Uint8Array(64 * 1024)
+  #payloadValue: unknown
+  readonly #encodePayload = (buf: Uint8Array, off: number, max: number): number => this.#o.host.codec.encodeInto(this.#payloadValue, buf, off, max)
+  #closed = false
+
+  constructor(o: RemoteEndpointOptions) {
+    this.#o = o
+    const t = o.transport
+    this.#unsubscribe.push(
+      t.on('frame', (peer, frame) => {
+        if (frame[0] === FRAME_ENVELOPE) this.#onEnvelope(peer, frame)
+      }),
+      t.on('peer-up', (peer) => this.#onPeerUp(peer)),
+      t.on('peer-down', (peer, reason) => {
+        o.associations.get(peer.authority).disconnected(reason, performance.now())
+        this.#flushOutputs()
+      }),
+    )
+    for (const p of t.peers()) this.#onPeerUp(p)
+    // Quarantine deadlines (spec 4.3) are checked once a second.
+    this.#poller = setInterval(() => {
+      o.associations.poll(performance.now())
+      this.#flushOutputs()
+    }, 1_000)
+    this.#poller.unref()
+  }
+
+  /** The transport's handshake hook: refuse connections while quarantined (spec 4.2). */
+  static acceptHook(associations: AssociationRegistry): (peer: PeerIdentity) => { code: 'ERR_AUTHORITY_QUARANTINED'; reason: string } | undefined {
+    return (peer) => {
+      const a = associations.peek(peer.authority)
+      if (a === undefined || a.mayConnect()) return undefined
+      return { code: 'ERR_AUTHORITY_QUARANTINED', reason: a.refusal()?.reason ?? `${peer.authority} is quarantined` }
+    }
+  }
+
+  // --------------------------------------------------------------- resolve
+
+  /** Spec 2.1–2.3: where a PID can be reached now, from the latest membership and association state. */
+  resolve(pid: Pid): ResolveResult {
+    const m = this.#o.membership.memberOf(pid.authority)
+    if (m === undefined || m.status === 'removed' || m.status === 'down') {
+      return { status: 'removed', authority: pid.authority, reason: m === undefined ? `${pid.authority} is not a member of the cluster` : `${pid.authority} is ${m.status}` }
+    }
+    if (pid.nodeId !== undefined && pid.nodeId !== m.nodeId) {
+      return { status: 'removed', authority: pid.authority, reason: `incarnation ${pid.nodeId} of ${pid.authority} is gone (now ${m.nodeId})` }
+    }
+    const refusal = this.#o.associations.peek(pid.authority)?.refusal(formatPid(pid))
+    if (refusal?.code === 'ERR_AUTHORITY_QUARANTINED') return { status: 'quarantined', authority: pid.authority, reason: refusal.reason, error: refusal }
+    if (refusal !== undefined) return { status: 'removed', authority: pid.authority, reason: refusal.reason }
+    if (m.unreachable) return { status: 'unreachable', authority: pid.authority, reason: `${pid.authority} is unreachable (failure detector)` }
+    return { status: 'ready', pid, nodeId: m.nodeId }
+  }
+
+  #refuse(pid: Pid, method: string): { nodeId: string } {
+    const r = this.resolve(pid)
+    const details: ErrorDetails = { pid: formatPid(pid), authority: pid.authority, kind: pid.kind, key: pid.key, method }
+    switch (r.status) {
+      case 'ready':
+        return { nodeId: r.nodeId }
+      case 'unreachable':
+        throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', r.reason, details)
+      case 'quarantined':
+        throw new GrainClusterError('ERR_AUTHORITY_QUARANTINED', r.reason, { ...r.error.details, ...details })
+      case 'removed':
+        throw new GrainClusterError('ERR_AUTHORITY_REMOVED', r.reason, details)
+    }
+  }
+
+  // -------------------------------------------------------------- outbound
+
+  #kindBytes(kind: string): InternedString {
+    let k = this.#kinds.get(kind)
+    if (k === undefined) this.#kinds.set(kind, (k = new InternedString(kind)))
+    return k
+  }
+
+  /** Encode the request once: [0x02][envelope]. */
+  #encode(pid: Pid, method: string, payload: unknown, flags: number, corr: number, assoc: Association): Uint8Array {
+    const w = this.#writer.reset()
+    w.kind = this.#kindBytes(pid.kind)
+    w.key = pid.key
+    w.partition = partitionOf(pid.key, this.#o.host.partitions)
+    w.messageType = messageTypeId(method)
+    w.flags = flags
+    w.correlationId = corr
+    w.replyTo = MAIN_THREAD
+    this.#payloadValue = payload
+    w.payloadWriter = this.#encodePayload
+    try {
+      for (;;) {
+        const n = w.writeInto(this.#scratch, 1, this.#scratch.length - 1)
+        if (n >= 0) {
+          const frame = this.#scratch.slice(0, n + 1)
+          frame[0] = FRAME_ENVELOPE
+          if (frame.length > this.#o.transport.maxFrameBytes) {
+            throw new GrainClusterError('ERR_GRAIN_PAYLOAD_TOO_LARGE', `message of ${frame.length} bytes exceeds the transport's maximum frame of ${this.#o.transport.maxFrameBytes}`, { size: frame.length, limit: this.#o.transport.maxFrameBytes })
+          }
+          return frame
+        }
+        if (this.#scratch.length >= this.#o.transport.maxFrameBytes) {
+          throw new GrainClusterError('ERR_GRAIN_PAYLOAD_TOO_LARGE', `message exceeds the transport's maximum frame of ${this.#o.transport.maxFrameBytes} bytes`, { limit: this.#o.transport.maxFrameBytes })
+        }
+        this.#scratch = new Uint8Array(this.#scratch.length * 2)
+      }
+    } catch (e) {
+      // Spec 3.3: the send is aborted and reported.
+      throw assoc.sendFailed(formatPid(pid), toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind: pid.kind, key: pid.key, method }), performance.now())
+    } finally {
+      this.#payloadValue = undefined
+      this.#flushOutputs()
+    }
+  }
+
+  tell(pid: Pid, method: string, payload: unknown): void {
+    this.#checkOpen()
+    this.#refuse(pid, method)
+    const assoc = this.#o.associations.get(pid.authority)
+    const frame = this.#encode(pid, method, payload, 0, 0, assoc)
+    const r = this.#submit(assoc, frame, { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType: messageTypeId(method) })
+    if (r !== undefined) throw r
+  }
+
+  ask<R>(pid: Pid, method: string, payload: unknown, timeoutMs?: number): Promise<R> {
+    let assoc: Association
+    let frame: Uint8Array
+    const host = this.#o.host
+    const corr = host.pending.nextId()
+    try {
+      this.#checkOpen()
+      this.#refuse(pid, method)
+      assoc = this.#o.associations.get(pid.authority)
+      frame = this.#encode(pid, method, payload, FLAGS.ASK, corr, assoc)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e))
+    }
+    const p = host.pending.add<R>(corr, { kind: pid.kind, key: pid.key, method, worker: -1 }, timeoutMs)
+    const refused = this.#submit(assoc, frame, { pid: formatPid(pid), askId: corr, kind: pid.kind, key: pid.key, messageType: messageTypeId(method) })
+    if (refused !== undefined) host.pending.take(corr)?.reject(refused)
+    return p
+  }
+
+  /** Hand a frame to its association; returns the error when refused. */
+  #submit(assoc: Association, frame: Uint8Array, meta: OutboundMeta): GrainClusterError | undefined {
+    const now = performance.now()
+    const out = assoc.send(frame, meta, now)
+    let refused: GrainClusterError | undefined
+    if (out.action === 'write') {
+      if (!this.#o.transport.send(assoc.authority, frame)) {
+        // Not connected after all (or backpressure): keep it, in order, for the reconnect.
+        assoc.unsent([{ frame, meta, enqueuedAtMs: now }], now)
+        void this.#o.transport.connect(assoc.authority)
+      }
+    } else if (out.action === 'deferred') void this.#o.transport.connect(assoc.authority)
+    else refused = out.error
+    this.#flushOutputs()
+    return refused
+  }
+
+  #onPeerUp(peer: PeerIdentity): void {
+    const assoc = this.#o.associations.get(peer.authority)
+    const expected = this.#o.membership.memberOf(peer.authority)
+    const now = performance.now()
+    const r = assoc.connected(peer.nodeId, now, expected === undefined || expected.status === 'removed' ? {} : { expectedNodeId: expected.nodeId })
+    if (!r.ok) {
+      this.#o.transport.disconnect(peer.authority, r.error.reason)
+      this.#flushOutputs()
+      return
+    }
+    this.#write(assoc, r.drain, now)
+    this.#flushOutputs()
+  }
+
+  /** Write drained messages in order; what the transport will not take goes back in front. */
+  #write(assoc: Association, msgs: DeferredMessage[], now: number): void {
+    for (let i = 0; i < msgs.length; i++) {
+      if (!this.#o.transport.send(assoc.authority, msgs[i]!.frame)) {
+        assoc.unsent(msgs.slice(i), now)
+        return
+      }
+    }
+  }
+
+  // --------------------------------------------------------------- inbound
+
+  #onEnvelope(peer: PeerIdentity, frame: Uint8Array): void {
+    const bytes = frame.subarray(1)
+    try {
+      const r = this.#reader.reset(bytes, 0, bytes.length)
+      if ((r.flags & FLAGS.REPLY) !== 0) {
+        this.#o.host.acceptReply(bytes)
+        return
+      }
+      this.#o.host.relayRequest(bytes, (reply) => this.#sendReply(peer.authority, reply))
+    } catch (e) {
+      const err = toGrainClusterError(e, 'ERR_FRAME_MALFORMED')
+      this.#o.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: err.code, reason: err.reason })
+    }
+  }
+
+  #sendReply(authority: string, reply: Uint8Array): void {
+    if (this.#closed) return
+    const frame = new Uint8Array(reply.length + 1)
+    frame[0] = FRAME_ENVELOPE
+    frame.set(reply, 1)
+    const assoc = this.#o.associations.get(authority)
+    this.#submit(assoc, frame, { pid: `reply:${authority}` })
+  }
+
+  /** Publish association events and audit lines; fail asks whose messages were dropped. */
+  #flushOutputs(): void {
+    const out = this.#o.associations.drain()
+    for (const e of out.events) this.#o.events.publish(e)
+    for (const line of out.audit) this.#o.audit(line)
+    for (const m of out.rejected) if (m.meta.askId !== undefined) this.#o.host.pending.take(m.meta.askId)?.reject(m.toError())
+  }
+
+  /** Manual release of a quarantined authority (spec 4.4). */
+  release(authority: string): boolean {
+    const ok = this.#o.associations.release(authority, performance.now())
+    this.#flushOutputs()
+    return ok
+  }
+
+  /** Quarantine an authority now (operator action or an invalid association). */
+  quarantine(authority: string, reason: string): void {
+    this.#o.associations.quarantine(authority, reason, performance.now())
+    this.#o.transport.disconnect(authority, `quarantined: ${reason}`)
+    this.#flushOutputs()
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed')
+  }
+
+  close(): void {
+    this.#closed = true
+    clearInterval(this.#poller)
+    for (const u of this.#unsubscribe) u()
+  }
+}
