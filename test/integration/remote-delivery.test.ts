@@ -1,0 +1,135 @@
+/**
+ * Remote delivery between two GrainNodes in one process over real loopback
+ * sockets: PID addressing, ordered delivery, deferred queues while
+ * disconnected, overflow to DeadLetter, quarantine and release.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { messageTypeId } from '../../src/common/hash.js'
+import { GrainClusterError, GrainNode, type RuntimeEvent } from '../../src/index.js'
+import { freePorts } from '../helpers/free-port.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<GrainClusterError> {
+  try {
+    await p
+  } catch (e) {
+    expect(GrainClusterError.is(e), String(e)).toBe(true)
+    expect((e as GrainClusterError).code).toBe(code)
+    return e as GrainClusterError
+  }
+  throw new Error(`expected ${code}, but it resolved`)
+}
+
+describe('remote delivery between two nodes', () => {
+  let a: GrainNode
+  let b: GrainNode
+  const eventsA: RuntimeEvent[] = []
+  const auditA: string[] = []
+
+  beforeAll(async () => {
+    const ports = await freePorts(2)
+    const seeds = ports.map((p) => `127.0.0.1:${p}`)
+    const start = (port: number, audit: (l: string) => void): Promise<GrainNode> =>
+      GrainNode.start({
+        grains: GRAINS,
+        workers: 1,
+        partitions: 16,
+        associations: { deferredQueueLimit: 100, quarantineDeadlineMs: 1_500 },
+        audit,
+        // Long stable-after: quarantine cuts heartbeats, and these tests must not down anyone.
+        cluster: { clusterName: 'remote-it', secret: 'remote-secret', seeds, port, failureDetector: { profile: 'test', downAfterUnreachableMs: 120_000 } },
+      })
+    ;[a, b] = await Promise.all([start(ports[0]!, (l) => auditA.push(l)), start(ports[1]!, () => {})])
+    a.events.subscribe('*', (e) => eventsA.push(e))
+    await Promise.all([a.cluster!.whenUp(), b.cluster!.whenUp()])
+    await waitUntil(() => a.resolve(b.pid('counter', 'probe')).status === 'ready', { what: 'b ready from a' })
+  })
+  afterAll(async () => {
+    await Promise.all([a?.close(), b?.close()])
+  })
+
+  it('asks and tells grains on the other node in both directions, with the PID of the activation', async () => {
+    const onB = b.pid('counter', 'both-ways')
+    expect(onB).toMatch(/^grain:\/\/127\.0\.0\.1:\d+\/counter\/both-ways#[0-9a-f]+$/)
+    expect(await a.askPid(onB, 'add', 2)).toBe(2)
+    a.tellPid(onB, 'add', 3)
+    expect(await a.askPid(onB, 'get')).toBe(5)
+    expect(await b.askPid(a.pid('counter', 'other-way'), 'add', 7)).toBe(7)
+    // Remote failures keep their code and name the grain.
+    const e = await expectCode(a.askPid(onB, 'fail', 'far away'), 'ERR_GRAIN_HANDLER_FAILED')
+    expect(e.reason).toContain('far away')
+    expect(e.details).toMatchObject({ kind: 'counter', key: 'both-ways' })
+  })
+
+  it('keeps per-PID order for many senders and PIDs while connected', async () => {
+    const pids = Array.from({ length: 8 }, (_, i) => b.pid('counter', `order-${i}`))
+    const n = 2_500
+    for (let i = 0; i < n; i++) for (const p of pids) a.tellPid(p, 'record', i)
+    for (const p of pids) {
+      const seen = await a.askPid<number[]>(p, 'seen', undefined, { timeoutMs: 30_000 })
+      expect(seen).toHaveLength(n)
+      expect(seen.every((v, i) => v === i)).toBe(true)
+    }
+  })
+
+  it('defers messages while disconnected and drains them in order on reconnect, reporting the count', async () => {
+    const p = b.pid('counter', 'deferred')
+    const drainedBefore = eventsA.filter((e) => e.type === 'association.drained').length
+    a.cluster!.transport.disconnect(b.cluster!.authority, 'test cut')
+    for (let i = 0; i < 60; i++) a.tellPid(p, 'record', i)
+    await waitUntil(() => eventsA.filter((e) => e.type === 'association.drained').length > drainedBefore, { what: 'drained event', timeoutMs: 30_000 })
+    const drained = eventsA.filter((e) => e.type === 'association.drained').slice(drainedBefore)
+    expect(drained.reduce((s, e) => s + (e.type === 'association.drained' ? e.drained : 0), 0)).toBe(60)
+    expect(await a.askPid(p, 'seen')).toEqual(Array.from({ length: 60 }, (_, i) => i))
+    expect(auditA.some((l) => /association .* connected/.test(l))).toBe(true)
+  })
+
+  it('drops exactly the oldest overflow to DeadLetter when the deferred queue is full', async () => {
+    const p = b.pid('counter', 'overflow')
+    const deadBefore = eventsA.filter((e) => e.type === 'deadletter').length
+    const drainedBefore = eventsA.filter((e) => e.type === 'association.drained').length
+    a.cluster!.transport.disconnect(b.cluster!.authority, 'test cut')
+    for (let i = 0; i < 150; i++) a.tellPid(p, 'record', i)
+    const dead = eventsA.filter((e) => e.type === 'deadletter').slice(deadBefore)
+    expect(dead).toHaveLength(50)
+    expect(dead.every((d) => d.type === 'deadletter' && d.code === 'ERR_AUTHORITY_QUEUE_OVERFLOW' && d.messageType === messageTypeId('record'))).toBe(true)
+    // No asks until the queue has drained: an ask queued behind a full queue would evict more.
+    await waitUntil(() => eventsA.filter((e) => e.type === 'association.drained').length > drainedBefore, { what: 'drained after reconnect', timeoutMs: 30_000 })
+    expect(await a.askPid(p, 'seen')).toEqual(Array.from({ length: 100 }, (_, i) => i + 50))
+    const text = await a.cluster!.metrics!.text()
+    expect(text).toMatch(/graincluster_deadletters_total\{code="ERR_AUTHORITY_QUEUE_OVERFLOW"\} ([5-9]\d|\d{3,})/)
+  })
+
+  it('quarantine refuses sends; it ends at the deadline and the association works again', async () => {
+    const p = b.pid('counter', 'quarantine')
+    expect(await a.askPid(p, 'add', 1)).toBe(1)
+    a.quarantine(b.cluster!.authority, 'operator test')
+    const e = await expectCode(a.askPid(p, 'add', 1), 'ERR_AUTHORITY_QUARANTINED')
+    expect(e.details).toMatchObject({ authority: b.cluster!.authority })
+    expect(() => a.tellPid(p, 'add', 1)).toThrow(/quarantine/)
+    expect(a.resolve(p).status).toBe('quarantined')
+    await waitUntil(() => eventsA.some((x) => x.type === 'association.released' && x.reason === 'deadline'), { what: 'released at the deadline', timeoutMs: 30_000 })
+    await waitUntil(async () => (await a.askPid(p, 'get', undefined, { timeoutMs: 2_000 }).catch(() => -1)) === 1, { what: 'works after release', timeoutMs: 30_000 })
+    expect(auditA.some((l) => l.includes('quarantined') && l.includes('operator test'))).toBe(true)
+  })
+
+  it('manual release ends a quarantine at once', async () => {
+    const p = b.pid('counter', 'manual')
+    a.quarantine(b.cluster!.authority, 'manual test')
+    await expectCode(a.askPid(p, 'add', 1), 'ERR_AUTHORITY_QUARANTINED')
+    expect(a.releaseQuarantine(b.cluster!.authority)).toBe(true)
+    expect(eventsA.some((x) => x.type === 'association.released' && x.reason === 'manual')).toBe(true)
+    await waitUntil(async () => (await a.askPid(p, 'add', 1, { timeoutMs: 2_000 }).catch(() => -1)) >= 1, { what: 'works after manual release', timeoutMs: 30_000 })
+  })
+
+  it('refuses malformed PIDs, unknown authorities and gone incarnations with typed errors', async () => {
+    await expectCode(a.askPid('grain://nope', 'get'), 'ERR_PID_INVALID')
+    expect(() => a.tellPid('http://x:1/counter/k', 'get')).toThrow(GrainClusterError)
+    await expectCode(a.askPid('grain://127.0.0.1:1/counter/k', 'get'), 'ERR_AUTHORITY_REMOVED')
+    const stale = `grain://${b.cluster!.authority}/counter/k#0123456789abcdef`
+    const e = await expectCode(a.askPid(stale, 'get'), 'ERR_AUTHORITY_REMOVED')
+    expect(e.reason).toContain('0123456789abcdef')
+  })
+})
