@@ -12,6 +12,10 @@ export interface GrainContext<S = unknown> {
   tell(kind: string, key: string, method: string, payload?: unknown): void
   /** Request/response call to another grain; rejects with a GrainClusterError. */
   ask<R = unknown>(kind: string, key: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>
+  /** Fire-and-forget to a grain by PID, on any node of the cluster. */
+  tellPid(pid: string, method: string, payload?: unknown): void
+  /** Request/response to a grain by PID, on any node; rejects with a GrainClusterError. */
+  askPid<R = unknown>(pid: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>
   /** Ask the runtime to passivate this activation after the current message. */
   deactivate(): void
 }

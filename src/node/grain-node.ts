@@ -158,6 +158,10 @@ export class GrainNode {
             },
           },
         })
+        const endpoint = remote
+        const self = cluster
+        host.onPidRequest = (pid, envelope) =>
+          endpoint.fromWorker(pid, envelope, (p) => p.authority === self.authority && (p.nodeId === undefined || p.nodeId === self.nodeId))
       } catch (e) {
         await cluster?.close()
         await host.close(1_000)

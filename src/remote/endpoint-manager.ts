@@ -21,7 +21,7 @@
 
 import { type ErrorDetails, GrainClusterError, toGrainClusterError } from '../common/errors.js'
 import { messageTypeId, partitionOf } from '../common/hash.js'
-import { formatPid, type Pid } from '../common/pid.js'
+import { formatPid, type Pid, parsePid } from '../common/pid.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { MemberStatus } from '../observability/events.js'
 import type { WorkerHost } from '../runtime/host/worker-host.js'
@@ -56,6 +56,21 @@ export type ResolveResult =
   | { status: 'unreachable'; authority: string; reason: string }
   | { status: 'quarantined'; authority: string; reason: string; error: GrainClusterError }
   | { status: 'removed'; authority: string; reason: string }
+
+function safeKind(r: EnvelopeReader): string {
+  try {
+    return r.kind()
+  } catch {
+    return ''
+  }
+}
+function safeKey(r: EnvelopeReader): string {
+  try {
+    return r.key()
+  } catch {
+    return ''
+  }
+}
 
 export class RemoteEndpoint {
   readonly #o: RemoteEndpointOptions
@@ -204,6 +219,59 @@ export class RemoteEndpoint {
     const refused = this.#submit(assoc, frame, { pid: formatPid(pid), askId: corr, kind: pid.kind, key: pid.key, messageType: messageTypeId(method) })
     if (refused !== undefined) host.pending.take(corr)?.reject(refused)
     return p
+  }
+
+  /**
+   * A grain on a worker of this node called `pidText` (PID_REQUEST): route
+   * its envelope — to a local worker, or to the remote node through the
+   * association, relaying the reply back to the asking worker. The envelope
+   * is patched in place, never re-encoded.
+   */
+  fromWorker(pidText: string, envelope: Uint8Array, isLocal: (pid: Pid) => boolean): void {
+    const host = this.#o.host
+    const r = this.#reader.reset(envelope, 0, envelope.length)
+    const isAsk = (r.flags & FLAGS.ASK) !== 0
+    const thread = r.replyTo
+    const workerCorr = r.correlationId
+    const method = `#${r.messageType}`
+    const failCaller = (err: GrainClusterError): void => {
+      if (isAsk) host.sendErrorReply(thread, workerCorr, err)
+      else this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: err.reason })
+    }
+    let pid: Pid
+    try {
+      pid = parsePid(pidText)
+      if (isLocal(pid)) {
+        host.relayRequest(envelope, (reply) => host.deliverToThread(reply))
+        return
+      }
+      this.#checkOpen()
+      this.#refuse(pid, method)
+    } catch (e) {
+      failCaller(toGrainClusterError(e))
+      return
+    }
+    const assoc = this.#o.associations.get(pid.authority)
+    const meta: OutboundMeta = { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType: r.messageType }
+    let askId: number | undefined
+    if (isAsk) {
+      askId = host.pending.nextId()
+      r.patchRouting(askId, MAIN_THREAD)
+      const back = (reply: EnvelopeReader): void => {
+        const out = reply.copy()
+        this.#reader.reset(out, 0, out.length).patchRouting(workerCorr, thread)
+        host.deliverToThread(out)
+      }
+      host.pending.addRaw(askId, { kind: pid.kind, key: pid.key, method, worker: -1 }, undefined, back, failCaller)
+    }
+    const frame = new Uint8Array(envelope.length + 1)
+    frame[0] = FRAME_ENVELOPE
+    frame.set(envelope, 1)
+    const refused = this.#submit(assoc, frame, askId === undefined ? meta : { ...meta, askId })
+    if (refused !== undefined) {
+      if (askId !== undefined) host.pending.take(askId)
+      failCaller(refused)
+    }
   }
 
   /** Hand a frame to its association; returns the error when refused. */

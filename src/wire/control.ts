@@ -22,6 +22,12 @@ export function workerOfThread(thread: number): number {
 export const CONTROL_TYPES = {
   /** worker → main: a RuntimeEvent (JSON) for the EventStream. */
   EVENT: 1,
+  /**
+   * worker → main: a grain call addressed by PID. Payload:
+   * [u16 pid length][pid UTF-8][request envelope]. The main thread routes
+   * the envelope to the node the PID names (this one included).
+   */
+  PID_REQUEST: 2,
 } as const
 export type ControlType = (typeof CONTROL_TYPES)[keyof typeof CONTROL_TYPES]
 

@@ -63,6 +63,26 @@ describe('remote delivery between two nodes', () => {
     expect(e.details).toMatchObject({ kind: 'counter', key: 'both-ways' })
   })
 
+  it('lets grains call grains on other nodes by PID, both ways, and on their own node', async () => {
+    const onB = b.pid('counter', 'g2g-remote')
+    const onA = a.pid('counter', 'g2g-back')
+    // A grain on node a asks a grain on node b...
+    expect(await a.ask('counter', 'caller-1', 'askByPid', { pid: onB, method: 'add', payload: 4 })).toBe(4)
+    // ...and a grain on node b asks one on node a.
+    expect(await b.ask('counter', 'caller-2', 'askByPid', { pid: onA, method: 'add', payload: 6 })).toBe(6)
+    // A PID on the grain's own node.
+    expect(await a.ask('counter', 'caller-3', 'askByPid', { pid: onA, method: 'get' })).toBe(6)
+    // Tells by PID, in order.
+    for (let i = 0; i < 20; i++) await a.ask('counter', 'caller-4', 'tellByPid', { pid: b.pid('counter', 'g2g-order'), method: 'record', payload: i })
+    await waitUntil(async () => (await a.askPid<number[]>(b.pid('counter', 'g2g-order'), 'seen')).length === 20, { what: 'tells by PID' })
+    expect(await a.askPid(b.pid('counter', 'g2g-order'), 'seen')).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    // Errors cross both hops with their codes.
+    const e = await expectCode(a.ask('counter', 'caller-5', 'askByPid', { pid: onB, method: 'fail', payload: 'two hops' }), 'ERR_GRAIN_HANDLER_FAILED')
+    expect(e.reason).toContain('two hops')
+    await expectCode(a.ask('counter', 'caller-6', 'askByPid', { pid: 'grain://bad', method: 'get' }), 'ERR_PID_INVALID')
+    await expectCode(a.ask('counter', 'caller-7', 'askByPid', { pid: 'grain://127.0.0.1:1/counter/x', method: 'get' }), 'ERR_AUTHORITY_REMOVED')
+  })
+
   it('keeps per-PID order for many senders and PIDs while connected', async () => {
     const pids = Array.from({ length: 8 }, (_, i) => b.pid('counter', `order-${i}`))
     const n = 2_500
@@ -121,7 +141,7 @@ describe('remote delivery between two nodes', () => {
     await expectCode(a.askPid(p, 'add', 1), 'ERR_AUTHORITY_QUARANTINED')
     expect(a.releaseQuarantine(b.cluster!.authority)).toBe(true)
     expect(eventsA.some((x) => x.type === 'association.released' && x.reason === 'manual')).toBe(true)
-    await waitUntil(async () => (await a.askPid(p, 'add', 1, { timeoutMs: 2_000 }).catch(() => -1)) >= 1, { what: 'works after manual release', timeoutMs: 30_000 })
+    await waitUntil(async () => (await a.askPid<number>(p, 'add', 1, { timeoutMs: 2_000 }).catch(() => -1)) >= 1, { what: 'works after manual release', timeoutMs: 30_000 })
   })
 
   it('refuses malformed PIDs, unknown authorities and gone incarnations with typed errors', async () => {

@@ -57,6 +57,8 @@ interface Entry {
   reachability: Reachability
   unreachableSinceMs: number | undefined
   heartbeatSinceUnreachable: boolean
+  /** Created by monitor(): its timestamp is a stand-in, so the next heartbeat adds no interval sample. */
+  awaitingFirstHeartbeat: boolean
 }
 
 /** Failure detectors keyed by member id (e.g. `authority#nodeId`). */
@@ -76,7 +78,10 @@ export class FailureDetectorRegistry {
    */
   heartbeat(id: string, nowMs: number): HeartbeatOutcome {
     const entry = this.#entryOf(id)
-    const outcome = entry.detector.heartbeat(nowMs, !this.isSuppressed(nowMs))
+    // The interval since monitor()'s stand-in is a request round trip, not a heartbeat interval.
+    const sample = !this.isSuppressed(nowMs) && !entry.awaitingFirstHeartbeat
+    entry.awaitingFirstHeartbeat = false
+    const outcome = entry.detector.heartbeat(nowMs, sample)
     if (entry.reachability === 'unreachable') entry.heartbeatSinceUnreachable = true
     return outcome
   }
@@ -84,12 +89,16 @@ export class FailureDetectorRegistry {
   /**
    * Starts monitoring `id` as if it had sent a heartbeat at `nowMs`, so a
    * member that never sends one still becomes Unreachable (Pekko's
-   * `expected-response-after` / triggerFirstHeartbeat). No-op if already
-   * monitored; returns whether monitoring started.
+   * `expected-response-after` / triggerFirstHeartbeat). That stand-in is not
+   * an arrival: the interval from it to the first real heartbeat (typically
+   * one request round trip) is not sampled. No-op if already monitored;
+   * returns whether monitoring started.
    */
   monitor(id: string, nowMs: number): boolean {
     if (this.#entries.has(id)) return false
-    this.#entryOf(id).detector.heartbeat(nowMs)
+    const entry = this.#entryOf(id)
+    entry.detector.heartbeat(nowMs)
+    entry.awaitingFirstHeartbeat = true
     return true
   }
 
@@ -227,7 +236,7 @@ export class FailureDetectorRegistry {
   #entryOf(id: string): Entry {
     let entry = this.#entries.get(id)
     if (entry === undefined) {
-      entry = { detector: new PhiAccrualDetector(this.options), reachability: 'reachable', unreachableSinceMs: undefined, heartbeatSinceUnreachable: false }
+      entry = { detector: new PhiAccrualDetector(this.options), reachability: 'reachable', unreachableSinceMs: undefined, heartbeatSinceUnreachable: false, awaitingFirstHeartbeat: false }
       this.#entries.set(id, entry)
     }
     return entry

@@ -331,6 +331,7 @@ export class WorkerHost {
         }
       } else if ((flags & FLAGS.CONTROL) !== 0) {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
+        else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(from, r.payload())
       } else this.#routeRequest(from, r, data, off, len)
     }
   }
@@ -361,6 +362,47 @@ export class WorkerHost {
 
   #forward(target: WorkerLink, data: Uint8Array, off: number, len: number): void {
     target.sender.sendBytes(data, off, len)
+  }
+
+  /**
+   * Set by the node when it is in a cluster: routes a grain call a worker
+   * addressed by PID. `envelope` is a private copy the handler may patch.
+   */
+  onPidRequest: ((pid: string, envelope: Uint8Array) => void) | undefined
+
+  #onPidRequest(from: number, body: Uint8Array): void {
+    const pidLen = body.length >= 2 ? body[0]! | (body[1]! << 8) : -1
+    if (pidLen < 0 || 2 + pidLen > body.length) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${from} PID request`, reason: 'truncated PID request' })
+      return
+    }
+    const pid = new TextDecoder().decode(body.subarray(2, 2 + pidLen))
+    const envelope = body.slice(2 + pidLen)
+    if (this.onPidRequest !== undefined) {
+      this.onPidRequest(pid, envelope)
+      return
+    }
+    const r = this.#relayReader.reset(envelope, 0, envelope.length)
+    const err = new GrainClusterError('ERR_CONFIG_MISSING', `grain call to ${pid}: this node was started without cluster options, so PIDs cannot be routed`, { pid })
+    if ((r.flags & FLAGS.ASK) !== 0) this.sendErrorReply(r.replyTo, r.correlationId, err)
+    else this.#events.publish({ type: 'deadletter', kind: r.kind(), key: r.key(), messageType: r.messageType, code: err.code, reason: err.reason })
+  }
+
+  /** Hand a reply envelope to the worker thread its reply-to names (bytes are copied). */
+  deliverToThread(reply: Uint8Array): void {
+    const r = this.#relayReader.reset(reply, 0, reply.length)
+    if (r.replyTo === MAIN_THREAD) {
+      this.#settle(r)
+      return
+    }
+    const link = this.#links[workerOfThread(r.replyTo)]
+    if (link === undefined || link.state === 'crashed') return // the asking worker died; its ask died with it
+    link.sender.sendBytes(reply, 0, reply.length)
+  }
+
+  /** Answer thread `thread`'s ask `corr` with a typed error (main thread included). */
+  sendErrorReply(thread: number, corr: number, err: GrainClusterError): void {
+    this.#sendErrorReply(thread, corr, err)
   }
 
   #sendErrorReply(thread: number, corr: number, err: GrainClusterError): void {

@@ -23,6 +23,8 @@ export interface QueuedMessage {
 export interface ActivationHost {
   tell(kind: string, key: string, method: string, payload: unknown): void
   ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R>
+  tellPid(pid: string, method: string, payload: unknown): void
+  askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R>
 }
 
 export class Activation implements GrainContext {
@@ -83,6 +85,14 @@ export class Activation implements GrainContext {
 
   ask<R = unknown>(kind: string, key: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R> {
     return this.host.ask<R>(kind, key, method, payload, options?.timeoutMs)
+  }
+
+  tellPid(pid: string, method: string, payload?: unknown): void {
+    this.host.tellPid(pid, method, payload)
+  }
+
+  askPid<R = unknown>(pid: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R> {
+    return this.host.askPid<R>(pid, method, payload, options?.timeoutMs)
   }
 
   deactivate(): void {

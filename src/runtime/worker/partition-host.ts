@@ -14,10 +14,11 @@
  */
 
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
-import { partitionOf, workerOfPartition } from '../../common/hash.js'
+import { messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
+import { type Pid, parsePid } from '../../common/pid.js'
 import type { KindEntry, KindRegistry, MethodEntry } from '../../grains/kind-registry.js'
 import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
-import { EnvelopeReader, EnvelopeWriter, FLAGS } from '../../wire/envelope.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { encodeErrorPayload } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
 import type { PayloadCodec } from '../../wire/payload-codec.js'
@@ -473,6 +474,83 @@ export class PartitionHost implements ActivationHost {
     }
   }
 
+  /**
+   * Wrap a request for `pid` in a PID_REQUEST control frame: the main thread
+   * knows the cluster and routes it (remote node or this one).
+   */
+  #sendPidRequest(pidText: string, method: string, payload: unknown, flags: number, corr: number): void {
+    let pid: Pid
+    try {
+      pid = parsePid(pidText)
+    } catch (e) {
+      throw toGrainClusterError(e, 'ERR_PID_INVALID')
+    }
+    const w = this.#writer.reset()
+    w.kind = this.#kindBytes(pid.kind)
+    w.key = pid.key
+    w.partition = partitionOf(pid.key, this.partitions)
+    w.messageType = messageTypeId(method)
+    w.flags = flags
+    w.correlationId = corr
+    w.replyTo = this.self
+    this.#payloadValue = payload
+    w.payloadWriter = this.#encodePayload
+    let env: Uint8Array
+    try {
+      env = w.toBytes()
+    } finally {
+      this.#payloadValue = undefined
+    }
+    const pidBytes = textEncoder.encode(pidText)
+    const body = new Uint8Array(2 + pidBytes.length + env.length)
+    body[0] = pidBytes.length & 0xff
+    body[1] = pidBytes.length >>> 8
+    body.set(pidBytes, 2)
+    body.set(env, 2 + pidBytes.length)
+    const c = this.#writer.reset()
+    c.flags = FLAGS.CONTROL
+    c.messageType = CONTROL_TYPES.PID_REQUEST
+    c.payloadBytes = body
+    this.sender.send(c)
+  }
+
+  #kindBytes(kind: string): InternedString {
+    const e = this.registry.kinds.get(kind)
+    if (e !== undefined) return e.kindBytes
+    let k = this.#foreignKinds.get(kind)
+    if (k === undefined) this.#foreignKinds.set(kind, (k = new InternedString(kind)))
+    return k
+  }
+  readonly #foreignKinds = new Map<string, InternedString>()
+
+  tellPid(pid: string, method: string, payload: unknown): void {
+    this.#sendPidRequest(pid, method, payload, 0, 0)
+  }
+
+  askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {
+    const corr = this.#nextCorrelation
+    this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
+    let target: Pid
+    try {
+      target = parsePid(pid)
+      this.#sendPidRequest(pid, method, payload, FLAGS.ASK, corr)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { pid, method }))
+    }
+    return this.#await<R>(corr, target.kind, target.key, method, timeoutMs)
+  }
+
+  #await<R>(corr: number, kind: string, key: string, method: string, timeoutMs: number | undefined): Promise<R> {
+    const ms = timeoutMs ?? this.askTimeoutMs
+    return new Promise<R>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(corr)
+        reject(new GrainClusterError('ERR_GRAIN_TIMEOUT', `ask ${kind}.${method} to key ${key} got no reply within ${ms} ms`, { kind, key, method, limit: ms }))
+      }, ms)
+      this.#pending.set(corr, { resolve: resolve as (v: unknown) => void, reject, timer, kind, key, method })
+    })
+  }
+
   ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {
     let prepared: { w: EnvelopeWriter; target: number }
     try {
@@ -494,14 +572,7 @@ export class PartitionHost implements ActivationHost {
     } finally {
       this.#payloadValue = undefined
     }
-    const ms = timeoutMs ?? this.askTimeoutMs
-    return new Promise<R>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(corr)
-        reject(new GrainClusterError('ERR_GRAIN_TIMEOUT', `ask ${kind}.${method} to key ${key} got no reply within ${ms} ms`, { kind, key, method, limit: ms }))
-      }, ms)
-      this.#pending.set(corr, { resolve: resolve as (v: unknown) => void, reject, timer, kind, key, method })
-    })
+    return this.#await<R>(corr, kind, key, method, timeoutMs)
   }
 
   #completeAsk(r: EnvelopeReader): void {
