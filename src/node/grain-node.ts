@@ -158,6 +158,7 @@ export class GrainNode {
             },
           },
         })
+        cluster.metrics?.observeAssociations(() => associations.gauges())
         const endpoint = remote
         const self = cluster
         host.onPidRequest = (pid, envelope) =>

@@ -38,6 +38,11 @@ export class NodeMetrics {
   readonly deadLetters: Counter<'code'>
   readonly ringFull: Counter<'direction'>
   readonly malformedFrames: Counter
+  readonly associationTransitions: Counter<'to'>
+  readonly quarantines: Counter
+  readonly releases: Counter<'reason'>
+  readonly drainedMessages: Counter
+  readonly sendFailures: Counter<'code'>
 
   constructor(events: EventStream, prefix = 'graincluster_') {
     const r = this.registry
@@ -52,11 +57,17 @@ export class NodeMetrics {
     this.ringFull = new Counter({ name: `${prefix}ring_full_total`, help: 'Times a ring filled and frames went to the bounded overflow queue.', labelNames: ['direction'], registers: [r] })
     this.malformedFrames = new Counter({ name: `${prefix}frames_malformed_total`, help: 'Frames that failed bounds or structure checks.', registers: [r] })
 
+    this.associationTransitions = new Counter({ name: `${prefix}association_transitions_total`, help: 'Association state changes, by new state (connected, disconnected, quarantined).', labelNames: ['to'], registers: [r] })
+    this.quarantines = new Counter({ name: `${prefix}association_quarantines_total`, help: 'Authorities put into quarantine.', registers: [r] })
+    this.releases = new Counter({ name: `${prefix}association_releases_total`, help: 'Quarantines ended, by reason (deadline, manual).', labelNames: ['reason'], registers: [r] })
+    this.drainedMessages = new Counter({ name: `${prefix}association_drained_messages_total`, help: 'Deferred messages sent after a reconnect.', registers: [r] })
+    this.sendFailures = new Counter({ name: `${prefix}association_send_failures_total`, help: 'Remote sends aborted because the message could not be serialized, by code.', labelNames: ['code'], registers: [r] })
+
     const on = (filter: Parameters<EventStream['subscribe']>[0]): void => {
       this.#unsubscribe.push(events.subscribe(filter, (e: RuntimeEvent) => this.#record(e)))
     }
     // Categories only: subscribing to '*' would make workers ship every grain event.
-    for (const f of ['member.*', 'handshake.*', 'transport.*', 'gossip.*', 'worker.*', 'ring.*', 'frame.*', 'deadletter', 'node.paused'] as const) on(f)
+    for (const f of ['member.*', 'handshake.*', 'transport.*', 'gossip.*', 'association.*', 'worker.*', 'ring.*', 'frame.*', 'deadletter', 'node.paused'] as const) on(f)
   }
 
   #record(e: RuntimeEvent): void {
@@ -105,6 +116,21 @@ export class NodeMetrics {
       case 'frame.malformed':
         this.malformedFrames.inc()
         break
+      case 'association.state':
+        this.associationTransitions.inc({ to: e.to })
+        break
+      case 'association.quarantined':
+        this.quarantines.inc()
+        break
+      case 'association.released':
+        this.releases.inc({ reason: e.reason })
+        break
+      case 'association.drained':
+        this.drainedMessages.inc(e.drained)
+        break
+      case 'association.send-failed':
+        this.sendFailures.inc({ code: e.code })
+        break
       default:
         break
     }
@@ -144,6 +170,38 @@ export class NodeMetrics {
       registers: [this.registry],
       collect() {
         this.set(view.convergenceState() === 'confirmed' ? 1 : 0)
+      },
+    })
+  }
+
+  /** Gauges of the remote associations, read at scrape time. */
+  observeAssociations(read: () => { deferredMessages: number; deferredBytes: number; connected: number; disconnected: number; quarantined: number }, prefix = 'graincluster_'): void {
+    new Gauge({
+      name: `${prefix}association_deferred_messages`,
+      help: 'Messages waiting in deferred queues of disconnected authorities.',
+      registers: [this.registry],
+      collect() {
+        this.set(read().deferredMessages)
+      },
+    })
+    new Gauge({
+      name: `${prefix}association_deferred_bytes`,
+      help: 'Bytes waiting in deferred queues.',
+      registers: [this.registry],
+      collect() {
+        this.set(read().deferredBytes)
+      },
+    })
+    new Gauge({
+      name: `${prefix}associations`,
+      help: 'Associations by state.',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const g = read()
+        this.set({ state: 'connected' }, g.connected)
+        this.set({ state: 'disconnected' }, g.disconnected)
+        this.set({ state: 'quarantined' }, g.quarantined)
       },
     })
   }

@@ -32,6 +32,9 @@ import type { AssociationRegistry } from './association/association-registry.js'
 import type { DeferredMessage, OutboundMeta } from './association/deferred-queue.js'
 import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
 
+/** How long one connection attempt for deferred traffic may take before it counts as a failure. */
+const CONNECT_TIMEOUT_MS = 2_000
+
 /** First byte of a transport frame that carries one grain envelope. */
 export const FRAME_ENVELOPE = 0x02
 
@@ -283,13 +286,36 @@ export class RemoteEndpoint {
       if (!this.#o.transport.send(assoc.authority, frame)) {
         // Not connected after all (or backpressure): keep it, in order, for the reconnect.
         assoc.unsent([{ frame, meta, enqueuedAtMs: now }], now)
-        void this.#o.transport.connect(assoc.authority)
+        this.#connect(assoc)
       }
-    } else if (out.action === 'deferred') void this.#o.transport.connect(assoc.authority)
+    } else if (out.action === 'deferred') this.#connect(assoc)
     else refused = out.error
     this.#flushOutputs()
     return refused
   }
+
+  /**
+   * (Re)connect for deferred traffic. A failed handshake is an invalid
+   * association (quarantine now, spec 4.1); other failures count towards
+   * maxConsecutiveFailures.
+   */
+  #connect(assoc: Association): void {
+    if (this.#connecting.has(assoc.authority) || this.#closed) return
+    this.#connecting.add(assoc.authority)
+    this.#o.transport.connect(assoc.authority, { timeoutMs: CONNECT_TIMEOUT_MS }).then(
+      () => this.#connecting.delete(assoc.authority),
+      (e: unknown) => {
+        this.#connecting.delete(assoc.authority)
+        if (this.#closed) return
+        const err = toGrainClusterError(e, 'ERR_AUTHORITY_UNREACHABLE')
+        const now = performance.now()
+        if (err.code === 'ERR_AUTHORITY_HANDSHAKE_FAILED' || err.code === 'ERR_AUTHORITY_CONFLICT') assoc.invalidAssociation(err.reason, now)
+        else assoc.failure(err.reason, now)
+        this.#flushOutputs()
+      },
+    )
+  }
+  readonly #connecting = new Set<string>()
 
   #onPeerUp(peer: PeerIdentity): void {
     const assoc = this.#o.associations.get(peer.authority)

@@ -133,6 +133,10 @@ describe('remote delivery between two nodes', () => {
     await waitUntil(() => eventsA.some((x) => x.type === 'association.released' && x.reason === 'deadline'), { what: 'released at the deadline', timeoutMs: 30_000 })
     await waitUntil(async () => (await a.askPid(p, 'get', undefined, { timeoutMs: 2_000 }).catch(() => -1)) === 1, { what: 'works after release', timeoutMs: 30_000 })
     expect(auditA.some((l) => l.includes('quarantined') && l.includes('operator test'))).toBe(true)
+    const text = await a.cluster!.metrics!.text()
+    expect(text).toMatch(/graincluster_association_quarantines_total [1-9]/)
+    expect(text).toMatch(/graincluster_association_releases_total\{reason="deadline"\} [1-9]/)
+    expect(text).toMatch(/graincluster_associations\{state="connected"\} 1/)
   })
 
   it('manual release ends a quarantine at once', async () => {
