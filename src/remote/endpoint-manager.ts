@@ -127,7 +127,15 @@ export class RemoteEndpoint {
       return { status: 'removed', authority: pid.authority, reason: m === undefined ? `${pid.authority} is not a member of the cluster` : `${pid.authority} is ${m.status}` }
     }
     if (pid.nodeId !== undefined && pid.nodeId !== m.nodeId) {
-      return { status: 'removed', authority: pid.authority, reason: `incarnation ${pid.nodeId} of ${pid.authority} is gone (now ${m.nodeId})` }
+      // Spec 2.5: a PID from an older (or foreign) incarnation; the latest membership wins.
+      const reason = `incarnation ${pid.nodeId} of ${pid.authority} is gone (now ${m.nodeId})`
+      const key = `${pid.authority}#${pid.nodeId}`
+      if (!this.#conflictsSeen.has(key)) {
+        if (this.#conflictsSeen.size > 10_000) this.#conflictsSeen.clear()
+        this.#conflictsSeen.add(key)
+        this.#o.events.publish({ type: 'pid.conflict', pid: formatPid(pid), authority: pid.authority, reason })
+      }
+      return { status: 'removed', authority: pid.authority, reason }
     }
     const refusal = this.#o.associations.peek(pid.authority)?.refusal(formatPid(pid))
     if (refusal?.code === 'ERR_AUTHORITY_QUARANTINED') return { status: 'quarantined', authority: pid.authority, reason: refusal.reason, error: refusal }
@@ -316,6 +324,8 @@ export class RemoteEndpoint {
     )
   }
   readonly #connecting = new Set<string>()
+  /** PID incarnations already reported as conflicting (one event each, bounded). */
+  readonly #conflictsSeen = new Set<string>()
 
   #onPeerUp(peer: PeerIdentity): void {
     const assoc = this.#o.associations.get(peer.authority)

@@ -155,5 +155,6 @@ describe('remote delivery between two nodes', () => {
     const stale = `grain://${b.cluster!.authority}/counter/k#0123456789abcdef`
     const e = await expectCode(a.askPid(stale, 'get'), 'ERR_AUTHORITY_REMOVED')
     expect(e.reason).toContain('0123456789abcdef')
+    expect(eventsA.filter((x) => x.type === 'pid.conflict' && x.pid === stale)).toHaveLength(1)
   })
 })
