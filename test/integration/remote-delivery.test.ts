@@ -84,9 +84,13 @@ describe('remote delivery between two nodes', () => {
   })
 
   it('keeps per-PID order for many senders and PIDs while connected', async () => {
+    // 100,000 messages over one association, interleaved across 8 PIDs.
     const pids = Array.from({ length: 8 }, (_, i) => b.pid('counter', `order-${i}`))
-    const n = 2_500
-    for (let i = 0; i < n; i++) for (const p of pids) a.tellPid(p, 'record', i)
+    const n = 12_500
+    for (let i = 0; i < n; i++) {
+      for (const p of pids) a.tellPid(p, 'record', i)
+      if (i % 1_000 === 999) await new Promise((r) => setImmediate(r))
+    }
     for (const p of pids) {
       const seen = await a.askPid<number[]>(p, 'seen', undefined, { timeoutMs: 30_000 })
       expect(seen).toHaveLength(n)
