@@ -105,6 +105,10 @@ export class ClusterCore {
   readonly #unreachableSince = new Map<string, number>()
   #hbSeq = 0
   readonly #monitored = new Set<string>()
+  /** Sequence number of the latest heartbeat request per member. */
+  readonly #lastHbTo = new Map<string, number>()
+  /** Answers with a sequence number up to this are stale. */
+  readonly #ackFloor = new Map<string, number>()
   /** Counters the driver exports as metrics. */
   readonly stats = { rejectedViews: 0, conflictsRefused: 0, convergences: 0, reconciles: 0, gossipSent: 0 }
   /** Seeds that refused our join, with the code (ERR_AUTHORITY_UNREACHABLE = not Up themselves). */
@@ -289,6 +293,12 @@ export class ClusterCore {
         this.#send(from, { t: 'hb-ack', n: msg.n })
         return
       case 'hb-ack': {
+        // A peer resuming from a stop answers its backlog of requests at once;
+        // those near-zero intervals would skew its detector's history. Count
+        // one answer, then only answers to requests sent after it (which
+        // still works when answers are slower than the heartbeat interval).
+        if (msg.n <= (this.#ackFloor.get(from) ?? 0)) return
+        this.#ackFloor.set(from, this.#lastHbTo.get(from) ?? msg.n)
         const m = this.table.member(from)
         if (m !== undefined && this.#monitored.has(memberId(from, m.nodeId))) this.#o.detector.heartbeat(memberId(from, m.nodeId), nowMs)
         return
@@ -472,7 +482,9 @@ export class ClusterCore {
     for (const m of targets) {
       const id = memberId(m.authority, m.nodeId)
       ids.add(id)
-      this.#send(m.authority, { t: 'hb', n: ++this.#hbSeq })
+      const n = ++this.#hbSeq
+      this.#lastHbTo.set(m.authority, n)
+      this.#send(m.authority, { t: 'hb', n })
     }
     for (const id of this.#monitored) if (!ids.has(id)) this.#o.detector.remove(id)
     // Monitoring starts now: a member that never answers is still detected.
