@@ -2,7 +2,7 @@
  * Benchmark runner (STYLE.md §8): one scope or all of them, each measured
  * against its baseline in the same run.
  *
- *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|all]
+ *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|remote|all]
  *                                [--json] [--quick] [--spin <µs>]
  *
  * Prints the environment and one table per scope, and writes
@@ -32,6 +32,7 @@ const LOADERS: Record<ScopeName, () => Promise<ScopeModule>> = {
   e2e: () => import('./e2e.bench.js'),
   activation: () => import('./activation.bench.js'),
   gossip: () => import('./gossip.bench.js'),
+  remote: () => import('./remote.bench.js'),
   membership: () => import('./membership.bench.js'),
 }
 

@@ -6,7 +6,7 @@
  * throughput (candidate / baseline) and latency (baseline / candidate) alike.
  */
 
-export const SCOPES = ['ring', 'envelope', 'codec', 'e2e', 'activation', 'gossip', 'membership'] as const
+export const SCOPES = ['ring', 'envelope', 'codec', 'e2e', 'activation', 'gossip', 'membership', 'remote'] as const
 export type ScopeName = (typeof SCOPES)[number]
 
 export type Cell = string | number | boolean | null
