@@ -185,8 +185,17 @@ export class GrainNode {
   }
 
   #parse(pid: string | Pid): Pid {
-    return typeof pid === 'string' ? parsePid(pid) : pid
+    if (typeof pid !== 'string') return pid
+    let p = this.#parsed.get(pid)
+    if (p === undefined) {
+      p = parsePid(pid)
+      // Hot PIDs are few; a bounded map avoids re-parsing them on every call.
+      if (this.#parsed.size >= 10_000) this.#parsed.clear()
+      this.#parsed.set(pid, p)
+    }
+    return p
   }
+  readonly #parsed = new Map<string, Pid>()
 
   /** A PID names this node when its authority does (and its nodeId, if any, is ours). */
   #isLocal(p: Pid): boolean {
@@ -205,7 +214,7 @@ export class GrainNode {
   tellPid(pid: string | Pid, method: string, payload?: unknown): void {
     const p = this.#parse(pid)
     if (this.#isLocal(p)) this.tell(p.kind, p.key, method, payload)
-    else this.#remote!.tell(p, method, payload)
+    else this.#remote!.tell(p, method, payload, typeof pid === 'string' ? pid : undefined)
   }
 
   /** Request/response to a grain on any node; rejects with a typed error. */
@@ -217,7 +226,7 @@ export class GrainNode {
     } catch (e) {
       return Promise.reject(toGrainClusterError(e))
     }
-    return this.#remote!.ask<R>(p, method, payload, options?.timeoutMs)
+    return this.#remote!.ask<R>(p, method, payload, options?.timeoutMs, typeof pid === 'string' ? pid : undefined)
   }
 
   /** Release a quarantined authority now (spec 4.4); false if it was not quarantined. */

@@ -35,6 +35,12 @@ import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
 /** How long one connection attempt for deferred traffic may take before it counts as a failure. */
 const CONNECT_TIMEOUT_MS = 2_000
 
+/** Pause before handing a backlog to a transport that refused writes for backpressure. */
+const BACKPRESSURE_RETRY_MS = 5
+
+/** Frames at least this large are written by reference by the transport (tcp-transport.ts). */
+const LARGE_FRAME_BYTES = 16 * 1024
+
 /** First byte of a transport frame that carries one grain envelope. */
 export const FRAME_ENVELOPE = 0x02
 
@@ -137,7 +143,8 @@ export class RemoteEndpoint {
       }
       return { status: 'removed', authority: pid.authority, reason }
     }
-    const refusal = this.#o.associations.peek(pid.authority)?.refusal(formatPid(pid))
+    const assoc = this.#o.associations.peek(pid.authority)
+    const refusal = assoc === undefined || assoc.mayConnect() ? undefined : assoc.refusal(formatPid(pid))
     if (refusal?.code === 'ERR_AUTHORITY_QUARANTINED') return { status: 'quarantined', authority: pid.authority, reason: refusal.reason, error: refusal }
     if (refusal !== undefined) return { status: 'removed', authority: pid.authority, reason: refusal.reason }
     if (m.unreachable) return { status: 'unreachable', authority: pid.authority, reason: `${pid.authority} is unreachable (failure detector)` }
@@ -146,10 +153,9 @@ export class RemoteEndpoint {
 
   #refuse(pid: Pid, method: string): { nodeId: string } {
     const r = this.resolve(pid)
+    if (r.status === 'ready') return { nodeId: r.nodeId }
     const details: ErrorDetails = { pid: formatPid(pid), authority: pid.authority, kind: pid.kind, key: pid.key, method }
     switch (r.status) {
-      case 'ready':
-        return { nodeId: r.nodeId }
       case 'unreachable':
         throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', r.reason, details)
       case 'quarantined':
@@ -183,7 +189,8 @@ export class RemoteEndpoint {
       for (;;) {
         const n = w.writeInto(this.#scratch, 1, this.#scratch.length - 1)
         if (n >= 0) {
-          const frame = this.#scratch.slice(0, n + 1)
+          // A view of the scratch buffer: #submit copies it if it must keep it.
+          const frame = this.#scratch.subarray(0, n + 1)
           frame[0] = FRAME_ENVELOPE
           if (frame.length > this.#o.transport.maxFrameBytes) {
             throw new GrainClusterError('ERR_GRAIN_PAYLOAD_TOO_LARGE', `message of ${frame.length} bytes exceeds the transport's maximum frame of ${this.#o.transport.maxFrameBytes}`, { size: frame.length, limit: this.#o.transport.maxFrameBytes })
@@ -204,16 +211,17 @@ export class RemoteEndpoint {
     }
   }
 
-  tell(pid: Pid, method: string, payload: unknown): void {
+  /** `pidText`: the canonical text of `pid` when the caller has it (saves formatting it again). */
+  tell(pid: Pid, method: string, payload: unknown, pidText?: string): void {
     this.#checkOpen()
     this.#refuse(pid, method)
     const assoc = this.#o.associations.get(pid.authority)
     const frame = this.#encode(pid, method, payload, 0, 0, assoc)
-    const r = this.#submit(assoc, frame, { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType: messageTypeId(method) })
+    const r = this.#submit(assoc, frame, { pid: pidText ?? formatPid(pid), kind: pid.kind, key: pid.key, messageType: messageTypeId(method) }, true)
     if (r !== undefined) throw r
   }
 
-  ask<R>(pid: Pid, method: string, payload: unknown, timeoutMs?: number): Promise<R> {
+  ask<R>(pid: Pid, method: string, payload: unknown, timeoutMs?: number, pidText?: string): Promise<R> {
     let assoc: Association
     let frame: Uint8Array
     const host = this.#o.host
@@ -227,7 +235,7 @@ export class RemoteEndpoint {
       return Promise.reject(toGrainClusterError(e))
     }
     const p = host.pending.add<R>(corr, { kind: pid.kind, key: pid.key, method, worker: -1 }, timeoutMs)
-    const refused = this.#submit(assoc, frame, { pid: formatPid(pid), askId: corr, kind: pid.kind, key: pid.key, messageType: messageTypeId(method) })
+    const refused = this.#submit(assoc, frame, { pid: pidText ?? formatPid(pid), askId: corr, kind: pid.kind, key: pid.key, messageType: messageTypeId(method) }, true)
     if (refused !== undefined) host.pending.take(corr)?.reject(refused)
     return p
   }
@@ -285,16 +293,28 @@ export class RemoteEndpoint {
     }
   }
 
-  /** Hand a frame to its association; returns the error when refused. */
-  #submit(assoc: Association, frame: Uint8Array, meta: OutboundMeta): GrainClusterError | undefined {
+  /**
+   * Hand a frame to its association; returns the error when refused.
+   * `borrowed`: the frame is a view of a reused buffer, so anything that
+   * keeps it (deferred queue, large-frame writes) must copy it first.
+   */
+  #submit(assoc: Association, frame: Uint8Array, meta: OutboundMeta, borrowed = false): GrainClusterError | undefined {
     const now = performance.now()
+    // Only a frame written right now may stay a view; anything kept is copied.
+    const writesNow = assoc.state === 'connected' && assoc.queue.size === 0
+    if (borrowed && (!writesNow || frame.length >= LARGE_FRAME_BYTES)) {
+      frame = frame.slice()
+      borrowed = false
+    }
+    const owned = (): Uint8Array => (borrowed ? frame.slice() : frame)
     const out = assoc.send(frame, meta, now)
     let refused: GrainClusterError | undefined
     if (out.action === 'write') {
       if (!this.#o.transport.send(assoc.authority, frame)) {
-        // Not connected after all (or backpressure): keep it, in order, for the reconnect.
-        assoc.unsent([{ frame, meta, enqueuedAtMs: now }], now)
-        this.#connect(assoc)
+        // Not connected after all, or backpressure: keep it, in order, and retry.
+        assoc.unsent([{ frame: owned(), meta, enqueuedAtMs: now }], now)
+        if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
+        else this.#connect(assoc)
       }
     } else if (out.action === 'deferred') this.#connect(assoc)
     else refused = out.error
@@ -324,6 +344,28 @@ export class RemoteEndpoint {
     )
   }
   readonly #connecting = new Set<string>()
+
+  /**
+   * The transport refused a write for backpressure (its buffer is full):
+   * the association holds the backlog; hand it out again shortly, in order.
+   */
+  #retryLater(assoc: Association): void {
+    if (this.#retrying.has(assoc.authority) || this.#closed) return
+    this.#retrying.add(assoc.authority)
+    const t = setTimeout(() => {
+      this.#retrying.delete(assoc.authority)
+      if (this.#closed) return
+      const now = performance.now()
+      this.#write(assoc, assoc.flush(now), now)
+      if (assoc.queue.size > 0) {
+        if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
+        else this.#connect(assoc)
+      }
+      this.#flushOutputs()
+    }, BACKPRESSURE_RETRY_MS)
+    t.unref()
+  }
+  readonly #retrying = new Set<string>()
   /** PID incarnations already reported as conflicting (one event each, bounded). */
   readonly #conflictsSeen = new Set<string>()
 
@@ -346,6 +388,7 @@ export class RemoteEndpoint {
     for (let i = 0; i < msgs.length; i++) {
       if (!this.#o.transport.send(assoc.authority, msgs[i]!.frame)) {
         assoc.unsent(msgs.slice(i), now)
+        if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
         return
       }
     }
@@ -364,7 +407,13 @@ export class RemoteEndpoint {
       this.#o.host.relayRequest(bytes, (reply) => this.#sendReply(peer.authority, reply))
     } catch (e) {
       const err = toGrainClusterError(e, 'ERR_FRAME_MALFORMED')
-      this.#o.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: err.code, reason: err.reason })
+      if (err.code === 'ERR_FRAME_MALFORMED') {
+        this.#o.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: err.code, reason: err.reason })
+        return
+      }
+      // A valid message this node could not take (ring full, closing): never silent.
+      const r = this.#reader
+      this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: `from ${peer.authority}: ${err.reason}` })
     }
   }
 

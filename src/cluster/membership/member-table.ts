@@ -145,8 +145,25 @@ export class MemberTable {
    * Removed no longer count.
    */
   isUnreachable(authority: string): boolean {
-    return this.unreachableObservers(authority).length > 0
+    return this.unreachable().has(authority)
   }
+
+  /** Every authority unreachable in the merged view; cached per table version. */
+  unreachable(): ReadonlySet<string> {
+    const d = this.digest()
+    if (this.#unreachableAt !== d) {
+      const out = new Set<string>()
+      for (const r of this.#reach.values()) {
+        if (r.reachable || out.has(r.subject)) continue
+        if (this.unreachableObservers(r.subject).length > 0) out.add(r.subject)
+      }
+      this.#unreachableSet = out
+      this.#unreachableAt = d
+    }
+    return this.#unreachableSet
+  }
+  #unreachableSet: ReadonlySet<string> = new Set()
+  #unreachableAt = ''
 
   unreachableObservers(authority: string): string[] {
     const m = this.member(authority)
