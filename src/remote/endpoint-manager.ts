@@ -306,13 +306,12 @@ export class RemoteEndpoint {
       frame = frame.slice()
       borrowed = false
     }
-    const owned = (): Uint8Array => (borrowed ? frame.slice() : frame)
     const out = assoc.send(frame, meta, now)
     let refused: GrainClusterError | undefined
     if (out.action === 'write') {
       if (!this.#o.transport.send(assoc.authority, frame)) {
         // Not connected after all, or backpressure: keep it, in order, and retry.
-        assoc.unsent([{ frame: owned(), meta, enqueuedAtMs: now }], now)
+        assoc.unsent([{ frame: borrowed ? frame.slice() : frame, meta, enqueuedAtMs: now }], now)
         if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
         else this.#connect(assoc)
       }
