@@ -82,12 +82,18 @@ export type PayloadWriter = (buf: Uint8Array, off: number, max: number) => numbe
  */
 class ViewCache {
   view: DataView = new DataView(new ArrayBuffer(0))
-  #buf: Uint8Array | null = null
+  /** byteOffset of the current Uint8Array within `view`'s buffer. */
+  delta = 0
+  #buffer: ArrayBufferLike | null = null
   of(buf: Uint8Array): DataView {
-    if (buf !== this.#buf) {
-      this.#buf = buf
-      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+    // One view per underlying buffer: transport frames and ring slices are
+    // different Uint8Arrays over the same memory, and a DataView per frame
+    // would be an allocation per message.
+    if (buf.buffer !== this.#buffer) {
+      this.#buffer = buf.buffer
+      this.view = new DataView(buf.buffer)
     }
+    this.delta = buf.byteOffset
     return this.view
   }
 }
@@ -140,47 +146,48 @@ export class EnvelopeWriter {
   writeInto(buf: Uint8Array, off: number, room: number): number {
     if (room < ENVELOPE_FIXED_BYTES + 4) return -1
     const dv = this.#views.of(buf)
+    const d = this.#views.delta
     const end = off + room
     const t = off + TABLE_AT
     let p = off + ENVELOPE_FIXED_BYTES
 
     // vtable header and the table's scalar slots
-    dv.setUint32(off, TABLE_AT, true)
+    dv.setUint32(d + off, TABLE_AT, true)
     const vt = off + VTABLE_AT
-    dv.setUint16(vt, VTABLE_BYTES, true)
-    dv.setUint16(vt + 2, TABLE_BYTES, true)
-    dv.setUint16(vt + 4 + 2 * F_PARTITION, S_PARTITION, true)
-    dv.setUint16(vt + 4 + 2 * F_CORRELATION, S_CORRELATION, true)
-    dv.setUint16(vt + 4 + 2 * F_MESSAGE_TYPE, S_MESSAGE_TYPE, true)
-    dv.setUint16(vt + 4 + 2 * F_SCHEMA_VERSION, S_SCHEMA_VERSION, true)
-    dv.setUint16(vt + 4 + 2 * F_FLAGS, S_FLAGS, true)
-    dv.setUint16(vt + 4 + 2 * F_REPLY_TO, S_REPLY_TO, true)
-    dv.setUint32(t, VTABLE_BYTES, true) // soffset: vtable sits VTABLE_BYTES before the table
-    dv.setUint32(t + S_PARTITION, this.partition, true)
-    dv.setUint32(t + S_CORRELATION, this.correlationId, true)
-    dv.setUint32(t + S_MESSAGE_TYPE, this.messageType, true)
-    dv.setUint32(t + S_REPLY_TO, this.replyTo, true)
-    dv.setUint16(t + S_SCHEMA_VERSION, this.schemaVersion, true)
-    dv.setUint16(t + S_FLAGS, this.flags, true)
+    dv.setUint16(d + vt, VTABLE_BYTES, true)
+    dv.setUint16(d + vt + 2, TABLE_BYTES, true)
+    dv.setUint16(d + vt + 4 + 2 * F_PARTITION, S_PARTITION, true)
+    dv.setUint16(d + vt + 4 + 2 * F_CORRELATION, S_CORRELATION, true)
+    dv.setUint16(d + vt + 4 + 2 * F_MESSAGE_TYPE, S_MESSAGE_TYPE, true)
+    dv.setUint16(d + vt + 4 + 2 * F_SCHEMA_VERSION, S_SCHEMA_VERSION, true)
+    dv.setUint16(d + vt + 4 + 2 * F_FLAGS, S_FLAGS, true)
+    dv.setUint16(d + vt + 4 + 2 * F_REPLY_TO, S_REPLY_TO, true)
+    dv.setUint32(d + t, VTABLE_BYTES, true) // soffset: vtable sits VTABLE_BYTES before the table
+    dv.setUint32(d + t + S_PARTITION, this.partition, true)
+    dv.setUint32(d + t + S_CORRELATION, this.correlationId, true)
+    dv.setUint32(d + t + S_MESSAGE_TYPE, this.messageType, true)
+    dv.setUint32(d + t + S_REPLY_TO, this.replyTo, true)
+    dv.setUint16(d + t + S_SCHEMA_VERSION, this.schemaVersion, true)
+    dv.setUint16(d + t + S_FLAGS, this.flags, true)
 
     // kind (interned bytes)
     const kind = this.kind
     if (kind !== null) {
       const kb = kind.bytes
       if (p + 4 + kb.length + 1 > end) return -1
-      dv.setUint16(vt + 4 + 2 * F_KIND, S_KIND, true)
-      dv.setUint32(t + S_KIND, p - (t + S_KIND), true)
-      dv.setUint32(p, kb.length, true)
+      dv.setUint16(d + vt + 4 + 2 * F_KIND, S_KIND, true)
+      dv.setUint32(d + t + S_KIND, p - (t + S_KIND), true)
+      dv.setUint32(d + p, kb.length, true)
       // Kinds are short: a loop beats TypedArray.prototype.set's call overhead.
       for (let i = 0; i < kb.length; i++) buf[p + 4 + i] = kb[i]!
       buf[p + 4 + kb.length] = 0
       p = (p + 4 + kb.length + 1 + 3) & ~3
-    } else dv.setUint16(vt + 4 + 2 * F_KIND, 0, true)
+    } else dv.setUint16(d + vt + 4 + 2 * F_KIND, 0, true)
 
     // key and sender (strings written in place)
-    p = this.#string(buf, dv, vt, t, p, end, F_KEY, S_KEY, this.key)
+    p = this.#string(buf, dv, d, vt, t, p, end, F_KEY, S_KEY, this.key)
     if (p < 0) return -1
-    p = this.#string(buf, dv, vt, t, p, end, F_SENDER, S_SENDER, this.sender)
+    p = this.#string(buf, dv, d, vt, t, p, end, F_SENDER, S_SENDER, this.sender)
     if (p < 0) return -1
 
     // payload vector
@@ -195,22 +202,22 @@ export class EnvelopeWriter {
       n = this.payloadWriter(buf, p + 4, end - p - 4)
       if (n < 0) return -1
     } else n = 0
-    dv.setUint16(vt + 4 + 2 * F_PAYLOAD, S_PAYLOAD, true)
-    dv.setUint32(t + S_PAYLOAD, p - (t + S_PAYLOAD), true)
-    dv.setUint32(p, n, true)
+    dv.setUint16(d + vt + 4 + 2 * F_PAYLOAD, S_PAYLOAD, true)
+    dv.setUint32(d + t + S_PAYLOAD, p - (t + S_PAYLOAD), true)
+    dv.setUint32(d + p, n, true)
     return p + 4 + n - off
   }
 
-  #string(buf: Uint8Array, dv: DataView, vt: number, t: number, p: number, end: number, field: number, slot: number, s: string | null): number {
+  #string(buf: Uint8Array, dv: DataView, d: number, vt: number, t: number, p: number, end: number, field: number, slot: number, s: string | null): number {
     if (s === null) {
-      dv.setUint16(vt + 4 + 2 * field, 0, true)
+      dv.setUint16(d + vt + 4 + 2 * field, 0, true)
       return p
     }
     const n = writeUtf8(s, buf, p + 4, end - p - 5)
     if (n < 0) return -1
-    dv.setUint16(vt + 4 + 2 * field, slot, true)
-    dv.setUint32(t + slot, p - (t + slot), true)
-    dv.setUint32(p, n, true)
+    dv.setUint16(d + vt + 4 + 2 * field, slot, true)
+    dv.setUint32(d + t + slot, p - (t + slot), true)
+    dv.setUint32(d + p, n, true)
     buf[p + 4 + n] = 0
     return (p + 4 + n + 1 + 3) & ~3
   }
@@ -262,20 +269,21 @@ export class EnvelopeReader {
   /** Validate and index buf[off, off+len). Throws ERR_FRAME_MALFORMED. */
   reset(buf: Uint8Array, off: number, len: number): this {
     const dv = this.#views.of(buf)
+    const d = this.#views.delta
     this.buf = buf
     this.start = off
     this.length = len
     if (len < 12) throw malformed(`frame of ${len} bytes is shorter than a FlatBuffers header`)
     if (off < 0 || off + len > buf.length) throw malformed('frame lies outside its buffer')
     const end = off + len
-    const root = dv.getUint32(off, true)
+    const root = dv.getUint32(d + off, true)
     const t = off + root
     if (root < 4 || (root & 3) !== 0 || t + 4 > end) throw malformed(`root offset ${root} out of range`)
-    const so = dv.getUint32(t, true) | 0
+    const so = dv.getUint32(d + t, true) | 0
     const vt = t - so
     if (vt < off || vt + 4 > end || (vt & 1) !== (off & 1)) throw malformed(`vtable offset ${so} out of range`)
-    const vtSize = dv.getUint16(vt, true)
-    const tblSize = dv.getUint16(vt + 2, true)
+    const vtSize = dv.getUint16(d + vt, true)
+    const tblSize = dv.getUint16(d + vt + 2, true)
     if (vtSize < 4 || (vtSize & 1) !== 0 || vt + vtSize > end) throw malformed(`vtable size ${vtSize} out of range`)
     if (tblSize < 4 || t + tblSize > end) throw malformed(`table size ${tblSize} out of range`)
     this.#t = t
@@ -287,12 +295,12 @@ export class EnvelopeReader {
       // Fast path: the layout EnvelopeWriter produces. Every slot is known to
       // lie inside the 40-byte table, so only the string/vector targets need
       // checking.
-      this.partition = dv.getUint32(t + S_PARTITION, true)
-      this.correlationId = dv.getUint32(t + S_CORRELATION, true)
-      this.messageType = dv.getUint32(t + S_MESSAGE_TYPE, true)
-      this.replyTo = dv.getUint32(t + S_REPLY_TO, true)
-      this.schemaVersion = dv.getUint16(t + S_SCHEMA_VERSION, true)
-      this.flags = dv.getUint16(t + S_FLAGS, true)
+      this.partition = dv.getUint32(d + t + S_PARTITION, true)
+      this.correlationId = dv.getUint32(d + t + S_CORRELATION, true)
+      this.messageType = dv.getUint32(d + t + S_MESSAGE_TYPE, true)
+      this.replyTo = dv.getUint32(d + t + S_REPLY_TO, true)
+      this.schemaVersion = dv.getUint16(d + t + S_SCHEMA_VERSION, true)
+      this.flags = dv.getUint16(d + t + S_FLAGS, true)
     } else {
       this.#scalars()
     }
@@ -303,8 +311,9 @@ export class EnvelopeReader {
   /** True when the vtable at `vt` has EnvelopeWriter's slot for every field (or 0 = absent). */
   #canonical(vt: number): boolean {
     const dv = this.#views.view
+    const d = this.#views.delta
     for (let f = 0; f < FIELD_COUNT; f++) {
-      const fo = dv.getUint16(vt + 4 + 2 * f, true)
+      const fo = dv.getUint16(d + vt + 4 + 2 * f, true)
       // Scalars must sit in their slot; strings and vectors may be absent (0).
       if (fo !== CANONICAL_SLOTS[f] && (fo !== 0 || !IS_VECTOR_FIELD[f])) return false
     }
@@ -313,29 +322,31 @@ export class EnvelopeReader {
 
   #scalars(): void {
     const dv = this.#views.view
+    const d = this.#views.delta
     let s: number
-    this.partition = (s = this.#slot(F_PARTITION, 4)) < 0 ? 0 : dv.getUint32(s, true)
-    this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : dv.getUint32(s, true)
-    this.messageType = (s = this.#slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : dv.getUint32(s, true)
-    this.replyTo = (s = this.#slot(F_REPLY_TO, 4)) < 0 ? 0 : dv.getUint32(s, true)
-    this.schemaVersion = (s = this.#slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : dv.getUint16(s, true)
-    this.flags = (s = this.#slot(F_FLAGS, 2)) < 0 ? 0 : dv.getUint16(s, true)
+    this.partition = (s = this.#slot(F_PARTITION, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
+    this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
+    this.messageType = (s = this.#slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
+    this.replyTo = (s = this.#slot(F_REPLY_TO, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
+    this.schemaVersion = (s = this.#slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : dv.getUint16(d + s, true)
+    this.flags = (s = this.#slot(F_FLAGS, 2)) < 0 ? 0 : dv.getUint16(d + s, true)
   }
 
   #vectors(): void {
     const dv = this.#views.view
+    const d = this.#views.delta
     let v = this.#vec(F_KIND, 'kind')
     this.kindOff = v < 0 ? -1 : v + 4
-    this.kindLen = v < 0 ? 0 : dv.getUint32(v, true)
+    this.kindLen = v < 0 ? 0 : dv.getUint32(d + v, true)
     v = this.#vec(F_KEY, 'key')
     this.keyOff = v < 0 ? -1 : v + 4
-    this.keyLen = v < 0 ? 0 : dv.getUint32(v, true)
+    this.keyLen = v < 0 ? 0 : dv.getUint32(d + v, true)
     v = this.#vec(F_SENDER, 'sender')
     this.senderOff = v < 0 ? -1 : v + 4
-    this.senderLen = v < 0 ? 0 : dv.getUint32(v, true)
+    this.senderLen = v < 0 ? 0 : dv.getUint32(d + v, true)
     v = this.#vec(F_PAYLOAD, 'payload')
     this.payloadOff = v < 0 ? -1 : v + 4
-    this.payloadLen = v < 0 ? 0 : dv.getUint32(v, true)
+    this.payloadLen = v < 0 ? 0 : dv.getUint32(d + v, true)
   }
 
   // Table geometry of the current frame (methods, not closures: reset() is
@@ -349,8 +360,9 @@ export class EnvelopeReader {
   /** Absolute position of a scalar field, or -1 when absent. */
   #slot(field: number, width: number): number {
     const dv = this.#views.view
+    const d = this.#views.delta
     if (field >= this.#nFields) return -1
-    const fo = dv.getUint16(this.#vt + 4 + 2 * field, true)
+    const fo = dv.getUint16(d + this.#vt + 4 + 2 * field, true)
     if (fo === 0) return -1
     if (fo < 4 || fo + width > this.#tblSize) throw malformed(`field ${field} offset ${fo} outside the table`)
     return this.#t + fo
@@ -359,11 +371,12 @@ export class EnvelopeReader {
   /** Position of a vector/string's length word, or -1 when absent. */
   #vec(field: number, name: string): number {
     const dv = this.#views.view
+    const d = this.#views.delta
     const at = this.#slot(field, 4)
     if (at < 0) return -1
-    const target = at + dv.getUint32(at, true)
+    const target = at + dv.getUint32(d + at, true)
     if (target + 4 > this.#end || target < at) throw malformed(`${name} offset out of range`)
-    const n = dv.getUint32(target, true)
+    const n = dv.getUint32(d + target, true)
     if (n > this.#end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
     return target
   }
@@ -405,11 +418,12 @@ export class EnvelopeReader {
    */
   patchRouting(correlationId: number, replyTo: number): boolean {
     const dv = this.#views.view
+    const d = this.#views.delta
     const corr = this.#slot(F_CORRELATION, 4)
     const reply = this.#slot(F_REPLY_TO, 4)
     if (corr < 0 || reply < 0) return false
-    dv.setUint32(corr, correlationId >>> 0, true)
-    dv.setUint32(reply, replyTo >>> 0, true)
+    dv.setUint32(d + corr, correlationId >>> 0, true)
+    dv.setUint32(d + reply, replyTo >>> 0, true)
     this.correlationId = correlationId >>> 0
     this.replyTo = replyTo >>> 0
     return true
