@@ -21,6 +21,7 @@ import type { AssociationConfig } from '../remote/association/association-config
 import { AssociationRegistry } from '../remote/association/association-registry.js'
 import { RemoteEndpoint, type ResolveResult } from '../remote/endpoint-manager.js'
 import { ClusterNode, type ClusterNodeOptions } from './cluster-node.js'
+import { PlacementRouter } from './placement-router.js'
 
 export interface GrainNodeOptions {
   /** Grain modules (paths or file URLs) every worker imports. Required. */
@@ -124,13 +125,15 @@ export class GrainNode {
   /** Membership of the cluster this node joined (undefined for a single node). */
   readonly cluster: ClusterNode | undefined
   readonly #remote: RemoteEndpoint | undefined
+  readonly #placement: PlacementRouter | undefined
 
-  private constructor(options: ResolvedNodeOptions, events: EventStream, host: WorkerHost, cluster?: ClusterNode, remote?: RemoteEndpoint) {
+  private constructor(options: ResolvedNodeOptions, events: EventStream, host: WorkerHost, cluster?: ClusterNode, remote?: RemoteEndpoint, placement?: PlacementRouter) {
     this.options = options
     this.events = events
     this.#host = host
     this.cluster = cluster
     this.#remote = remote
+    this.#placement = placement
   }
 
   /** Start the workers and load the grain modules; resolves when every worker is ready (and, with `cluster`, the node has joined). */
@@ -140,6 +143,7 @@ export class GrainNode {
     await host.start()
     let cluster: ClusterNode | undefined
     let remote: RemoteEndpoint | undefined
+    let placement: PlacementRouter | undefined
     if (options.cluster !== undefined) {
       try {
         const associations = new AssociationRegistry({ config: options.associations ?? {}, wallClock: Date.now })
@@ -163,6 +167,13 @@ export class GrainNode {
         const self = cluster
         host.onPidRequest = (pid, envelope) =>
           endpoint.fromWorker(pid, envelope, (p) => p.authority === self.authority && (p.nodeId === undefined || p.nodeId === self.nodeId))
+        const router = new PlacementRouter(cluster, events)
+        placement = router
+        host.routeCallsViaMain(true)
+        host.placeRequest = (kind, key) => {
+          const p = router.ownerOf(kind, key, performance.now())
+          return p.local ? undefined : p.pidText
+        }
       } catch (e) {
         await cluster?.close()
         await host.close(1_000)
@@ -170,7 +181,7 @@ export class GrainNode {
       }
     }
     events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
-    return new GrainNode(o, events, host, cluster, remote)
+    return new GrainNode(o, events, host, cluster, remote, placement)
   }
 
   /** The canonical PID of `kind`/`key` on this node (requires `cluster`). */
@@ -263,6 +274,13 @@ export class GrainNode {
       })
       return
     }
+    if (this.#placement !== undefined) {
+      const p = this.#placement.ownerOf(kind, key, performance.now())
+      if (!p.local) {
+        this.#remote!.tell(p.pid, method, payload, p.pidText)
+        return
+      }
+    }
     this.#host.tell(kind, key, method, payload)
   }
 
@@ -291,7 +309,22 @@ export class GrainNode {
       }
       return this.#statelessPool().call(kind, method, payload, options?.timeoutMs)
     }
+    if (this.#placement !== undefined) {
+      let p
+      try {
+        p = this.#placement.ownerOf(kind, key, performance.now())
+      } catch (e) {
+        return Promise.reject(toGrainClusterError(e))
+      }
+      if (!p.local) return this.#remote!.ask(p.pid, method, payload, options?.timeoutMs, p.pidText)
+    }
     return this.#host.ask(kind, key, method, payload, options?.timeoutMs)
+  }
+
+  /** In a cluster: the PID that kind/key resolves to (the same from every node with the same view). */
+  placementOf(kind: string, key: string): string {
+    if (this.#placement === undefined) return this.pid(kind, key)
+    return this.#placement.pidOf(kind, key, performance.now())
   }
 
   /** Resolves when every ring's overflow queue has drained (use after ERR_RING_FULL). */
@@ -316,6 +349,7 @@ export class GrainNode {
     if (this.#closed) return
     this.#closed = true
     this.#remote?.close()
+    this.#placement?.close()
     await this.cluster?.close()
     await Promise.all([this.#host.close(timeoutMs), this.#stateless?.close()])
     this.events.publish({ type: 'node.stopped', reason: 'close() called' })

@@ -108,7 +108,8 @@ export class WorkerHost {
   readonly #restarts: number[] = []
   readonly #crashStreak: number[] = []
   readonly #restartTimers = new Set<ReturnType<typeof setTimeout>>()
-  readonly #interest = new SharedArrayBuffer(4)
+  /** Int32 word 0: event interest mask; word 1: 1 = route every grain call through the main thread (cluster placement). */
+  readonly #interest = new SharedArrayBuffer(8)
   readonly #reader = new EnvelopeReader()
   readonly #writer = new EnvelopeWriter()
   #payloadValue: unknown = undefined
@@ -343,6 +344,22 @@ export class WorkerHost {
       if (isAsk) this.#sendErrorReply(r.replyTo, r.correlationId, new GrainClusterError('ERR_FRAME_MALFORMED', `partition ${r.partition} out of range`))
       return
     }
+    if (this.placeRequest !== undefined && this.onPidRequest !== undefined) {
+      // In a cluster the key may belong to another node: route it there by PID.
+      let pid: string | undefined
+      try {
+        pid = this.placeRequest(r.kind(), r.key())
+      } catch (e) {
+        const err = toGrainClusterError(e, 'ERR_AUTHORITY_UNREACHABLE')
+        if (isAsk) this.#sendErrorReply(r.replyTo, r.correlationId, err)
+        else this.#events.publish({ type: 'deadletter', kind: safe(() => r.kind()), key: safe(() => r.key()), messageType: r.messageType, code: err.code, reason: err.reason })
+        return
+      }
+      if (pid !== undefined) {
+        this.onPidRequest(pid, data.slice(off, off + len))
+        return
+      }
+    }
     const target = this.#links[workerOfPartition(r.partition, this.workers)]!
     const replyTo = r.replyTo
     const corr = r.correlationId
@@ -369,6 +386,21 @@ export class WorkerHost {
    * addressed by PID. `envelope` is a private copy the handler may patch.
    */
   onPidRequest: ((pid: string, envelope: Uint8Array) => void) | undefined
+
+  /**
+   * Set by the node when it is in a cluster: the PID of the owner of
+   * kind/key when that is another node, undefined when it is this one.
+   * May throw (minority side, not Up) to refuse the call.
+   */
+  placeRequest: ((kind: string, key: string) => string | undefined) | undefined
+
+  /**
+   * Make workers send every grain-to-grain call through the main thread
+   * (no same-worker short cut), so cluster placement decides where it goes.
+   */
+  routeCallsViaMain(on: boolean): void {
+    Atomics.store(new Int32Array(this.#interest), 1, on ? 1 : 0)
+  }
 
   #onPidRequest(from: number, body: Uint8Array): void {
     const pidLen = body.length >= 2 ? body[0]! | (body[1]! << 8) : -1

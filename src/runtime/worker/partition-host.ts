@@ -36,6 +36,8 @@ export interface PartitionHostOptions {
   askTimeoutMs: number
   /** True when the main thread wants events of this category bit. */
   wants: (categoryBit: number) => boolean
+  /** True when every grain call must go through the main thread (cluster placement). */
+  routeViaMain?: () => boolean
 }
 
 interface PendingAsk {
@@ -73,6 +75,7 @@ export class PartitionHost implements ActivationHost {
   nowMs = performance.now()
 
   readonly #wants: (bit: number) => boolean
+  readonly #routeViaMain: () => boolean
   readonly #reader = new EnvelopeReader()
   readonly #writer = new EnvelopeWriter()
   readonly #activations = new Map<KindEntry, Map<string, Activation>>()
@@ -95,6 +98,7 @@ export class PartitionHost implements ActivationHost {
     this.sender = o.sender
     this.askTimeoutMs = o.askTimeoutMs
     this.#wants = o.wants
+    this.#routeViaMain = o.routeViaMain ?? (() => false)
     for (const e of o.registry.kinds.values()) this.#activations.set(e, new Map())
   }
 
@@ -461,7 +465,9 @@ export class PartitionHost implements ActivationHost {
     w.schemaVersion = entry.schemaVersion
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
-    return { w, target: workerOfPartition(partition, this.workers) }
+    // In a cluster the key may live on another node: let the main thread place it.
+    const target = this.#routeViaMain() ? -1 : workerOfPartition(partition, this.workers)
+    return { w, target }
   }
 
   tell(kind: string, key: string, method: string, payload: unknown): void {

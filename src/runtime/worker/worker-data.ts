@@ -13,7 +13,7 @@ export interface GrainWorkerData {
   toWorker: SharedArrayBuffer
   /** worker → main ring. */
   toMain: SharedArrayBuffer
-  /** Int32 word 0: bit mask of event categories someone subscribes to. */
+  /** Int32 word 0: bit mask of event categories someone subscribes to; word 1: route calls via main. */
   interest: SharedArrayBuffer
   askTimeoutMs: number
   maxOverflowFrames: number

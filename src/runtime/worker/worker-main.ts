@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     sender,
     askTimeoutMs: data.askTimeoutMs,
     wants: (bit) => (Atomics.load(interest, 0) & bit) !== 0,
+    routeViaMain: () => Atomics.load(interest, 1) === 1,
   })
   const pump = new FramePump(new RingConsumer(data.toWorker), host.onFrame, {
     beforeBatch: () => {
