@@ -327,13 +327,19 @@ export class RemoteEndpoint {
    * maxConsecutiveFailures.
    */
   #connect(assoc: Association): void {
-    if (this.#connecting.has(assoc.authority) || this.#closed) return
+    if (this.#closed) return
+    // Already connected (the peer-up may have raced with a disconnect): resync instead of dialing.
+    if (this.#resync(assoc)) return
+    if (this.#connecting.has(assoc.authority)) return
     this.#connecting.add(assoc.authority)
     this.#o.transport.connect(assoc.authority, { timeoutMs: CONNECT_TIMEOUT_MS }).then(
-      () => this.#connecting.delete(assoc.authority),
+      () => {
+        this.#connecting.delete(assoc.authority)
+        this.#resync(assoc)
+      },
       (e: unknown) => {
         this.#connecting.delete(assoc.authority)
-        if (this.#closed) return
+        if (this.#closed || this.#resync(assoc)) return
         const err = toGrainClusterError(e, 'ERR_AUTHORITY_UNREACHABLE')
         const now = performance.now()
         if (err.code === 'ERR_AUTHORITY_HANDSHAKE_FAILED' || err.code === 'ERR_AUTHORITY_CONFLICT') assoc.invalidAssociation(err.reason, now)
@@ -343,6 +349,24 @@ export class RemoteEndpoint {
     )
   }
   readonly #connecting = new Set<string>()
+
+  /**
+   * If the transport holds an established connection but the association
+   * missed its peer-up, mark it connected now and write its backlog.
+   * Returns true when the transport is connected.
+   */
+  #resync(assoc: Association): boolean {
+    if (!this.#o.transport.isConnected(assoc.authority)) return false
+    const peer = this.#o.transport.peers().find((p) => p.authority === assoc.authority)
+    if (peer === undefined) return false
+    if (assoc.state !== 'connected') this.#onPeerUp(peer)
+    else if (assoc.queue.size > 0) {
+      const now = performance.now()
+      this.#write(assoc, assoc.flush(now), now)
+      this.#flushOutputs()
+    }
+    return true
+  }
 
   /**
    * The transport refused a write for backpressure (its buffer is full):
