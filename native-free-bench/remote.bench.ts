@@ -34,12 +34,9 @@
  */
 
 import { fork, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { messageTypeId, partitionOf } from '../src/common/hash.js'
 import { formatPid } from '../src/common/pid.js'
 import { GrainNode, type GrainNodeOptions, type RuntimeEvent } from '../src/index.js'
@@ -53,6 +50,8 @@ import { request, type PeerStats } from './remote/protocol.js'
 import { RawClient } from './remote/raw-client.js'
 import { RAW_ECHO, RAW_ECHO_REPLY, rawFrame } from './remote/raw-frames.js'
 import type { RecorderSummary } from './remote/remote-grains.js'
+import { fullGc } from './lib/gc.js'
+import { freePorts } from '../test/helpers/free-port.js'
 
 const GRAINS = [new URL('./grains/bench-grains.ts', import.meta.url), new URL('./remote/remote-grains.ts', import.meta.url)]
 const PEER = new URL('./remote/peer.ts', import.meta.url)
@@ -133,41 +132,7 @@ function envelopeFrame(kind: string, key: string, method: string, payload: unkno
   return frame
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
-async function freePorts(n: number): Promise<number[]> {
-  const out = new Set<number>()
-  for (let i = 0; i < n * 10 && out.size < n; i++) out.add(await freePort())
-  if (out.size < n) throw new Error(`could not find ${n} free ports`)
-  return [...out]
-}
-
-let gcFn: (() => void) | null | undefined
-/** A full-GC function for this thread (as grains/bench-grains.ts does), or null. */
-function fullGc(): (() => void) | null {
-  if (gcFn !== undefined) return gcFn
-  const g = (globalThis as { gc?: unknown }).gc
-  if (typeof g === 'function') return (gcFn = g as () => void)
-  try {
-    setFlagsFromString('--expose-gc')
-    const fromContext = runInNewContext('gc') as unknown
-    gcFn = typeof fromContext === 'function' ? (fromContext as () => void) : null
-  } catch {
-    gcFn = null
-  }
-  return gcFn
-}
 
 interface HeapSample {
   heapUsed: number

@@ -5,6 +5,7 @@
  */
 
 import { type ErrorDetails, fromWire, GrainClusterError, toWire } from '../common/errors.js'
+import { type EnvelopeWriter, FLAGS } from './envelope.js'
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -23,4 +24,14 @@ export function decodeErrorPayload(bytes: Uint8Array, context: ErrorDetails = {}
   }
   const e = fromWire(parsed)
   return new GrainClusterError(e.code, e.reason, { ...context, ...e.details })
+}
+
+/** Fill `w` (reset) with the ERROR reply to ask `correlationId` of thread `replyTo`. */
+export function prepareErrorReply(w: EnvelopeWriter, correlationId: number, replyTo: number, err: GrainClusterError): EnvelopeWriter {
+  w.reset()
+  w.flags = FLAGS.REPLY | FLAGS.ERROR
+  w.correlationId = correlationId
+  w.replyTo = replyTo
+  w.payloadBytes = encodeErrorPayload(err)
+  return w
 }

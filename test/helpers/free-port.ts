@@ -17,5 +17,6 @@ export async function freePort(): Promise<number> {
 export async function freePorts(n: number): Promise<number[]> {
   const out = new Set<number>()
   for (let i = 0; i < n * 10 && out.size < n; i++) out.add(await freePort())
+  if (out.size < n) throw new Error(`could not find ${n} free ports`)
   return [...out]
 }

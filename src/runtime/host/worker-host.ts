@@ -25,7 +25,7 @@ import type { EventStream } from '../../observability/event-stream.js'
 import type { EventInit, RuntimeEvent } from '../../observability/events.js'
 import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, workerOfThread } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
-import { encodeErrorPayload } from '../../wire/error-frame.js'
+import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
 import { codecByName, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
@@ -445,11 +445,7 @@ export class WorkerHost {
     }
     const link = this.#links[workerOfThread(thread)]
     if (link === undefined || link.state === 'crashed') return
-    const w = this.#writer.reset()
-    w.flags = FLAGS.REPLY | FLAGS.ERROR
-    w.correlationId = corr
-    w.replyTo = thread
-    w.payloadBytes = encodeErrorPayload(err)
+    const w = prepareErrorReply(this.#writer, corr, thread, err)
     try {
       link.sender.send(w)
     } catch {
@@ -493,12 +489,7 @@ export class WorkerHost {
       onReply(out)
     }
     const fail = (e: GrainClusterError): void => {
-      const w = new EnvelopeWriter()
-      w.flags = FLAGS.REPLY | FLAGS.ERROR
-      w.correlationId = callerCorr
-      w.replyTo = callerReplyTo
-      w.payloadBytes = encodeErrorPayload(new GrainClusterError(e.code, e.reason, { ...info, ...e.details }))
-      onReply(w.toBytes())
+      onReply(prepareErrorReply(new EnvelopeWriter(), callerCorr, callerReplyTo, new GrainClusterError(e.code, e.reason, { ...info, ...e.details })).toBytes())
     }
     this.pending.addRaw(corr, info, timeoutMs, back, fail)
     try {

@@ -19,7 +19,7 @@ import { type Pid, parsePid } from '../../common/pid.js'
 import type { KindEntry, KindRegistry, MethodEntry } from '../../grains/kind-registry.js'
 import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
-import { encodeErrorPayload } from '../../wire/error-frame.js'
+import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
 import type { PayloadCodec } from '../../wire/payload-codec.js'
 import type { FrameSender } from '../ring/frame-sender.js'
@@ -409,11 +409,7 @@ export class PartitionHost implements ActivationHost {
   }
 
   #replyError(replyTo: number, corr: number, err: GrainClusterError): void {
-    const w = this.#writer.reset()
-    w.flags = FLAGS.REPLY | FLAGS.ERROR
-    w.correlationId = corr
-    w.replyTo = replyTo
-    w.payloadBytes = encodeErrorPayload(err)
+    const w = prepareErrorReply(this.#writer, corr, replyTo, err)
     try {
       this.#sendTo(replyTo, w)
     } catch (e) {
