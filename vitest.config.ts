@@ -2,7 +2,9 @@ import { defineConfig } from 'vitest/config'
 
 // Three projects (STYLE.md §7): unit = pure logic, integration = one process
 // with real worker threads and SAB rings, cluster = real node processes.
-// Thread-heavy projects run their files one at a time: CI has 2 loaded cores.
+// Thread-heavy projects run their files one at a time, and `npm test` runs
+// the projects one after another: CI has 2 loaded cores, and the cluster
+// tests time failure detection, which must not compete with benchmarks.
 export default defineConfig({
   test: {
     passWithNoTests: true,
