@@ -169,6 +169,7 @@ export class GrainNode {
           endpoint.fromWorker(pid, envelope, (p) => p.authority === self.authority && (p.nodeId === undefined || p.nodeId === self.nodeId))
         const router = new PlacementRouter(cluster, events)
         placement = router
+        cluster.metrics?.observePidCache(() => ({ ...router.cache.stats, size: router.cache.size }))
         host.routeCallsViaMain(true)
         host.placeRequest = (kind, key) => {
           const p = router.ownerOf(kind, key, performance.now())

@@ -206,6 +206,35 @@ export class NodeMetrics {
     })
   }
 
+  /** PidCache counters (placement), read at scrape time. */
+  observePidCache(read: () => { hits: number; misses: number; expired: number; evicted: number; invalidated: number; size: number }, prefix = 'graincluster_'): void {
+    const last = { hits: 0, misses: 0, evicted: 0, invalidated: 0 }
+    const counter = (field: keyof typeof last, help: string): void => {
+      new Counter({
+        name: `${prefix}pid_cache_${field}_total`,
+        help,
+        registers: [this.registry],
+        collect() {
+          const now = read()[field]
+          if (now > last[field]) this.inc(now - last[field])
+          last[field] = now
+        },
+      })
+    }
+    counter('hits', 'Placement lookups answered from the PidCache.')
+    counter('misses', 'Placement lookups that had to compute the owner (includes expired entries).')
+    counter('evicted', 'PidCache entries evicted because the cache was full (LRU).')
+    counter('invalidated', 'PidCache entries dropped by membership changes or quarantine.')
+    new Gauge({
+      name: `${prefix}pid_cache_entries`,
+      help: 'Keys whose owner is cached.',
+      registers: [this.registry],
+      collect() {
+        this.set(read().size)
+      },
+    })
+  }
+
   /** Prometheus text exposition. */
   text(): Promise<string> {
     return this.registry.metrics()

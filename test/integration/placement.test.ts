@@ -63,6 +63,9 @@ describe('placement across three nodes', () => {
     for (let i = 0; i < 500; i++) sender.tell('counter', key, 'record', i)
     await waitUntil(async () => (await sender.ask<number[]>('counter', key, 'seen')).length === 500, { what: 'tells by key delivered' })
     expect(await sender.ask('counter', key, 'seen')).toEqual(Array.from({ length: 500 }, (_, i) => i))
+    const text = await sender.cluster!.metrics!.text()
+    expect(text).toMatch(/graincluster_pid_cache_hits_total [1-9]/)
+    expect(text).toMatch(/graincluster_pid_cache_misses_total [1-9]/)
   })
 
   it('grain-to-grain calls by key follow placement across nodes', async () => {
