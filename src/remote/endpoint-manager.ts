@@ -451,6 +451,7 @@ export class RemoteEndpoint {
 
   /** Publish association events and audit lines; fail asks whose messages were dropped. */
   #flushOutputs(): void {
+    if (!this.#o.associations.hasOutput) return
     const out = this.#o.associations.drain()
     for (const e of out.events) this.#o.events.publish(e)
     for (const line of out.audit) this.#o.audit(line)

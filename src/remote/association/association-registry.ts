@@ -83,6 +83,12 @@ export class AssociationRegistry {
     return this.#byAuthority.keys()
   }
 
+  /** True when drain() would return anything (cheap: checked on every send). */
+  get hasOutput(): boolean {
+    const p = this.#sink.pending
+    return p.events.length > 0 || p.audit.length > 0 || p.rejected.length > 0
+  }
+
   /** Take the events, audit lines and rejected messages of every association since the last call. */
   drain(): AssociationOutput {
     return this.#sink.drain()
