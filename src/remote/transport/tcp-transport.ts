@@ -508,7 +508,8 @@ export class TcpTransport {
 
   /** True when an established connection to `authority` can take frames. */
   isConnected(authority: string): boolean {
-    return this.#active.get(authority)?.state === 'established'
+    const c = this.#active.get(authority)
+    return c?.state === 'established' && c.socket.writable
   }
 
   /** Established peers and the direction of the connection kept for each. */
@@ -600,7 +601,9 @@ export class TcpTransport {
    */
   send(authority: string, frame: Uint8Array): boolean {
     const c = this.#active.get(authority)
-    if (c === undefined || c.state !== 'established') return false
+    // A socket the peer already ended would drop the frames at flush time:
+    // refuse them now so the caller keeps them for the next connection.
+    if (c === undefined || c.state !== 'established' || !c.socket.writable) return false
     if (frame.length > this.#o.maxFrameBytes) {
       throw new GrainClusterError('ERR_FRAME_TOO_LARGE', `frame of ${frame.length} bytes exceeds the limit of ${this.#o.maxFrameBytes} bytes`, {
         authority,
