@@ -225,7 +225,8 @@ export class GrainNode {
   /** Fire-and-forget to a grain on any node. Throws typed errors (PID, unreachable, quarantined, removed). */
   tellPid(pid: string | Pid, method: string, payload?: unknown): void {
     const p = this.#parse(pid)
-    if (this.#isLocal(p)) this.tell(p.kind, p.key, method, payload)
+    // A PID names a node: a local one is served here, whatever placement would pick.
+    if (this.#isLocal(p)) this.#host.tell(p.kind, p.key, method, payload)
     else this.#remote!.tell(p, method, payload, typeof pid === 'string' ? pid : undefined)
   }
 
@@ -234,7 +235,7 @@ export class GrainNode {
     let p: Pid
     try {
       p = this.#parse(pid)
-      if (this.#isLocal(p)) return this.ask<R>(p.kind, p.key, method, payload, options)
+      if (this.#isLocal(p)) return this.#host.ask<R>(p.kind, p.key, method, payload, options?.timeoutMs)
     } catch (e) {
       return Promise.reject(toGrainClusterError(e))
     }

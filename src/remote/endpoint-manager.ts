@@ -411,7 +411,10 @@ export class RemoteEndpoint {
     for (let i = 0; i < msgs.length; i++) {
       if (!this.#o.transport.send(assoc.authority, msgs[i]!.frame)) {
         assoc.unsent(msgs.slice(i), now)
+        // Backpressure: retry shortly. Not connected (e.g. peer-up fired before the
+        // transport made the connection current): reconnect/resync, never strand them.
         if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
+        else this.#connect(assoc)
         return
       }
     }

@@ -2,9 +2,8 @@
  * Remote delivery between two real processes on 127.0.0.1: node B runs in a
  * child process (test/fixtures/cluster/grain-node-process.ts), node A in the
  * test process: ordering of 100,000 messages across the process boundary,
- * and calls in both directions. (Deferral across a cut is covered in
- * test/integration/remote-delivery.test.ts; see the issue-4 note about a
- * reconnect race still being investigated.)
+ * calls in both directions, and a connection cut while messages flow
+ * (deferred, then drained in order).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
@@ -90,5 +89,23 @@ describe('remote delivery between two processes', () => {
     // And from the child back to a grain on this node.
     const onA = a.pid('counter', 'from-child')
     expect(await command({ cmd: 'ask', pid: onA, method: 'add', payload: 5 })).toBe(5)
+  })
+  it('a connection cut by the sender defers its messages, then drains them in order', async () => {
+    const pid = a.pid('counter', 'proc-deferred')
+    const drainedBefore = b.events.filter((e) => e.type === 'association.drained').length
+    // The child cuts its side and sends at once: the messages wait in its deferred queue.
+    await command({ cmd: 'cut', authority: a.cluster!.authority })
+    await command({ cmd: 'tells', pid, method: 'record', from: 0, count: 500 })
+    await waitUntil(() => b.events.filter((e) => e.type === 'association.drained').length > drainedBefore, { what: 'drained on the child', timeoutMs: 60_000 })
+    let seen: number[] = []
+    await waitUntil(
+      async () => {
+        seen = await a.askPid<number[]>(pid, 'seen')
+        return seen.length === 500
+      },
+      { what: 'all 500 on A', timeoutMs: 60_000 },
+    )
+    expect(seen).toEqual(Array.from({ length: 500 }, (_, i) => i))
+    expect(b.events.filter((e) => e.type === 'deadletter')).toHaveLength(0)
   })
 })

@@ -145,6 +145,8 @@ export interface TcpTransportStats {
   bytesOut: number
   /** Oversized or truncated frames; each closed its connection. */
   framesRejected: number
+  /** Bytes accepted by send() but never written because their connection closed first. */
+  bytesDropped: number
   /** Handshakes that failed, refused by either side or cut short. */
   handshakesRefused: number
   /** send() calls that returned false because the connection's buffer was full. */
@@ -418,6 +420,7 @@ export class TcpTransport {
     framesOut: 0,
     bytesOut: 0,
     framesRejected: 0,
+    bytesDropped: 0,
     handshakesRefused: 0,
     sendsRefused: 0,
     inboundAccepted: 0,
@@ -1019,7 +1022,19 @@ export class TcpTransport {
     const chunks = c.takeChunks()
     if (chunks.length === 0) return
     const socket = c.socket
-    if (socket.destroyed || !socket.writable) return
+    if (socket.destroyed || !socket.writable) {
+      // Never silent: frames accepted by send() could not be written.
+      let lost = 0
+      for (const chunk of chunks) lost += chunk.length
+      this.#stats.bytesDropped += lost
+      this.#o.events.publish({
+        type: 'transport.frame-rejected',
+        remote: c.peer?.authority ?? c.dialed ?? 'unknown',
+        code: 'ERR_AUTHORITY_UNREACHABLE',
+        reason: `${lost} queued bytes were not sent: the connection closed first`,
+      })
+      return
+    }
     let bytes = 0
     if (chunks.length === 1) {
       bytes = chunks[0]!.length
