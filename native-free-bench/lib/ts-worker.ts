@@ -1,19 +1,20 @@
 /**
  * Start a benchmark worker written in TypeScript. A Node 20 worker cannot
  * load .ts, and `execArgv: ['--import', 'tsx']` does not apply to the
- * worker's entry module, so every bench worker starts from
- * workers/ts-bootstrap.mjs, which registers tsx and imports the real entry.
+ * worker's entry module, so every bench worker starts from the runtime's own
+ * src/runtime/host/tsx-bootstrap.mjs, which registers tsx and imports
+ * `workerData.tsEntry`.
  * All bench workers (candidate and baseline) start the same way, so the
  * bootstrap costs neither side anything inside a measurement.
  */
 
 import { Worker } from 'node:worker_threads'
 
-const BOOTSTRAP = new URL('../workers/ts-bootstrap.mjs', import.meta.url)
+const BOOTSTRAP = new URL('../../src/runtime/host/tsx-bootstrap.mjs', import.meta.url)
 
 /** `entry` is the .ts module; it reads its input from `workerData.data`. */
-export function spawnTsWorker(entry: URL, data: unknown, name: string): Worker {
-  return new Worker(BOOTSTRAP, { workerData: { tsEntry: entry.href, data }, name })
+export function spawnTsWorker(entry: URL, data: unknown, name?: string): Worker {
+  return new Worker(BOOTSTRAP, { workerData: { tsEntry: entry.href, data }, ...(name === undefined ? {} : { name }) })
 }
 
 /**

@@ -113,8 +113,6 @@ export class ClusterCore {
   readonly stats = { rejectedViews: 0, conflictsRefused: 0, convergences: 0, reconciles: 0, gossipSent: 0 }
   /** Seeds that refused our join, with the code (ERR_AUTHORITY_UNREACHABLE = not Up themselves). */
   readonly joinRefusals = new Map<string, string>()
-  /** Durations (ms) of convergences not yet taken by the metrics exporter. */
-  convergenceDurations: number[] = []
 
   constructor(o: ClusterCoreOptions) {
     this.authority = o.authority
@@ -158,8 +156,12 @@ export class ClusterCore {
   }
 
   unreachableSet(): Set<string> {
+    // The table caches its unreachable set per version; keep only active holders.
     const out = new Set<string>()
-    for (const m of this.table.activeMembers()) if (this.table.isUnreachable(m.authority)) out.add(m.authority)
+    for (const a of this.table.unreachable()) {
+      const m = this.table.member(a)
+      if (m !== undefined && isActive(m)) out.add(a)
+    }
     return out
   }
 
@@ -390,6 +392,13 @@ export class ClusterCore {
   }
   readonly #downReasons = new Map<string, string>()
 
+  /** The reason this node downed `a` (once: the entry is not kept), or a generic one. */
+  #takeDownReason(a: string): string {
+    const r = this.#downReasons.get(a) ?? 'downed by the leader'
+    this.#downReasons.delete(a)
+    return r
+  }
+
   #leaderActions(): void {
     const touched: string[] = []
     let maxUp = 0
@@ -427,7 +436,6 @@ export class ClusterCore {
       this.#conv = 'confirmed'
       const durationMs = nowMs - this.#convSince
       this.stats.convergences++
-      this.convergenceDurations.push(durationMs)
       this.#emit({ type: 'gossip.converged', version: d, durationMs, members: this.table.activeMembers().length })
       return
     }
@@ -575,7 +583,7 @@ export class ClusterCore {
             this.#emit({ type: 'member.exiting', ...ref })
             break
           case 'down':
-            this.#emit({ type: 'member.downed', ...ref, reason: this.#downReasons.get(a) ?? 'downed by the leader', decidedBy: this.table.originOf(a) ?? 'unknown' })
+            this.#emit({ type: 'member.downed', ...ref, reason: this.#takeDownReason(a), decidedBy: this.table.originOf(a) ?? 'unknown' })
             break
           case 'removed':
             this.#emit({ type: 'member.removed', ...ref, reason: prev?.status === 'exiting' || prev?.status === 'leaving' ? 'left the cluster' : 'downed' })

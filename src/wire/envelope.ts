@@ -431,19 +431,18 @@ export class EnvelopeReader {
 
   /** True when the kind bytes equal `bytes` (lets a receiver skip decoding a repeated kind). */
   kindEquals(bytes: Uint8Array): boolean {
-    const len = bytes.length
-    if (this.kindLen !== len || this.kindOff < 0) return false
-    const b = this.buf
-    const o = this.kindOff
-    for (let i = 0; i < len; i++) if (b[o + i] !== bytes[i]) return false
-    return true
+    return this.#equals(this.kindOff, this.kindLen, bytes, bytes.length)
   }
   /** True when the key bytes equal `bytes` (used to skip re-decoding a repeated key). */
   keyEquals(bytes: Uint8Array, len: number): boolean {
-    if (this.keyLen !== len || this.keyOff < 0) return false
+    return this.#equals(this.keyOff, this.keyLen, bytes, len)
+  }
+
+  /** buf[off, off+fieldLen) equals bytes[0, len); false when the field is absent. */
+  #equals(off: number, fieldLen: number, bytes: Uint8Array, len: number): boolean {
+    if (fieldLen !== len || off < 0) return false
     const b = this.buf
-    const o = this.keyOff
-    for (let i = 0; i < len; i++) if (b[o + i] !== bytes[i]) return false
+    for (let i = 0; i < len; i++) if (b[off + i] !== bytes[i]) return false
     return true
   }
 }

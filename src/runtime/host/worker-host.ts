@@ -162,9 +162,6 @@ export class WorkerHost {
     return this.#links.map((l) => l.threadId)
   }
 
-  workerState(w: number): LinkState | undefined {
-    return this.#links[w]?.state
-  }
 
   restartsOf(w: number): number {
     return this.#restarts[w] ?? 0
