@@ -94,8 +94,7 @@ describe('remote delivery between two processes', () => {
     const pid = a.pid('counter', 'proc-deferred')
     const drainedBefore = b.events.filter((e) => e.type === 'association.drained').length
     // The child cuts its side and sends at once: the messages wait in its deferred queue.
-    await command({ cmd: 'cut', authority: a.cluster!.authority })
-    await command({ cmd: 'tells', pid, method: 'record', from: 0, count: 500 })
+    await command({ cmd: 'cut', authority: a.cluster!.authority, pid, method: 'record', from: 0, count: 500 })
     await waitUntil(() => b.events.filter((e) => e.type === 'association.drained').length > drainedBefore, { what: 'drained on the child', timeoutMs: 60_000 })
     let seen: number[] = []
     await waitUntil(
