@@ -35,6 +35,15 @@ export const ERROR_CODES = {
   ERR_AUTHORITY_REMOVED: { http: 410, retryable: false, summary: 'The authority (this incarnation) has been removed from the cluster.' },
   ERR_AUTHORITY_QUEUE_OVERFLOW: { http: 503, retryable: true, summary: 'The deferred queue of a disconnected authority was full; the oldest message was dropped.' },
   ERR_PID_INVALID: { http: 400, retryable: false, summary: 'A PID does not have the canonical form grain://host:port/kind/key[#nodeId].' },
+  ERR_GRAIN_MOVED: { http: 503, retryable: true, summary: 'The key is moving to another owner (membership change); retry resolves the new owner.' },
+  ERR_GRAIN_SNAPSHOT_MISSING: { http: 503, retryable: false, summary: 'The grain kind requires a state snapshot to activate and none was handed over or persisted.' },
+  ERR_GRAIN_QUEUE_FULL: { http: 429, retryable: false, summary: 'The per-key queue is at its queueDepth and the policy is reject: the new call was refused.' },
+  ERR_GRAIN_DROPPED: { http: 503, retryable: false, summary: 'The per-key queue was full and the policy is dropOldest: this queued call was dropped for a newer one.' },
+  ERR_SCHEMA_MISMATCH: { http: 409, retryable: false, summary: 'Caller and grain have no schema version in common for this kind.' },
+  ERR_RPC_BAD_REQUEST: { http: 400, retryable: false, summary: 'An RPC request is malformed (bad JSON, failed schema validation, bad correlation id).' },
+  ERR_RPC_UNAUTHORIZED: { http: 401, retryable: false, summary: 'The RPC route needs a valid bearer token.' },
+  ERR_RPC_BODY_TOO_LARGE: { http: 413, retryable: false, summary: 'The RPC request body exceeds the configured size limit.' },
+  ERR_RPC_METRICS_DISABLED: { http: 404, retryable: false, summary: 'Metrics collection is disabled on this node; events still flow on the EventStream.' },
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
