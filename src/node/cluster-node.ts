@@ -53,8 +53,8 @@ export interface ClusterNodeOptions {
   events?: EventStream
   /** This incarnation's id; default 16 random hex digits. */
   nodeId?: string
-  /** Record Prometheus metrics (node.metrics). Default true; events flow either way. */
-  metrics?: boolean
+  /** Record Prometheus metrics (node.metrics). Default true; events flow either way. Pass a NodeMetrics to share one registry with the GrainNode. */
+  metrics?: boolean | NodeMetrics
   /** Extra handshake check (e.g. refuse quarantined authorities); runs after the membership check. */
   acceptPeer?: (peer: { authority: string; nodeId: string }) => { code: string; reason: string } | undefined
   tls?: TcpTransportTlsOptions
@@ -98,7 +98,7 @@ export class ClusterNode {
     this.terminated = new Promise((resolve) => (this.#terminatedResolve = resolve))
     if (o.metrics === false) this.metrics = undefined
     else {
-      this.metrics = new NodeMetrics(events)
+      this.metrics = o.metrics instanceof NodeMetrics ? o.metrics : new NodeMetrics(events)
       this.metrics.observeMembership({
         statusCounts: () => {
           const out: Record<string, number> = {}

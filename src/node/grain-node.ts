@@ -12,6 +12,7 @@ import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
 import { formatPid, type Pid, parsePid } from '../common/pid.js'
 import { type GrainDefinition, type PayloadOf, type ResultOf, type StatelessGrainDefinition } from '../grains/define-grain.js'
 import { EventStream } from '../observability/event-stream.js'
+import { NodeMetrics } from '../observability/metrics.js'
 import { DEFAULT_MAX_OVERFLOW_FRAMES } from '../runtime/ring/frame-sender.js'
 import { DEFAULT_RING_BYTES } from '../runtime/ring/spsc-ring.js'
 import { StatelessPool } from '../runtime/host/stateless-pool.js'
@@ -55,6 +56,12 @@ export interface GrainNodeOptions {
   associations?: Partial<AssociationConfig>
   /** Where audit lines (quarantine, release, reconnect) go. Default: stderr. */
   audit?: (line: string) => void
+  /**
+   * Record Prometheus metrics (node.metrics, node.metricsText()). Default
+   * true. When false, events still flow and metricsText() rejects with
+   * ERR_RPC_METRICS_DISABLED, a diagnostic rather than a silent zero.
+   */
+  metrics?: boolean
 }
 
 export const DEFAULT_PARTITIONS = 256
@@ -62,7 +69,7 @@ export const DEFAULT_ASK_TIMEOUT_MS = 10_000 // 10 s
 export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
 export const DEFAULT_SPIN_MICROS = 25 // µs
 
-export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit'>> & { grains: string[] }
+export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics'>> & { grains: string[]; metrics: boolean }
 
 export interface CallOptions {
   /** Deadline for this call (ms); default the node's askTimeoutMs. */
@@ -72,6 +79,10 @@ export interface CallOptions {
 type AnyGrain = GrainDefinition<any, any>
 type AnyStateless = StatelessGrainDefinition<any>
 type KindRef = string | AnyGrain | AnyStateless
+
+function metricsDisabled(): GrainClusterError {
+  return new GrainClusterError('ERR_RPC_METRICS_DISABLED', 'metrics are not being collected on this node (started with metrics: false); events still flow on node.events', {})
+}
 
 function toModuleUrl(m: string | URL): string {
   if (m instanceof URL) return m.href
@@ -110,7 +121,9 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     spinMicros: int('spinMicros', o.spinMicros, DEFAULT_SPIN_MICROS, 0, 10_000),
     statelessThreads: int('statelessThreads', o.statelessThreads, workers, 1, 256),
     startTimeoutMs: int('startTimeoutMs', o.startTimeoutMs, DEFAULT_START_TIMEOUT_MS, 1, 600_000),
+    metrics: o.metrics ?? true,
   }
+  if (typeof resolved.metrics !== 'boolean') issues.push(`metrics must be true or false (got ${String(o.metrics)})`)
   if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid node options: ${issues.join('; ')}`, { issues })
   return Object.freeze(resolved)
 }
@@ -126,10 +139,13 @@ export class GrainNode {
   readonly cluster: ClusterNode | undefined
   readonly #remote: RemoteEndpoint | undefined
   readonly #placement: PlacementRouter | undefined
+  /** Prometheus metrics of this node (runtime, cluster, RPC); undefined when `metrics: false`. */
+  readonly metrics: NodeMetrics | undefined
 
-  private constructor(options: ResolvedNodeOptions, events: EventStream, host: WorkerHost, cluster?: ClusterNode, remote?: RemoteEndpoint, placement?: PlacementRouter) {
+  private constructor(options: ResolvedNodeOptions, events: EventStream, host: WorkerHost, metrics: NodeMetrics | undefined, cluster?: ClusterNode, remote?: RemoteEndpoint, placement?: PlacementRouter) {
     this.options = options
     this.events = events
+    this.metrics = metrics
     this.#host = host
     this.cluster = cluster
     this.#remote = remote
@@ -141,13 +157,14 @@ export class GrainNode {
     const o = resolveNodeOptions(options)
     const host = new WorkerHost({ ...o, grainModules: o.grains, events })
     await host.start()
+    const metrics = o.metrics ? new NodeMetrics(events) : undefined
     let cluster: ClusterNode | undefined
     let remote: RemoteEndpoint | undefined
     let placement: PlacementRouter | undefined
     if (options.cluster !== undefined) {
       try {
         const associations = new AssociationRegistry({ config: options.associations ?? {}, wallClock: Date.now })
-        cluster = await ClusterNode.start({ ...options.cluster, events, acceptPeer: RemoteEndpoint.acceptHook(associations) })
+        cluster = await ClusterNode.start({ ...options.cluster, metrics: metrics ?? false, events, acceptPeer: RemoteEndpoint.acceptHook(associations) })
         const core = cluster.core
         remote = new RemoteEndpoint({
           transport: cluster.transport,
@@ -178,11 +195,23 @@ export class GrainNode {
       } catch (e) {
         await cluster?.close()
         await host.close(1_000)
+        metrics?.close()
         throw e
       }
     }
     events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
-    return new GrainNode(o, events, host, cluster, remote, placement)
+    return new GrainNode(o, events, host, metrics, cluster, remote, placement)
+  }
+
+  /** Prometheus text exposition of every metric of this node; rejects with ERR_RPC_METRICS_DISABLED when metrics are off. */
+  async metricsText(): Promise<string> {
+    if (this.metrics === undefined) throw metricsDisabled()
+    return this.metrics.registry.metrics()
+  }
+
+  /** Content-Type of metricsText(). */
+  get metricsContentType(): string {
+    return this.metrics?.registry.contentType ?? 'text/plain; version=0.0.4; charset=utf-8'
   }
 
   /** The canonical PID of `kind`/`key` on this node (requires `cluster`). */
@@ -354,6 +383,7 @@ export class GrainNode {
     this.#placement?.close()
     await this.cluster?.close()
     await Promise.all([this.#host.close(timeoutMs), this.#stateless?.close()])
+    this.metrics?.close()
     this.events.publish({ type: 'node.stopped', reason: 'close() called' })
   }
 }
