@@ -17,7 +17,8 @@ export const Counter = defineGrain({
     },
     async whereAmI(ctx) {
       const { threadId } = await import('node:worker_threads')
-      return { kind: ctx.kind, key: ctx.key, threadId }
+      // Worker threads share their node's process id: it names the node that answered.
+      return { kind: ctx.kind, key: ctx.key, threadId, processId: process.pid }
     },
   },
 })

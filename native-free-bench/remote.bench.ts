@@ -53,6 +53,10 @@ import type { RecorderSummary } from './remote/remote-grains.js'
 import { fullGc } from './lib/gc.js'
 import { freePorts } from '../test/helpers/free-port.js'
 
+// Send loops block the event loop for long stretches; a measurement harness
+// must not drop its activations for that (see serving-lease.ts).
+const BENCH_LEASE_MS = 3_600_000
+
 const GRAINS = [new URL('./grains/bench-grains.ts', import.meta.url), new URL('./remote/remote-grains.ts', import.meta.url)]
 const PEER = new URL('./remote/peer.ts', import.meta.url)
 const COUNTER = 'bench-counter'
@@ -401,7 +405,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     spinMicros: o.spinMicros,
     audit: () => {},
     ...(associations === undefined ? {} : { associations }),
-    cluster: { ...cluster, port, failureDetector: { profile: 'test', downAfterUnreachableMs: DOWN_AFTER_UNREACHABLE_MS } },
+    cluster: { ...cluster, port, failureDetector: { profile: 'test', downAfterUnreachableMs: DOWN_AFTER_UNREACHABLE_MS }, servingLeaseMs: BENCH_LEASE_MS },
   })
 
   o.log('remote: starting node B (peer process), A and A2 (this process)')

@@ -2,7 +2,7 @@
  * Benchmark runner (STYLE.md §8): one scope or all of them, each measured
  * against its baseline in the same run.
  *
- *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|remote|all]
+ *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|remote|placement|http|all|failover]
  *                                [--json] [--quick] [--spin <µs>]
  *
  * Prints the environment and one table per scope, and writes
@@ -22,7 +22,7 @@ import { Console } from 'node:console'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { benchEnv } from './lib/env.js'
-import { printScope, SCOPES, type BenchOptions, type ScopeFailure, type ScopeModule, type ScopeName, type ScopeResult } from './lib/report.js'
+import { ON_DEMAND_SCOPES, printScope, SCOPES, type BenchOptions, type ScopeFailure, type ScopeModule, type ScopeName, type ScopeResult } from './lib/report.js'
 import { DEFAULT_SPIN_MICROS } from '../src/node/grain-node.js'
 
 const LOADERS: Record<ScopeName, () => Promise<ScopeModule>> = {
@@ -34,12 +34,15 @@ const LOADERS: Record<ScopeName, () => Promise<ScopeModule>> = {
   gossip: () => import('./gossip.bench.js'),
   remote: () => import('./remote.bench.js'),
   membership: () => import('./membership.bench.js'),
+  placement: () => import('./placement.bench.js'),
+  failover: () => import('./failover.bench.js'),
+  http: () => import('./http.bench.js'),
 }
 
 const RESULTS_DIR = new URL('../bench-results/', import.meta.url)
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: tsx native-free-bench/run.ts [--scope ${SCOPES.join('|')}|all] [--json] [--quick] [--spin <µs>]\n`)
+  process.stderr.write(`${msg}\nusage: tsx native-free-bench/run.ts [--scope ${[...SCOPES, 'all', ...ON_DEMAND_SCOPES].join('|')}] [--json] [--quick] [--spin <µs>]\n`)
   process.exit(2)
 }
 
@@ -62,7 +65,7 @@ async function main(): Promise<number> {
   }
   if (args.help) usage('graincluster benchmarks')
   const scopeArg = args.scope
-  const scopes: ScopeName[] = scopeArg === 'all' ? [...SCOPES] : (SCOPES as readonly string[]).includes(scopeArg) ? [scopeArg as ScopeName] : usage(`unknown scope "${scopeArg}"`)
+  const scopes: ScopeName[] = scopeArg === 'all' ? [...SCOPES] : ([...SCOPES, ...ON_DEMAND_SCOPES] as readonly string[]).includes(scopeArg) ? [scopeArg as ScopeName] : usage(`unknown scope "${scopeArg}"`)
   // Default: the node's own default, so the table shows what users get.
   const spinMicros = args.spin === undefined ? DEFAULT_SPIN_MICROS : Number(args.spin)
   if (!Number.isInteger(spinMicros) || spinMicros < 0 || spinMicros > 10_000) usage(`--spin must be an integer number of µs in [0, 10000] (got ${args.spin})`)

@@ -48,6 +48,8 @@ async function start(m: Extract<ToPeer, { type: 'start' }>): Promise<void> {
       seeds: m.seeds,
       port: m.port,
       failureDetector: { profile: 'test', downAfterUnreachableMs: m.downAfterUnreachableMs },
+      // A measurement harness must not drop its activations when a send loop blocks the event loop.
+      servingLeaseMs: 3_600_000,
     },
   })
   node.events.subscribe('deadletter', () => void stats.deadletters++)

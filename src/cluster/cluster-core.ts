@@ -84,6 +84,9 @@ interface ViewEntry {
 /** Members pulled per reconcile attempt. */
 const RECONCILE_FANOUT = 3
 
+/** Members each node heartbeats (its ring successors), as Pekko's monitored-by-nr-of-members. */
+export const DEFAULT_MONITORED_BY = 5
+
 export const memberId = (authority: string, nodeId: string): string => `${authority}#${nodeId}`
 
 export class ClusterCore {
@@ -123,7 +126,7 @@ export class ClusterCore {
       convergenceTimeoutMs: o.convergenceTimeoutMs ?? 1_000,
       maxReconcileRetries: o.maxReconcileRetries ?? 3,
       downAfterUnreachableMs: o.downAfterUnreachableMs,
-      monitoredByNrOfMembers: o.monitoredByNrOfMembers ?? 5,
+      monitoredByNrOfMembers: o.monitoredByNrOfMembers ?? DEFAULT_MONITORED_BY,
       detector: o.detector,
       random: o.random,
     }
@@ -271,14 +274,15 @@ export class ClusterCore {
       case 'pull': {
         const changes = this.table.deltaFor(msg.vv)
         const behind = this.table.isBehind(msg.vv)
-        if (changes.length > 0 || behind) this.#send(from, { t: 'delta', vv: this.table.vv(), changes, ...(behind ? { back: this.table.vv() } : {}) })
+        // Ahead with no changes to send (superseded writes): the vv alone brings the peer level.
+        if (changes.length > 0 || behind || this.table.isAheadOf(msg.vv)) this.#send(from, { t: 'delta', vv: this.table.vv(), changes, ...(behind ? { back: this.table.vv() } : {}) })
         return
       }
       case 'delta':
         this.#merge(from, msg.changes, msg.vv, nowMs)
         if (msg.back !== undefined) {
           const changes = this.table.deltaFor(msg.back)
-          if (changes.length > 0) this.#send(from, { t: 'delta', vv: this.table.vv(), changes })
+          if (changes.length > 0 || this.table.isAheadOf(msg.back)) this.#send(from, { t: 'delta', vv: this.table.vv(), changes })
         }
         return
       case 'join':

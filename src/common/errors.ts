@@ -44,6 +44,7 @@ export const ERROR_CODES = {
   ERR_RPC_UNAUTHORIZED: { http: 401, retryable: false, summary: 'The RPC route needs a valid bearer token.' },
   ERR_RPC_BODY_TOO_LARGE: { http: 413, retryable: false, summary: 'The RPC request body exceeds the configured size limit.' },
   ERR_RPC_METRICS_DISABLED: { http: 404, retryable: false, summary: 'Metrics collection is disabled on this node; events still flow on the EventStream.' },
+  ERR_RPC_TOO_MANY_IN_FLIGHT: { http: 429, retryable: true, summary: 'A WebSocket connection has as many calls in flight (or as many reply bytes unsent) as the front allows; retry once replies arrive.' },
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

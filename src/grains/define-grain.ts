@@ -19,6 +19,9 @@
 
 import { GrainClusterError } from '../common/errors.js'
 import type { GrainContext } from './grain-context.js'
+import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
+import type { QueuePolicy } from '../runtime/worker/key-limits.js'
+import { checkLimitsAndSchemas } from './limits-and-schemas.js'
 
 // biome-ignore lint: handler payloads are user-typed
 export type Handler<S> = (ctx: GrainContext<S>, payload: any) => unknown
@@ -38,6 +41,42 @@ export interface GrainDefinition<S = unknown, H extends Record<string, Handler<S
   readonly idleTtlMs?: number
   /** Payload schema version of this kind's messages. Default 1. */
   readonly schemaVersion?: number
+  /**
+   * Schema versions of this kind's messages this node serves (a caller
+   * stamping another one fails with ERR_SCHEMA_MISMATCH); nodes pick the
+   * highest common one per kind in the handshake. Default [schemaVersion].
+   */
+  readonly supportedSchemaVersions?: readonly number[]
+  /** Calls of one key in flight at once; only `readOnly` methods overlap. Default 1. */
+  readonly concurrencyLimit?: number
+  /** Calls of one key that may wait; beyond it `queuePolicy` applies. Default 10 000. */
+  readonly queueDepth?: number
+  /** 'reject' (default): the new call fails with ERR_GRAIN_QUEUE_FULL; 'dropOldest': the oldest waiting call fails with ERR_GRAIN_DROPPED. */
+  readonly queuePolicy?: QueuePolicy
+  /** Methods that only read state: they may run beside each other (up to concurrencyLimit), never beside a write. */
+  readonly readOnly?: readonly (keyof H & string)[]
+  /**
+   * State hand-off (spec 5.4): when ownership of a key moves (a node joins
+   * or leaves gracefully), the old owner calls `snapshot` and the new owner
+   * builds the state with `restore`. Both or neither; a kind without them is
+   * stateless across moves (the new owner starts from `state(key)`).
+   * The snapshot must be a value the node's payload codec can carry.
+   */
+  readonly snapshot?: (ctx: GrainContext<S>) => unknown
+  readonly restore?: (snapshot: any, key: string) => S
+  /**
+   * Refuse to activate from scratch when the previous owner's state could
+   * not be obtained (owner crashed or unreachable during the move): calls
+   * then fail with ERR_GRAIN_SNAPSHOT_MISSING instead of silently starting
+   * from `state(key)`. Brand-new keys (no previous owner had them) still
+   * activate normally. Default false.
+   */
+  readonly requiresSnapshot?: boolean
+  /**
+   * RPC defaults of this kind's calls (timeout, retries, backoff); a node's
+   * `rpc.defaults` sits under them and per-call options over them.
+   */
+  readonly rpc?: RpcCallSettings
   /** Brand set by defineGrain. */
   readonly __grain: true
 }
@@ -70,6 +109,15 @@ export function defineGrain<S, H extends Record<string, Handler<S>>>(
   def: Omit<GrainDefinition<S, H>, '__grain'>,
 ): GrainDefinition<S, H> {
   checkKindAndHandlers(def.kind, def.handlers)
+  if ((def.snapshot === undefined) !== (def.restore === undefined)) {
+    throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind} must define both snapshot and restore, or neither`, { kind: def.kind })
+  }
+  if (def.requiresSnapshot === true && def.snapshot === undefined) {
+    throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind} sets requiresSnapshot but defines no snapshot/restore hooks`, { kind: def.kind })
+  }
+  checkLimitsAndSchemas(def)
+  const rpcIssues = checkRpcSettings(def.rpc, `${def.kind}.rpc`)
+  if (rpcIssues.length > 0) throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `invalid rpc settings of grain kind ${def.kind}: ${rpcIssues.join('; ')}`, { kind: def.kind, issues: rpcIssues })
   const ttl = def.idleTtlMs ?? 0
   if (!Number.isFinite(ttl) || ttl < 0) {
     throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `idleTtlMs of ${def.kind} must be >= 0 (got ${ttl})`, { kind: def.kind })

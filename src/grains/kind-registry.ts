@@ -8,12 +8,17 @@
 import { GrainClusterError } from '../common/errors.js'
 import { messageTypeId } from '../common/hash.js'
 import { InternedString } from '../wire/envelope.js'
+import type { RpcCallSettings } from '../common/rpc-settings.js'
+import type { KeyLimits } from '../runtime/worker/key-limits.js'
+import { resolveKeyLimits, resolveSupportedVersions } from './limits-and-schemas.js'
 import { type GrainDefinition, grainsOfModule, type Handler, type StatelessGrainDefinition } from './define-grain.js'
 
 export interface MethodEntry {
   readonly name: string
   readonly id: number
   readonly fn: Handler<unknown>
+  /** Declared readOnly: may run beside other read-only calls of the key (key-limits.ts). */
+  readonly readOnly: boolean
 }
 
 export interface KindEntry {
@@ -22,6 +27,12 @@ export interface KindEntry {
   readonly def: GrainDefinition
   readonly schemaVersion: number
   readonly idleTtlMs: number
+  /** Versions a caller may stamp (ascending); 0 = unspecified is accepted too. */
+  readonly supportedSchemaVersions: readonly number[]
+  /** Per-key concurrency and queue limits. */
+  readonly limits: KeyLimits
+  /** The kind declares snapshot/restore: activations in a cluster ask for the previous owner's state first. */
+  readonly handoff: boolean
   readonly methodsById: Map<number, MethodEntry>
   readonly methodsByName: Map<string, MethodEntry>
 }
@@ -33,6 +44,12 @@ export interface KindDescriptor {
   schemaVersion: number
   idleTtlMs: number
   stateless: boolean
+  /** Schema versions served (ascending); absent = [schemaVersion]. */
+  supportedSchemaVersions?: number[]
+  /** Declares snapshot/restore hooks (state hand-off). */
+  handoff?: boolean
+  /** RPC defaults the kind declares (defineGrain({ rpc })). */
+  rpc?: RpcCallSettings | undefined
 }
 
 export class KindRegistry {
@@ -48,6 +65,7 @@ export class KindRegistry {
     if (this.stateless.has(def.kind)) {
       throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind} is defined twice (stateful and stateless)`, { kind: def.kind })
     }
+    const readOnly = new Set<string>(def.readOnly ?? [])
     const methodsById = new Map<number, MethodEntry>()
     const methodsByName = new Map<string, MethodEntry>()
     for (const [name, fn] of Object.entries(def.handlers)) {
@@ -59,7 +77,7 @@ export class KindRegistry {
           method: name,
         })
       }
-      const m: MethodEntry = { name, id, fn }
+      const m: MethodEntry = { name, id, fn, readOnly: readOnly.has(name) }
       methodsById.set(id, m)
       methodsByName.set(name, m)
     }
@@ -69,6 +87,9 @@ export class KindRegistry {
       def,
       schemaVersion: def.schemaVersion ?? 1,
       idleTtlMs: def.idleTtlMs ?? 0,
+      supportedSchemaVersions: resolveSupportedVersions(def),
+      limits: resolveKeyLimits(def),
+      handoff: def.snapshot !== undefined && def.restore !== undefined,
       methodsById,
       methodsByName,
     }
@@ -110,7 +131,7 @@ export class KindRegistry {
   describe(): KindDescriptor[] {
     const out: KindDescriptor[] = []
     for (const e of this.kinds.values()) {
-      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false })
+      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions] })
     }
     for (const d of this.stateless.values()) {
       out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true })

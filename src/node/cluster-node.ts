@@ -16,8 +16,9 @@
 
 import { randomBytes } from 'node:crypto'
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
-import { type ClusterMessage, ClusterCore, type FailureDetector } from '../cluster/cluster-core.js'
+import { DEFAULT_MONITORED_BY, type ClusterMessage, ClusterCore, type FailureDetector } from '../cluster/cluster-core.js'
 import { FailureDetectorRegistry } from '../cluster/failure-detector/detector-registry.js'
+import { ServingLease } from '../cluster/placement/serving-lease.js'
 import { LocalHealth, type LocalHealthVerdict } from '../cluster/failure-detector/local-health.js'
 import { type FailureDetectorInput, type FailureDetectorSettings, resolveFailureDetectorSettings } from '../cluster/failure-detector/profiles.js'
 import type { Member } from '../cluster/membership/member.js'
@@ -25,6 +26,7 @@ import { parseClusterMessage } from '../cluster/messages.js'
 import { EventStream } from '../observability/event-stream.js'
 import { NodeMetrics } from '../observability/metrics.js'
 import { TcpTransport, type TcpTransportTlsOptions } from '../remote/transport/tcp-transport.js'
+import type { SchemaVersions } from '../remote/schema-negotiation.js'
 import { binaryCodec, encodeToBytes } from '../wire/payload-codec.js'
 
 export const FRAME_CLUSTER = 0x01
@@ -58,6 +60,21 @@ export interface ClusterNodeOptions {
   /** Extra handshake check (e.g. refuse quarantined authorities); runs after the membership check. */
   acceptPeer?: (peer: { authority: string; nodeId: string }) => { code: string; reason: string } | undefined
   tls?: TcpTransportTlsOptions
+  /** Schema versions per grain kind this node serves, exchanged in the handshake (the GrainNode fills it in). */
+  schemas?: SchemaVersions
+  /**
+   * Serve grains only while a majority was heard from within this window
+   * (ms), so a node cut off from the others stops before they re-activate
+   * its keys. Default: the failure detector's acceptableHeartbeatPauseMs
+   * (prod 2 500, test 1 500); it must stay below the time the others need
+   * to flag this node (see serving-lease.ts).
+   */
+  servingLeaseMs?: number
+}
+
+function authorityOfMemberId(id: string): string {
+  const i = id.lastIndexOf('#')
+  return i < 0 ? id : id.slice(0, i)
 }
 
 function encodeMessage(msg: ClusterMessage): Uint8Array {
@@ -74,6 +91,49 @@ export class ClusterNode {
   readonly core: ClusterCore
   readonly detectorSettings: FailureDetectorSettings
   readonly #o: ClusterNodeOptions
+  /** Serving lease (see serving-lease.ts): grains are served only while it holds. */
+  lease: ServingLease = new ServingLease(0)
+
+  /**
+   * May this node serve grains now? Up, not on the minority side, and the
+   * serving lease holds (it heard from a majority within servingLeaseMs).
+   */
+  mayServe(nowMs: number): boolean {
+    // Asked per call: reuse the verdict briefly (the lease's margin is ~0.5 s).
+    // Any membership or reachability change is a new digest and recomputes at once.
+    const core = this.core
+    const digest = core.table.digest()
+    if (nowMs < this.#serveUntilMs && digest === this.#serveDigest) return this.#serve
+    this.#serve = core.isUp && !core.isMinority && this.lease.valid(core.table.activeMembers(), core.seeds, core.authority, nowMs)
+    this.#serveUntilMs = nowMs + 10
+    this.#serveDigest = digest
+    return this.#serve
+  }
+  #serve = false
+  #serveUntilMs = -Infinity
+  #serveDigest = ''
+
+  /** Why mayServe() said no (for error reasons; computed fresh). */
+  refusalReason(nowMs: number): string {
+    const core = this.core
+    if (!core.isUp) return `${core.authority} is not an Up member of the cluster`
+    if (core.isMinority) return `${core.authority} is on the minority side of a partition (unreachable: ${[...core.unreachableSet()].join(', ') || 'none'})`
+    return `${core.authority} has not heard from a majority within its serving lease of ${this.lease.leaseMs} ms (last heard: ${this.lease.describe(core.table.activeMembers(), core.authority, nowMs) || 'nobody'})`
+  }
+  #leaseHeld = false
+
+  /** Publish serving-lease transitions: on 'placement.lease-lost' the node drops its activations (another node may take its keys). */
+  #watchLease(nowMs: number): void {
+    const held = this.mayServe(nowMs)
+    if (held === this.#leaseHeld) return
+    this.#leaseHeld = held
+    const authority = this.core.authority
+    if (held) this.events.publish({ type: 'placement.lease-regained', authority })
+    else {
+      this.events.publish({ type: 'placement.lease-lost', authority, reason: this.refusalReason(nowMs) })
+    }
+  }
+
   /** Phi-accrual detectors of the monitored members (introspection, metrics). */
   readonly detectors: FailureDetectorRegistry
   readonly #health: LocalHealth
@@ -132,16 +192,22 @@ export class ClusterNode {
       ...(o.port === undefined ? {} : { port: o.port }),
       ...(o.advertisedAuthority === undefined ? {} : { advertisedAuthority: o.advertisedAuthority }),
       ...(o.tls === undefined ? {} : { tls: o.tls }),
+      ...(o.schemas === undefined ? {} : { schemas: o.schemas }),
       // Spec 1.4: a second incarnation of a member's authority is refused in the handshake.
       accept: (peer) => {
         const r = ref.core?.checkPeer(peer.authority, peer.nodeId) ?? o.acceptPeer?.(peer)
         return r === undefined ? undefined : { code: r.code as 'ERR_AUTHORITY_CONFLICT', reason: r.reason }
       },
     })
+    // The lease counts real arrival times of cluster frames (the detector registry shifts its own after a local pause).
+    const lease = new ServingLease(o.servingLeaseMs ?? settings.acceptableHeartbeatPauseMs, 2 * DEFAULT_MONITORED_BY + 1)
     const detector: FailureDetector = {
       monitor: (id, now) => void registry.monitor(id, now),
       heartbeat: (id, now) => void registry.heartbeat(id, now),
-      remove: (id) => void registry.remove(id),
+      remove: (id) => {
+        registry.remove(id)
+        lease.forget(authorityOfMemberId(id))
+      },
       check: (now) => registry.check(now, ref.node?.takeVerdict()),
       onLocalPause: () => {},
     }
@@ -156,6 +222,7 @@ export class ClusterNode {
     })
     ref.core = core
     const node = new ClusterNode(o, events, transport, core, settings, registry)
+    node.lease = lease
     ref.node = node
     node.#run()
     return node
@@ -186,6 +253,7 @@ export class ClusterNode {
     const s = this.detectorSettings
     this.transport.on('frame', (peer, frame) => {
       if (frame[0] !== FRAME_CLUSTER) return // other frame types belong to other layers
+      this.lease.heard(peer.authority, performance.now())
       let msg: ClusterMessage
       try {
         msg = parseClusterMessage(binaryCodec.decode(frame, 1, frame.length - 1))
@@ -223,6 +291,7 @@ export class ClusterNode {
         this.core.onLocalPause(now, v.lagMs)
       }
       this.core.checkReachability(now)
+      this.#watchLease(now)
     })
     this.#joinLoop = this.#join()
   }

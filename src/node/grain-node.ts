@@ -21,8 +21,16 @@ import { DEFAULT_CODEC } from '../wire/payload-codec.js'
 import type { AssociationConfig } from '../remote/association/association-config.js'
 import { AssociationRegistry } from '../remote/association/association-registry.js'
 import { RemoteEndpoint, type ResolveResult } from '../remote/endpoint-manager.js'
+import { schemaVersionsOf } from '../remote/schema-negotiation.js'
 import { ClusterNode, type ClusterNodeOptions } from './cluster-node.js'
+import { HandoffCoordinator } from './handoff-coordinator.js'
 import { PlacementRouter } from './placement-router.js'
+import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
+import { createGrainProxy, type GrainProxy, type GrainTellProxy, type UntypedGrainProxy, type UntypedGrainTellProxy } from '../rpc/grain-proxy.js'
+import { checkAlertSettings, RpcAlerts, type RpcAlertSettings } from '../rpc/rpc-alerts.js'
+import { RpcClient } from '../rpc/rpc-client.js'
+import { RpcMetrics } from '../rpc/rpc-metrics.js'
+import { defaultRpcSettings, mergeRpcSettings, type ResolvedRpcSettings } from '../rpc/retry-policy.js'
 
 export interface GrainNodeOptions {
   /** Grain modules (paths or file URLs) every worker imports. Required. */
@@ -51,9 +59,11 @@ export interface GrainNodeOptions {
   /** Fail start-up when workers are not ready by then (ms). Default 30 000. */
   startTimeoutMs?: number
   /** Join a cluster: membership, transport and remote delivery. Omit for a single node. */
-  cluster?: Omit<ClusterNodeOptions, 'events' | 'acceptPeer'>
+  cluster?: Omit<ClusterNodeOptions, 'events' | 'acceptPeer' | 'schemas'>
   /** Deferred queue and quarantine settings of remote associations. */
   associations?: Partial<AssociationConfig>
+  /** How long a new owner waits for the previous owner to hand a key's state over (ms). Default 3 000. */
+  handoffTimeoutMs?: number
   /** Where audit lines (quarantine, release, reconnect) go. Default: stderr. */
   audit?: (line: string) => void
   /**
@@ -62,6 +72,13 @@ export interface GrainNodeOptions {
    * ERR_RPC_METRICS_DISABLED, a diagnostic rather than a silent zero.
    */
   metrics?: boolean
+  /**
+   * Grain RPC (README "Grain RPC"): `defaults` are every call's timeout and
+   * retry settings under the kind's own and the call's (timeoutMs defaults
+   * to askTimeoutMs); `alerts` sets the latency/error-rate alert signal, or
+   * false to turn it off.
+   */
+  rpc?: { defaults?: RpcCallSettings; alerts?: RpcAlertSettings | false }
 }
 
 export const DEFAULT_PARTITIONS = 256
@@ -69,10 +86,16 @@ export const DEFAULT_ASK_TIMEOUT_MS = 10_000 // 10 s
 export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
 export const DEFAULT_SPIN_MICROS = 25 // µs
 
-export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics'>> & { grains: string[]; metrics: boolean }
+export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs'>> & { grains: string[]; metrics: boolean; rpc: ResolvedRpcOptions }
 
-export interface CallOptions {
-  /** Deadline for this call (ms); default the node's askTimeoutMs. */
+export interface ResolvedRpcOptions {
+  readonly defaults: ResolvedRpcSettings
+  readonly alerts: RpcAlertSettings | false
+}
+
+/** Per-call settings; unset fields come from the kind's `rpc`, then the node's `rpc.defaults`. */
+export interface CallOptions extends RpcCallSettings {
+  /** Deadline for the whole call, retries included (ms); default the node's askTimeoutMs. */
   timeoutMs?: number
 }
 
@@ -122,9 +145,13 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     statelessThreads: int('statelessThreads', o.statelessThreads, workers, 1, 256),
     startTimeoutMs: int('startTimeoutMs', o.startTimeoutMs, DEFAULT_START_TIMEOUT_MS, 1, 600_000),
     metrics: o.metrics ?? true,
+    rpc: { defaults: defaultRpcSettings(DEFAULT_ASK_TIMEOUT_MS), alerts: {} },
   }
+  if (o.rpc !== undefined && (typeof o.rpc !== 'object' || o.rpc === null)) issues.push(`rpc must be an object (got ${JSON.stringify(o.rpc)})`)
+  issues.push(...checkRpcSettings(o.rpc?.defaults, 'rpc.defaults'), ...checkAlertSettings(o.rpc?.alerts, 'rpc.alerts'))
   if (typeof resolved.metrics !== 'boolean') issues.push(`metrics must be true or false (got ${String(o.metrics)})`)
   if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid node options: ${issues.join('; ')}`, { issues })
+  resolved.rpc = Object.freeze({ defaults: mergeRpcSettings(defaultRpcSettings(resolved.askTimeoutMs), o.rpc?.defaults, 'rpc.defaults'), alerts: o.rpc?.alerts ?? {} })
   return Object.freeze(resolved)
 }
 
@@ -150,6 +177,36 @@ export class GrainNode {
     this.cluster = cluster
     this.#remote = remote
     this.#placement = placement
+    this.#rpcMetrics = metrics === undefined ? undefined : new RpcMetrics(metrics.registry, (kind) => host.kinds.get(kind)?.methods)
+    this.#rpc = new RpcClient({
+      events,
+      defaults: options.rpc.defaults,
+      kinds: (kind) => host.kinds.get(kind),
+      metrics: this.#rpcMetrics,
+      alerts: options.rpc.alerts === false ? undefined : new RpcAlerts(options.rpc.alerts),
+    })
+  }
+  readonly #rpc: RpcClient
+  readonly #rpcMetrics: RpcMetrics | undefined
+
+  /** Whether RPC metrics are being collected; when not, why (spec 10.4: a diagnostic, not a silent zero). Events flow either way. */
+  rpcMetricsStatus(): { collecting: true } | { collecting: false; reason: string; code: 'ERR_RPC_METRICS_DISABLED' } {
+    if (this.#rpcMetrics !== undefined) return { collecting: true }
+    return { collecting: false, reason: metricsDisabled().reason, code: 'ERR_RPC_METRICS_DISABLED' }
+  }
+
+  /** Typed proxy: `await node.grain(Counter, 'k1').add(5)`; each method is one `ask` with `options`. */
+  grain<D extends AnyGrain | AnyStateless>(grain: D, key: string, options?: CallOptions): GrainProxy<D>
+  grain(kind: string, key: string, options?: CallOptions): UntypedGrainProxy
+  grain(grain: KindRef, key: string, options?: CallOptions): unknown {
+    return createGrainProxy((method, payload) => this.ask(grain as string, key, method, payload, options))
+  }
+
+  /** Fire-and-forget proxy: `node.grainTell(Counter, 'k1').add(5)`; each method is one `tell`. */
+  grainTell<D extends AnyGrain | AnyStateless>(grain: D, key: string): GrainTellProxy<D>
+  grainTell(kind: string, key: string): UntypedGrainTellProxy
+  grainTell(grain: KindRef, key: string): unknown {
+    return createGrainProxy((method, payload) => this.tell(grain as string, key, method, payload))
   }
 
   /** Start the workers and load the grain modules; resolves when every worker is ready (and, with `cluster`, the node has joined). */
@@ -161,10 +218,11 @@ export class GrainNode {
     let cluster: ClusterNode | undefined
     let remote: RemoteEndpoint | undefined
     let placement: PlacementRouter | undefined
+    let handoff: HandoffCoordinator | undefined
     if (options.cluster !== undefined) {
       try {
         const associations = new AssociationRegistry({ config: options.associations ?? {}, wallClock: Date.now })
-        cluster = await ClusterNode.start({ ...options.cluster, metrics: metrics ?? false, events, acceptPeer: RemoteEndpoint.acceptHook(associations) })
+        cluster = await ClusterNode.start({ ...options.cluster, metrics: metrics ?? false, events, acceptPeer: RemoteEndpoint.acceptHook(associations), schemas: schemaVersionsOf(host.kinds) })
         const core = cluster.core
         remote = new RemoteEndpoint({
           transport: cluster.transport,
@@ -192,7 +250,14 @@ export class GrainNode {
           const p = router.ownerOf(kind, key, performance.now())
           return p.local ? undefined : p.pidText
         }
+        const servingCluster = cluster
+        host.servingRefusal = (kind, key) =>
+          servingCluster.mayServe(performance.now())
+            ? undefined
+            : new GrainClusterError('ERR_AUTHORITY_MINORITY', `${servingCluster.refusalReason(performance.now())}: it serves no grains until it hears from a majority again`, { kind, key, authority: servingCluster.authority })
+        handoff = new HandoffCoordinator({ transport: cluster.transport, host, router, events, codec: host.codec, ...(options.handoffTimeoutMs === undefined ? {} : { timeoutMs: options.handoffTimeoutMs }) })
       } catch (e) {
+        handoff?.close()
         await cluster?.close()
         await host.close(1_000)
         metrics?.close()
@@ -200,7 +265,16 @@ export class GrainNode {
       }
     }
     events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
-    return new GrainNode(o, events, host, metrics, cluster, remote, placement)
+    const node = new GrainNode(o, events, host, metrics, cluster, remote, placement)
+    node.#handoff = handoff
+    if (handoff !== undefined && cluster !== undefined) {
+      const parker = handoff
+      const self = cluster.authority
+      events.subscribe('placement.lease-lost', () => {
+        void parker.park(self).catch(() => {})
+      })
+    }
+    return node
   }
 
   /** Prometheus text exposition of every metric of this node; rejects with ERR_RPC_METRICS_DISABLED when metrics are off. */
@@ -262,13 +336,26 @@ export class GrainNode {
   /** Request/response to a grain on any node; rejects with a typed error. */
   askPid<R = unknown>(pid: string | Pid, method: string, payload?: unknown, options?: CallOptions): Promise<R> {
     let p: Pid
+    let s: ResolvedRpcSettings
     try {
       p = this.#parse(pid)
-      if (this.#isLocal(p)) return this.#host.ask<R>(p.kind, p.key, method, payload, options?.timeoutMs)
+      s = this.#rpc.settingsFor(p.kind, options)
     } catch (e) {
       return Promise.reject(toGrainClusterError(e))
     }
-    return this.#remote!.ask<R>(p, method, payload, options?.timeoutMs, typeof pid === 'string' ? pid : undefined)
+    // A PID names a node, so a retry goes to the same node: it helps only while that node is briefly unreachable.
+    return this.#rpc.call({ kind: p.kind, key: p.key, method }, s, (timeoutMs) => this.#askPidOnce<R>(pid, method, payload, timeoutMs))
+  }
+
+  #askPidOnce<R>(pid: string | Pid, method: string, payload: unknown, timeoutMs: number): Promise<R> {
+    let p: Pid
+    try {
+      p = this.#parse(pid)
+      if (this.#isLocal(p)) return this.#host.ask<R>(p.kind, p.key, method, payload, timeoutMs)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e))
+    }
+    return this.#remote!.ask<R>(p, method, payload, timeoutMs, typeof pid === 'string' ? pid : undefined)
   }
 
   /** Release a quarantined authority now (spec 4.4); false if it was not quarantined. */
@@ -333,12 +420,23 @@ export class GrainNode {
   ask<R = unknown>(grain: string, key: string, method: string, payload?: unknown, options?: CallOptions): Promise<R>
   ask(grain: KindRef, key: string, method: string, payload?: unknown, options?: CallOptions): Promise<unknown> {
     const kind = typeof grain === 'string' ? grain : grain.kind
+    let s: ResolvedRpcSettings
+    try {
+      s = this.#rpc.settingsFor(kind, options, typeof grain === 'string' ? undefined : (grain as AnyGrain).rpc)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e, 'ERR_CONFIG_INVALID', { kind, key, method }))
+    }
+    return this.#rpc.call({ kind, key, method }, s, (timeoutMs) => this.#askOnce(kind, key, method, payload, timeoutMs))
+  }
+
+  /** One attempt of `ask`: stateless pool, remote owner or local worker. */
+  #askOnce(kind: string, key: string, method: string, payload: unknown, timeoutMs: number): Promise<unknown> {
     const info = this.#host.kinds.get(kind)
     if (info?.stateless === true) {
       if (!info.methods.has(method)) {
         return Promise.reject(new GrainClusterError('ERR_GRAIN_UNKNOWN_METHOD', `stateless grain ${kind} has no method "${method}"`, { kind, key, method }))
       }
-      return this.#statelessPool().call(kind, method, payload, options?.timeoutMs)
+      return this.#statelessPool().call(kind, method, payload, timeoutMs)
     }
     if (this.#placement !== undefined) {
       let p
@@ -347,9 +445,9 @@ export class GrainNode {
       } catch (e) {
         return Promise.reject(toGrainClusterError(e))
       }
-      if (!p.local) return this.#remote!.ask(p.pid, method, payload, options?.timeoutMs, p.pidText)
+      if (!p.local) return this.#remote!.ask(p.pid, method, payload, timeoutMs, p.pidText)
     }
-    return this.#host.ask(kind, key, method, payload, options?.timeoutMs)
+    return this.#host.ask(kind, key, method, payload, timeoutMs)
   }
 
   /** In a cluster: the PID that kind/key resolves to (the same from every node with the same view). */
@@ -369,16 +467,40 @@ export class GrainNode {
     return this.#stateless
   }
 
-  /** Leave the cluster gracefully (spec 1.2), then close. */
+  /**
+   * Leave the cluster gracefully (spec 1.2), then close. Keys move first:
+   * this node stops placing keys on itself, requests from other nodes follow
+   * placement to the successors, and every activation of a kind with
+   * snapshot/restore hooks is released and its record pushed to the key's
+   * new owner (spec 5.4).
+   */
   async leave(timeoutMs = 10_000): Promise<void> {
-    if (this.cluster !== undefined && !this.#closed) await this.cluster.leave(timeoutMs)
+    if (this.cluster !== undefined && !this.#closed) {
+      if (this.#handoff !== undefined) {
+        this.#host.redirectInbound = true
+        try {
+          await this.#handoff.handOffAll()
+        } catch (e) {
+          this.events.publish({ type: 'node.stopped', reason: `hand-off before leaving failed: ${toGrainClusterError(e).reason}` })
+        }
+      }
+      await this.cluster.leave(timeoutMs)
+    }
     await this.close()
   }
+
+  /** State hand-off counters of this node (cluster mode). */
+  get handoffStats(): Readonly<HandoffCoordinator['stats']> | undefined {
+    return this.#handoff?.stats
+  }
+  #handoff: HandoffCoordinator | undefined
 
   /** Deactivate every activation (bounded by timeoutMs), stop the workers. */
   async close(timeoutMs = 5_000): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#rpc.close()
+    this.#handoff?.close()
     this.#remote?.close()
     this.#placement?.close()
     await this.cluster?.close()

@@ -4,9 +4,8 @@
  * worker follows from the partition. Owners are cached per key (PidCache) and
  * the cache is dropped on any membership change or quarantine.
  *
- * Not yet here (issue 5 remains open): moving state when ownership changes,
- * and holding calls to a key while it moves. Today a key whose owner changes
- * is re-activated on the new owner with fresh state.
+ * Moving state when ownership changes is the HandoffCoordinator's job; this
+ * router tells it who may hold a key's state (previousOwners).
  */
 
 import { GrainClusterError } from '../common/errors.js'
@@ -45,15 +44,68 @@ export class PlacementRouter {
     this.#placements.clear()
   }
 
-  /** Up and reachable members, cached per membership version. */
+  /** Up and reachable members, cached per membership version (without this node once it is leaving). */
   #eligible(): readonly Member[] {
     const table = this.#cluster.core.table
     const d = table.digest()
-    if (d !== this.#candidatesAt) {
-      this.#candidates = table.activeMembers().filter((m) => m.status === 'up' && !table.isUnreachable(m.authority))
+    if (d !== this.#candidatesAt || this.#leavingApplied !== this.#leaving) {
+      const self = this.#cluster.core.authority
+      const next = table.activeMembers().filter((m) => m.status === 'up' && !table.isUnreachable(m.authority) && !(this.#leaving && m.authority === self))
+      if (this.#candidates.length > 0 && !sameMembers(next, this.#candidates)) {
+        this.#history.unshift(this.#candidates)
+        if (this.#history.length > VIEW_HISTORY) this.#history.pop()
+      }
+      this.#candidates = next
       this.#candidatesAt = d
+      this.#leavingApplied = this.#leaving
     }
     return this.#candidates
+  }
+  /** Earlier eligible sets, newest first: where a key's state may still be. */
+  readonly #history: (readonly Member[])[] = []
+  #leaving = false
+  #leavingApplied = false
+
+  /**
+   * Graceful leave: from now on this node places no key on itself, so
+   * calls (and messages bounced by released activations) go to the owners
+   * that take over.
+   */
+  startLeaving(): void {
+    this.#leaving = true
+    this.#invalidate()
+  }
+
+  get leaving(): boolean {
+    return this.#leaving
+  }
+
+  /**
+   * Other live members that may hold kind/key's activation: its owner
+   * under earlier views, and the owner this node displaced (the owner if
+   * this node were not a member), newest first, without duplicates.
+   */
+  previousOwners(kind: string, key: string): Member[] {
+    const core = this.#cluster.core
+    const self = core.authority
+    const current = this.#eligible()
+    const out: Member[] = []
+    const add = (m: Member | undefined): void => {
+      if (m === undefined || m.authority === self || out.some((o) => o.authority === m.authority)) return
+      const live = core.table.member(m.authority)
+      if (live === undefined || live.nodeId !== m.nodeId || core.table.isUnreachable(m.authority)) return
+      if (live.status !== 'up' && live.status !== 'leaving' && live.status !== 'exiting') return
+      out.push(live)
+    }
+    add(rendezvousOwner(current.filter((m) => m.authority !== self), kind, key))
+    for (const view of this.#history) add(rendezvousOwner(view, kind, key))
+    return out
+  }
+
+  /** The owner kind/key would have without this node (where a leaving node hands its keys). */
+  successorOf(kind: string, key: string): Member | undefined {
+    const self = this.#cluster.core.authority
+    return rendezvousOwner(this.#eligible().filter((m) => m.authority !== self), kind, key)
   }
 
   /**
@@ -64,7 +116,9 @@ export class PlacementRouter {
   ownerOf(kind: string, key: string, nowMs: number): Placement {
     const core = this.#cluster.core
     if (!core.isUp) throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${core.authority} is not an Up member of the cluster yet`, { kind, key, authority: core.authority })
-    if (core.isMinority) throw new GrainClusterError('ERR_AUTHORITY_MINORITY', `${core.authority} is on the minority side of a partition and serves no grains until it rejoins the majority`, { kind, key, authority: core.authority })
+    if (!this.#cluster.mayServe(nowMs)) {
+      throw new GrainClusterError('ERR_AUTHORITY_MINORITY', `${this.#cluster.refusalReason(nowMs)}: it serves no grains until it hears from a majority again`, { kind, key, authority: core.authority })
+    }
     const cacheKey = PidCache.keyOf(kind, key)
     const cached = this.cache.get(cacheKey, nowMs)
     if (cached !== undefined) {
@@ -90,6 +144,15 @@ export class PlacementRouter {
   close(): void {
     for (const u of this.#unsubscribe) u()
   }
+}
+
+/** How many earlier eligible sets previousOwners() consults. */
+const VIEW_HISTORY = 4
+
+function sameMembers(a: readonly Member[], b: readonly Member[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i]!.authority !== b[i]!.authority || a[i]!.nodeId !== b[i]!.nodeId) return false
+  return true
 }
 
 function splitAuthority(authority: string): { host: string; port: number } {

@@ -5,7 +5,7 @@
  * clock timestamp, and where relevant the grain kind/key, worker and reason.
  */
 
-export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node' | 'member' | 'handshake' | 'transport' | 'gossip' | 'association' | 'pid'
+export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node' | 'member' | 'handshake' | 'transport' | 'gossip' | 'association' | 'pid' | 'rpc' | 'placement'
 
 interface Base<T extends string> {
   type: T
@@ -23,7 +23,42 @@ export interface GrainDeactivated extends Base<'grain.deactivated'> {
   kind: string
   key: string
   worker: number
-  reason: 'idle' | 'shutdown' | 'activation-failed' | 'requested'
+  reason: 'idle' | 'shutdown' | 'activation-failed' | 'requested' | 'handoff'
+}
+// Placement events are their own category (not 'grain.*') so that metrics can
+// count them without making every worker ship every activation event.
+
+/** A key activated again after it was passivated (spec 5.5); `churn` when sooner than its idle TTL. */
+export interface PlacementReactivated extends Base<'placement.reactivated'> {
+  kind: string
+  key: string
+  worker: number
+  /** Time since the key was passivated, ms. */
+  afterMs: number
+  /** Re-activated within one idle TTL of passivation: the TTL is probably too short for this key's traffic. */
+  churn: boolean
+}
+/** This node's serving lease lapsed: it serves no grains and drops its activations (their keys may be re-activated elsewhere). */
+export interface PlacementLeaseLost extends Base<'placement.lease-lost'> {
+  authority: string
+  reason: string
+}
+/** This node hears from a majority again and serves grains. */
+export interface PlacementLeaseRegained extends Base<'placement.lease-regained'> {
+  authority: string
+}
+/**
+ * A state hand-off (spec 5.4/5.5) seen from the node that gives (`released`)
+ * or takes (`restored`, `fresh`, `failed`) a key.
+ */
+export interface PlacementHandoff extends Base<'placement.handoff'> {
+  kind: string
+  key: string
+  outcome: 'released' | 'restored' | 'fresh' | 'failed'
+  /** The other node (authority). */
+  peer?: string
+  version?: number
+  reason?: string
 }
 export interface GrainActivationFailed extends Base<'grain.activation-failed'> {
   kind: string
@@ -207,9 +242,119 @@ export interface PidResolutionConflict extends Base<'pid.conflict'> {
   reason: string
 }
 
+// ------------------------------------------------------------------------- rpc
+
+/** A grain RPC attempt failed with a retryable error and will be sent again after delayMs. */
+export interface RpcRetried extends Base<'rpc.retried'> {
+  kind: string
+  key: string
+  method: string
+  /** The attempt that failed (1-based). */
+  attempt: number
+  delayMs: number
+  code: string
+  reason: string
+}
+/** A grain RPC call failed for good (after its last attempt). */
+export interface RpcFailed extends Base<'rpc.failed'> {
+  kind: string
+  key: string
+  method: string
+  code: string
+  reason: string
+  attempts: number
+  durationMs: number
+  /** Why it was not retried: grain-error, not-retryable, exhausted, deadline. */
+  final: string
+}
+/** Spec 10.2: an RPC signal of a kind crossed its threshold over the window. */
+export interface RpcAlert extends Base<'rpc.alert'> {
+  kind: string
+  signal: 'latency' | 'error-rate'
+  /** Share of the window's calls slower than the threshold (latency) or failing (error-rate). */
+  observed: number
+  threshold: number
+  calls: number
+  windowMs: number
+}
+export interface RpcAlertCleared extends Base<'rpc.alert-cleared'> {
+  kind: string
+  signal: 'latency' | 'error-rate'
+  observed: number
+  threshold: number
+  calls: number
+  windowMs: number
+}
+
+// Per-key limits and schema versions (spec 6.1, 6.3, 6.4). Worker-side ones
+// are 'rpc.*', not 'grain.*': metrics subscribe to them, and a 'grain'
+// interest would make every worker ship every activation event too.
+
+/** Spec 6.3: a call refused because its key's queue was at queueDepth (policy reject). */
+export interface RpcRejected extends Base<'rpc.rejected'> {
+  kind: string
+  key: string
+  method: string
+  worker: number
+  code: string
+  reason: string
+  policy: 'reject'
+}
+/** Spec 6.3: a waiting call dropped for a newer one (policy dropOldest); a dropped tell is also a deadletter. */
+export interface RpcDropped extends Base<'rpc.dropped'> {
+  kind: string
+  key: string
+  method: string
+  worker: number
+  code: string
+  reason: string
+  policy: 'dropOldest'
+}
+/** Spec 6.1: a call stamped with a schema version the serving node does not support. */
+export interface RpcSchemaMismatch extends Base<'rpc.schema-mismatch'> {
+  kind: string
+  key: string
+  method: string
+  /** Version the caller stamped. */
+  callerVersion: number
+  /** Versions this node serves. */
+  servedVersions: number[]
+  /** Where it was refused: the serving worker, or the caller's node (no common version with the peer). */
+  where: 'worker' | 'caller'
+  worker?: number
+  authority?: string
+  code: string
+  reason: string
+}
+/** Spec 6.4: a request or reply payload could not be serialized or deserialized; the call failed. */
+export interface RpcSerializationFailed extends Base<'rpc.serialization-failed'> {
+  kind: string
+  key: string
+  method: string
+  direction: 'encode' | 'decode'
+  /** 'request' or 'reply' payload. */
+  message: 'request' | 'reply'
+  worker?: number
+  code: string
+  reason: string
+}
+/** Design 3.8 schema negotiation: a kind both nodes serve with no version in common; its calls to that peer fail. */
+export interface HandshakeSchemaMismatch extends Base<'handshake.schema-mismatch'> {
+  authority: string
+  nodeId: string
+  kind: string
+  localVersions: number[]
+  peerVersions: number[]
+  reason: string
+}
+
 export type RuntimeEvent =
   | GrainActivated
   | GrainDeactivated
+  | PlacementReactivated
+  | PlacementHandoff
+  | PlacementLeaseLost
+  | PlacementLeaseRegained
   | GrainActivationFailed
   | GrainHandlerFailed
   | WorkerStarted
@@ -244,6 +389,15 @@ export type RuntimeEvent =
   | AssociationDrained
   | AssociationSendFailed
   | PidResolutionConflict
+  | RpcRetried
+  | RpcFailed
+  | RpcAlert
+  | RpcAlertCleared
+  | RpcRejected
+  | RpcDropped
+  | RpcSchemaMismatch
+  | RpcSerializationFailed
+  | HandshakeSchemaMismatch
 
 export type RuntimeEventType = RuntimeEvent['type']
 export type EventOf<T extends RuntimeEventType> = Extract<RuntimeEvent, { type: T }>
@@ -257,4 +411,4 @@ export function categoryOf(type: string): EventCategory {
 }
 
 // Order fixes each category's interest bit (workers hard-code the first six): append only.
-export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node', 'member', 'handshake', 'transport', 'gossip', 'association', 'pid']
+export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node', 'member', 'handshake', 'transport', 'gossip', 'association', 'pid', 'rpc', 'placement']

@@ -43,6 +43,13 @@ export class NodeMetrics {
   readonly releases: Counter<'reason'>
   readonly drainedMessages: Counter
   readonly sendFailures: Counter<'code'>
+  readonly grainRejected: Counter<'kind' | 'policy'>
+  readonly grainDropped: Counter<'kind'>
+  readonly schemaMismatches: Counter<'kind' | 'where'>
+  readonly serializationFailures: Counter<'direction'>
+  readonly handoffs: Counter<'outcome'>
+  readonly reactivations: Counter<'kind'>
+  readonly passivationChurn: Counter<'kind'>
 
   constructor(events: EventStream, prefix = 'graincluster_') {
     const r = this.registry
@@ -63,11 +70,22 @@ export class NodeMetrics {
     this.drainedMessages = new Counter({ name: `${prefix}association_drained_messages_total`, help: 'Deferred messages sent after a reconnect.', registers: [r] })
     this.sendFailures = new Counter({ name: `${prefix}association_send_failures_total`, help: 'Remote sends aborted because the message could not be serialized, by code.', labelNames: ['code'], registers: [r] })
 
+    this.grainRejected = new Counter({ name: `${prefix}grain_rejected_total`, help: 'Calls refused because their key had queueDepth calls waiting, by kind and queue policy.', labelNames: ['kind', 'policy'], registers: [r] })
+    this.grainDropped = new Counter({ name: `${prefix}grain_dropped_total`, help: 'Waiting calls dropped for newer ones (queuePolicy dropOldest), by kind.', labelNames: ['kind'], registers: [r] })
+    this.schemaMismatches = new Counter({ name: `${prefix}rpc_schema_mismatches_total`, help: 'Schema version mismatches, by kind and where they were found (worker: call refused on arrival; caller: no common version with the peer; handshake: a peer with no common version).', labelNames: ['kind', 'where'], registers: [r] })
+    this.serializationFailures = new Counter({ name: `${prefix}rpc_serialization_failures_total`, help: 'RPC payloads that could not be serialized (encode) or deserialized (decode); each failed its call.', labelNames: ['direction'], registers: [r] })
+
+    this.handoffs = new Counter({ name: `${prefix}placement_handoffs_total`, help: 'State hand-offs of grain keys between owners, by outcome (released, restored, fresh, failed).', labelNames: ['outcome'], registers: [r] })
+    this.reactivations = new Counter({ name: `${prefix}grain_reactivations_total`, help: 'Keys activated again after being passivated, by kind.', labelNames: ['kind'], registers: [r] })
+    this.passivationChurn = new Counter({ name: `${prefix}grain_passivation_churn_total`, help: 'Re-activations sooner than one idle TTL after passivation (the TTL is short for the traffic), by kind.', labelNames: ['kind'], registers: [r] })
+
     const on = (filter: Parameters<EventStream['subscribe']>[0]): void => {
       this.#unsubscribe.push(events.subscribe(filter, (e: RuntimeEvent) => this.#record(e)))
     }
     // Categories only: subscribing to '*' would make workers ship every grain event.
     for (const f of ['member.*', 'handshake.*', 'transport.*', 'gossip.*', 'association.*', 'worker.*', 'ring.*', 'frame.*', 'deadletter', 'node.paused'] as const) on(f)
+    on('placement.*')
+    for (const f of ['rpc.rejected', 'rpc.dropped', 'rpc.schema-mismatch', 'rpc.serialization-failed'] as const) on(f)
   }
 
   #record(e: RuntimeEvent): void {
@@ -125,11 +143,34 @@ export class NodeMetrics {
       case 'association.released':
         this.releases.inc({ reason: e.reason })
         break
+      case 'placement.handoff':
+        this.handoffs.inc({ outcome: e.outcome })
+        break
+      case 'placement.reactivated':
+        this.reactivations.inc({ kind: e.kind })
+        if (e.churn) this.passivationChurn.inc({ kind: e.kind })
+        break
       case 'association.drained':
         this.drainedMessages.inc(e.drained)
         break
       case 'association.send-failed':
         this.sendFailures.inc({ code: e.code })
+        if (e.code === 'ERR_GRAIN_PAYLOAD_ENCODE') this.serializationFailures.inc({ direction: 'encode' })
+        break
+      case 'rpc.rejected':
+        this.grainRejected.inc({ kind: e.kind, policy: e.policy })
+        break
+      case 'rpc.dropped':
+        this.grainDropped.inc({ kind: e.kind })
+        break
+      case 'rpc.schema-mismatch':
+        this.schemaMismatches.inc({ kind: e.kind, where: e.where })
+        break
+      case 'handshake.schema-mismatch':
+        this.schemaMismatches.inc({ kind: e.kind, where: 'handshake' })
+        break
+      case 'rpc.serialization-failed':
+        this.serializationFailures.inc({ direction: e.direction })
         break
       default:
         break

@@ -31,6 +31,7 @@ import type { Association } from './association/association.js'
 import type { AssociationRegistry } from './association/association-registry.js'
 import type { DeferredMessage, OutboundMeta } from './association/deferred-queue.js'
 import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
+import { PeerSchemas, type SchemaVersions, mismatchReason, schemaVersionsOf } from './schema-negotiation.js'
 
 /** How long one connection attempt for deferred traffic may take before it counts as a failure. */
 const CONNECT_TIMEOUT_MS = 2_000
@@ -92,21 +93,30 @@ export class RemoteEndpoint {
   #payloadValue: unknown
   readonly #encodePayload = (buf: Uint8Array, off: number, max: number): number => this.#o.host.codec.encodeInto(this.#payloadValue, buf, off, max)
   #closed = false
+  /** Schema versions negotiated with each peer in the handshake (schema-negotiation.ts). */
+  readonly #schemas: PeerSchemas
 
   constructor(o: RemoteEndpointOptions) {
     this.#o = o
+    this.#schemas = new PeerSchemas(schemaVersionsOf(o.host.kinds))
     const t = o.transport
     this.#unsubscribe.push(
       t.on('frame', (peer, frame) => {
         if (frame[0] === FRAME_ENVELOPE) this.#onEnvelope(peer, frame)
       }),
-      t.on('peer-up', (peer) => this.#onPeerUp(peer)),
+      t.on('peer-up', (peer, info) => {
+        this.#negotiate(peer, info.schemas)
+        this.#onPeerUp(peer)
+      }),
       t.on('peer-down', (peer, reason) => {
         o.associations.get(peer.authority).disconnected(reason, performance.now())
         this.#flushOutputs()
       }),
     )
-    for (const p of t.peers()) this.#onPeerUp(p)
+    for (const p of t.peers()) {
+      this.#negotiate(p, p.schemas)
+      this.#onPeerUp(p)
+    }
     // Quarantine deadlines (spec 4.3) are checked once a second.
     this.#poller = setInterval(() => {
       o.associations.poll(performance.now())
@@ -121,6 +131,48 @@ export class RemoteEndpoint {
       const a = associations.peek(peer.authority)
       if (a === undefined || a.mayConnect()) return undefined
       return { code: 'ERR_AUTHORITY_QUARANTINED', reason: a.refusal()?.reason ?? `${peer.authority} is quarantined` }
+    }
+  }
+
+  /** Pick the highest common schema version per kind with a peer; report kinds with none (their calls to it will fail). */
+  #negotiate(peer: PeerIdentity, schemas: SchemaVersions | undefined): void {
+    for (const m of this.#schemas.peerUp(peer.authority, schemas)) {
+      this.#o.events.publish({
+        type: 'handshake.schema-mismatch',
+        authority: peer.authority,
+        nodeId: peer.nodeId,
+        kind: m.kind,
+        localVersions: [...m.local],
+        peerVersions: [...m.peer],
+        reason: mismatchReason(m, peer.authority),
+      })
+    }
+  }
+
+  /**
+   * Schema version for a call of `kind` to `pid`'s node (the one agreed in
+   * the handshake); throws ERR_SCHEMA_MISMATCH, and records it, when the
+   * peer serves the kind with no version in common with this node.
+   */
+  #versionFor(pid: Pid, method: string): number {
+    try {
+      return this.#schemas.versionFor(pid.authority, pid.kind, this.#o.host.kinds.get(pid.kind)?.schemaVersion)
+    } catch (e) {
+      const err = toGrainClusterError(e)
+      const m = this.#schemas.mismatchFor(pid.authority, pid.kind)
+      this.#o.events.publish({
+        type: 'rpc.schema-mismatch',
+        kind: pid.kind,
+        key: pid.key,
+        method,
+        callerVersion: this.#o.host.kinds.get(pid.kind)?.schemaVersion ?? 0,
+        servedVersions: m === undefined ? [] : [...m.peer],
+        where: 'caller',
+        authority: pid.authority,
+        code: err.code,
+        reason: err.reason,
+      })
+      throw new GrainClusterError(err.code, err.reason, { ...err.details, key: pid.key, method, pid: formatPid(pid) })
     }
   }
 
@@ -175,7 +227,9 @@ export class RemoteEndpoint {
 
   /** Encode the request once: [0x02][envelope]. */
   #encode(pid: Pid, method: string, payload: unknown, flags: number, corr: number, assoc: Association): Uint8Array {
+    const schemaVersion = this.#versionFor(pid, method)
     const w = this.#writer.reset()
+    w.schemaVersion = schemaVersion
     w.kind = this.#kindBytes(pid.kind)
     w.key = pid.key
     w.partition = partitionOf(pid.key, this.#o.host.partitions)
@@ -266,6 +320,7 @@ export class RemoteEndpoint {
       }
       this.#checkOpen()
       this.#refuse(pid, method)
+      r.patchSchemaVersion(this.#versionFor(pid, method))
     } catch (e) {
       failCaller(toGrainClusterError(e))
       return

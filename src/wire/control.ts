@@ -28,6 +28,22 @@ export const CONTROL_TYPES = {
    * the envelope to the node the PID names (this one included).
    */
   PID_REQUEST: 2,
+  /*
+   * State hand-off (issue 5). Rare traffic, so payloads are encoded with the
+   * node's payload codec (snapshots are arbitrary codec values); they ride
+   * the rings rather than the MessagePort because UNTOMB must be ordered
+   * before the grain message that follows it.
+   */
+  /** worker → main: { id, kind, key } — a hand-off kind is activating; fetch its ActivationRecord. */
+  HANDOFF_REQUEST: 3,
+  /** main → worker: { id, outcome: 'record' | 'none' | 'unavailable', version?, snapshot?, reason? } */
+  HANDOFF_REPLY: 4,
+  /** main → worker: { id, kind?, key? } — release kind/key (or, without kind, every hand-off activation): snapshot, deactivate, tombstone. */
+  RELEASE_REQUEST: 5,
+  /** worker → main: { id, records: [{ kind, key, version, snapshot? }] } */
+  RELEASE_REPLY: 6,
+  /** main → worker: { kind, key } — this node owns the key again: lift its tombstone. */
+  UNTOMB: 7,
 } as const
 export type ControlType = (typeof CONTROL_TYPES)[keyof typeof CONTROL_TYPES]
 

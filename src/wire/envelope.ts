@@ -429,6 +429,15 @@ export class EnvelopeReader {
     return true
   }
 
+  /** Rewrite schema_version in place (a relay stamps the version negotiated with the peer); false if the field is absent. */
+  patchSchemaVersion(version: number): boolean {
+    const slot = this.#slot(F_SCHEMA_VERSION, 2)
+    if (slot < 0) return false
+    this.#views.view.setUint16(this.#views.delta + slot, version, true)
+    this.schemaVersion = version
+    return true
+  }
+
   /** True when the kind bytes equal `bytes` (lets a receiver skip decoding a repeated kind). */
   kindEquals(bytes: Uint8Array): boolean {
     return this.#equals(this.kindOff, this.kindLen, bytes, bytes.length)

@@ -21,7 +21,7 @@ describe('native-free-bench --quick', () => {
     expect(r.status, r.stderr.slice(-2000)).toBe(0)
     const summary = JSON.parse(r.stdout) as { results: { scope: string; rows: unknown[] }[]; failures: unknown[] }
     expect(summary.failures).toEqual([])
-    expect(summary.results.map((x) => x.scope)).toEqual(['ring', 'envelope', 'codec', 'e2e', 'activation', 'gossip', 'membership', 'remote'])
+    expect(summary.results.map((x) => x.scope)).toEqual(['ring', 'envelope', 'codec', 'e2e', 'activation', 'gossip', 'membership', 'remote', 'placement', 'http'])
     for (const x of summary.results) expect(x.rows.length, x.scope).toBeGreaterThan(0)
   })
 })

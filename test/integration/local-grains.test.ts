@@ -140,6 +140,14 @@ describe('local grains on worker threads', () => {
     await waitUntil(() => events.some((e) => e.type === 'grain.deactivated' && e.key === 'idle-1' && e.reason === 'idle'), { what: 'idle passivation', timeoutMs: 30_000 })
     // Fresh activation: state starts over.
     expect(await node.ask(Lifecycle, 'idle-1', 'hit')).toBe(1)
+    // The re-activation is reported, with the churn flag an operator tunes idleTtlMs by.
+    const re = await waitUntil(() => events.find((e) => e.type === 'placement.reactivated' && e.key === 'idle-1'), { what: 'reactivation event' })
+    if (re.type !== 'placement.reactivated') throw new Error('unreachable')
+    expect(re.kind).toBe('lifecycle')
+    expect(re.afterMs).toBeGreaterThanOrEqual(0)
+    expect(re.churn).toBe(re.afterMs < 100)
+    const text = await node.metricsText()
+    expect(text).toMatch(/graincluster_grain_reactivations_total\{kind="lifecycle"\} [1-9]/)
   })
 
   it('passivates on request after the current message', async () => {

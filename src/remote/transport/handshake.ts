@@ -25,7 +25,13 @@
  *    3  body
  *       HELLO   str clusterName, str authority, str nodeId, 32 bytes nonce
  *       PROOF   32 bytes HMAC-SHA256
- *       ACCEPT  u32 length + welcome bytes (opaque; the seed's member table)
+ *       ACCEPT  u32 length + welcome bytes (opaque; the seed's member table),
+ *               then optionally the sender's schema versions: u16 count, and
+ *               per kind: str kind, u8 n, n × u16 version (schema-negotiation.ts).
+ *               In ACCEPT rather than HELLO: it comes from a peer that proved
+ *               the secret, and is not squeezed by the pre-auth frame limit.
+ *               Absent (an older peer) = no negotiation; the serving worker
+ *               still checks each call's version.
  *       REFUSE  str code, str reason
  *
  * The type and version come first so a peer of another protocol version is
@@ -55,6 +61,7 @@
 
 import { type ErrorCode, GrainClusterError, isErrorCode } from '../../common/errors.js'
 import { readUtf8, utf8Length, writeUtf8 } from '../../common/utf8.js'
+import { type SchemaVersions, schemaSectionBytes } from '../schema-negotiation.js'
 
 /** Version of this handshake and framing; the peer must speak the same one. */
 export const PROTOCOL_VERSION = 1
@@ -90,7 +97,7 @@ const HEADER_BYTES = 3
 export type HandshakeMessage =
   | { type: 'hello'; version: number; clusterName: string; authority: string; nodeId: string; nonce: Uint8Array }
   | { type: 'proof'; version: number; mac: Uint8Array }
-  | { type: 'accept'; version: number; welcome: Uint8Array }
+  | { type: 'accept'; version: number; welcome: Uint8Array; schemas?: SchemaVersions }
   | { type: 'refuse'; version: number; code: string; reason: string }
 
 /** Who a peer says it is (checked by its PROOF once established). */
@@ -126,7 +133,7 @@ export type HandshakeState = 'idle' | 'awaiting-hello' | 'awaiting-proof' | 'awa
 
 /** How a handshake ended. */
 export type HandshakeResult =
-  | { ok: true; peer: PeerIdentity; welcome: Uint8Array }
+  | { ok: true; peer: PeerIdentity; welcome: Uint8Array; schemas?: SchemaVersions }
   | {
       ok: false
       /** Typed error: code ERR_AUTHORITY_HANDSHAKE_FAILED, ERR_FRAME_MALFORMED, or the hook's / peer's code. */
@@ -163,6 +170,8 @@ export interface HandshakeOptions {
   welcome?: (peer: PeerIdentity) => Uint8Array | undefined
   /** Version this side speaks; PROTOCOL_VERSION unless testing a mismatch. */
   protocolVersion?: number
+  /** Schema versions per grain kind this node serves, sent in its ACCEPT. */
+  schemas?: SchemaVersions
 }
 
 // ---------------------------------------------------------------- encoding
@@ -283,10 +292,22 @@ export function encodeHandshakeMessage(m: HandshakeMessage): Uint8Array {
       return w.done()
     }
     case 'accept': {
-      const w = new Writer(HEADER_BYTES + 4 + m.welcome.length)
+      const schemas = m.schemas
+      const w = new Writer(HEADER_BYTES + 4 + m.welcome.length + (schemas === undefined ? 0 : schemaSectionBytes(schemas, utf8Length)))
       header(w, HANDSHAKE_MESSAGE.ACCEPT, m.version)
       w.u32(m.welcome.length)
       w.bytes(m.welcome)
+      if (schemas !== undefined) {
+        if (schemas.size > 0xffff) throw malformed('more than 65535 grain kinds')
+        w.u16(schemas.size)
+        for (const [kind, vs] of schemas) {
+          if (utf8Length(kind) > MAX_HELLO_STRING_BYTES) throw malformed(`grain kind ${kind} is longer than ${MAX_HELLO_STRING_BYTES} bytes`)
+          if (vs.length > 0xff) throw malformed(`grain kind ${kind} lists more than 255 schema versions`)
+          w.str(kind)
+          w.u8(vs.length)
+          for (const v of vs) w.u16(v)
+        }
+      }
       return w.done()
     }
     case 'refuse': {
@@ -333,8 +354,19 @@ export function decodeHandshakeMessage(frame: Uint8Array): HandshakeMessage {
     case HANDSHAKE_MESSAGE.ACCEPT: {
       const n = r.u32('welcome length')
       const welcome = r.bytes(n, 'welcome')
+      if (r.p === frame.length) return { type: 'accept', version: h.version, welcome }
+      const count = r.u16('schema count')
+      const schemas = new Map<string, readonly number[]>()
+      for (let i = 0; i < count; i++) {
+        const kind = r.str('schema kind', MAX_HELLO_STRING_BYTES)
+        r.need(1, 'schema version count')
+        const nv = frame[r.p++]!
+        const vs: number[] = []
+        for (let j = 0; j < nv; j++) vs.push(r.u16('schema version'))
+        schemas.set(kind, vs.sort((a, b) => a - b))
+      }
       r.end()
-      return { type: 'accept', version: h.version, welcome }
+      return { type: 'accept', version: h.version, welcome, schemas }
     }
     case HANDSHAKE_MESSAGE.REFUSE: {
       const code = r.str('refusal code', MAX_HELLO_STRING_BYTES)
@@ -476,7 +508,7 @@ export class Handshake {
       case 'accept':
         if (state !== 'awaiting-accept') return this.#unexpected('ACCEPT')
         this.#state = 'established'
-        return { send: [], result: { ok: true, peer: this.#peer!, welcome: m.welcome } }
+        return { send: [], result: { ok: true, peer: this.#peer!, welcome: m.welcome, ...(m.schemas === undefined ? {} : { schemas: m.schemas }) } }
       case 'refuse':
         return this.#remoteRefusal(m.code, m.reason)
     }
@@ -555,7 +587,7 @@ export class Handshake {
       return this.#refuse('rejected', code, `accept/welcome hook failed: ${e instanceof Error ? e.message : String(e)}`)
     }
     this.#state = 'awaiting-accept'
-    return { send: [encodeHandshakeMessage({ type: 'accept', version: this.#version, welcome })] }
+    return { send: [encodeHandshakeMessage({ type: 'accept', version: this.#version, welcome, ...(o.schemas === undefined ? {} : { schemas: o.schemas }) })] }
   }
 
   #unexpected(got: string): HandshakeStep {

@@ -47,6 +47,7 @@ import {
   type PeerIdentity,
 } from './handshake.js'
 
+import type { SchemaVersions } from '../schema-negotiation.js'
 export type { PeerIdentity, HandshakeRefusal } from './handshake.js'
 
 /** Interface bound when `host` is not given. */
@@ -112,6 +113,8 @@ export interface TcpTransportOptions {
   accept?: (peer: PeerIdentity, direction: ConnectionDirection) => HandshakeRefusal | undefined
   /** Opaque bytes for this side's ACCEPT (the seed's member table, spec 1.5). */
   welcome?: (peer: PeerIdentity, direction: ConnectionDirection) => Uint8Array | undefined
+  /** Schema versions per grain kind this node serves, exchanged in the handshake (schema-negotiation.ts). */
+  schemas?: SchemaVersions
   /** Use TLS (node:tls) on both the server and the dialed connections. */
   tls?: TcpTransportTlsOptions
 }
@@ -121,11 +124,15 @@ export interface PeerUpInfo {
   direction: ConnectionDirection
   /** What the peer put in its ACCEPT (empty if nothing). */
   welcome: Uint8Array
+  /** The peer's schema versions per kind; undefined when it sent none (an older node). */
+  schemas?: SchemaVersions
 }
 
 /** One entry of peers(). */
 export interface PeerConnectionInfo extends PeerIdentity {
   direction: ConnectionDirection
+  /** The peer's schema versions per kind (see PeerUpInfo). */
+  schemas?: SchemaVersions
 }
 
 /** Listener signatures of TcpTransport.on(). */
@@ -212,6 +219,7 @@ interface ResolvedOptions {
   maxPendingHandshakes: number
   accept: TcpTransportOptions['accept']
   welcome: TcpTransportOptions['welcome']
+  schemas: SchemaVersions | undefined
   tls: TcpTransportTlsOptions | undefined
 }
 
@@ -273,6 +281,7 @@ function resolveOptions(o: TcpTransportOptions): ResolvedOptions {
     maxPendingHandshakes: o.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES,
     accept: o.accept,
     welcome: o.welcome,
+    schemas: o.schemas,
     tls: o.tls,
   }
 }
@@ -305,6 +314,8 @@ class Connection {
   tcpConnected = false
   /** The failure of this connection's handshake, once one was published. */
   refusal: Extract<HandshakeResult, { ok: false }> | undefined
+  /** The peer's schema versions from its ACCEPT. */
+  schemas: SchemaVersions | undefined
   /** A frame was rejected on it (event already published). */
   rejected = false
   readonly onFrame: (frame: Uint8Array) => void
@@ -518,7 +529,7 @@ export class TcpTransport {
   /** Established peers and the direction of the connection kept for each. */
   peers(): PeerConnectionInfo[] {
     const out: PeerConnectionInfo[] = []
-    for (const c of this.#active.values()) if (c.peer !== undefined) out.push({ ...c.peer, direction: c.direction })
+    for (const c of this.#active.values()) if (c.peer !== undefined) out.push({ ...c.peer, direction: c.direction, ...(c.schemas === undefined ? {} : { schemas: c.schemas }) })
     return out
   }
 
@@ -752,6 +763,7 @@ export class TcpTransport {
       ...(c.dialed !== undefined ? { expectedAuthority: c.dialed } : {}),
       ...(accept !== undefined ? { accept: (peer: PeerIdentity) => accept(peer, direction) } : {}),
       ...(welcome !== undefined ? { welcome: (peer: PeerIdentity) => welcome(peer, direction) } : {}),
+      ...(o.schemas !== undefined ? { schemas: o.schemas } : {}),
     })
     this.#apply(c, c.handshake.start())
   }
@@ -800,7 +812,10 @@ export class TcpTransport {
     if (c.handshake?.peerVerified === true) c.decoder.maxFrameBytes = this.#o.maxFrameBytes
     const r = step.result
     if (r === undefined) return
-    if (r.ok) this.#onEstablished(c, Object.freeze({ authority: r.peer.authority, nodeId: r.peer.nodeId }), r.welcome)
+    if (r.ok) {
+      c.schemas = r.schemas
+      this.#onEstablished(c, Object.freeze({ authority: r.peer.authority, nodeId: r.peer.nodeId }), r.welcome)
+    }
     else this.#onHandshakeFailed(c, r)
   }
 
@@ -897,7 +912,7 @@ export class TcpTransport {
     if (t !== undefined) clearTimeout(t)
     this.#reconnectTimers.delete(peer.authority)
     this.#o.events.publish({ type: 'transport.connected', authority: peer.authority, nodeId: peer.nodeId, direction: c.direction })
-    this.#emit('peer-up', peer, { direction: c.direction, welcome })
+    this.#emit('peer-up', peer, { direction: c.direction, welcome, ...(c.schemas === undefined ? {} : { schemas: c.schemas }) })
     const waiters = this.#waiters.get(peer.authority)
     this.#waiters.delete(peer.authority)
     if (waiters !== undefined) for (const w of waiters) w.resolve(peer)

@@ -18,6 +18,7 @@
  */
 
 import { Worker } from 'node:worker_threads'
+import type { RpcCallSettings } from '../../common/rpc-settings.js'
 import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { messageTypeId as messageTypeIdOf, partitionOf, workerOfPartition } from '../../common/hash.js'
 import type { KindDescriptor } from '../../grains/kind-registry.js'
@@ -27,10 +28,11 @@ import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, workerOfThread } from '../.
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
-import { codecByName, type PayloadCodec } from '../../wire/payload-codec.js'
+import { codecByName, encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
 import { FrameSender } from '../ring/frame-sender.js'
 import { createRingBuffer, RingConsumer } from '../ring/spsc-ring.js'
+import type { ReleasedRecord } from '../worker/activation.js'
 import type { GrainWorkerData, MainToWorker, WorkerToMain } from '../worker/worker-data.js'
 import { PendingCalls } from './pending-calls.js'
 import { workerEntry } from './worker-entry.js'
@@ -56,8 +58,26 @@ export interface KindInfo {
   readonly schemaVersion: number
   readonly stateless: boolean
   readonly idleTtlMs: number
+  /** Declares snapshot/restore hooks (state hand-off). */
+  readonly handoff: boolean
+  /** RPC defaults the kind declares (defineGrain({ rpc })). */
+  readonly rpc: RpcCallSettings | undefined
   /** method name → message type id */
   readonly methods: Map<string, number>
+  /** Schema versions the kind serves, ascending (negotiated per peer in the handshake). */
+  readonly supportedSchemaVersions: readonly number[]
+}
+
+/** What the cluster answers a worker that activates a hand-off kind. */
+export interface HandoffAnswer {
+  outcome: 'record' | 'none' | 'unavailable'
+  version?: number
+  snapshot?: unknown
+  reason?: string
+}
+
+function releasedKey(kind: string, key: string): string {
+  return `${kind}\u0000${key}`
 }
 
 type LinkState = 'starting' | 'ready' | 'crashed' | 'stopping' | 'stopped'
@@ -152,7 +172,10 @@ export class WorkerHost {
         schemaVersion: k.schemaVersion,
         stateless: k.stateless,
         idleTtlMs: k.idleTtlMs,
+        handoff: k.handoff === true,
+        rpc: k.rpc,
         methods: new Map(k.methods.map((m) => [m, messageTypeIdOf(m)])),
+        supportedSchemaVersions: k.supportedSchemaVersions ?? [k.schemaVersion],
       })
     }
   }
@@ -330,6 +353,7 @@ export class WorkerHost {
       } else if ((flags & FLAGS.CONTROL) !== 0) {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
         else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(from, r.payload())
+        else this.#onHandoffControl(link, r)
       } else this.#routeRequest(from, r, data, off, len)
     }
   }
@@ -358,6 +382,7 @@ export class WorkerHost {
       }
     }
     const target = this.#links[workerOfPartition(r.partition, this.workers)]!
+    if (this.#released.size > 0) this.#untombIfReleased(target, safe(() => r.kind()), safe(() => r.key()))
     const replyTo = r.replyTo
     const corr = r.correlationId
     try {
@@ -454,7 +479,25 @@ export class WorkerHost {
     const c = this.pending.take(r.correlationId)
     if (c === undefined) return // timed out already
     if (c.raw !== undefined) c.raw(r)
-    else settleReply(r, this.codec, c)
+    else if ((r.flags & FLAGS.ERROR) !== 0) settleReply(r, this.codec, c)
+    else {
+      // A success reply that rejects could not be decoded here (spec 6.4: recorded, call failed).
+      const reject = c.reject
+      settleReply(r, this.codec, {
+        kind: c.kind,
+        key: c.key,
+        method: c.method,
+        resolve: c.resolve,
+        reject: (err) => {
+          this.#serializationFailed(c.kind, c.key, c.method, 'decode', 'reply', err)
+          reject(err)
+        },
+      })
+    }
+  }
+
+  #serializationFailed(kind: string, key: string, method: string, direction: 'encode' | 'decode', message: 'request' | 'reply', err: GrainClusterError): void {
+    this.#events.publish({ type: 'rpc.serialization-failed', kind, key, method, direction, message, code: err.code, reason: err.reason })
   }
 
   /**
@@ -471,8 +514,13 @@ export class WorkerHost {
     if (r.partition >= this.partitions) throw new GrainClusterError('ERR_FRAME_MALFORMED', `partition ${r.partition} out of range (this node has ${this.partitions}: partitions must match cluster-wide)`)
     if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed')
     const link = this.#links[workerOfPartition(r.partition, this.workers)]!
+    // Leaving: this node serves nothing new; calls follow placement to the successors.
+    const redirect = this.redirectInbound && this.placeRequest !== undefined && this.onPidRequest !== undefined ? this.placeRequest(r.kind(), r.key()) : undefined
+    const refusal = redirect === undefined && this.servingRefusal !== undefined ? this.servingRefusal(r.kind(), r.key()) : undefined
     if ((r.flags & FLAGS.ASK) === 0) {
-      link.sender.sendBytes(bytes, 0, bytes.length)
+      if (redirect !== undefined) this.onPidRequest!(redirect, bytes.slice())
+      else if (refusal !== undefined) throw refusal
+      else link.sender.sendBytes(bytes, 0, bytes.length)
       return
     }
     const callerCorr = r.correlationId
@@ -488,7 +536,15 @@ export class WorkerHost {
     const fail = (e: GrainClusterError): void => {
       onReply(prepareErrorReply(new EnvelopeWriter(), callerCorr, callerReplyTo, new GrainClusterError(e.code, e.reason, { ...info, ...e.details })).toBytes())
     }
+    if (refusal !== undefined) {
+      fail(refusal)
+      return
+    }
     this.pending.addRaw(corr, info, timeoutMs, back, fail)
+    if (redirect !== undefined) {
+      this.onPidRequest!(redirect, bytes.slice())
+      return
+    }
     try {
       link.sender.sendBytes(bytes, 0, bytes.length)
     } catch (e) {
@@ -507,6 +563,117 @@ export class WorkerHost {
     const r = this.#relayReader.reset(bytes, 0, bytes.length)
     if ((r.flags & FLAGS.REPLY) === 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'expected a reply envelope')
     this.#settle(r)
+  }
+
+  // -------------------------------------------------------------- hand-off
+
+  /**
+   * Set by the node in a cluster: fetch the ActivationRecord of a hand-off
+   * kind's key that a worker is activating (from the previous owner, or an
+   * inbox of pushed records). Single node: every activation starts fresh.
+   */
+  onHandoffRequest: ((kind: string, key: string) => Promise<HandoffAnswer>) | undefined
+
+  /**
+   * Set by the node in a cluster: undefined while this node may serve
+   * grains, else the typed error to answer with (minority side, serving
+   * lease expired). Checked before any call is handed to a local worker.
+   */
+  servingRefusal: ((kind: string, key: string) => GrainClusterError | undefined) | undefined
+
+  /** Set while the node leaves: requests from other nodes are routed by placement instead of served here. */
+  redirectInbound = false
+
+  /** Keys this node released to other owners; a local delivery lifts the worker's tombstone first. */
+  readonly #released = new Set<string>()
+  readonly #releases = new Map<number, (records: ReleasedRecord[]) => void>()
+  #nextReleaseId = 1
+
+  #onHandoffControl(link: WorkerLink, r: EnvelopeReader): void {
+    let msg: Record<string, unknown>
+    try {
+      msg = this.codec.decode(r.buf, r.payloadOff, r.payloadLen) as Record<string, unknown>
+      if (typeof msg !== 'object' || msg === null) throw new Error('not an object')
+    } catch (e) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} control frame`, reason: toGrainClusterError(e).reason })
+      return
+    }
+    if (r.messageType === CONTROL_TYPES.HANDOFF_REQUEST) {
+      const id = Number(msg.id)
+      const kind = String(msg.kind)
+      const key = String(msg.key)
+      const answer = this.onHandoffRequest === undefined ? Promise.resolve<HandoffAnswer>({ outcome: 'none' }) : this.onHandoffRequest(kind, key)
+      void answer
+        .catch((e: unknown): HandoffAnswer => ({ outcome: 'unavailable', reason: toGrainClusterError(e).reason }))
+        .then((a) => {
+          if (link.state === 'crashed' || link.state === 'stopped') return
+          this.#released.delete(releasedKey(kind, key))
+          this.#sendControl(link, CONTROL_TYPES.HANDOFF_REPLY, { id, ...a })
+        })
+    } else if (r.messageType === CONTROL_TYPES.RELEASE_REPLY) {
+      const done = this.#releases.get(Number(msg.id))
+      this.#releases.delete(Number(msg.id))
+      done?.(Array.isArray(msg.records) ? (msg.records as ReleasedRecord[]) : [])
+    } else {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} control frame`, reason: `unknown control type ${r.messageType}` })
+    }
+  }
+
+  #sendControl(link: WorkerLink, type: number, body: unknown): void {
+    const w = this.#writer.reset()
+    w.flags = FLAGS.CONTROL
+    w.messageType = type
+    w.payloadBytes = encodeToBytes(this.codec, body)
+    link.sender.send(w)
+  }
+
+  #untombIfReleased(link: WorkerLink, kind: string, key: string): void {
+    if (this.#released.delete(releasedKey(kind, key))) this.#sendControl(link, CONTROL_TYPES.UNTOMB, { kind, key })
+  }
+
+  /**
+   * Release kind/key to another owner: its worker finishes the messages it
+   * accepted, snapshots, deactivates and tombstones the key (later messages
+   * come back here to be routed). Resolves with the record, or [] if the
+   * key was not active. Rejects if the worker is gone or does not answer.
+   */
+  releaseKey(kind: string, key: string, timeoutMs = 10_000): Promise<ReleasedRecord[]> {
+    const link = this.#links[workerOfPartition(partitionOf(key, this.partitions), this.workers)]!
+    this.#released.add(releasedKey(kind, key))
+    return this.#release(link, { kind, key }, timeoutMs)
+  }
+
+  /**
+   * Release every hand-off activation on every worker (graceful leave), or
+   * with `park`, deactivate every activation of any kind without
+   * tombstones (serving lease lost: nothing is served here meanwhile).
+   */
+  async releaseAll(timeoutMs = 10_000, o: { park?: boolean } = {}): Promise<ReleasedRecord[]> {
+    const body = o.park === true ? { tomb: false, allKinds: true } : {}
+    const all = await Promise.all(this.#links.map((l) => this.#release(l, body, timeoutMs).catch(() => [] as ReleasedRecord[])))
+    return all.flat()
+  }
+
+  #release(link: WorkerLink, body: { kind?: string; key?: string; tomb?: boolean; allKinds?: boolean }, timeoutMs: number): Promise<ReleasedRecord[]> {
+    if (link.state !== 'ready') return Promise.reject(new GrainClusterError('ERR_WORKER_UNAVAILABLE', `worker ${link.index} is ${link.state}`, { worker: link.index }))
+    const id = this.#nextReleaseId++
+    return new Promise<ReleasedRecord[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#releases.delete(id)
+        reject(new GrainClusterError('ERR_GRAIN_TIMEOUT', `worker ${link.index} did not release ${body.kind ?? 'its activations'}${body.key === undefined ? '' : `/${body.key}`} within ${timeoutMs} ms`, { worker: link.index }))
+      }, timeoutMs)
+      this.#releases.set(id, (records) => {
+        clearTimeout(timer)
+        resolve(records)
+      })
+      try {
+        this.#sendControl(link, CONTROL_TYPES.RELEASE_REQUEST, { id, ...body })
+      } catch (e) {
+        clearTimeout(timer)
+        this.#releases.delete(id)
+        reject(toGrainClusterError(e, 'ERR_RING_FULL'))
+      }
+    })
   }
 
   #publishWorkerEvent(bytes: Uint8Array): void {
@@ -537,7 +704,12 @@ export class WorkerHost {
       throw new GrainClusterError('ERR_GRAIN_INVALID_KEY', `grain key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters (got ${typeof key === 'string' ? `${key.length} characters` : typeof key})`, { kind, method })
     }
     if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed', { kind, key, method })
+    if (this.servingRefusal !== undefined) {
+      const refusal = this.servingRefusal(kind, key)
+      if (refusal !== undefined) throw refusal
+    }
     const partition = partitionOf(key, this.partitions)
+    if (this.#released.size > 0) this.#untombIfReleased(this.#links[workerOfPartition(partition, this.workers)]!, kind, key)
     const w = this.#writer.reset()
     w.kind = info.kindBytes
     w.key = key
@@ -555,7 +727,9 @@ export class WorkerHost {
     try {
       link.sender.send(this.#writer)
     } catch (e) {
-      throw toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method })
+      const err = toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method })
+      if (err.code === 'ERR_GRAIN_PAYLOAD_ENCODE') this.#serializationFailed(kind, key, method, 'encode', 'request', err)
+      throw err
     } finally {
       this.#payloadValue = undefined
     }
@@ -577,7 +751,9 @@ export class WorkerHost {
     try {
       link.sender.send(w)
     } catch (e) {
-      return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method }))
+      const err = toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method })
+      if (err.code === 'ERR_GRAIN_PAYLOAD_ENCODE') this.#serializationFailed(kind, key, method, 'encode', 'request', err)
+      return Promise.reject(err)
     } finally {
       this.#payloadValue = undefined
     }

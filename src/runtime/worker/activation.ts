@@ -3,13 +3,14 @@
  * also the GrainContext its handlers receive, so an idle activation costs one
  * small object plus its state (the benchmark measures ≤ 1 KiB).
  *
- * The mailbox is only materialised when a message arrives while another is
- * in progress (async handler or onActivate); the common synchronous case
- * never allocates a queue.
+ * The mailbox (key-limits.ts: per-key concurrency and queue limits) is only
+ * materialised when a message arrives while another is in progress (async
+ * handler or onActivate); the common synchronous case never allocates a queue.
  */
 
 import type { GrainContext } from '../../grains/grain-context.js'
 import type { KindEntry, MethodEntry } from '../../grains/kind-registry.js'
+import { KeyMailbox } from './key-limits.js'
 
 export interface QueuedMessage {
   method: MethodEntry
@@ -17,6 +18,17 @@ export interface QueuedMessage {
   /** Thread waiting for the reply, or -1 for a tell. */
   replyTo: number
   correlationId: number
+}
+
+/** What a released activation hands to its next owner (spec ActivationRecord, minus the PID the main thread adds). */
+export interface ReleasedRecord {
+  kind: string
+  key: string
+  version: number
+  /** Present when the kind's snapshot hook ran and its value could be encoded. */
+  snapshot?: unknown
+  /** Why there is no snapshot, when there is none. */
+  reason?: string
 }
 
 /** What an activation needs from the thread that hosts it. */
@@ -27,17 +39,17 @@ export interface ActivationHost {
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R>
 }
 
-export class Activation implements GrainContext {
+export class Activation extends KeyMailbox<QueuedMessage> implements GrainContext {
   state: unknown
   /** Coarse time of the last message (host clock, ms), for idle passivation. */
   lastUsedMs: number
-  /** A handler (or onActivate/onDeactivate) is in progress. */
-  busy = false
   deactivateRequested = false
   /** Set once passivation has begun; messages then wait for the next activation. */
   deactivating = false
-  queue: QueuedMessage[] | null = null
-  queueHead = 0
+  /** Hand-off generation of this key's state (ActivationRecord.version). */
+  version = 0
+  /** Set while a release (state hand-off to a new owner) waits for this activation to go idle. */
+  released: ((record: ReleasedRecord) => void) | null = null
 
   constructor(
     readonly host: ActivationHost,
@@ -46,6 +58,7 @@ export class Activation implements GrainContext {
     state: unknown,
     nowMs: number,
   ) {
+    super()
     this.state = state
     this.lastUsedMs = nowMs
   }
@@ -54,29 +67,8 @@ export class Activation implements GrainContext {
     return this.entry.kind
   }
 
-  enqueue(m: QueuedMessage): void {
-    if (this.queue === null) {
-      this.queue = [m]
-      this.queueHead = 0
-    } else this.queue.push(m)
-  }
-
-  /** Next queued message, or undefined (and the queue is released). */
-  dequeue(): QueuedMessage | undefined {
-    const q = this.queue
-    if (q === null) return undefined
-    if (this.queueHead >= q.length) {
-      this.queue = null
-      this.queueHead = 0
-      return undefined
-    }
-    const m = q[this.queueHead]!
-    q[this.queueHead++] = undefined as unknown as QueuedMessage
-    return m
-  }
-
-  get queued(): number {
-    return this.queue === null ? 0 : this.queue.length - this.queueHead
+  protected override isShared(m: QueuedMessage): boolean {
+    return m.method.readOnly
   }
 
   tell(kind: string, key: string, method: string, payload?: unknown): void {

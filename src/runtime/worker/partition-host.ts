@@ -21,10 +21,13 @@ import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/contro
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
-import type { PayloadCodec } from '../../wire/payload-codec.js'
+import { encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import type { FrameSender } from '../ring/frame-sender.js'
-import { Activation, type ActivationHost, type QueuedMessage } from './activation.js'
+import { Activation, type ActivationHost, type QueuedMessage, type ReleasedRecord } from './activation.js'
 import type { WorkerEvent } from './worker-event.js'
+import { EVENT_CATEGORIES } from '../../observability/events.js'
+import { describeVersions } from '../../grains/limits-and-schemas.js'
+import type { Admission } from './key-limits.js'
 
 export interface PartitionHostOptions {
   worker: number
@@ -50,12 +53,20 @@ interface PendingAsk {
 }
 
 /** Category bits, in EVENT_CATEGORIES order (observability/events.ts). */
-export const CATEGORY_BITS = { grain: 1, worker: 2, ring: 4, deadletter: 8, frame: 16, node: 32 } as const
+export const CATEGORY_BITS = { grain: 1, worker: 2, ring: 4, deadletter: 8, frame: 16, node: 32, rpc: 1 << EVENT_CATEGORIES.indexOf('rpc'), placement: 1 << EVENT_CATEGORIES.indexOf('placement') } as const
 
 const textEncoder = new TextEncoder()
 
+/** Recently passivated keys remembered for the churn signal. */
+const MAX_PASSIVATED_TRACKED = 10_000
+
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function'
+}
+
+/** A string field of a decoded control message ('' when it is not a string). */
+function textOf(v: unknown): string {
+  return typeof v === 'string' ? v : ''
 }
 
 function reasonOf(e: unknown): string {
@@ -125,6 +136,7 @@ export class PartitionHost implements ActivationHost {
     }
     if ((r.flags & FLAGS.REPLY) !== 0) this.#completeAsk(r)
     else if ((r.flags & FLAGS.CONTROL) === 0) this.#handleRequest(r)
+    else this.#handleControl(r)
   }
 
   #handleRequest(r: EnvelopeReader): void {
@@ -163,11 +175,19 @@ export class PartitionHost implements ActivationHost {
       })
       return
     }
+    // 0 = a caller that does not know the kind (e.g. a pure client): accepted.
+    const version = r.schemaVersion
+    if (version !== 0 && version !== entry.schemaVersion && !entry.supportedSchemaVersions.includes(version)) {
+      this.#schemaMismatch(entry, key, method, version, replyTo, corr)
+      return
+    }
     let payload: unknown
     try {
       payload = r.payloadLen === 0 ? undefined : this.codec.decode(r.buf, r.payloadOff, r.payloadLen)
     } catch (e) {
-      this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_PAYLOAD_DECODE', reasonOf(e), { kind: kindName, key, method: method.name })
+      const reason = `request payload of ${kindName}.${method.name} could not be decoded: ${reasonOf(e)}`
+      this.#serializationFailed(kindName, key, method.name, 'decode', 'request', 'ERR_GRAIN_PAYLOAD_DECODE', reason)
+      this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_PAYLOAD_DECODE', reason, { kind: kindName, key, method: method.name })
       return
     }
     this.deliver(entry, key, method, payload, replyTo, corr)
@@ -183,9 +203,41 @@ export class PartitionHost implements ActivationHost {
     this.#emit({ type: 'deadletter', kind, key, messageType, code, reason, worker: this.worker })
   }
 
+  #schemaMismatch(entry: KindEntry, key: string, method: MethodEntry, version: number, replyTo: number, corr: number): void {
+    const served = entry.supportedSchemaVersions
+    const reason = `schema mismatch: caller speaks ${entry.kind} v${version}; this node serves ${describeVersions(entry.kind, served)}`
+    this.#emit({ type: 'rpc.schema-mismatch', kind: entry.kind, key, method: method.name, callerVersion: version, servedVersions: [...served], where: 'worker', worker: this.worker, code: 'ERR_SCHEMA_MISMATCH', reason })
+    this.#refuse(replyTo, corr, method.id, 'ERR_SCHEMA_MISMATCH', reason, { kind: entry.kind, key, method: method.name, callerVersion: version, servedVersions: [...served] })
+  }
+
+  #serializationFailed(kind: string, key: string, method: string, direction: 'encode' | 'decode', message: 'request' | 'reply', code: string, reason: string): void {
+    this.#emit({ type: 'rpc.serialization-failed', kind, key, method, direction, message, worker: this.worker, code, reason })
+  }
+
+  /** A call that cannot start now: queue it, or apply the kind's queuePolicy when the queue is full (spec 6.3). */
+  #overflow(act: Activation, admission: Exclude<Admission, 'run'>, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+    const kind = act.entry.kind
+    const key = act.key
+    const depth = act.entry.limits.queueDepth
+    if (admission === 'reject') {
+      const reason = `${kind}/${key} already has ${depth} calls waiting (queueDepth ${depth}); ${method.name} refused (queuePolicy reject)`
+      this.#emit({ type: 'rpc.rejected', kind, key, method: method.name, worker: this.worker, code: 'ERR_GRAIN_QUEUE_FULL', reason, policy: 'reject' })
+      this.#refuse(replyTo, corr, method.id, 'ERR_GRAIN_QUEUE_FULL', reason, { kind, key, method: method.name, limit: depth })
+      return
+    }
+    if (admission === 'dropOldest') {
+      const old = act.dropOldest()!
+      const reason = `${kind}/${key} had ${depth} calls waiting (queueDepth ${depth}): the oldest, ${old.method.name}, was dropped for a newer ${method.name} (queuePolicy dropOldest)`
+      this.#emit({ type: 'rpc.dropped', kind, key, method: old.method.name, worker: this.worker, code: 'ERR_GRAIN_DROPPED', reason, policy: 'dropOldest' })
+      this.#refuse(old.replyTo, old.correlationId, old.method.id, 'ERR_GRAIN_DROPPED', reason, { kind, key, method: old.method.name, limit: depth })
+    }
+    act.enqueue({ method, payload, replyTo, correlationId: corr })
+  }
+
   // ------------------------------------------------------------ activations
 
   deliver(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+    if (this.#tombCount > 0 && this.#tombs.get(entry)?.has(key) === true) return this.#bounce(entry, key, method, payload, replyTo, corr)
     const acts = this.#activations.get(entry)!
     let act = acts.get(key)
     if (act === undefined) {
@@ -193,16 +245,33 @@ export class PartitionHost implements ActivationHost {
       if (act === undefined) return
     }
     act.lastUsedMs = this.nowMs
-    if (act.busy || act.queue !== null) {
-      act.enqueue({ method, payload, replyTo, correlationId: corr })
-      return
+    if (act.busy || act.queue !== null || act.sharedRunning !== 0 || act.deactivating) {
+      // A passivating activation takes no new call: it waits for the next activation.
+      const admission = act.deactivating && act.queued < act.entry.limits.queueDepth ? 'queue' : act.admit(method.readOnly, act.entry.limits)
+      if (admission !== 'run') {
+        this.#overflow(act, admission, method, payload, replyTo, corr)
+        return
+      }
     }
     this.#run(act, method, payload, replyTo, corr)
-    if (!act.busy && act.deactivateRequested) void this.#deactivate(act, 'requested')
+    if (act.idle && act.deactivateRequested) void this.#deactivate(act, 'requested')
   }
 
   #activate(entry: KindEntry, key: string, acts: Map<string, Activation>, method: MethodEntry, replyTo: number, corr: number): Activation | undefined {
     const def = entry.def
+    if (entry.handoff && this.#routeViaMain()) {
+      // In a cluster a hand-off kind first asks the main thread for the
+      // previous owner's record; messages queue on the busy activation
+      // meanwhile, so they run in order on the restored state.
+      const act = new Activation(this, entry, key, undefined, this.nowMs)
+      acts.set(key, act)
+      this.#activeCount++
+      act.busy = true
+      const id = this.#nextHandoffId++
+      this.#handoffWaits.set(id, act)
+      this.#sendControl(CONTROL_TYPES.HANDOFF_REQUEST, { id, kind: entry.kind, key })
+      return act
+    }
     let state: unknown
     try {
       state = def.state === undefined ? undefined : def.state(key)
@@ -213,6 +282,19 @@ export class PartitionHost implements ActivationHost {
     const act = new Activation(this, entry, key, state, this.nowMs)
     acts.set(key, act)
     this.#activeCount++
+    return this.#started(act, [{ method, payload: undefined, replyTo, correlationId: corr }]) ? act : undefined
+  }
+
+  /**
+   * The activation has its state: publish it and run onActivate. False when
+   * onActivate threw synchronously (the activation is discarded and
+   * `trigger` failed).
+   */
+  #started(act: Activation, trigger: QueuedMessage[]): boolean {
+    const entry = act.entry
+    const key = act.key
+    const def = entry.def
+    this.#noteReactivation(entry, key)
     if (this.#wants(CATEGORY_BITS.grain)) this.#emit({ type: 'grain.activated', kind: entry.kind, key, worker: this.worker })
     if (def.onActivate !== undefined) {
       let r: unknown
@@ -220,8 +302,8 @@ export class PartitionHost implements ActivationHost {
         r = def.onActivate(act)
       } catch (e) {
         this.#discard(act)
-        this.#activationFailed(entry, key, e, [{ method, payload: undefined, replyTo, correlationId: corr }])
-        return undefined
+        this.#activationFailed(entry, key, e, trigger)
+        return false
       }
       if (isThenable(r)) {
         act.busy = true
@@ -239,16 +321,205 @@ export class PartitionHost implements ActivationHost {
         )
       }
     }
-    return act
+    return true
   }
 
-  #activationFailed(entry: KindEntry, key: string, e: unknown, waiting: QueuedMessage[]): void {
-    const reason = `activation of ${entry.kind}/${key} failed: ${reasonOf(e)}`
+  #activationFailed(entry: KindEntry, key: string, e: unknown, waiting: QueuedMessage[], code: ErrorCode = 'ERR_GRAIN_ACTIVATION_FAILED'): void {
+    const reason = code === 'ERR_GRAIN_ACTIVATION_FAILED' ? `activation of ${entry.kind}/${key} failed: ${reasonOf(e)}` : reasonOf(e)
     this.#emit({ type: 'grain.activation-failed', kind: entry.kind, key, worker: this.worker, reason })
     for (const m of waiting) {
       if (m.replyTo >= 0) {
-        this.#replyError(m.replyTo, m.correlationId, new GrainClusterError('ERR_GRAIN_ACTIVATION_FAILED', reason, { kind: entry.kind, key, method: m.method.name }))
-      } else this.#deadLetter(entry.kind, key, m.method.id, 'ERR_GRAIN_ACTIVATION_FAILED', reason)
+        this.#replyError(m.replyTo, m.correlationId, new GrainClusterError(code, reason, { kind: entry.kind, key, method: m.method.name }))
+      } else this.#deadLetter(entry.kind, key, m.method.id, code, reason)
+    }
+  }
+
+  // -------------------------------------------------------------- hand-off
+
+  readonly #handoffWaits = new Map<number, Activation>()
+  #nextHandoffId = 1
+  /** Keys released to another owner: their messages go back to the main thread, which routes them to the new owner. */
+  readonly #tombs = new Map<KindEntry, Set<string>>()
+  #tombCount = 0
+  /** Recently passivated keys (for the churn signal), oldest first, bounded. */
+  readonly #passivatedAt = new Map<string, number>()
+
+  #handleControl(r: EnvelopeReader): void {
+    let msg: Record<string, unknown>
+    try {
+      msg = this.codec.decode(r.buf, r.payloadOff, r.payloadLen) as Record<string, unknown>
+      if (typeof msg !== 'object' || msg === null) throw new Error('not an object')
+    } catch (e) {
+      this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} control frame`, reason: reasonOf(e) })
+      return
+    }
+    switch (r.messageType) {
+      case CONTROL_TYPES.HANDOFF_REPLY:
+        this.#onHandoffReply(msg)
+        break
+      case CONTROL_TYPES.RELEASE_REQUEST:
+        this.#onRelease(msg)
+        break
+      case CONTROL_TYPES.UNTOMB: {
+        const entry = this.registry.kinds.get(textOf(msg.kind))
+        const set = entry === undefined ? undefined : this.#tombs.get(entry)
+        if (set?.delete(textOf(msg.key)) === true) this.#tombCount--
+        break
+      }
+      default:
+        this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} control frame`, reason: `unknown control type ${r.messageType}` })
+    }
+  }
+
+  #sendControl(type: number, body: unknown): void {
+    const w = this.#writer.reset()
+    w.flags = FLAGS.CONTROL
+    w.messageType = type
+    w.payloadBytes = encodeToBytes(this.codec, body)
+    this.sender.send(w)
+  }
+
+  /** The main thread answered a hand-off request: restore (or start fresh), then run the queued messages. */
+  #onHandoffReply(msg: Record<string, unknown>): void {
+    const id = Number(msg.id)
+    const act = this.#handoffWaits.get(id)
+    if (act === undefined) return
+    this.#handoffWaits.delete(id)
+    const entry = act.entry
+    const def = entry.def
+    const outcome = msg.outcome
+    const fail = (e: unknown, code?: ErrorCode): void => {
+      this.#discard(act)
+      const waiting: QueuedMessage[] = []
+      for (let m = act.dequeue(); m !== undefined; m = act.dequeue()) waiting.push(m)
+      this.#activationFailed(entry, act.key, e, waiting, code)
+    }
+    if (outcome === 'unavailable' && def.requiresSnapshot === true) {
+      fail(
+        new Error(`${entry.kind}/${act.key} requires a snapshot and none could be obtained from its previous owner: ${typeof msg.reason === 'string' ? msg.reason : 'unavailable'}`),
+        'ERR_GRAIN_SNAPSHOT_MISSING',
+      )
+      return
+    }
+    try {
+      act.state = outcome === 'record' ? def.restore!(msg.snapshot, act.key) : def.state === undefined ? undefined : def.state(act.key)
+    } catch (e) {
+      fail(e)
+      return
+    }
+    act.version = typeof msg.version === 'number' ? msg.version : 0
+    act.busy = false
+    if (!this.#started(act, [])) return
+    if (!act.busy) this.#drainQueue(act)
+  }
+
+  /** Release one key (or every hand-off activation): finish its accepted messages, snapshot, deactivate, tombstone. */
+  #onRelease(msg: Record<string, unknown>): void {
+    const id = Number(msg.id)
+    const targets: Activation[] = []
+    // tomb: false when the node only parks its activations (serving lease lost): it refuses calls anyway.
+    const tomb = msg.tomb !== false
+    if (msg.kind === undefined) {
+      for (const [entry, acts] of this.#activations) if (entry.handoff || msg.allKinds === true) for (const a of acts.values()) targets.push(a)
+      if (tomb) for (const a of targets) this.#tomb(a.entry, a.key)
+    } else {
+      const entry = this.registry.kinds.get(textOf(msg.kind))
+      if (entry !== undefined) {
+        const key = textOf(msg.key)
+        this.#tomb(entry, key)
+        const a = this.#activations.get(entry)!.get(key)
+        if (a !== undefined) targets.push(a)
+      }
+    }
+    const records: ReleasedRecord[] = []
+    let left = targets.length
+    const done = (): void => {
+      try {
+        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records })
+      } catch (e) {
+        // A snapshot the codec cannot carry: send the records without snapshots, with the reason.
+        const bare = records.map((rec) => ({ kind: rec.kind, key: rec.key, version: rec.version, reason: rec.snapshot === undefined ? rec.reason : `snapshot could not be encoded: ${reasonOf(e)}` }))
+        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records: bare })
+      }
+    }
+    if (left === 0) {
+      done()
+      return
+    }
+    for (const a of targets) {
+      if (a.released !== null || a.deactivating) {
+        // Already on its way out: nothing to hand over from here.
+        if (--left === 0) done()
+        continue
+      }
+      a.released = (rec) => {
+        records.push(rec)
+        if (--left === 0) done()
+      }
+      a.deactivateRequested = true
+      if (a.idle && a.queue === null) void this.#deactivate(a, 'requested')
+    }
+  }
+
+  #tomb(entry: KindEntry, key: string): void {
+    let set = this.#tombs.get(entry)
+    if (set === undefined) this.#tombs.set(entry, (set = new Set()))
+    if (!set.has(key)) {
+      set.add(key)
+      this.#tombCount++
+    }
+  }
+
+  /**
+   * A message for a key this worker released: send the same request back
+   * to the main thread, which routes it by placement to the new owner
+   * (asks keep their reply route, so the caller never notices the detour).
+   */
+  #bounce(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+    const w = this.#writer.reset()
+    w.flags = replyTo >= 0 ? FLAGS.ASK : 0
+    w.kind = entry.kindBytes
+    w.key = key
+    w.partition = partitionOf(key, this.partitions)
+    w.messageType = method.id
+    w.schemaVersion = entry.schemaVersion
+    w.correlationId = replyTo >= 0 ? corr : 0
+    w.replyTo = replyTo >= 0 ? replyTo : 0
+    this.#payloadValue = payload
+    w.payloadWriter = this.#encodePayload
+    try {
+      this.sender.send(w)
+    } catch (e) {
+      const err = new GrainClusterError('ERR_GRAIN_MOVED', `${entry.kind}/${key} moved to another node and could not be forwarded: ${reasonOf(e)}`, { kind: entry.kind, key, method: method.name })
+      if (replyTo >= 0) this.#replyError(replyTo, corr, err)
+      else this.#deadLetter(entry.kind, key, method.id, err.code, err.reason)
+    } finally {
+      this.#payloadValue = undefined
+    }
+  }
+
+  /** Churn signal: a key activated again soon after it was passivated. */
+  #noteReactivation(entry: KindEntry, key: string): void {
+    if (this.#passivatedAt.size === 0) return
+    const k = `${entry.kind}\u0000${key}`
+    const at = this.#passivatedAt.get(k)
+    if (at === undefined) return
+    this.#passivatedAt.delete(k)
+    if (this.#wants(CATEGORY_BITS.placement)) {
+      const afterMs = Math.round(this.nowMs - at)
+      this.#emit({ type: 'placement.reactivated', kind: entry.kind, key, worker: this.worker, afterMs, churn: entry.idleTtlMs > 0 && afterMs < entry.idleTtlMs })
+    }
+  }
+
+  #notePassivated(entry: KindEntry, key: string): void {
+    if (!this.#wants(CATEGORY_BITS.placement)) return
+    const k = `${entry.kind}\u0000${key}`
+    this.#passivatedAt.delete(k)
+    this.#passivatedAt.set(k, this.nowMs)
+    // Bounded: the oldest entries go first; churn shows up in the recent ones.
+    if (this.#passivatedAt.size > MAX_PASSIVATED_TRACKED) {
+      const oldest = this.#passivatedAt.keys().next().value
+      if (oldest !== undefined) this.#passivatedAt.delete(oldest)
     }
   }
 
@@ -270,15 +541,20 @@ export class PartitionHost implements ActivationHost {
       return
     }
     if (isThenable(result)) {
-      act.busy = true
+      // A read-only call holds a shared slot; anything else holds the key exclusively.
+      const shared = method.readOnly
+      if (shared) act.sharedRunning++
+      else act.busy = true
       result.then(
         (v) => {
-          act.busy = false
+          if (shared) act.sharedRunning--
+          else act.busy = false
           if (replyTo >= 0) this.#reply(replyTo, corr, v, act, method)
           this.#drainQueue(act)
         },
         (e: unknown) => {
-          act.busy = false
+          if (shared) act.sharedRunning--
+          else act.busy = false
           this.#handlerFailed(act, method, e, replyTo, corr)
           this.#drainQueue(act)
         },
@@ -288,21 +564,24 @@ export class PartitionHost implements ActivationHost {
     if (replyTo >= 0) this.#reply(replyTo, corr, result, act, method)
   }
 
-  /** Run queued messages until one goes async or the queue is empty. */
+  /** Start queued messages, in order, while the head may start (key-limits.ts). */
   #drainQueue(act: Activation): void {
-    while (!act.busy && !act.deactivating) {
-      const m = act.dequeue()
+    const limits = act.entry.limits
+    while (!act.deactivating) {
+      const m = act.next(limits)
       if (m === undefined) break
       act.lastUsedMs = this.nowMs
       this.#run(act, m.method, m.payload, m.replyTo, m.correlationId)
     }
-    if (!act.busy && act.queue === null && act.deactivateRequested && !act.deactivating) void this.#deactivate(act, 'requested')
+    if (act.idle && act.queue === null && act.deactivateRequested && !act.deactivating) void this.#deactivate(act, 'requested')
   }
 
   #handlerFailed(act: Activation, method: MethodEntry, e: unknown, replyTo: number, corr: number): void {
-    const details = { kind: act.entry.kind, key: act.key, method: method.name }
+    // origin 'grain': thrown by user code, so the caller's retry policy never
+    // resends it, even when the grain rethrew a retryable code (ERR_GRAIN_TIMEOUT of a nested ask).
+    const details = { kind: act.entry.kind, key: act.key, method: method.name, origin: 'grain' }
     const err = GrainClusterError.is(e)
-      ? new GrainClusterError(e.code, e.reason, { ...details, ...e.details })
+      ? new GrainClusterError(e.code, e.reason, { ...details, ...e.details, origin: 'grain' })
       : new GrainClusterError('ERR_GRAIN_HANDLER_FAILED', `${act.entry.kind}.${method.name} failed for key ${act.key}: ${reasonOf(e)}`, details)
     this.#emit({ type: 'grain.handler-failed', kind: act.entry.kind, key: act.key, worker: this.worker, method: method.name, code: err.code, reason: err.reason })
     if (replyTo >= 0) this.#replyError(replyTo, corr, err)
@@ -327,7 +606,12 @@ export class PartitionHost implements ActivationHost {
     const finish = (): void => {
       act.busy = false
       this.#discard(act)
-      if (this.#wants(CATEGORY_BITS.grain)) this.#emit({ type: 'grain.deactivated', kind: act.kind, key: act.key, worker: this.worker, reason })
+      const released = act.released
+      if (released !== null) {
+        act.released = null
+        released(this.#recordOf(act))
+      } else if (reason === 'idle') this.#notePassivated(act.entry, act.key)
+      if (this.#wants(CATEGORY_BITS.grain)) this.#emit({ type: 'grain.deactivated', kind: act.kind, key: act.key, worker: this.worker, reason: released !== null ? 'handoff' : reason })
       // Messages that arrived during onDeactivate go to a new activation, in order.
       const first = act.dequeue()
       if (first === undefined) return
@@ -347,6 +631,20 @@ export class PartitionHost implements ActivationHost {
     return undefined
   }
 
+  /** The ActivationRecord of a released activation: the next version, and the snapshot if the hook gives one. */
+  #recordOf(act: Activation): ReleasedRecord {
+    const rec: ReleasedRecord = { kind: act.kind, key: act.key, version: act.version + 1 }
+    const hook = act.entry.def.snapshot
+    if (hook === undefined) return rec
+    try {
+      rec.snapshot = hook(act)
+    } catch (e) {
+      rec.reason = `snapshot hook of ${act.kind} threw: ${reasonOf(e)}`
+      this.#emit({ type: 'grain.handler-failed', kind: act.kind, key: act.key, worker: this.worker, method: 'snapshot', code: 'ERR_GRAIN_HANDLER_FAILED', reason: rec.reason })
+    }
+    return rec
+  }
+
   /** Passivate every activation idle for at least its kind's idleTtlMs. */
   sweepIdle(now: number = performance.now()): number {
     this.nowMs = now
@@ -355,7 +653,7 @@ export class PartitionHost implements ActivationHost {
       const ttl = entry.idleTtlMs
       if (ttl <= 0) continue
       for (const act of acts.values()) {
-        if (!act.busy && !act.deactivating && act.queue === null && now - act.lastUsedMs >= ttl) {
+        if (act.idle && !act.deactivating && act.queue === null && now - act.lastUsedMs >= ttl) {
           void this.#deactivate(act, 'idle')
           n++
         }
@@ -398,6 +696,7 @@ export class PartitionHost implements ActivationHost {
     } catch (e) {
       this.#payloadValue = undefined
       const code: ErrorCode = GrainClusterError.is(e) ? e.code : 'ERR_GRAIN_PAYLOAD_ENCODE'
+      if (code === 'ERR_GRAIN_PAYLOAD_ENCODE') this.#serializationFailed(act.kind, act.key, method.name, 'encode', 'reply', code, reasonOf(e))
       this.#replyError(replyTo, corr, new GrainClusterError(code, `reply of ${act.kind}.${method.name} could not be sent: ${reasonOf(e)}`, {
         kind: act.kind,
         key: act.key,
@@ -471,9 +770,17 @@ export class PartitionHost implements ActivationHost {
     try {
       if (target === this.worker) this.#pushLocal(w.toBytes())
       else this.sender.send(w)
+    } catch (e) {
+      this.#requestEncodeFailed(e, kind, key, method)
+      throw e
     } finally {
       this.#payloadValue = undefined
     }
+  }
+
+  /** Record a request payload that could not be serialized (other send failures are not serialization). */
+  #requestEncodeFailed(e: unknown, kind: string, key: string, method: string): void {
+    if (GrainClusterError.is(e, 'ERR_GRAIN_PAYLOAD_ENCODE')) this.#serializationFailed(kind, key, method, 'encode', 'request', e.code, e.reason)
   }
 
   /**
@@ -492,6 +799,8 @@ export class PartitionHost implements ActivationHost {
     w.key = pid.key
     w.partition = partitionOf(pid.key, this.partitions)
     w.messageType = messageTypeId(method)
+    // The version this node speaks for the kind; 0 (unspecified) for a kind it does not serve.
+    w.schemaVersion = this.registry.kinds.get(pid.kind)?.schemaVersion ?? 0
     w.flags = flags
     w.correlationId = corr
     w.replyTo = this.self
@@ -532,11 +841,12 @@ export class PartitionHost implements ActivationHost {
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {
     const corr = this.#nextCorrelation
     this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
-    let target: Pid
+    let target: Pid | undefined
     try {
       target = parsePid(pid)
       this.#sendPidRequest(pid, method, payload, FLAGS.ASK, corr)
     } catch (e) {
+      if (target !== undefined) this.#requestEncodeFailed(e, target.kind, target.key, method)
       return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { pid, method }))
     }
     return this.#await<R>(corr, target.kind, target.key, method, timeoutMs)
@@ -570,6 +880,7 @@ export class PartitionHost implements ActivationHost {
       if (target === this.worker) this.#pushLocal(w.toBytes())
       else this.sender.send(w)
     } catch (e) {
+      this.#requestEncodeFailed(e, kind, key, method)
       return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method }))
     } finally {
       this.#payloadValue = undefined
@@ -582,7 +893,21 @@ export class PartitionHost implements ActivationHost {
     if (p === undefined) return // late reply after a timeout: the caller already has its error
     this.#pending.delete(r.correlationId)
     clearTimeout(p.timer)
-    settleReply(r, this.codec, p)
+    if ((r.flags & FLAGS.ERROR) !== 0) {
+      settleReply(r, this.codec, p)
+      return
+    }
+    // A success reply that rejects could not be decoded here (spec 6.4: recorded, call failed).
+    settleReply(r, this.codec, {
+      kind: p.kind,
+      key: p.key,
+      method: p.method,
+      resolve: p.resolve,
+      reject: (err) => {
+        this.#serializationFailed(p.kind, p.key, p.method, 'decode', 'reply', err.code, err.reason)
+        p.reject(err)
+      },
+    })
   }
 
   /** Fail every ask this worker's grains are waiting on (shutdown). */

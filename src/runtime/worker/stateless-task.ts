@@ -28,7 +28,13 @@ export default async function runStatelessTask(task: StatelessTask): Promise<Sta
     if (def === undefined) throw new GrainClusterError('ERR_GRAIN_UNKNOWN_KIND', `no stateless grain kind "${task.kind}"`, details)
     const fn = def.handlers[task.method]
     if (fn === undefined) throw new GrainClusterError('ERR_GRAIN_UNKNOWN_METHOD', `stateless grain ${task.kind} has no method "${task.method}"`, details)
-    return { ok: true, value: await fn(task.payload) }
+    try {
+      return { ok: true, value: await fn(task.payload) }
+    } catch (e) {
+      // Thrown by user code: the caller's retry policy must never resend it, whatever its code.
+      const err = toGrainClusterError(e, 'ERR_GRAIN_HANDLER_FAILED', details)
+      return { ok: false, error: toWire(new GrainClusterError(err.code, err.reason, { ...details, ...err.details, origin: 'grain' })) }
+    }
   } catch (e) {
     return { ok: false, error: toWire(toGrainClusterError(e, 'ERR_GRAIN_HANDLER_FAILED', details)) }
   }

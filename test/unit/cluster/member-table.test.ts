@@ -94,3 +94,27 @@ describe('MemberTable delta anti-entropy', () => {
     expect(t.isUnreachable('b:1')).toBe(false)
   })
 })
+
+describe('version vectors with superseded writes', () => {
+  it('a peer that lacks only a superseded write is "behind" though no change is left to send; the vv alone levels it', () => {
+    // a writes X joining (seq 1) and X's reachability-free status twice; b's
+    // same-value write then wins the dot tie-break, so a's latest write to X
+    // leaves a's store, but a's vv still counts it.
+    const a = new MemberTable('a:1')
+    const b = new MemberTable('b:1')
+    const x: Member = { authority: 'x:1', nodeId: 'nx', status: 'joining', upNumber: 0 }
+    a.writeMember(x)
+    b.apply(a.deltaFor(b.vv()), a.vv())
+    a.writeMember({ ...x, status: 'up', upNumber: 1 }) // a: seq 2
+    b.writeMember({ ...x, status: 'up', upNumber: 1 }) // b: same value under its own dot (origin b > a wins)
+    a.apply(b.deltaFor(a.vv()), b.vv())
+    // a's seq-2 entry was superseded by b's: nothing of origin a is newer than what b has...
+    expect(a.deltaFor(b.vv()).filter((c) => c.origin === 'a:1')).toHaveLength(0)
+    // ...yet b has not seen a's seq 2, so the digests differ until the vv is sent.
+    expect(a.isAheadOf(b.vv())).toBe(true)
+    expect(a.digest()).not.toBe(b.digest())
+    b.apply(a.deltaFor(b.vv()), a.vv())
+    expect(a.isAheadOf(b.vv())).toBe(false)
+    expect(b.digest()).toBe(a.digest())
+  })
+})

@@ -1,0 +1,144 @@
+/**
+ * Load generator of the http scope, in its own process (forked with tsx) so
+ * the client's CPU is not charged to the server's event loop:
+ *   - HTTP: autocannon, POST to `path` with the key rotated over `keys`;
+ *   - WebSocket: one connection per `sockets`, each keeping `inFlight`
+ *     calls outstanding (a new call as each reply arrives), for `durationMs`.
+ * Replies with a summary over IPC; verification is counted here (non-2xx,
+ * socket errors, replies that are not the expected number) and checked by
+ * the parent.
+ */
+
+import autocannon from 'autocannon'
+import WebSocket from 'ws'
+
+/** Parent → load process. HTTP paths are a template: `{key}` is replaced (URL-encoded) per request. */
+export type ToLoad =
+  | { type: 'http'; url: string; pathTemplate: string; keys: string[]; connections: number; durationS: number; overallRate?: number }
+  | { type: 'ws'; url: string; kind: string; method: string; keys: string[]; sockets: number; inFlight: number; durationMs: number }
+  | { type: 'exit' }
+
+export interface HttpLoadResult {
+  type: 'http'
+  requests: number
+  durationS: number
+  reqPerSec: number
+  non2xx: number
+  errors: number
+  timeouts: number
+  p50Ms: number
+  p90Ms: number
+  p99Ms: number
+  p999Ms: number
+  maxMs: number
+}
+
+export interface WsLoadResult {
+  type: 'ws'
+  calls: number
+  ms: number
+  callsPerSec: number
+  errors: number
+  firstError: string | null
+}
+
+export type FromLoad = HttpLoadResult | WsLoadResult | { type: 'failed'; error: string }
+
+async function runHttp(m: Extract<ToLoad, { type: 'http' }>): Promise<HttpLoadResult> {
+  let next = 0
+  const r = await autocannon({
+    url: m.url,
+    method: 'POST',
+    connections: m.connections,
+    pipelining: 1,
+    duration: m.durationS,
+    ...(m.overallRate === undefined ? {} : { overallRate: m.overallRate }),
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req) => {
+          const key = m.keys[next++ % m.keys.length]!
+          return { ...req, path: m.pathTemplate.replace('{key}', encodeURIComponent(key)) }
+        },
+      },
+    ],
+  })
+  return {
+    type: 'http',
+    requests: r.requests.total,
+    durationS: r.duration,
+    reqPerSec: r.requests.total / r.duration,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    p50Ms: r.latency.p50,
+    p90Ms: r.latency.p90,
+    p99Ms: r.latency.p99,
+    p999Ms: r.latency.p99_9,
+    maxMs: r.latency.max,
+  }
+}
+
+async function runWs(m: Extract<ToLoad, { type: 'ws' }>): Promise<WsLoadResult> {
+  const sockets = await Promise.all(
+    Array.from(
+      { length: m.sockets },
+      () =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const ws = new WebSocket(`${m.url.replace(/^http/, 'ws')}/ws`)
+          ws.once('open', () => resolve(ws))
+          ws.once('error', reject)
+        }),
+    ),
+  )
+  let calls = 0
+  let errors = 0
+  let firstError: string | null = null
+  let k = 0
+  const frames = m.keys.map((key) => (id: number) => `{"id":${id},"kind":"${m.kind}","key":${JSON.stringify(key)},"method":"${m.method}"}`)
+  const t0 = performance.now()
+  const end = t0 + m.durationMs
+  let stopped = false
+  const done = sockets.map(
+    (ws) =>
+      new Promise<void>((resolve) => {
+        let outstanding = 0
+        let id = 0
+        const sendOne = (): void => {
+          outstanding++
+          ws.send(frames[k++ % frames.length]!(id++))
+        }
+        ws.on('message', (d: Buffer) => {
+          outstanding--
+          const r = JSON.parse(d.toString('utf8')) as { id: number; result?: unknown; error?: { code: string; reason: string } }
+          if (r.error !== undefined || typeof r.result !== 'number') {
+            errors++
+            firstError ??= JSON.stringify(r)
+          } else calls++
+          if (!stopped && performance.now() < end) sendOne()
+          else {
+            stopped = true
+            if (outstanding === 0) resolve()
+          }
+        })
+        ws.on('close', () => resolve())
+        for (let i = 0; i < m.inFlight; i++) sendOne()
+      }),
+  )
+  await Promise.all(done)
+  const ms = performance.now() - t0
+  for (const ws of sockets) ws.close()
+  return { type: 'ws', calls, ms, callsPerSec: (calls * 1000) / ms, errors, firstError }
+}
+
+process.on('message', (m: ToLoad) => {
+  if (m.type === 'exit') {
+    process.disconnect()
+    return
+  }
+  const run = m.type === 'http' ? runHttp(m) : runWs(m)
+  run.then(
+    (r) => process.send!(r satisfies FromLoad),
+    (e: unknown) => process.send!({ type: 'failed', error: e instanceof Error ? (e.stack ?? e.message) : String(e) } satisfies FromLoad),
+  )
+})

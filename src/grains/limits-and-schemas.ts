@@ -1,0 +1,66 @@
+/**
+ * The per-key limits and schema versions a grain kind declares, validated at
+ * defineGrain() time and resolved (defaults filled in) by the KindRegistry.
+ */
+
+import { GrainClusterError } from '../common/errors.js'
+import { DEFAULT_CONCURRENCY_LIMIT, DEFAULT_QUEUE_DEPTH, DEFAULT_QUEUE_POLICY, type KeyLimits, keyLimitIssues, type QueuePolicy } from '../runtime/worker/key-limits.js'
+
+/** Envelope schema_version is a u16; 0 means "unspecified" (a caller that does not know the kind). */
+export const MAX_SCHEMA_VERSION = 0xffff
+
+interface Declared {
+  readonly kind: string
+  readonly handlers: object
+  readonly schemaVersion?: number
+  readonly supportedSchemaVersions?: readonly number[]
+  readonly concurrencyLimit?: number
+  readonly queueDepth?: number
+  readonly queuePolicy?: QueuePolicy
+  readonly readOnly?: readonly string[]
+}
+
+function isVersion(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_SCHEMA_VERSION
+}
+
+/** Throws ERR_GRAIN_DEFINITION_INVALID listing every problem. */
+export function checkLimitsAndSchemas(def: Declared): void {
+  const issues = keyLimitIssues(def)
+  if (def.schemaVersion !== undefined && !isVersion(def.schemaVersion)) issues.push(`schemaVersion must be an integer in [1, ${MAX_SCHEMA_VERSION}] (got ${String(def.schemaVersion)})`)
+  const supported = def.supportedSchemaVersions
+  if (supported !== undefined) {
+    if (!Array.isArray(supported) || supported.length === 0 || !supported.every(isVersion)) {
+      issues.push(`supportedSchemaVersions must be a non-empty array of integers in [1, ${MAX_SCHEMA_VERSION}]`)
+    } else if (!supported.includes(def.schemaVersion ?? 1)) {
+      issues.push(`supportedSchemaVersions [${supported.join(', ')}] must include schemaVersion ${def.schemaVersion ?? 1} (the version this node speaks)`)
+    }
+  }
+  if (def.readOnly !== undefined) {
+    if (!Array.isArray(def.readOnly)) issues.push('readOnly must be an array of method names')
+    else for (const m of def.readOnly) if (typeof m !== 'string' || !Object.hasOwn(def.handlers, m)) issues.push(`readOnly names ${JSON.stringify(m)}, which is not a handler`)
+  }
+  if (issues.length > 0) {
+    throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind}: ${issues.join('; ')}`, { kind: def.kind, issues })
+  }
+}
+
+/** Limits with defaults filled in. */
+export function resolveKeyLimits(def: Declared): KeyLimits {
+  return Object.freeze({
+    concurrencyLimit: def.concurrencyLimit ?? DEFAULT_CONCURRENCY_LIMIT,
+    queueDepth: def.queueDepth ?? DEFAULT_QUEUE_DEPTH,
+    queuePolicy: def.queuePolicy ?? DEFAULT_QUEUE_POLICY,
+  })
+}
+
+/** Supported versions, ascending and unique, defaulting to [schemaVersion]. */
+export function resolveSupportedVersions(def: Declared): readonly number[] {
+  const own = def.schemaVersion ?? 1
+  return Object.freeze([...new Set(def.supportedSchemaVersions ?? [own])].sort((a, b) => a - b))
+}
+
+/** "counter v1,v2" — for diagnostics that name both sides. */
+export function describeVersions(kind: string, versions: readonly number[]): string {
+  return `${kind} ${versions.length === 0 ? '(none)' : versions.map((v) => `v${v}`).join(',')}`
+}

@@ -1,0 +1,326 @@
+/**
+ * State hand-off between owners (spec 5.4, issue 5): the main-thread side.
+ *
+ * Pull on activation. A worker that activates a key of a kind with
+ * snapshot/restore hooks asks for its ActivationRecord first (its messages
+ * wait on the busy activation). This node asks every live member that may
+ * hold the key (the owner it displaced, owners under recent views) to
+ * release it; a holder finishes the messages it accepted, snapshots,
+ * deactivates and tombstones the key, and answers with the record. At most
+ * one holder can have it, so the activation moves: it never runs in two
+ * places. Messages that reach the old owner afterwards bounce back to its
+ * main thread and follow placement to the new owner.
+ *
+ * Push on leave. A leaving node stops placing keys on itself, releases
+ * every hand-off activation and pushes each record to the key's successor,
+ * which keeps it in an inbox until the key activates there.
+ *
+ * Outcomes on the taking side: 'restored' (a record with a snapshot),
+ * 'fresh' (no holder had it), 'failed' (a holder could not be asked: it
+ * crashed, timed out; the worker then starts fresh or, for kinds with
+ * requiresSnapshot, fails with ERR_GRAIN_SNAPSHOT_MISSING). Every outcome
+ * is a 'placement.handoff' event.
+ *
+ * Wire: FRAME_HANDOFF frames on the cluster transport, bodies encoded with
+ * the node's payload codec (snapshots are arbitrary codec values).
+ */
+
+import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import type { EventStream } from '../observability/event-stream.js'
+import type { TcpTransport } from '../remote/transport/tcp-transport.js'
+import type { HandoffAnswer, WorkerHost } from '../runtime/host/worker-host.js'
+import type { ReleasedRecord } from '../runtime/worker/activation.js'
+import { encodeToBytes, type PayloadCodec } from '../wire/payload-codec.js'
+import type { PlacementRouter } from './placement-router.js'
+
+export const FRAME_HANDOFF = 0x03
+
+/** How long a new owner waits for a previous owner to release a key. */
+export const DEFAULT_HANDOFF_TIMEOUT_MS = 3_000 // 3 s
+/** How long a pushed record waits in the inbox for its key to activate. */
+export const DEFAULT_HANDOFF_INBOX_TTL_MS = 120_000 // 2 min
+
+type HandoffMessage =
+  | { op: 'pull'; id: number; kind: string; key: string }
+  | { op: 'pulled'; id: number; records: ReleasedRecord[]; error?: string }
+  | { op: 'push'; records: ReleasedRecord[] }
+
+interface InboxEntry {
+  record: ReleasedRecord
+  from: string
+  expiresAtMs: number
+  /** Parked by this node itself when its serving lease lapsed. */
+  parked?: boolean
+}
+
+interface PullWait {
+  resolve: (r: { records: ReleasedRecord[]; error?: string }) => void
+  timer: ReturnType<typeof setTimeout>
+}
+
+export interface HandoffCoordinatorOptions {
+  transport: TcpTransport
+  host: WorkerHost
+  router: PlacementRouter
+  events: EventStream
+  codec: PayloadCodec
+  timeoutMs?: number
+  inboxTtlMs?: number
+}
+
+export class HandoffCoordinator {
+  readonly #o: HandoffCoordinatorOptions
+  readonly #timeoutMs: number
+  readonly #inboxTtlMs: number
+  readonly #inbox = new Map<string, InboxEntry>()
+  readonly #pulls = new Map<number, PullWait>()
+  /** Requests in flight by key: a push that arrives meanwhile answers them. */
+  readonly #waiting = new Map<string, (e: InboxEntry) => void>()
+  #nextId = 1
+  readonly #unsubscribe: () => void
+  readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0 }
+
+  constructor(o: HandoffCoordinatorOptions) {
+    this.#o = o
+    this.#timeoutMs = o.timeoutMs ?? DEFAULT_HANDOFF_TIMEOUT_MS
+    this.#inboxTtlMs = o.inboxTtlMs ?? DEFAULT_HANDOFF_INBOX_TTL_MS
+    this.#unsubscribe = o.transport.on('frame', (peer, frame) => {
+      if (frame[0] === FRAME_HANDOFF) this.#onFrame(peer.authority, frame)
+    })
+    o.host.onHandoffRequest = (kind, key) => this.#request(kind, key)
+  }
+
+  close(): void {
+    this.#unsubscribe()
+    this.#o.host.onHandoffRequest = undefined
+    for (const w of this.#pulls.values()) {
+      clearTimeout(w.timer)
+      w.resolve({ records: [], error: 'the node is closing' })
+    }
+    this.#pulls.clear()
+  }
+
+  // ------------------------------------------------------------ taking side
+
+  async #request(kind: string, key: string): Promise<HandoffAnswer> {
+    const k = inboxKey(kind, key)
+    const now = performance.now()
+    let parked: InboxEntry | undefined
+    const boxed = this.#inbox.get(k)
+    if (boxed !== undefined) {
+      this.#inbox.delete(k)
+      // A record pushed by a leaving owner is the state; one this node parked
+      // itself (lease lost) is only a fallback: another node may have run
+      // the key since, and its activation is newer.
+      if (boxed.expiresAtMs > now && !boxed.parked) return this.#taken(boxed.record, boxed.from)
+      if (boxed.expiresAtMs > now) parked = boxed
+    }
+    const holders = this.#o.router.previousOwners(kind, key)
+    if (holders.length === 0) return parked === undefined ? this.#fresh(kind, key) : this.#taken(parked.record, parked.from)
+    const pushed = new Promise<InboxEntry>((resolve) => this.#waiting.set(k, resolve))
+    const pulls = holders.map((m) => this.#pull(m.authority, kind, key).then((r) => ({ from: m.authority, ...r })))
+    const settled = Promise.all(pulls).then((rs) => ({ pulled: rs }))
+    const first = await Promise.race([settled, pushed.then((e) => ({ pushedEntry: e }))])
+    this.#waiting.delete(k)
+    if ('pushedEntry' in first) return this.#taken(first.pushedEntry.record, first.pushedEntry.from)
+    // A push that raced the pull replies (sent before them on the same connection) wins.
+    const late = this.#inbox.get(k)
+    if (late !== undefined) {
+      this.#inbox.delete(k)
+      return this.#taken(late.record, late.from)
+    }
+    let best: { record: ReleasedRecord; from: string } | undefined
+    const errors: string[] = []
+    for (const r of first.pulled) {
+      if (r.error !== undefined) errors.push(`${r.from}: ${r.error}`)
+      for (const rec of r.records) if (best === undefined || rec.version > best.record.version) best = { record: rec, from: r.from }
+    }
+    if (best !== undefined) return this.#taken(best.record, best.from)
+    if (parked !== undefined) return this.#taken(parked.record, parked.from)
+    if (errors.length > 0) {
+      const reason = `previous owner could not hand over ${kind}/${key}: ${errors.join('; ')}`
+      this.stats.failed++
+      this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'failed', reason })
+      return { outcome: 'unavailable', reason }
+    }
+    return this.#fresh(kind, key)
+  }
+
+  #fresh(kind: string, key: string): HandoffAnswer {
+    this.stats.fresh++
+    this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'fresh' })
+    return { outcome: 'none' }
+  }
+
+  #taken(rec: ReleasedRecord, from: string): HandoffAnswer {
+    if (rec.snapshot === undefined) {
+      // Held elsewhere, but without state to carry (hook threw or could not be encoded).
+      const reason = rec.reason ?? `${from} released ${rec.kind}/${rec.key} without a snapshot`
+      this.stats.failed++
+      this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'failed', peer: from, version: rec.version, reason })
+      return { outcome: 'unavailable', version: rec.version, reason }
+    }
+    this.stats.restored++
+    this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'restored', peer: from, version: rec.version })
+    return { outcome: 'record', version: rec.version, snapshot: rec.snapshot }
+  }
+
+  #pull(authority: string, kind: string, key: string): Promise<{ records: ReleasedRecord[]; error?: string }> {
+    const id = this.#nextId++
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pulls.delete(id)
+        resolve({ records: [], error: `no answer within ${this.#timeoutMs} ms` })
+      }, this.#timeoutMs)
+      this.#pulls.set(id, { resolve, timer })
+      if (!this.#send(authority, { op: 'pull', id, kind, key })) {
+        clearTimeout(timer)
+        this.#pulls.delete(id)
+        resolve({ records: [], error: 'not connected' })
+      }
+    })
+  }
+
+  // ----------------------------------------------------------- giving side
+
+  #onFrame(from: string, frame: Uint8Array): void {
+    let m: HandoffMessage
+    try {
+      m = this.#o.codec.decode(frame, 1, frame.length - 1) as HandoffMessage
+      if (typeof m !== 'object' || m === null || typeof (m as { op?: unknown }).op !== 'string') throw new Error('not a hand-off message')
+    } catch (e) {
+      this.#o.events.publish({ type: 'transport.frame-rejected', remote: from, code: 'ERR_FRAME_MALFORMED', reason: `hand-off frame: ${toGrainClusterError(e).reason}` })
+      return
+    }
+    if (m.op === 'pull') this.#onPull(from, m)
+    else if (m.op === 'pulled') {
+      const w = this.#pulls.get(m.id)
+      if (w === undefined) return
+      this.#pulls.delete(m.id)
+      clearTimeout(w.timer)
+      w.resolve({ records: Array.isArray(m.records) ? m.records : [], ...(m.error === undefined ? {} : { error: m.error }) })
+    } else if (m.op === 'push' && Array.isArray(m.records)) {
+      const expiresAtMs = performance.now() + this.#inboxTtlMs
+      for (const record of m.records) {
+        const k = inboxKey(record.kind, record.key)
+        const entry: InboxEntry = { record, from, expiresAtMs }
+        const waiter = this.#waiting.get(k)
+        if (waiter !== undefined) {
+          this.#waiting.delete(k)
+          waiter(entry)
+        } else {
+          const old = this.#inbox.get(k)
+          if (old === undefined || old.record.version <= record.version) this.#inbox.set(k, entry)
+        }
+      }
+      this.#sweepInbox()
+    }
+  }
+
+  #onPull(from: string, m: { id: number; kind: string; key: string }): void {
+    const { id, kind, key } = m
+    if (typeof kind !== 'string' || typeof key !== 'string' || !this.#o.host.kinds.has(kind)) {
+      this.#send(from, { op: 'pulled', id, records: [] })
+      return
+    }
+    this.#o.host.releaseKey(kind, key, this.#timeoutMs).then(
+      (records) => {
+        if (records.length > 0) {
+          this.stats.released++
+          this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'released', peer: from, version: records[0]!.version })
+        }
+        this.#send(from, { op: 'pulled', id, records })
+      },
+      (e: unknown) => this.#send(from, { op: 'pulled', id, records: [], error: toGrainClusterError(e).reason }),
+    )
+  }
+
+  /**
+   * The serving lease lapsed: other nodes may re-activate this node's keys
+   * any moment, so drop every activation here now. Records with snapshots
+   * are parked in the inbox as a fallback for when keys come back and no
+   * other node has run them meanwhile. Resolves with the number parked.
+   */
+  async park(self: string): Promise<number> {
+    const records = await this.#o.host.releaseAll(this.#timeoutMs, { park: true })
+    const expiresAtMs = performance.now() + this.#inboxTtlMs
+    let n = 0
+    for (const record of records) {
+      if (record.snapshot === undefined) continue
+      this.#inbox.set(inboxKey(record.kind, record.key), { record, from: self, expiresAtMs, parked: true })
+      n++
+    }
+    this.#sweepInbox()
+    return n
+  }
+
+  /**
+   * Graceful leave: place nothing here any more, release every hand-off
+   * activation and push each record to its successor. Resolves with the
+   * number of records pushed.
+   */
+  async handOffAll(): Promise<number> {
+    this.#o.router.startLeaving()
+    const records = await this.#o.host.releaseAll(this.#timeoutMs)
+    const byOwner = new Map<string, ReleasedRecord[]>()
+    for (const rec of records) {
+      const owner = this.#o.router.successorOf(rec.kind, rec.key)
+      if (owner === undefined) {
+        this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'failed', reason: 'no member left to take the key' })
+        continue
+      }
+      let list = byOwner.get(owner.authority)
+      if (list === undefined) byOwner.set(owner.authority, (list = []))
+      list.push(rec)
+    }
+    let pushed = 0
+    for (const [authority, list] of byOwner) {
+      // Bounded frames: a few hundred records each.
+      for (let i = 0; i < list.length; i += PUSH_BATCH) {
+        const batch = list.slice(i, i + PUSH_BATCH)
+        if (this.#send(authority, { op: 'push', records: batch })) {
+          pushed += batch.length
+          for (const rec of batch) this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'released', peer: authority, version: rec.version })
+        } else {
+          for (const rec of batch) this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'failed', peer: authority, reason: `${authority} is not connected` })
+        }
+      }
+    }
+    this.stats.pushed += pushed
+    return pushed
+  }
+
+  #send(authority: string, m: HandoffMessage): boolean {
+    let body: Uint8Array
+    try {
+      body = encodeToBytes(this.#o.codec, m)
+    } catch (e) {
+      if (m.op === 'pull') throw e
+      // A snapshot the codec cannot carry: send the records without it, with the reason.
+      const err = toGrainClusterError(e)
+      const strip = (rs: ReleasedRecord[]): ReleasedRecord[] => rs.map((r) => ({ kind: r.kind, key: r.key, version: r.version, reason: `snapshot could not be encoded: ${err.reason}` }))
+      body = encodeToBytes(this.#o.codec, { ...m, records: strip(m.records) })
+    }
+    const frame = new Uint8Array(body.length + 1)
+    frame[0] = FRAME_HANDOFF
+    frame.set(body, 1)
+    try {
+      return this.#o.transport.send(authority, frame)
+    } catch (e) {
+      if (GrainClusterError.is(e)) return false
+      throw e
+    }
+  }
+
+  #sweepInbox(): void {
+    if (this.#inbox.size < 1_000) return
+    const now = performance.now()
+    for (const [k, e] of this.#inbox) if (e.expiresAtMs <= now) this.#inbox.delete(k)
+  }
+}
+
+const PUSH_BATCH = 256
+
+function inboxKey(kind: string, key: string): string {
+  return `${kind}\u0000${key}`
+}

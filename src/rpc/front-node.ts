@@ -1,0 +1,35 @@
+/**
+ * What the front needs from a node. A structural type rather than an import
+ * of GrainNode: the front (L3) sits below the composition root (L4), and
+ * tests can hand it a stub.
+ */
+
+import type { Member } from '../cluster/membership/member.js'
+import type { RuntimeEvent } from '../observability/events.js'
+import type { EventFilter } from '../observability/event-stream.js'
+
+/** A kind as the workers reported it; only the method names matter here. */
+export interface FrontKindInfo {
+  readonly stateless: boolean
+  readonly methods: { has(method: string): boolean }
+}
+
+export interface FrontNode {
+  ask(kind: string, key: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<unknown>
+  readonly kinds: ReadonlyMap<string, FrontKindInfo>
+  metricsText(): Promise<string>
+  readonly metricsContentType: string
+  readonly events: { subscribe(filter: EventFilter, fn: (e: RuntimeEvent) => void): () => void }
+  readonly options: { readonly workers: number }
+  readonly cluster:
+    | {
+        readonly authority: string
+        readonly core: {
+          readonly isUp: boolean
+          readonly isMinority: boolean
+          members(): Member[]
+          unreachableSet(): Set<string>
+        }
+      }
+    | undefined
+}

@@ -1,0 +1,60 @@
+/**
+ * POST /rpc/:kind/:key/:method — one grain call per request. The JSON body
+ * is the payload (an empty body is `undefined`); the reply is `{ result }`.
+ */
+
+import type { FastifyInstance } from 'fastify'
+import type { FrontNode } from '../front-node.js'
+import { ERROR_BODY_SCHEMA } from '../http-errors.js'
+import { checkTarget, KIND_PATTERN, MAX_KEY_LENGTH, MAX_METHOD_LENGTH, MAX_TIMEOUT_MS } from './call-target.js'
+
+interface RpcRoute {
+  Params: { kind: string; key: string; method: string }
+  Headers: { 'x-timeout-ms'?: number }
+  Body: unknown
+}
+
+const schema = {
+  params: {
+    type: 'object',
+    properties: {
+      kind: { type: 'string', pattern: KIND_PATTERN },
+      key: { type: 'string', minLength: 1, maxLength: MAX_KEY_LENGTH },
+      method: { type: 'string', minLength: 1, maxLength: MAX_METHOD_LENGTH },
+    },
+    required: ['kind', 'key', 'method'],
+  },
+  headers: {
+    type: 'object',
+    properties: { 'x-timeout-ms': { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_MS } },
+  },
+  response: {
+    // `result` is whatever the grain returned: any JSON value.
+    200: { type: 'object', properties: { result: {} } },
+    '4xx': ERROR_BODY_SCHEMA,
+    '5xx': ERROR_BODY_SCHEMA,
+  },
+} as const
+
+export function rpcRoutes(node: FrontNode): (app: FastifyInstance) => Promise<void> {
+  return async (app) => {
+    // Empty body = no payload. Otherwise Fastify's own JSON parser (with its
+    // __proto__/constructor poisoning checks), since payloads reach user grains.
+    const json = app.getDefaultJsonParser('error', 'error')
+    // Payloads are JSON only: a text/plain body would otherwise arrive as a string payload.
+    app.removeAllContentTypeParsers()
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+      const text = typeof body === 'string' ? body : body.toString('utf8')
+      if (text.trim() === '') return done(null, undefined)
+      void json(req, text, done)
+    })
+
+    app.post<RpcRoute>('/rpc/:kind/:key/:method', { schema }, async (req) => {
+      const { kind, key, method } = req.params
+      checkTarget(node, kind, key, method)
+      const timeoutMs = req.headers['x-timeout-ms']
+      const result = await node.ask(kind, key, method, req.body, timeoutMs === undefined ? undefined : { timeoutMs })
+      return { result }
+    })
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * GET /ws — many grain calls multiplexed on one WebSocket.
+ *
+ *   client → { id, kind, key, method, payload?, timeoutMs? }   (JSON text frame)
+ *   server → { id, result }  |  { id, error: { code, reason, details } }
+ *
+ * Replies go out as calls complete, so they may come back in any order; the
+ * client matches them by `id` (a string or a finite number, unique among its
+ * calls in flight). A malformed frame gets an ERR_RPC_BAD_REQUEST reply
+ * (with its id when one could be read, else `id: null`) and the connection
+ * stays open. Only a frame over maxPayload closes it (1009): `ws` enforces
+ * that before the frame is ever buffered whole.
+ */
+
+import type { FastifyInstance } from 'fastify'
+import type { RawData, WebSocket } from 'ws'
+import { GrainClusterError, toGrainClusterError } from '../../common/errors.js'
+import type { FrontNode } from '../front-node.js'
+import { errorReply } from '../http-errors.js'
+import { callIssues, checkTarget } from './call-target.js'
+
+export interface WsRouteOptions {
+  /** Calls one connection may have in flight; beyond, ERR_RPC_TOO_MANY_IN_FLIGHT. */
+  maxInFlight: number
+  /** Unsent reply bytes above which new calls are refused the same way (a client that does not read). */
+  maxBufferedBytes: number
+}
+
+type CallId = string | number
+const MAX_ID_LENGTH = 256
+// The check secure-json-parse (Fastify's JSON parser) applies: payloads reach user grains.
+const PROTO_KEY = /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/
+const OPEN = 1 // WebSocket.OPEN
+
+const bad = (reason: string, details: Record<string, unknown> = {}): GrainClusterError => new GrainClusterError('ERR_RPC_BAD_REQUEST', reason, details)
+
+function readId(msg: Record<string, unknown>): CallId | undefined {
+  const id = msg.id
+  if (typeof id === 'string' && id.length > 0 && id.length <= MAX_ID_LENGTH) return id
+  if (typeof id === 'number' && Number.isFinite(id)) return id
+  return undefined
+}
+
+export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInstance) => Promise<void> {
+  return async (app) => {
+    app.get('/ws', { websocket: true }, (socket: WebSocket, req) => {
+      const inFlight = new Set<CallId>()
+
+      const send = (msg: { id: CallId | null; result?: unknown; error?: unknown }): void => {
+        if (socket.readyState !== OPEN) return // the client left; its late replies are dropped
+        let text: string
+        try {
+          text = JSON.stringify(msg)
+        } catch (e) {
+          const err = toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE')
+          text = JSON.stringify({ id: msg.id, error: errorReply(err).body.error })
+        }
+        socket.send(text)
+      }
+      const fail = (id: CallId | null, e: GrainClusterError): void => send({ id, error: errorReply(e).body.error })
+
+      const onMessage = (data: RawData, isBinary: boolean): void => {
+        if (isBinary) return fail(null, bad('binary frames are not accepted: send each call as a JSON text frame'))
+        const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : data.toString('utf8')
+        let msg: unknown
+        try {
+          msg = JSON.parse(text)
+        } catch (e) {
+          return fail(null, bad(`frame is not valid JSON: ${(e as Error).message}`))
+        }
+        if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return fail(null, bad('a call must be a JSON object { id, kind, key, method, payload?, timeoutMs? }'))
+        const m = msg as Record<string, unknown>
+        const id = readId(m)
+        if (id === undefined) return fail(null, bad(`id must be a non-empty string of at most ${MAX_ID_LENGTH} characters or a finite number`))
+        if (PROTO_KEY.test(text)) return fail(id, bad('payload contains a "__proto__" key'))
+        const issues = callIssues(m.kind, m.key, m.method, m.timeoutMs)
+        if (issues.length > 0) return fail(id, bad(`invalid call: ${issues.join('; ')}`, { issues }))
+        const kind = m.kind as string
+        const key = m.key as string
+        const method = m.method as string
+        if (inFlight.has(id)) return fail(id, bad(`id ${JSON.stringify(id)} is already in flight on this connection`, { kind, key, method }))
+        if (inFlight.size >= o.maxInFlight || socket.bufferedAmount > o.maxBufferedBytes) {
+          const why = inFlight.size >= o.maxInFlight ? `${inFlight.size} calls in flight` : `${socket.bufferedAmount} reply bytes unsent`
+          return fail(id, new GrainClusterError('ERR_RPC_TOO_MANY_IN_FLIGHT', `connection has ${why}; wait for replies before sending more calls`, { kind, key, method, limit: o.maxInFlight }))
+        }
+        try {
+          checkTarget(node, kind, key, method)
+        } catch (e) {
+          return fail(id, toGrainClusterError(e))
+        }
+        inFlight.add(id)
+        const timeoutMs = m.timeoutMs as number | undefined
+        let call: Promise<unknown>
+        try {
+          call = node.ask(kind, key, method, m.payload, timeoutMs === undefined ? undefined : { timeoutMs })
+        } catch (e) {
+          call = Promise.reject(toGrainClusterError(e))
+        }
+        call.then(
+          (result) => {
+            inFlight.delete(id)
+            send({ id, result })
+          },
+          (e: unknown) => {
+            inFlight.delete(id)
+            fail(id, toGrainClusterError(e))
+          },
+        )
+      }
+
+      socket.on('message', (data: RawData, isBinary: boolean) => {
+        // A listener that throws would surface as an uncaught exception on the node.
+        try {
+          onMessage(data, isBinary)
+        } catch (e) {
+          req.log.error({ err: e }, 'websocket message handler failed')
+        }
+      })
+      // Protocol errors (oversized or invalid frames) end the socket; without a listener they would crash the process.
+      socket.on('error', (err: Error) => req.log.debug({ err }, 'websocket error'))
+    })
+  }
+}

@@ -1,0 +1,337 @@
+/**
+ * The Fastify front over real sockets: HTTP round trips and error mapping
+ * against a real GrainNode (one worker), a real `ws` client multiplexing
+ * calls, the token, the body limit, /metrics with and without metrics, and
+ * the probes (readiness edge cases on a stub node, where they can be driven).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
+import { buildFront, EventStream, GrainNode, startFront, type FrontNode, type Member, type RunningFront } from '../../src/index.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
+const TOKEN = 'front-test-token'
+
+interface ErrorBody {
+  error: { code: string; reason: string; details: Record<string, unknown> }
+}
+
+async function post(base: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    ...(body === undefined ? {} : { body }),
+  })
+  const text = await res.text()
+  return { status: res.status, json: text === '' ? undefined : JSON.parse(text) }
+}
+
+function expectError(r: { status: number; json: any }, status: number, code: string): ErrorBody {
+  expect(r.status, JSON.stringify(r.json)).toBe(status)
+  const b = r.json as ErrorBody
+  expect(b.error.code).toBe(code)
+  expect(typeof b.error.reason).toBe('string')
+  expect(typeof b.error.details).toBe('object')
+  return b
+}
+
+/** A `ws` client that records every reply by id, in arrival order. */
+class WsClient {
+  readonly replies: any[] = []
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (d: Buffer) => this.replies.push(JSON.parse(d.toString('utf8'))))
+  }
+
+  static open(url: string, headers: Record<string, string> = {}): Promise<WsClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url.replace(/^http/, 'ws') + '/ws', { headers })
+      ws.once('open', () => resolve(new WsClient(ws)))
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)))
+      ws.once('error', reject)
+    })
+  }
+
+  send(msg: unknown): void {
+    this.ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg))
+  }
+
+  reply(id: unknown): Promise<any> {
+    return waitUntil(() => this.replies.find((r) => r.id === id), { what: `ws reply ${JSON.stringify(id)}`, timeoutMs: 20_000 })
+  }
+
+  close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.ws.once('close', () => resolve())
+      this.ws.close()
+    })
+  }
+}
+
+describe('HTTP and WebSocket front on a real node', () => {
+  let node: GrainNode
+  let front: RunningFront
+  let guarded: RunningFront
+  let small: RunningFront
+
+  beforeAll(async () => {
+    node = await GrainNode.start({ grains: GRAINS, workers: 1, partitions: 8 })
+    front = await startFront(node, { port: 0 })
+    guarded = await startFront(node, { token: TOKEN })
+    small = await startFront(node, { bodyLimitBytes: 1_024, wsMaxInFlight: 4 })
+  })
+  afterAll(async () => {
+    await Promise.allSettled([front?.close(), guarded?.close(), small?.close()])
+    await node?.close()
+  })
+
+  it('binds to loopback on a free port by default', () => {
+    expect(front.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    expect(front.url).not.toMatch(/:0$/)
+  })
+
+  it('round-trips grain calls: JSON body is the payload, reply is { result }', async () => {
+    expect(await post(front.url, '/rpc/counter/http-a/add', '2')).toEqual({ status: 200, json: { result: 2 } })
+    expect(await post(front.url, '/rpc/counter/http-a/add', '3')).toEqual({ status: 200, json: { result: 5 } })
+    // Empty body = no payload.
+    expect(await post(front.url, '/rpc/counter/http-a/get')).toEqual({ status: 200, json: { result: 5 } })
+    expect(await post(front.url, '/rpc/counter/http-a/get', '')).toEqual({ status: 200, json: { result: 5 } })
+    const v = { s: 'x', n: [1, 2.5, null], o: { deep: true } }
+    expect(await post(front.url, '/rpc/counter/http-a/echo', JSON.stringify(v))).toEqual({ status: 200, json: { result: v } })
+    // A key with URL-encoded characters reaches the grain decoded.
+    const r = await post(front.url, `/rpc/counter/${encodeURIComponent('a/b c')}/where`)
+    expect(r.json.result.key).toBe('a/b c')
+  })
+
+  it('maps unknown kinds and methods to 404 with the typed code', async () => {
+    const k = expectError(await post(front.url, '/rpc/no-such-kind/k/get'), 404, 'ERR_GRAIN_UNKNOWN_KIND')
+    expect(k.error.details).toMatchObject({ kind: 'no-such-kind', key: 'k', method: 'get' })
+    expectError(await post(front.url, '/rpc/counter/k/nope'), 404, 'ERR_GRAIN_UNKNOWN_METHOD')
+  })
+
+  it('maps a throwing grain to 500 and a stalled one to 504', async () => {
+    const f = expectError(await post(front.url, '/rpc/counter/http-f/fail', JSON.stringify('kaboom')), 500, 'ERR_GRAIN_HANDLER_FAILED')
+    expect(f.error.reason).toContain('kaboom')
+    const t = expectError(await post(front.url, '/rpc/counter/http-hang/hang', undefined, { 'x-timeout-ms': '150' }), 504, 'ERR_GRAIN_TIMEOUT')
+    expect(t.error.details).toMatchObject({ kind: 'counter', key: 'http-hang', method: 'hang' })
+  })
+
+  it('rejects bad JSON, bad params and bad headers with 400 ERR_RPC_BAD_REQUEST', async () => {
+    expectError(await post(front.url, '/rpc/counter/k/add', '{"by": '), 400, 'ERR_RPC_BAD_REQUEST')
+    expectError(await post(front.url, '/rpc/counter/k/echo', '{"__proto__": {"x": 1}}'), 400, 'ERR_RPC_BAD_REQUEST')
+    expectError(await post(front.url, '/rpc/9bad/k/get'), 400, 'ERR_RPC_BAD_REQUEST')
+    expectError(await post(front.url, `/rpc/counter/${'k'.repeat(1_025)}/get`), 400, 'ERR_RPC_BAD_REQUEST')
+    expectError(await post(front.url, `/rpc/counter/${'k'.repeat(10_000)}/get`), 400, 'ERR_RPC_BAD_REQUEST')
+    expectError(await post(front.url, '/rpc/counter/%E0%A4%A/get'), 400, 'ERR_RPC_BAD_REQUEST')
+    // The longest key, all multi-byte characters, still reaches the grain.
+    const long = 'é'.repeat(1_024)
+    expect((await post(front.url, `/rpc/counter/${encodeURIComponent(long)}/where`)).json.result.key).toBe(long)
+    const h = expectError(await post(front.url, '/rpc/counter/k/get', undefined, { 'x-timeout-ms': 'soon' }), 400, 'ERR_RPC_BAD_REQUEST')
+    expect(h.error.reason).toContain('x-timeout-ms')
+    const res = await fetch(`${front.url}/rpc/counter/k/add`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '1' })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as ErrorBody).error.code).toBe('ERR_RPC_BAD_REQUEST')
+  })
+
+  it('refuses a body over the limit with 413 ERR_RPC_BODY_TOO_LARGE', async () => {
+    const b = expectError(await post(small.url, '/rpc/counter/k/echo', JSON.stringify('x'.repeat(2_000))), 413, 'ERR_RPC_BODY_TOO_LARGE')
+    expect(b.error.details.limit).toBe(1_024)
+    expect(await post(small.url, '/rpc/counter/small/echo', JSON.stringify('x'.repeat(500)))).toEqual({ status: 200, json: { result: 'x'.repeat(500) } })
+  })
+
+  it('requires the bearer token on /rpc and /ws only', async () => {
+    expectError(await post(guarded.url, '/rpc/counter/tok/get'), 401, 'ERR_RPC_UNAUTHORIZED')
+    expectError(await post(guarded.url, '/rpc/counter/tok/get', undefined, { authorization: 'Bearer wrong' }), 401, 'ERR_RPC_UNAUTHORIZED')
+    expectError(await post(guarded.url, '/rpc/counter/tok/get', undefined, { authorization: `Basic ${TOKEN}` }), 401, 'ERR_RPC_UNAUTHORIZED')
+    expect(await post(guarded.url, '/rpc/counter/tok/get', undefined, { authorization: `Bearer ${TOKEN}` })).toEqual({ status: 200, json: { result: 0 } })
+    await expect(WsClient.open(guarded.url)).rejects.toThrow(/HTTP 401/)
+    await expect(WsClient.open(guarded.url, { authorization: 'Bearer wrong' })).rejects.toThrow(/HTTP 401/)
+    const c = await WsClient.open(guarded.url, { authorization: `Bearer ${TOKEN}` })
+    try {
+      c.send({ id: 1, kind: 'counter', key: 'tok', method: 'get' })
+      expect(await c.reply(1)).toEqual({ id: 1, result: 0 })
+    } finally {
+      await c.close()
+    }
+    expect((await fetch(`${guarded.url}/healthz`)).status).toBe(200)
+    expect((await fetch(`${guarded.url}/metrics`)).status).toBe(200)
+  })
+
+  it('multiplexes many concurrent WebSocket calls; replies come back as calls complete', async () => {
+    const c = await WsClient.open(front.url)
+    try {
+      // A slow call first, then a fast one on another key: the fast reply must overtake it.
+      c.send({ id: 'slow', kind: 'counter', key: 'ws-slow', method: 'slowAdd', payload: { by: 7, ms: 400 } })
+      c.send({ id: 'fast', kind: 'counter', key: 'ws-fast', method: 'add', payload: 1 })
+      const N = 300
+      for (let i = 0; i < N; i++) c.send({ id: i, kind: 'counter', key: `ws-k${i % 10}`, method: 'add', payload: 1 })
+      await waitUntil(() => c.replies.length >= N + 2, { what: `${N + 2} ws replies`, timeoutMs: 30_000 })
+      const order = c.replies.map((r) => r.id)
+      expect(order.indexOf('fast')).toBeLessThan(order.indexOf('slow'))
+      expect(c.replies.find((r) => r.id === 'slow')).toEqual({ id: 'slow', result: 7 })
+      expect(c.replies.every((r) => r.error === undefined)).toBe(true)
+      // Each key saw 30 calls; the last one to answer per key reports 30.
+      const perKey = new Map<string, number>()
+      for (const r of c.replies) if (typeof r.id === 'number') perKey.set(`ws-k${r.id % 10}`, Math.max(perKey.get(`ws-k${r.id % 10}`) ?? 0, r.result as number))
+      expect([...perKey.values()]).toEqual(Array(10).fill(N / 10))
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('answers malformed WebSocket messages with an error and keeps the connection', async () => {
+    const c = await WsClient.open(front.url)
+    try {
+      c.send('not json')
+      c.send('[1,2]')
+      c.send({ kind: 'counter', key: 'k', method: 'get' }) // no id
+      c.send({ id: 'bad-kind', kind: '9x', key: 'k', method: 'get' })
+      c.send({ id: 'bad-timeout', kind: 'counter', key: 'k', method: 'get', timeoutMs: -5 })
+      c.send({ id: 'unknown', kind: 'nope', key: 'k', method: 'get' })
+      c.send({ id: 'proto', kind: 'counter', key: 'k', method: 'echo', payload: JSON.parse('{"__proto__": {"x": 1}}') })
+      c.ws.send(Buffer.from([1, 2, 3]), { binary: true })
+      c.send({ id: 'throws', kind: 'counter', key: 'k', method: 'fail', payload: 'ws boom' })
+      c.send({ id: 'timeout', kind: 'counter', key: 'ws-hang', method: 'hang', timeoutMs: 100 })
+      c.send({ id: 'ok', kind: 'counter', key: 'ws-ok', method: 'add', payload: 4 })
+      await waitUntil(() => c.replies.length >= 11, { what: '11 ws replies' })
+      const nulls = c.replies.filter((r) => r.id === null)
+      expect(nulls).toHaveLength(4)
+      for (const r of nulls) expect(r.error.code).toBe('ERR_RPC_BAD_REQUEST')
+      expect((await c.reply('bad-kind')).error.code).toBe('ERR_RPC_BAD_REQUEST')
+      expect((await c.reply('bad-timeout')).error.details.issues).toEqual([expect.stringContaining('timeoutMs')])
+      expect((await c.reply('unknown')).error.code).toBe('ERR_GRAIN_UNKNOWN_KIND')
+      expect((await c.reply('proto')).error.code).toBe('ERR_RPC_BAD_REQUEST')
+      expect((await c.reply('throws')).error).toMatchObject({ code: 'ERR_GRAIN_HANDLER_FAILED', reason: expect.stringContaining('ws boom') })
+      expect((await c.reply('timeout')).error).toMatchObject({ code: 'ERR_GRAIN_TIMEOUT', details: { key: 'ws-hang', method: 'hang' } })
+      expect(await c.reply('ok')).toEqual({ id: 'ok', result: 4 })
+      expect(c.ws.readyState).toBe(WebSocket.OPEN)
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('bounds calls in flight per connection and refuses duplicate ids', async () => {
+    const c = await WsClient.open(small.url)
+    try {
+      for (let i = 0; i < 4; i++) c.send({ id: i, kind: 'counter', key: `inflight-${i}`, method: 'slowAdd', payload: { by: 1, ms: 500 } })
+      c.send({ id: 0, kind: 'counter', key: 'dup', method: 'get' })
+      c.send({ id: 'over', kind: 'counter', key: 'over', method: 'get' })
+      const over = await c.reply('over')
+      expect(over.error).toMatchObject({ code: 'ERR_RPC_TOO_MANY_IN_FLIGHT', details: { limit: 4 } })
+      const dup = c.replies.find((r) => r.id === 0 && r.error !== undefined)
+      expect(dup?.error.code).toBe('ERR_RPC_BAD_REQUEST')
+      await waitUntil(() => [0, 1, 2, 3].every((i) => c.replies.some((r) => r.id === i && r.result === 1)), { what: 'the 4 slow calls' })
+      // Room again once they answered.
+      c.send({ id: 'after', kind: 'counter', key: 'over', method: 'get' })
+      expect(await c.reply('after')).toEqual({ id: 'after', result: 0 })
+    } finally {
+      await c.close()
+    }
+  })
+
+  it('serves /metrics as Prometheus text and the liveness/readiness probes', async () => {
+    const m = await fetch(`${front.url}/metrics`)
+    expect(m.status).toBe(200)
+    expect(m.headers.get('content-type')).toMatch(/^text\/plain/)
+    expect(await m.text()).toMatch(/^# HELP graincluster_/m)
+    for (const p of ['/healthz', '/livez']) expect((await fetch(`${front.url}${p}`)).status).toBe(200)
+    const r = await fetch(`${front.url}/readyz`)
+    expect(r.status).toBe(200)
+    expect(await r.json()).toEqual({ status: 'ready', reasons: [] })
+    // Not clustered: no membership route.
+    expect((await fetch(`${front.url}/cluster/members`)).status).toBe(404)
+  })
+
+  it('reports the metrics-disabled diagnostic when the node runs without metrics', async () => {
+    const quiet = await GrainNode.start({ grains: GRAINS, workers: 1, partitions: 8, metrics: false })
+    const f = await startFront(quiet)
+    try {
+      const res = await fetch(`${f.url}/metrics`)
+      expect(res.status).toBe(404)
+      const b = (await res.json()) as ErrorBody
+      expect(b.error.code).toBe('ERR_RPC_METRICS_DISABLED')
+      expect(b.error.reason).toMatch(/not being collected/)
+      // Calls still work.
+      expect(await post(f.url, '/rpc/counter/quiet/add', '1')).toEqual({ status: 200, json: { result: 1 } })
+    } finally {
+      await f.close()
+      await quiet.close()
+    }
+  })
+})
+
+describe('readiness and membership on a stub node', () => {
+  function stubNode(cluster?: { isUp: boolean; isMinority: boolean; members: Member[]; unreachable: string[] }): FrontNode & { events: EventStream } {
+    const events = new EventStream()
+    return {
+      ask: () => Promise.resolve(undefined),
+      kinds: new Map(),
+      metricsText: () => Promise.resolve(''),
+      metricsContentType: 'text/plain',
+      events,
+      options: { workers: 2 },
+      cluster:
+        cluster === undefined
+          ? undefined
+          : {
+              authority: '127.0.0.1:7001',
+              core: { isUp: cluster.isUp, isMinority: cluster.isMinority, members: () => cluster.members, unreachableSet: () => new Set(cluster.unreachable) },
+            },
+    }
+  }
+
+  it('is not ready while a worker is down or after the node stopped', async () => {
+    const node = stubNode()
+    const app = buildFront(node)
+    try {
+      expect((await app.inject({ url: '/readyz' })).statusCode).toBe(200)
+      node.events.publish({ type: 'worker.crashed', worker: 1, reason: 'test', failedCalls: 0 })
+      const down = await app.inject({ url: '/readyz' })
+      expect(down.statusCode).toBe(503)
+      expect(down.json()).toEqual({ status: 'not-ready', reasons: [expect.stringContaining('worker(s) 1 down')] })
+      node.events.publish({ type: 'worker.started', worker: 1, threadId: 9, restarts: 1 })
+      expect((await app.inject({ url: '/readyz' })).statusCode).toBe(200)
+      node.events.publish({ type: 'node.stopped', reason: 'close() called' })
+      expect((await app.inject({ url: '/readyz' })).json().reasons).toEqual([expect.stringContaining('node stopped')])
+      expect((await app.inject({ url: '/livez' })).statusCode).toBe(200)
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('in a cluster: ready only when Up and not in the minority; lists members with reachability', async () => {
+    const members: Member[] = [
+      { authority: '127.0.0.1:7001', nodeId: 'aa', status: 'up', upNumber: 1 },
+      { authority: '127.0.0.1:7002', nodeId: 'bb', status: 'up', upNumber: 2 },
+    ]
+    const cases = [
+      { isUp: true, isMinority: false, status: 200, reason: undefined },
+      { isUp: false, isMinority: false, status: 503, reason: 'not Up' },
+      { isUp: true, isMinority: true, status: 503, reason: 'minority' },
+    ]
+    for (const k of cases) {
+      const app = buildFront(stubNode({ isUp: k.isUp, isMinority: k.isMinority, members, unreachable: ['127.0.0.1:7002'] }))
+      try {
+        const r = await app.inject({ url: '/readyz' })
+        expect(r.statusCode, JSON.stringify(k)).toBe(k.status)
+        if (k.reason !== undefined) expect(r.json().reasons.join(' ')).toContain(k.reason)
+        const m = await app.inject({ url: '/cluster/members' })
+        expect(m.json()).toEqual({
+          self: '127.0.0.1:7001',
+          members: [
+            { authority: '127.0.0.1:7001', nodeId: 'aa', status: 'up', reachable: true },
+            { authority: '127.0.0.1:7002', nodeId: 'bb', status: 'up', reachable: false },
+          ],
+        })
+      } finally {
+        await app.close()
+      }
+    }
+  })
+
+  it('validates its options in one pass', () => {
+    expect(() => buildFront(stubNode(), { bodyLimitBytes: 0, wsMaxInFlight: 1.5, token: '' })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID', details: { issues: [expect.stringContaining('bodyLimitBytes'), expect.stringContaining('wsMaxInFlight'), expect.stringContaining('token')] } }),
+    )
+  })
+})
