@@ -133,7 +133,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
 
     const map = new Map(keys.map((k) => [k, { authority: 'x', nodeId: 'y', pid: 'z' }]))
     const rawCache = new PidCache()
-    for (const ck of cacheKeys) rawCache.set(ck, { authority: 'x', nodeId: 'y', pid: 'z' }, now0)
+    for (const ck of cacheKeys) rawCache.set(ck, { authority: 'x', nodeId: 'y' }, now0)
     const sets = [3, 10, 100].map((n) => ({ n, c: candidates(n) }))
     const hitsBefore = router.cache.stats.hits
     micro = await runMicro(

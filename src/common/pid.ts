@@ -107,15 +107,25 @@ export function parsePid(text: unknown): Pid {
 
 /** The canonical text of a PID (validates its parts). */
 export function formatPid(p: { authority: string; kind: string; key: string; nodeId?: string | undefined }): string {
-  let encoded: string
-  try {
-    encoded = encodeURIComponent(p.key)
-  } catch {
-    throw invalid(p.key, 'grain key contains a lone UTF-16 surrogate and cannot be encoded')
-  }
-  const text = `${PID_SCHEME}${p.authority}/${p.kind}/${encoded}${p.nodeId === undefined ? '' : `#${p.nodeId}`}`
+  const text = pidTextOf(p.authority, p.kind, p.key, p.nodeId)
   parsePid(text) // throws ERR_PID_INVALID naming the bad part
   return text
+}
+
+/**
+ * The canonical text of parts that are already valid (an authority and
+ * NodeId from the membership table, a registered kind): placement builds
+ * one per new key, so it skips formatPid's re-parse. Still throws
+ * ERR_PID_INVALID for a key that cannot be encoded.
+ */
+export function pidTextOf(authority: string, kind: string, key: string, nodeId?: string): string {
+  let encoded: string
+  try {
+    encoded = encodeURIComponent(key)
+  } catch {
+    throw invalid(key, 'grain key contains a lone UTF-16 surrogate and cannot be encoded')
+  }
+  return `${PID_SCHEME}${authority}/${kind}/${encoded}${nodeId === undefined ? '' : `#${nodeId}`}`
 }
 
 /** Same grain on the same incarnation (a missing nodeId matches any). */

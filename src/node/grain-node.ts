@@ -255,7 +255,7 @@ export class GrainNode {
           servingCluster.mayServe(performance.now())
             ? undefined
             : new GrainClusterError('ERR_AUTHORITY_MINORITY', `${servingCluster.refusalReason(performance.now())}: it serves no grains until it hears from a majority again`, { kind, key, authority: servingCluster.authority })
-        handoff = new HandoffCoordinator({ transport: cluster.transport, host, router, events, codec: host.codec, ...(options.handoffTimeoutMs === undefined ? {} : { timeoutMs: options.handoffTimeoutMs }) })
+        handoff = new HandoffCoordinator({ self: cluster, transport: cluster.transport, host, router, events, codec: host.codec, ...(options.handoffTimeoutMs === undefined ? {} : { timeoutMs: options.handoffTimeoutMs }) })
       } catch (e) {
         handoff?.close()
         await cluster?.close()

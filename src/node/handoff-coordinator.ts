@@ -59,6 +59,8 @@ interface PullWait {
 }
 
 export interface HandoffCoordinatorOptions {
+  /** This node: its NodeId, and whether it may serve (rebalancing waits while it may not). */
+  self: { readonly nodeId: string; mayServe(nowMs: number): boolean }
   transport: TcpTransport
   host: WorkerHost
   router: PlacementRouter
@@ -78,7 +80,7 @@ export class HandoffCoordinator {
   readonly #waiting = new Map<string, (e: InboxEntry) => void>()
   #nextId = 1
   readonly #unsubscribe: () => void
-  readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0 }
+  readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0, rebalanced: 0 }
 
   constructor(o: HandoffCoordinatorOptions) {
     this.#o = o
@@ -88,9 +90,60 @@ export class HandoffCoordinator {
       if (frame[0] === FRAME_HANDOFF) this.#onFrame(peer.authority, frame)
     })
     o.host.onHandoffRequest = (kind, key) => this.#request(kind, key)
+    // Membership changes move keys: rebalance once the burst of events settles.
+    this.#unsubscribeMembers = o.events.subscribe('member.*', () => this.#scheduleRebalance())
+  }
+
+  readonly #unsubscribeMembers: () => void
+  #rebalanceTimer: ReturnType<typeof setTimeout> | undefined
+  #rebalancedFor: readonly unknown[] | undefined
+  #rebalancing = false
+  #closed = false
+
+  #scheduleRebalance(): void {
+    if (this.#rebalanceTimer !== undefined || this.#closed) return
+    this.#rebalanceTimer = setTimeout(() => {
+      this.#rebalanceTimer = undefined
+      void this.#rebalance()
+    }, REBALANCE_DEBOUNCE_MS)
+    this.#rebalanceTimer.unref()
+  }
+
+  /**
+   * Release the activations of keys that another member owns under the
+   * current view and push the records of hand-off kinds to their new owners,
+   * so a key is live on one node only (spec 5.4, single activation).
+   */
+  async #rebalance(): Promise<void> {
+    if (this.#closed || this.#o.router.leaving) return
+    if (this.#rebalancing) {
+      this.#scheduleRebalance()
+      return
+    }
+    if (!this.#o.self.mayServe(performance.now())) return // lease lapsed: park() dropped everything already
+    const members = this.#o.router.eligibleMembers()
+    if (members === this.#rebalancedFor || members.length === 0) return
+    const first = this.#rebalancedFor === undefined
+    this.#rebalancedFor = members
+    if (first) return // the view this node started with: nothing of ours can have moved yet
+    this.#rebalancing = true
+    try {
+      const records = await this.#o.host.rebalance(members, this.#o.self.nodeId, this.#timeoutMs)
+      this.stats.rebalanced += records.length
+      this.#pushTo(records.filter((r) => r.snapshot !== undefined || r.reason !== undefined), (rec) => this.#o.router.ownerAmong(members, rec.kind, rec.key))
+    } catch (e) {
+      this.#o.events.publish({ type: 'node.stopped', reason: `rebalance failed: ${toGrainClusterError(e).reason}` })
+    } finally {
+      this.#rebalancing = false
+    }
+    // The view may have changed again meanwhile.
+    if (this.#o.router.eligibleMembers() !== members) this.#scheduleRebalance()
   }
 
   close(): void {
+    this.#closed = true
+    clearTimeout(this.#rebalanceTimer)
+    this.#unsubscribeMembers()
     this.#unsubscribe()
     this.#o.host.onHandoffRequest = undefined
     for (const w of this.#pulls.values()) {
@@ -262,9 +315,16 @@ export class HandoffCoordinator {
   async handOffAll(): Promise<number> {
     this.#o.router.startLeaving()
     const records = await this.#o.host.releaseAll(this.#timeoutMs)
+    const pushed = this.#pushTo(records, (rec) => this.#o.router.successorOf(rec.kind, rec.key))
+    this.stats.pushed += pushed
+    return pushed
+  }
+
+  /** Push records to the owners `ownerOf` names, in bounded frames; returns how many went out. */
+  #pushTo(records: readonly ReleasedRecord[], ownerOf: (rec: ReleasedRecord) => { authority: string } | undefined): number {
     const byOwner = new Map<string, ReleasedRecord[]>()
     for (const rec of records) {
-      const owner = this.#o.router.successorOf(rec.kind, rec.key)
+      const owner = ownerOf(rec)
       if (owner === undefined) {
         this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'failed', reason: 'no member left to take the key' })
         continue
@@ -286,7 +346,6 @@ export class HandoffCoordinator {
         }
       }
     }
-    this.stats.pushed += pushed
     return pushed
   }
 
@@ -320,6 +379,8 @@ export class HandoffCoordinator {
 }
 
 const PUSH_BATCH = 256
+/** Membership events come in bursts; one rebalance per burst. */
+const REBALANCE_DEBOUNCE_MS = 50
 
 function inboxKey(kind: string, key: string): string {
   return `${kind}\u0000${key}`

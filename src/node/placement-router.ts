@@ -9,28 +9,31 @@
  */
 
 import { GrainClusterError } from '../common/errors.js'
-import { formatPid, type Pid } from '../common/pid.js'
+import { formatPid, type Pid, pidTextOf } from '../common/pid.js'
 import { PidCache } from '../cluster/placement/pid-cache.js'
 import { rendezvousOwner } from '../cluster/placement/rendezvous.js'
 import type { Member } from '../cluster/membership/member.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { ClusterNode } from './cluster-node.js'
 
-export type Placement = { readonly local: true } | { readonly local: false; readonly pid: Pid; readonly pidText: string }
-
-const LOCAL: Placement = { local: true }
+export type Placement = (
+  | { readonly local: true }
+  | { readonly local: false; readonly pid: Pid; readonly pidText: string }
+) & { readonly authority: string; readonly nodeId: string }
 
 export class PlacementRouter {
-  readonly cache: PidCache
+  readonly cache: PidCache<Placement>
   readonly #cluster: ClusterNode
   #candidates: readonly Member[] = []
   #candidatesAt = ''
-  readonly #placements = new Map<string, Placement>()
+  /** Shared by every key this node owns: a local placement allocates nothing. */
+  readonly #local: Placement
   readonly #unsubscribe: (() => void)[] = []
 
   constructor(cluster: ClusterNode, events: EventStream, o: { ttlMs?: number; maxEntries?: number } = {}) {
     this.#cluster = cluster
-    this.cache = new PidCache(o)
+    this.cache = new PidCache<Placement>(o)
+    this.#local = { local: true, authority: cluster.core.authority, nodeId: cluster.core.nodeId }
     // Any membership change can move any key; quarantine moves the keys of one authority.
     this.#unsubscribe.push(
       events.subscribe('member.*', () => this.#invalidate()),
@@ -41,7 +44,6 @@ export class PlacementRouter {
 
   #invalidate(): void {
     this.cache.clear()
-    this.#placements.clear()
   }
 
   /** Up and reachable members, cached per membership version (without this node once it is leaving). */
@@ -61,6 +63,11 @@ export class PlacementRouter {
     }
     return this.#candidates
   }
+  /** The members keys are placed on now (same array until the set changes). */
+  eligibleMembers(): readonly Member[] {
+    return this.#eligible()
+  }
+
   /** Earlier eligible sets, newest first: where a key's state may still be. */
   readonly #history: (readonly Member[])[] = []
   #leaving = false
@@ -102,6 +109,11 @@ export class PlacementRouter {
     return out
   }
 
+  /** The owner of kind/key among `members`. */
+  ownerAmong(members: readonly Member[], kind: string, key: string): Member | undefined {
+    return rendezvousOwner(members, kind, key)
+  }
+
   /** The owner kind/key would have without this node (where a leaving node hands its keys). */
   successorOf(kind: string, key: string): Member | undefined {
     const self = this.#cluster.core.authority
@@ -114,25 +126,31 @@ export class PlacementRouter {
    * partition (it stops serving so the majority can take its keys over).
    */
   ownerOf(kind: string, key: string, nowMs: number): Placement {
-    const core = this.#cluster.core
-    if (!core.isUp) throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${core.authority} is not an Up member of the cluster yet`, { kind, key, authority: core.authority })
-    if (!this.#cluster.mayServe(nowMs)) {
-      throw new GrainClusterError('ERR_AUTHORITY_MINORITY', `${this.#cluster.refusalReason(nowMs)}: it serves no grains until it hears from a majority again`, { kind, key, authority: core.authority })
-    }
+    if (!this.#cluster.mayServe(nowMs)) throw this.#refusal(kind, key, nowMs)
     const cacheKey = PidCache.keyOf(kind, key)
     const cached = this.cache.get(cacheKey, nowMs)
-    if (cached !== undefined) {
-      const p = this.#placements.get(cacheKey)
-      if (p !== undefined) return p
-    }
+    if (cached !== undefined) return cached
     const owner = rendezvousOwner(this.#eligible(), kind, key)
     if (owner === undefined) throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', 'no Up, reachable member can own grains right now', { kind, key })
-    const pidText = formatPid({ authority: owner.authority, kind, key, nodeId: owner.nodeId })
-    const placement: Placement = owner.authority === core.authority && owner.nodeId === core.nodeId ? LOCAL : { local: false, pid: { ...splitAuthority(owner.authority), authority: owner.authority, kind, key, nodeId: owner.nodeId }, pidText }
-    const evicted = this.cache.set(cacheKey, { authority: owner.authority, nodeId: owner.nodeId, pid: pidText }, nowMs)
-    if (evicted !== undefined) this.#placements.delete(evicted)
-    this.#placements.set(cacheKey, placement)
+    const core = this.#cluster.core
+    const placement: Placement =
+      owner.authority === core.authority && owner.nodeId === core.nodeId
+        ? this.#local
+        : {
+            local: false,
+            authority: owner.authority,
+            nodeId: owner.nodeId,
+            pid: { ...splitAuthority(owner.authority), authority: owner.authority, kind, key, nodeId: owner.nodeId },
+            pidText: pidTextOf(owner.authority, kind, key, owner.nodeId),
+          }
+    this.cache.set(cacheKey, placement, nowMs)
     return placement
+  }
+
+  #refusal(kind: string, key: string, nowMs: number): GrainClusterError {
+    const core = this.#cluster.core
+    if (!core.isUp) return new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${core.authority} is not an Up member of the cluster yet`, { kind, key, authority: core.authority })
+    return new GrainClusterError('ERR_AUTHORITY_MINORITY', `${this.#cluster.refusalReason(nowMs)}: it serves no grains until it hears from a majority again`, { kind, key, authority: core.authority })
   }
 
   /** The PID a key resolves to from this node (same on every node with the same view). */

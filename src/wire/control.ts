@@ -38,9 +38,14 @@ export const CONTROL_TYPES = {
   HANDOFF_REQUEST: 3,
   /** main → worker: { id, outcome: 'record' | 'none' | 'unavailable', version?, snapshot?, reason? } */
   HANDOFF_REPLY: 4,
-  /** main → worker: { id, kind?, key? } — release kind/key (or, without kind, every hand-off activation): snapshot, deactivate, tombstone. */
+  /**
+   * main → worker: { id, kind?, key? } — release kind/key (or, without kind,
+   * every hand-off activation): snapshot, deactivate, tombstone. With
+   * { id, members, selfNodeId }: rebalance — release every activation whose
+   * key another of `members` now owns (rendezvous).
+   */
   RELEASE_REQUEST: 5,
-  /** worker → main: { id, records: [{ kind, key, version, snapshot? }] } */
+  /** worker → main: { id, records: [{ kind, key, version, snapshot? }], tombed?: [kind, key][] } */
   RELEASE_REPLY: 6,
   /** main → worker: { kind, key } — this node owns the key again: lift its tombstone. */
   UNTOMB: 7,

@@ -611,6 +611,8 @@ export class WorkerHost {
           this.#sendControl(link, CONTROL_TYPES.HANDOFF_REPLY, { id, ...a })
         })
     } else if (r.messageType === CONTROL_TYPES.RELEASE_REPLY) {
+      // Keys the worker tombstoned on its own (rebalance): lift them when they come back here.
+      if (Array.isArray(msg.tombed)) for (const t of msg.tombed as unknown[]) if (Array.isArray(t) && typeof t[0] === 'string' && typeof t[1] === 'string') this.#released.add(releasedKey(t[0], t[1]))
       const done = this.#releases.get(Number(msg.id))
       this.#releases.delete(Number(msg.id))
       done?.(Array.isArray(msg.records) ? (msg.records as ReleasedRecord[]) : [])
@@ -654,7 +656,19 @@ export class WorkerHost {
     return all.flat()
   }
 
-  #release(link: WorkerLink, body: { kind?: string; key?: string; tomb?: boolean; allKinds?: boolean }, timeoutMs: number): Promise<ReleasedRecord[]> {
+  /**
+   * After a membership change: every worker releases the activations whose
+   * keys another of `members` now owns (rendezvous, the same rule placement
+   * uses), so a key is live on one node only. Resolves with their records
+   * (snapshots for hand-off kinds) for the caller to push to the new owners.
+   */
+  async rebalance(members: readonly { authority: string; nodeId: string }[], selfNodeId: string, timeoutMs = 10_000): Promise<ReleasedRecord[]> {
+    const body = { members: members.map((m) => ({ authority: m.authority, nodeId: m.nodeId })), selfNodeId }
+    const all = await Promise.all(this.#links.map((l) => this.#release(l, body, timeoutMs).catch(() => [] as ReleasedRecord[])))
+    return all.flat()
+  }
+
+  #release(link: WorkerLink, body: { kind?: string; key?: string; tomb?: boolean; allKinds?: boolean; members?: unknown; selfNodeId?: string }, timeoutMs: number): Promise<ReleasedRecord[]> {
     if (link.state !== 'ready') return Promise.reject(new GrainClusterError('ERR_WORKER_UNAVAILABLE', `worker ${link.index} is ${link.state}`, { worker: link.index }))
     const id = this.#nextReleaseId++
     return new Promise<ReleasedRecord[]>((resolve, reject) => {

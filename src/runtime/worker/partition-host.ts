@@ -15,6 +15,7 @@
 
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
+import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
 import { type Pid, parsePid } from '../../common/pid.js'
 import type { KindEntry, KindRegistry, MethodEntry } from '../../grains/kind-registry.js'
 import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
@@ -419,7 +420,23 @@ export class PartitionHost implements ActivationHost {
     const targets: Activation[] = []
     // tomb: false when the node only parks its activations (serving lease lost): it refuses calls anyway.
     const tomb = msg.tomb !== false
-    if (msg.kind === undefined) {
+    const tombed: [string, string][] = []
+    if (Array.isArray(msg.members)) {
+      // Rebalance after a membership change: every activation whose key
+      // another member now owns leaves (hand-off kinds with their record).
+      const members = msg.members as PlacementCandidate[]
+      const selfId = textOf(msg.selfNodeId)
+      for (const [entry, acts] of this.#activations) {
+        for (const a of acts.values()) {
+          const owner = rendezvousOwner(members, entry.kind, a.key)
+          if (owner !== undefined && owner.nodeId !== selfId) targets.push(a)
+        }
+      }
+      for (const a of targets) {
+        this.#tomb(a.entry, a.key)
+        tombed.push([a.kind, a.key])
+      }
+    } else if (msg.kind === undefined) {
       for (const [entry, acts] of this.#activations) if (entry.handoff || msg.allKinds === true) for (const a of acts.values()) targets.push(a)
       if (tomb) for (const a of targets) this.#tomb(a.entry, a.key)
     } else {
@@ -435,11 +452,11 @@ export class PartitionHost implements ActivationHost {
     let left = targets.length
     const done = (): void => {
       try {
-        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records })
+        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records, tombed })
       } catch (e) {
         // A snapshot the codec cannot carry: send the records without snapshots, with the reason.
         const bare = records.map((rec) => ({ kind: rec.kind, key: rec.key, version: rec.version, reason: rec.snapshot === undefined ? rec.reason : `snapshot could not be encoded: ${reasonOf(e)}` }))
-        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records: bare })
+        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records: bare, tombed })
       }
     }
     if (left === 0) {

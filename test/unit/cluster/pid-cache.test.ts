@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { PidCache } from '../../../src/cluster/placement/pid-cache.js'
 
-const v = (authority: string, key: string) => ({ authority, nodeId: 'n', pid: `grain://${authority}/k/${key}` })
+const v = (authority: string, _key: string) => ({ authority, nodeId: 'n' })
 
 describe('PidCache', () => {
   it('hits within the TTL and misses after it', () => {
@@ -40,5 +40,18 @@ describe('PidCache', () => {
     const c = new PidCache({ maxEntries: 1_000 })
     for (let i = 0; i < 100_000; i++) c.set(`k${i}`, v('h:1', `k${i}`), 0)
     expect(c.size).toBe(1_000)
+  })
+
+  it('keeps a key that is hit between insertions (second chance), evicts cold ones', () => {
+    const c = new PidCache({ maxEntries: 100 })
+    c.set('hot', v('h:1', 'hot'), 0)
+    for (let i = 0; i < 10_000; i++) {
+      c.set(`cold-${i}`, v('h:1', `cold-${i}`), 0)
+      expect(c.get('hot', 1)).toBeDefined()
+    }
+    expect(c.size).toBe(100)
+    expect(c.get('cold-0', 1)).toBeUndefined()
+    expect(c.get('cold-9999', 1)).toBeDefined()
+    expect(c.stats.evicted).toBe(10_000 + 1 - 100)
   })
 })
