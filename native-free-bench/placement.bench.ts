@@ -24,7 +24,7 @@
  */
 
 import { randomBytes } from 'node:crypto'
-import { formatPid } from '../src/common/pid.js'
+import { pidTextOf } from '../src/common/pid.js'
 import { PidCache } from '../src/cluster/placement/pid-cache.js'
 import { rendezvousOwner } from '../src/cluster/placement/rendezvous.js'
 import { ClusterNode } from '../src/node/cluster-node.js'
@@ -95,7 +95,6 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
   const t0 = performance.now()
   const timing = o.quick ? QUICK_TIMING : FULL_TIMING
   const keys = Array.from({ length: KEYS }, (_, i) => `user-${i * 7919}`)
-  const cacheKeys = keys.map((k) => PidCache.keyOf(KIND, k))
 
   // (a) + (b): routers of a real 3-member cluster.
   const cluster = await startRouterCluster()
@@ -133,18 +132,17 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
 
     const map = new Map(keys.map((k) => [k, { authority: 'x', nodeId: 'y', pid: 'z' }]))
     const rawCache = new PidCache()
-    for (const ck of cacheKeys) rawCache.set(ck, { authority: 'x', nodeId: 'y' }, now0)
+    for (const k of keys) rawCache.set(KIND, k, { authority: 'x', nodeId: 'y' }, now0)
     const sets = [3, 10, 100].map((n) => ({ n, c: candidates(n) }))
     const hitsBefore = router.cache.stats.hits
     micro = await runMicro(
       [
         loopCase('Map.get (baseline)', KEYS, (i) => (map.get(keys[i]!) === undefined ? 0 : 1)),
-        loopCase('PidCache.get (hit)', KEYS, (i, now) => (rawCache.get(cacheKeys[i]!, now) === undefined ? 0 : 1)),
+        loopCase('PidCache.get (hit)', KEYS, (i, now) => (rawCache.get(KIND, keys[i]!, now) === undefined ? 0 : 1)),
         loopCase('PlacementRouter.ownerOf (cache hit)', KEYS, (i, now) => (router.ownerOf(KIND, keys[i]!, now).local ? 1 : 2)),
         // Parts of a hit, to see where its time goes.
-        loopCase('  part: PidCache.keyOf (string build)', KEYS, (i) => PidCache.keyOf(KIND, keys[i]!).length),
         loopCase('ownerOf (hit) + performance.now() per call', KEYS, (i) => (router.ownerOf(KIND, keys[i]!, performance.now()).local ? 1 : 2)),
-        loopCase('  part: formatPid (cold path builds the PID text)', KEYS, (i) => formatPid({ authority: node.authority, kind: KIND, key: keys[i]!, nodeId: node.nodeId }).length),
+        loopCase('  part: pidTextOf (cold path builds a remote owner\'s PID text)', KEYS, (i) => pidTextOf(node.authority, KIND, keys[i]!, node.nodeId).length),
         loopCase('PlacementRouter.ownerOf (cold, 3 members)', KEYS, (i) => (coldRouter.ownerOf(KIND, keys[i]!, performance.now()).local ? 1 : 2)),
         ...sets.map(({ n, c }) => loopCase(`rendezvousOwner, ${n} members`, KEYS, (i) => rendezvousOwner(c, KIND, keys[i]!)!.authority.length)),
       ],
@@ -227,10 +225,10 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     ],
     notes: [
       `ownerOf (hit) costs ${nsOf('PlacementRouter.ownerOf (cache hit)').toFixed(0)} ns against ${nsOf('Map.get (baseline)').toFixed(0)} ns for Map.get: ` +
-        `the Up/serving check, the kind\\0key string ${nsOf('  part: PidCache.keyOf (string build)').toFixed(0)} ns, the PidCache get ${nsOf('PidCache.get (hit)').toFixed(0)} ns (LRU: delete + re-insert) and a second Map lookup for the Placement.`,
+        `the serving check (lease verdict reused per membership version and 10 ms) and the PidCache get ${nsOf('PidCache.get (hit)').toFixed(0)} ns (one Map lookup on the caller's key string, CLOCK bit set; the placement is in the entry).`,
       'The (a) rows read the clock once per 4,096 calls (GrainNode reads performance.now() on every call: see the "+ performance.now() per call" row).',
       `Cold ownerOf: router with ttlMs 0, so every call misses, runs rendezvous (${nsOf('rendezvousOwner, 3 members').toFixed(0)} ns over 3) over the cached eligible list, ` +
-        `formats the PID (${nsOf('  part: formatPid (cold path builds the PID text)').toFixed(0)} ns: encodeURIComponent + a validating parsePid) and re-fills the cache.`,
+        `builds the PID text only for a remote owner (${nsOf("  part: pidTextOf (cold path builds a remote owner's PID text)").toFixed(0)} ns) and re-fills the cache.`,
       `(c) single node: no placement (the activation scope's path); 1-member cluster: node.tell → PlacementRouter.ownerOf (miss) → local ring.`,
       `(d) "fits" = the run completed without an out-of-memory crash on the default heap (no --max-old-space-size); an OOM would fail the scope.`,
       gcForced ? 'GC forced in the worker before every heap sample.' : 'Could not force GC in the worker: heap deltas include garbage (upper bound).',

@@ -127,8 +127,7 @@ export class PlacementRouter {
    */
   ownerOf(kind: string, key: string, nowMs: number): Placement {
     if (!this.#cluster.mayServe(nowMs)) throw this.#refusal(kind, key, nowMs)
-    const cacheKey = PidCache.keyOf(kind, key)
-    const cached = this.cache.get(cacheKey, nowMs)
+    const cached = this.cache.get(kind, key, nowMs)
     if (cached !== undefined) return cached
     const owner = rendezvousOwner(this.#eligible(), kind, key)
     if (owner === undefined) throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', 'no Up, reachable member can own grains right now', { kind, key })
@@ -143,7 +142,7 @@ export class PlacementRouter {
             pid: { ...splitAuthority(owner.authority), authority: owner.authority, kind, key, nodeId: owner.nodeId },
             pidText: pidTextOf(owner.authority, kind, key, owner.nodeId),
           }
-    this.cache.set(cacheKey, placement, nowMs)
+    this.cache.set(kind, key, placement, nowMs)
     return placement
   }
 
