@@ -121,6 +121,8 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     const half = Math.max(1, Math.floor(B.reqPerSec / 2))
     o.log(`http: /rpc at half of its peak: ${half.toLocaleString('en-US')} req/s for ${s.halfRateS} s`)
     const d = await rpcRun(s.halfRateS, half)
+    // The same rate on the bare route: what the machine and the load generator alone cost in tail latency.
+    const e = await httpRun(bareUrl, `/bare/${KIND}/{key}/get`, s.halfRateS, half).then((r) => verifyHttp('(e) bare route at half rate', r))
 
     const ratioB = speedup(B.reqPerSec, A.reqPerSec)
     const ratioC = speedup(c.callsPerSec, B.reqPerSec)
@@ -139,6 +141,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       httpRow(`(b) POST /rpc/${KIND}/<key>/get, ${CONNECTIONS} connections`, b, B, ratioB),
       { case: `(c) WebSocket RPC, 1 socket, ${IN_FLIGHT} in flight`, 'calls/s': c.callsPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': null, 'p99 ms': null, 'p99.9 ms': null, 'ratio vs (a)': speedup(c.callsPerSec, A.reqPerSec) },
       { case: `(d) (b) at half its peak (overallRate ${half})`, 'calls/s': d.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': d.p50Ms, 'p99 ms': d.p99Ms, 'p99.9 ms': d.p999Ms, 'ratio vs (a)': null },
+      { case: `(e) bare route at the same rate (baseline for (d))`, 'calls/s': e.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': e.p50Ms, 'p99 ms': e.p99Ms, 'p99.9 ms': e.p999Ms, 'ratio vs (a)': null },
     ]
     const scope: ScopeName = 'http'
     return {

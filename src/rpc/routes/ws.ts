@@ -46,6 +46,14 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
     app.get('/ws', { websocket: true }, (socket: WebSocket, req) => {
       const inFlight = new Set<CallId>()
 
+      // Replies that complete in one event-loop turn leave in one write: the
+      // TCP socket is corked at the first and uncorked after the turn.
+      const tcp = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket
+      let corked = false
+      const uncork = (): void => {
+        corked = false
+        tcp?.uncork()
+      }
       const send = (msg: { id: CallId | null; result?: unknown; error?: unknown }): void => {
         if (socket.readyState !== OPEN) return // the client left; its late replies are dropped
         let text: string
@@ -54,6 +62,11 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         } catch (e) {
           const err = toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE')
           text = JSON.stringify({ id: msg.id, error: errorReply(err).body.error })
+        }
+        if (!corked && tcp !== undefined) {
+          corked = true
+          tcp.cork()
+          setImmediate(uncork)
         }
         socket.send(text)
       }

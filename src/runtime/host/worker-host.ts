@@ -101,6 +101,7 @@ class WorkerLink {
     ringBytes: number,
     maxOverflowFrames: number,
     events: EventStream,
+    deferPublish?: () => boolean,
   ) {
     this.toWorker = createRingBuffer(ringBytes)
     this.toMain = createRingBuffer(ringBytes)
@@ -110,9 +111,13 @@ class WorkerLink {
       onFull: (queued) =>
         events.publish({ type: 'ring.full', worker: index, direction: 'to-worker', queued, reason: 'worker is not keeping up; frames wait in the bounded overflow queue' }),
       onDrained: () => events.publish({ type: 'ring.drained', worker: index, direction: 'to-worker' }),
+      ...(deferPublish === undefined ? {} : { deferPublish }),
     })
   }
 }
+
+/** Calls in flight from the main thread from which publishes wait for the end of the loop turn. */
+const DEFER_PUBLISH_AT_IN_FLIGHT = 8
 
 const forwardKey = (thread: number, corr: number): number => thread * 0x1_0000_0000 + corr
 
@@ -154,7 +159,7 @@ export class WorkerHost {
     for (let w = 0; w < this.workers; w++) {
       this.#restarts[w] = 0
       this.#crashStreak[w] = 0
-      const link = new WorkerLink(w, this.#o.ringBytes, this.#o.maxOverflowFrames, this.#events)
+      const link = new WorkerLink(w, this.#o.ringBytes, this.#o.maxOverflowFrames, this.#events, this.#deferPublish)
       this.#links[w] = link
       ready.push(this.#spawn(link))
     }
@@ -301,7 +306,7 @@ export class WorkerHost {
     this.#crashStreak[w] = wasReady && lived > 30_000 ? 1 : (this.#crashStreak[w] ?? 0) + 1
     const streak = this.#crashStreak[w]
     const delayMs = streak <= 1 ? 0 : Math.min(100 * 2 ** (streak - 2), 5_000)
-    const next = new WorkerLink(w, this.#o.ringBytes, this.#o.maxOverflowFrames, this.#events)
+    const next = new WorkerLink(w, this.#o.ringBytes, this.#o.maxOverflowFrames, this.#events, this.#deferPublish)
     this.#links[w] = next
     const timer = setTimeout(() => {
       this.#restartTimers.delete(timer)
@@ -327,6 +332,13 @@ export class WorkerHost {
       this.#events.publish({ type: 'frame.malformed', source: `worker ${worker} ring after crash`, reason: 'unreadable frame' })
     }
   }
+
+  /**
+   * Several calls in flight means load: let the requests of one event-loop
+   * turn share a publish (and a worker wake-up). A lone call keeps the
+   * microtask publish and its latency.
+   */
+  readonly #deferPublish = (): boolean => this.pending.size >= DEFER_PUBLISH_AT_IN_FLIGHT
 
   readonly #flushAll = (): void => {
     for (const l of this.#links) l.sender.flush()

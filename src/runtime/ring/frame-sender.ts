@@ -26,6 +26,13 @@ export interface FrameSenderOptions {
   onFull?: (queued: number) => void
   /** Called when the overflow queue has been moved into the ring. */
   onDrained?: () => void
+  /**
+   * True when the publish may wait for the end of the event-loop turn
+   * (setImmediate) instead of the end of the current task (microtask): under
+   * load, requests handled in one I/O phase then share one publish and at
+   * most one wake-up of the consumer. Asked once per batch.
+   */
+  deferPublish?: () => boolean
 }
 
 export class FrameSender {
@@ -40,12 +47,14 @@ export class FrameSender {
   #drainWaiters: (() => void)[] = []
   readonly #onFull: ((queued: number) => void) | undefined
   readonly #onDrained: (() => void) | undefined
+  readonly #deferPublish: (() => boolean) | undefined
 
   constructor(sab: SharedArrayBuffer, options: FrameSenderOptions = {}) {
     this.producer = new RingProducer(sab)
     this.maxOverflowFrames = options.maxOverflowFrames ?? DEFAULT_MAX_OVERFLOW_FRAMES
     this.#onFull = options.onFull
     this.#onDrained = options.onDrained
+    this.#deferPublish = options.deferPublish
   }
 
   /** Frames waiting outside the ring. */
@@ -212,7 +221,8 @@ export class FrameSender {
   #schedulePublish(): void {
     if (this.#publishScheduled) return
     this.#publishScheduled = true
-    queueMicrotask(this.flush)
+    if (this.#deferPublish?.() === true) setImmediate(this.flush)
+    else queueMicrotask(this.flush)
   }
 
   /** Publish everything committed so far (once per batch, not per frame). */
