@@ -251,6 +251,7 @@ export class GrainNode {
           return p.local ? undefined : p.pidText
         }
         const servingCluster = cluster
+        host.mayServe = () => servingCluster.mayServe(performance.now())
         host.servingRefusal = (kind, key) =>
           servingCluster.mayServe(performance.now())
             ? undefined

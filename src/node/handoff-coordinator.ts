@@ -130,6 +130,7 @@ export class HandoffCoordinator {
     try {
       const records = await this.#o.host.rebalance(members, this.#o.self.nodeId, this.#timeoutMs)
       this.stats.rebalanced += records.length
+      if (records.length > 0) this.#o.events.publish({ type: 'placement.rebalanced', released: records.length, members: members.length })
       this.#pushTo(records.filter((r) => r.snapshot !== undefined || r.reason !== undefined), (rec) => this.#o.router.ownerAmong(members, rec.kind, rec.key))
     } catch (e) {
       this.#o.events.publish({ type: 'node.stopped', reason: `rebalance failed: ${toGrainClusterError(e).reason}` })
@@ -275,6 +276,17 @@ export class HandoffCoordinator {
     if (typeof kind !== 'string' || typeof key !== 'string' || !this.#o.host.kinds.has(kind)) {
       this.#send(from, { op: 'pulled', id, records: [] })
       return
+    }
+    // A record pushed here (or parked) that never activated: it moves on as it is.
+    const boxed = this.#inbox.get(inboxKey(kind, key))
+    if (boxed !== undefined) {
+      this.#inbox.delete(inboxKey(kind, key))
+      if (boxed.expiresAtMs > performance.now()) {
+        this.stats.released++
+        this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'released', peer: from, version: boxed.record.version })
+        this.#send(from, { op: 'pulled', id, records: [boxed.record] })
+        return
+      }
     }
     this.#o.host.releaseKey(kind, key, this.#timeoutMs).then(
       (records) => {

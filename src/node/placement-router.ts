@@ -35,15 +35,18 @@ export class PlacementRouter {
     this.cache = new PidCache<Placement>(o)
     this.#local = { local: true, authority: cluster.core.authority, nodeId: cluster.core.nodeId }
     // Any membership change can move any key; quarantine moves the keys of one authority.
+    this.#events = events
     this.#unsubscribe.push(
-      events.subscribe('member.*', () => this.#invalidate()),
-      events.subscribe('association.quarantined', () => this.#invalidate()),
-      events.subscribe('association.released', () => this.#invalidate()),
+      events.subscribe('member.*', (e) => this.#invalidate(e.type)),
+      events.subscribe('association.quarantined', (e) => this.#invalidate(e.type)),
+      events.subscribe('association.released', (e) => this.#invalidate(e.type)),
     )
   }
+  readonly #events: EventStream
 
-  #invalidate(): void {
-    this.cache.clear()
+  #invalidate(reason: string): void {
+    const entries = this.cache.clear()
+    if (entries > 0) this.#events.publish({ type: 'pid.cache-invalidated', entries, reason })
   }
 
   /** Up and reachable members, cached per membership version (without this node once it is leaving). */
@@ -80,7 +83,7 @@ export class PlacementRouter {
    */
   startLeaving(): void {
     this.#leaving = true
-    this.#invalidate()
+    this.#invalidate('leaving')
   }
 
   get leaving(): boolean {
@@ -101,7 +104,8 @@ export class PlacementRouter {
       if (m === undefined || m.authority === self || out.some((o) => o.authority === m.authority)) return
       const live = core.table.member(m.authority)
       if (live === undefined || live.nodeId !== m.nodeId || core.table.isUnreachable(m.authority)) return
-      if (live.status !== 'up' && live.status !== 'leaving' && live.status !== 'exiting') return
+      // A Leaving member pushed its records before it announced the leave: nothing to pull there.
+      if (live.status !== 'up') return
       out.push(live)
     }
     add(rendezvousOwner(current.filter((m) => m.authority !== self), kind, key))

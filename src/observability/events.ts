@@ -38,6 +38,13 @@ export interface PlacementReactivated extends Base<'placement.reactivated'> {
   /** Re-activated within one idle TTL of passivation: the TTL is probably too short for this key's traffic. */
   churn: boolean
 }
+/** After a membership change this node released the activations whose keys another member now owns. */
+export interface PlacementRebalanced extends Base<'placement.rebalanced'> {
+  /** Activations released (their keys now live elsewhere). */
+  released: number
+  /** Members keys are placed on now. */
+  members: number
+}
 /** This node's serving lease lapsed: it serves no grains and drops its activations (their keys may be re-activated elsewhere). */
 export interface PlacementLeaseLost extends Base<'placement.lease-lost'> {
   authority: string
@@ -241,6 +248,11 @@ export interface PidResolutionConflict extends Base<'pid.conflict'> {
   authority: string
   reason: string
 }
+/** The PidCache dropped its entries (design 3.8: on every membership change, quarantine and release). Hits and misses are metrics only. */
+export interface PidCacheInvalidated extends Base<'pid.cache-invalidated'> {
+  entries: number
+  reason: string
+}
 
 // ------------------------------------------------------------------------- rpc
 
@@ -354,6 +366,7 @@ export type RuntimeEvent =
   | PlacementReactivated
   | PlacementHandoff
   | PlacementLeaseLost
+  | PlacementRebalanced
   | PlacementLeaseRegained
   | GrainActivationFailed
   | GrainHandlerFailed
@@ -389,6 +402,7 @@ export type RuntimeEvent =
   | AssociationDrained
   | AssociationSendFailed
   | PidResolutionConflict
+  | PidCacheInvalidated
   | RpcRetried
   | RpcFailed
   | RpcAlert

@@ -50,6 +50,7 @@ export class NodeMetrics {
   readonly handoffs: Counter<'outcome'>
   readonly reactivations: Counter<'kind'>
   readonly passivationChurn: Counter<'kind'>
+  readonly rebalancedKeys: Counter
 
   constructor(events: EventStream, prefix = 'graincluster_') {
     const r = this.registry
@@ -77,6 +78,7 @@ export class NodeMetrics {
 
     this.handoffs = new Counter({ name: `${prefix}placement_handoffs_total`, help: 'State hand-offs of grain keys between owners, by outcome (released, restored, fresh, failed).', labelNames: ['outcome'], registers: [r] })
     this.reactivations = new Counter({ name: `${prefix}grain_reactivations_total`, help: 'Keys activated again after being passivated, by kind.', labelNames: ['kind'], registers: [r] })
+    this.rebalancedKeys = new Counter({ name: `${prefix}placement_rebalanced_activations_total`, help: 'Activations released after a membership change because another member now owns their keys.', registers: [r] })
     this.passivationChurn = new Counter({ name: `${prefix}grain_passivation_churn_total`, help: 'Re-activations sooner than one idle TTL after passivation (the TTL is short for the traffic), by kind.', labelNames: ['kind'], registers: [r] })
 
     const on = (filter: Parameters<EventStream['subscribe']>[0]): void => {
@@ -145,6 +147,9 @@ export class NodeMetrics {
         break
       case 'placement.handoff':
         this.handoffs.inc({ outcome: e.outcome })
+        break
+      case 'placement.rebalanced':
+        this.rebalancedKeys.inc(e.released)
         break
       case 'placement.reactivated':
         this.reactivations.inc({ kind: e.kind })

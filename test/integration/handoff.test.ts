@@ -57,7 +57,7 @@ describe('state hand-off between owners', () => {
   }
 
   beforeAll(async () => {
-    ports = await freePorts(3)
+    ports = await freePorts(4)
     seeds = ports.slice(0, 2).map((p) => `127.0.0.1:${p}`)
     await Promise.all([start(ports[0]!), start(ports[1]!)])
     await upEverywhere(nodes)
@@ -85,13 +85,16 @@ describe('state hand-off between owners', () => {
     expect(await c.ask('tally', moved[0]!, 'history')).toEqual([1, KEYS.indexOf(moved[0]!)])
     const restored = events.get(c)!.filter((e) => e.type === 'placement.handoff' && e.outcome === 'restored').length
     expect(restored).toBe(moved.length)
+    expect(await c.metricsText()).toMatch(new RegExp(`graincluster_placement_handoffs_total\\{outcome="restored"\\} ${moved.length}\\b`))
+    // The join invalidated the old owners' caches (an event, not only a metric).
+    expect(events.get(a)!.some((e) => e.type === 'pid.cache-invalidated')).toBe(true)
     // Single activation: the three live sets are disjoint and cover every key.
     const sets = nodes.map((n) => liveKeys(n, 'tally'))
     for (const k of KEYS) expect(sets.filter((s) => s.has(k))).toHaveLength(1)
     expect([...sets[2]!].sort()).toEqual([...moved].sort())
   })
 
-  it('keeps per-key order and loses nothing while keys move under concurrent calls', async () => {
+  it('keeps per-key order and loses nothing while keys move under concurrent calls (a node leaves, another joins)', async () => {
     const [a, b, c] = nodes as [GrainNode, GrainNode, GrainNode]
     // 20 fresh keys, tells from two nodes interleaved with a leave of the third.
     const keys = Array.from({ length: 40 }, (_, i) => `busy-${i}`)
@@ -115,7 +118,11 @@ describe('state hand-off between owners', () => {
     await new Promise((r) => setTimeout(r, 50))
     await c.leave()
     nodes.splice(nodes.indexOf(c), 1)
+    // And a new node joins while the calls keep coming.
+    const d = await start(ports[3]!)
+    await upEverywhere(nodes)
     await sending
+    expect(liveKeys(d, 'tally').size).toBeGreaterThan(0)
     await upEverywhere(nodes)
     const expected = Array.from({ length: 30 }, (_, i) => i + 1)
     for (const k of keys) expect(await a.ask('tally', k, 'history')).toEqual([0, ...expected])
@@ -126,7 +133,11 @@ describe('state hand-off between owners', () => {
   })
 
   it('a kind that requires its snapshot fails activation with ERR_GRAIN_SNAPSHOT_MISSING when the holder cannot give one', async () => {
-    const [a, b] = nodes as [GrainNode, GrainNode]
+    const [a, b, d] = nodes as [GrainNode, GrainNode, GrainNode]
+    // Back to two nodes first (graceful leave carries d's keys to a and b).
+    await d.leave()
+    nodes.splice(nodes.indexOf(d), 1)
+    await upEverywhere(nodes)
     const keys = Array.from({ length: 40 }, (_, i) => `vault-${i}`)
     for (const k of keys) {
       await a.ask('vault', k, 'deposit', 10)

@@ -528,7 +528,8 @@ export class WorkerHost {
     const link = this.#links[workerOfPartition(r.partition, this.workers)]!
     // Leaving: this node serves nothing new; calls follow placement to the successors.
     const redirect = this.redirectInbound && this.placeRequest !== undefined && this.onPidRequest !== undefined ? this.placeRequest(r.kind(), r.key()) : undefined
-    const refusal = redirect === undefined && this.servingRefusal !== undefined ? this.servingRefusal(r.kind(), r.key()) : undefined
+    // kind/key are decoded only when the node refuses (it rarely does).
+    const refusal = redirect === undefined && this.mayServe !== undefined && !this.mayServe() ? this.servingRefusal?.(r.kind(), r.key()) : undefined
     if ((r.flags & FLAGS.ASK) === 0) {
       if (redirect !== undefined) this.onPidRequest!(redirect, bytes.slice())
       else if (refusal !== undefined) throw refusal
@@ -592,6 +593,8 @@ export class WorkerHost {
    * lease expired). Checked before any call is handed to a local worker.
    */
   servingRefusal: ((kind: string, key: string) => GrainClusterError | undefined) | undefined
+  /** Cheap check before servingRefusal (no strings needed): false when the node may not serve. */
+  mayServe: (() => boolean) | undefined
 
   /** Set while the node leaves: requests from other nodes are routed by placement instead of served here. */
   redirectInbound = false
@@ -730,8 +733,8 @@ export class WorkerHost {
       throw new GrainClusterError('ERR_GRAIN_INVALID_KEY', `grain key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters (got ${typeof key === 'string' ? `${key.length} characters` : typeof key})`, { kind, method })
     }
     if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed', { kind, key, method })
-    if (this.servingRefusal !== undefined) {
-      const refusal = this.servingRefusal(kind, key)
+    if (this.mayServe !== undefined && !this.mayServe()) {
+      const refusal = this.servingRefusal?.(kind, key)
       if (refusal !== undefined) throw refusal
     }
     const partition = partitionOf(key, this.partitions)
