@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url'
 import type { RuntimeEvent, RuntimeEventType, EventOf } from '../../src/observability/events.js'
 import type { MemberView, MembersReply, NodeProcessOptions } from '../fixtures/cluster/node-process.js'
 import { freePort } from './free-port.js'
-import { waitUntil } from './wait-until.js'
+import { withTimeout, waitUntil } from './wait-until.js'
 
 export type { MemberView, MembersReply, NodeProcessOptions } from '../fixtures/cluster/node-process.js'
 
@@ -266,19 +266,6 @@ export async function startNode(o: SpawnOptions & { seeds: string[] }, readyTime
   return p
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 export interface ClusterOptions extends Omit<SpawnOptions, 'label' | 'seeds' | 'port'> {
   /** How many of the nodes are seeds (the first ones). Default 1. */

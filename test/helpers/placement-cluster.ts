@@ -13,7 +13,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { PlacementNodeOptions } from '../fixtures/cluster/placement-node-process.js'
 import { freePort } from './free-port.js'
-import { waitUntil } from './wait-until.js'
+import { withTimeout, waitUntil } from './wait-until.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const ENTRY = fileURLToPath(new URL('../fixtures/cluster/placement-node-process.ts', import.meta.url))
@@ -202,19 +202,6 @@ export async function stopPlacementNodes(): Promise<void> {
   await Promise.all(procs.map((p) => withTimeout(p.exited, 15_000, `${p.label} exit`)))
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** The result of the fixture's untilAll command. */
 export interface UntilAllReply {
