@@ -45,7 +45,7 @@ export const CONTROL_TYPES = {
    * key another of `members` now owns (rendezvous).
    */
   RELEASE_REQUEST: 5,
-  /** worker → main: { id, records: [{ kind, key, version, snapshot? }], tombed?: [kind, key][] } */
+  /** worker → main: { id, records: [{ kind, key, version, snapshot? }], tombed?: [kind, key][], more?: true } — in parts that fit the ring; the last has no `more`. */
   RELEASE_REPLY: 6,
   /** main → worker: { kind, key } — this node owns the key again: lift its tombstone. */
   UNTOMB: 7,

@@ -602,6 +602,8 @@ export class WorkerHost {
   /** Keys this node released to other owners; a local delivery lifts the worker's tombstone first. */
   readonly #released = new Set<string>()
   readonly #releases = new Map<number, (records: ReleasedRecord[]) => void>()
+  /** Records of a release whose reply comes in several parts. */
+  readonly #releaseParts = new Map<number, ReleasedRecord[]>()
   #nextReleaseId = 1
 
   #onHandoffControl(link: WorkerLink, r: EnvelopeReader): void {
@@ -628,9 +630,16 @@ export class WorkerHost {
     } else if (r.messageType === CONTROL_TYPES.RELEASE_REPLY) {
       // Keys the worker tombstoned on its own (rebalance): lift them when they come back here.
       if (Array.isArray(msg.tombed)) for (const t of msg.tombed as unknown[]) if (Array.isArray(t) && typeof t[0] === 'string' && typeof t[1] === 'string') this.#released.add(releasedKey(t[0], t[1]))
-      const done = this.#releases.get(Number(msg.id))
-      this.#releases.delete(Number(msg.id))
-      done?.(Array.isArray(msg.records) ? (msg.records as ReleasedRecord[]) : [])
+      const id = Number(msg.id)
+      const done = this.#releases.get(id)
+      if (done === undefined) return
+      let acc = this.#releaseParts.get(id)
+      if (acc === undefined) this.#releaseParts.set(id, (acc = []))
+      if (Array.isArray(msg.records)) for (const rec of msg.records as ReleasedRecord[]) acc.push(rec)
+      if (msg.more === true) return
+      this.#releases.delete(id)
+      this.#releaseParts.delete(id)
+      done(acc)
     } else {
       this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} control frame`, reason: `unknown control type ${r.messageType}` })
     }
@@ -689,6 +698,7 @@ export class WorkerHost {
     return new Promise<ReleasedRecord[]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#releases.delete(id)
+        this.#releaseParts.delete(id)
         reject(new GrainClusterError('ERR_GRAIN_TIMEOUT', `worker ${link.index} did not release ${body.kind ?? 'its activations'}${body.key === undefined ? '' : `/${body.key}`} within ${timeoutMs} ms`, { worker: link.index }))
       }, timeoutMs)
       this.#releases.set(id, (records) => {

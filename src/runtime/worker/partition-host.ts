@@ -58,6 +58,9 @@ export const CATEGORY_BITS = { grain: 1, worker: 2, ring: 4, deadletter: 8, fram
 
 const textEncoder = new TextEncoder()
 
+/** Records / tombstoned keys per RELEASE_REPLY part (each part must fit the ring). */
+const RELEASE_REPLY_PART = 1_024
+
 /** Recently passivated keys remembered for the churn signal. */
 const MAX_PASSIVATED_TRACKED = 10_000
 
@@ -450,15 +453,7 @@ export class PartitionHost implements ActivationHost {
     }
     const records: ReleasedRecord[] = []
     let left = targets.length
-    const done = (): void => {
-      try {
-        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records, tombed })
-      } catch (e) {
-        // A snapshot the codec cannot carry: send the records without snapshots, with the reason.
-        const bare = records.map((rec) => ({ kind: rec.kind, key: rec.key, version: rec.version, reason: rec.snapshot === undefined ? rec.reason : `snapshot could not be encoded: ${reasonOf(e)}` }))
-        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records: bare, tombed })
-      }
-    }
+    const done = (): void => this.#sendReleaseReply(id, records, tombed)
     if (left === 0) {
       done()
       return
@@ -476,6 +471,33 @@ export class PartitionHost implements ActivationHost {
       a.deactivateRequested = true
       if (a.idle && a.queue === null) void this.#deactivate(a, 'requested')
     }
+  }
+
+  /**
+   * Answer a release in parts that fit the ring (a rebalance can move a
+   * great many keys): `more: true` on every part but the last. A part that
+   * does not fit is split; a single record whose snapshot cannot be sent
+   * goes without it, with the reason.
+   */
+  #sendReleaseReply(id: number, records: ReleasedRecord[], tombed: [string, string][]): void {
+    const send = (recs: ReleasedRecord[], tombs: [string, string][], more: boolean): void => {
+      try {
+        this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records: recs, tombed: tombs, more })
+      } catch (e) {
+        if (recs.length + tombs.length <= 1) {
+          const bare = recs.map((rec) => ({ kind: rec.kind, key: rec.key, version: rec.version, reason: `snapshot could not be sent: ${reasonOf(e)}` }))
+          this.#sendControl(CONTROL_TYPES.RELEASE_REPLY, { id, records: bare, tombed: tombs, more })
+          return
+        }
+        const rh = recs.length >> 1
+        const th = tombs.length >> 1
+        send(recs.slice(0, rh), tombs.slice(0, th), true)
+        send(recs.slice(rh), tombs.slice(th), more)
+      }
+    }
+    const n = Math.max(records.length, tombed.length)
+    if (n === 0) return send([], [], false)
+    for (let i = 0; i < n; i += RELEASE_REPLY_PART) send(records.slice(i, i + RELEASE_REPLY_PART), tombed.slice(i, i + RELEASE_REPLY_PART), i + RELEASE_REPLY_PART < n)
   }
 
   #tomb(entry: KindEntry, key: string): void {
