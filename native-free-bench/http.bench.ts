@@ -8,6 +8,7 @@
  *  (b) `POST /rpc/bench-counter/<key>/get` through the front: route, auth
  *      hook (none), kind check, node.ask over the SAB ring to the worker;
  *  (c) WebSocket RPC: one connection keeping IN_FLIGHT calls outstanding;
+ *  (c') the same with batch frames of WS_BATCH calls (replies batched per turn);
  *  (d) (b) again at half of (b)'s measured peak (autocannon overallRate):
  *      p99 latency.
  * (a) and (b) run in alternating rounds after a warm-up; req/s is total
@@ -28,6 +29,8 @@ const KIND = 'bench-counter'
 const KEYS = Array.from({ length: 64 }, (_, i) => `http-${i}`)
 const CONNECTIONS = 64
 const IN_FLIGHT = 256
+/** Calls per frame in the batched WebSocket case (c'). */
+const WS_BATCH = 32
 
 interface Sizes {
   warmS: number
@@ -117,6 +120,9 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     o.log(`http: WebSocket, ${IN_FLIGHT} calls in flight, ${s.wsMs} ms`)
     const c: WsLoadResult = await ask(child, { type: 'ws', url: front.url, kind: KIND, method: 'get', keys: KEYS, sockets: 1, inFlight: IN_FLIGHT, durationMs: s.wsMs }, 'ws', s.wsMs + 60_000)
     if (c.errors > 0 || c.calls === 0) throw new Error(`http (c) ws: ${c.calls} calls ok, ${c.errors} errors; first: ${c.firstError}`)
+    o.log(`http: WebSocket batches of ${WS_BATCH}, ${IN_FLIGHT} calls in flight, ${s.wsMs} ms`)
+    const cb: WsLoadResult = await ask(child, { type: 'ws', url: front.url, kind: KIND, method: 'get', keys: KEYS, sockets: 1, inFlight: IN_FLIGHT, durationMs: s.wsMs, batch: WS_BATCH }, 'ws', s.wsMs + 60_000)
+    if (cb.errors > 0 || cb.calls === 0) throw new Error(`http (c') ws batched: ${cb.calls} calls ok, ${cb.errors} errors; first: ${cb.firstError}`)
 
     const half = Math.max(1, Math.floor(B.reqPerSec / 2))
     o.log(`http: /rpc at half of its peak: ${half.toLocaleString('en-US')} req/s for ${s.halfRateS} s`)
@@ -126,6 +132,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
 
     const ratioB = speedup(B.reqPerSec, A.reqPerSec)
     const ratioC = speedup(c.callsPerSec, B.reqPerSec)
+    const ratioCb = speedup(cb.callsPerSec, B.reqPerSec)
     const httpRow = (name: string, runs: readonly HttpLoadResult[], agg: { reqPerSec: number }, vs: number | null): Row => ({
       case: name,
       'calls/s': agg.reqPerSec,
@@ -140,6 +147,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       httpRow(`(a) bare Fastify route, ${CONNECTIONS} connections [baseline]`, a, A, 1),
       httpRow(`(b) POST /rpc/${KIND}/<key>/get, ${CONNECTIONS} connections`, b, B, ratioB),
       { case: `(c) WebSocket RPC, 1 socket, ${IN_FLIGHT} in flight`, 'calls/s': c.callsPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': null, 'p99 ms': null, 'p99.9 ms': null, 'ratio vs (a)': speedup(c.callsPerSec, A.reqPerSec) },
+      { case: `(c') WebSocket RPC, batches of ${WS_BATCH}, 1 socket, ${IN_FLIGHT} in flight`, 'calls/s': cb.callsPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': null, 'p99 ms': null, 'p99.9 ms': null, 'ratio vs (a)': speedup(cb.callsPerSec, A.reqPerSec) },
       { case: `(d) (b) at half its peak (overallRate ${half})`, 'calls/s': d.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': d.p50Ms, 'p99 ms': d.p99Ms, 'p99.9 ms': d.p999Ms, 'ratio vs (a)': null },
       { case: `(e) bare route at the same rate (baseline for (d))`, 'calls/s': e.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': e.p50Ms, 'p99 ms': e.p99Ms, 'p99.9 ms': e.p999Ms, 'ratio vs (a)': null },
     ]
@@ -154,7 +162,8 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       targets: [
         check('(b) /rpc vs bare route', '>= 0.7x', ratioB, 'x', ratioB >= 0.7),
         check('(d) /rpc p99 at half of peak', '<= 5 ms', d.p99Ms, 'ms', d.p99Ms <= 5),
-        check('(c) WebSocket vs HTTP /rpc', '>= 3x', ratioC, 'x', ratioC >= 3),
+        check('(c) WebSocket vs HTTP /rpc, one call per frame', '>= 3x', ratioC, 'x', ratioC >= 3),
+        check(`(c') WebSocket vs HTTP /rpc, batches of ${WS_BATCH}`, '>= 3x', ratioCb, 'x', ratioCb >= 3),
       ],
       notes: [
         'One process serves both (a) and (b) (the node with 1 grain worker, the front and the bare app); the load generator is a separate process, so on a 2-core box it competes with the server for the cores in every case alike.',

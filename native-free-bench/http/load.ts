@@ -15,7 +15,7 @@ import WebSocket from 'ws'
 /** Parent → load process. HTTP paths are a template: `{key}` is replaced (URL-encoded) per request. */
 export type ToLoad =
   | { type: 'http'; url: string; pathTemplate: string; keys: string[]; connections: number; durationS: number; overallRate?: number }
-  | { type: 'ws'; url: string; kind: string; method: string; keys: string[]; sockets: number; inFlight: number; durationMs: number }
+  | { type: 'ws'; url: string; kind: string; method: string; keys: string[]; sockets: number; inFlight: number; durationMs: number; batch?: number }
   | { type: 'exit' }
 
 export interface HttpLoadResult {
@@ -104,25 +104,42 @@ async function runWs(m: Extract<ToLoad, { type: 'ws' }>): Promise<WsLoadResult> 
       new Promise<void>((resolve) => {
         let outstanding = 0
         let id = 0
+        const batch = m.batch ?? 1
         const sendOne = (): void => {
           outstanding++
           ws.send(frames[k++ % frames.length]!(id++))
         }
-        ws.on('message', (d: Buffer) => {
+        // Batched: whole frames of `batch` calls, a new frame once a batch's worth of replies came back.
+        let owed = 0
+        const sendBatch = (): void => {
+          const parts: string[] = []
+          for (let i = 0; i < batch; i++) parts.push(frames[k++ % frames.length]!(id++))
+          outstanding += batch
+          ws.send(`[${parts.join(',')}]`)
+        }
+        const onReply = (r: { id: number; result?: unknown; error?: { code: string; reason: string } }): void => {
           outstanding--
-          const r = JSON.parse(d.toString('utf8')) as { id: number; result?: unknown; error?: { code: string; reason: string } }
           if (r.error !== undefined || typeof r.result !== 'number') {
             errors++
             firstError ??= JSON.stringify(r)
           } else calls++
-          if (!stopped && performance.now() < end) sendOne()
-          else {
-            stopped = true
-            if (outstanding === 0) resolve()
-          }
+          if (!stopped && performance.now() < end) {
+            if (batch === 1) sendOne()
+            else if (++owed >= batch) {
+              owed -= batch
+              sendBatch()
+            }
+          } else stopped = true
+        }
+        ws.on('message', (d: Buffer) => {
+          const parsed = JSON.parse(d.toString('utf8')) as Parameters<typeof onReply>[0] | Parameters<typeof onReply>[0][]
+          if (Array.isArray(parsed)) for (const r of parsed) onReply(r)
+          else onReply(parsed)
+          if (stopped && outstanding === 0) resolve()
         })
         ws.on('close', () => resolve())
-        for (let i = 0; i < m.inFlight; i++) sendOne()
+        if (batch === 1) for (let i = 0; i < m.inFlight; i++) sendOne()
+        else for (let i = 0; i < m.inFlight; i += batch) sendBatch()
       }),
   )
   await Promise.all(done)

@@ -179,11 +179,38 @@ describe('HTTP and WebSocket front on a real node', () => {
     }
   })
 
+  it('takes batches of calls in one frame and answers them in batches, each call on its own', async () => {
+    const c = await WsClient.open(front.url)
+    try {
+      const N = 200
+      const batch = Array.from({ length: N }, (_, i) => ({ id: `b${i}`, kind: 'counter', key: `wsb-${i % 5}`, method: 'add', payload: 1 }))
+      c.send([...batch.slice(0, 100), { id: 'b-bad', kind: '9x', key: 'k', method: 'get' }, 7])
+      c.send(batch.slice(100))
+      c.send({ id: 'single', kind: 'counter', key: 'wsb-single', method: 'add', payload: 2 })
+      c.send([])
+      await waitUntil(() => c.replies.flat().length >= N + 4, { what: 'batched replies', timeoutMs: 30_000 })
+      // Batched calls come back in array frames; the single call in its own frame.
+      expect(c.replies.some((r) => Array.isArray(r) && r.length > 1)).toBe(true)
+      expect(c.replies.find((r) => !Array.isArray(r) && r.id === 'single')).toEqual({ id: 'single', result: 2 })
+      const flat = c.replies.flat()
+      const ok = flat.filter((r) => typeof r.id === 'string' && r.id.startsWith('b') && r.id !== 'b-bad')
+      expect(ok).toHaveLength(N)
+      expect(ok.every((r) => typeof r.result === 'number')).toBe(true)
+      // Each key got 40 calls, in order: the largest count per key is 40.
+      expect(Math.max(...ok.map((r) => r.result as number))).toBe(N / 5)
+      expect(flat.find((r) => r.id === 'b-bad').error.code).toBe('ERR_RPC_BAD_REQUEST')
+      expect(flat.filter((r) => r.id === null).map((r) => r.error.code)).toEqual(['ERR_RPC_BAD_REQUEST', 'ERR_RPC_BAD_REQUEST'])
+      expect(c.ws.readyState).toBe(WebSocket.OPEN)
+    } finally {
+      await c.close()
+    }
+  })
+
   it('answers malformed WebSocket messages with an error and keeps the connection', async () => {
     const c = await WsClient.open(front.url)
     try {
       c.send('not json')
-      c.send('[1,2]')
+      c.send('"just a string"')
       c.send({ kind: 'counter', key: 'k', method: 'get' }) // no id
       c.send({ id: 'bad-kind', kind: '9x', key: 'k', method: 'get' })
       c.send({ id: 'bad-timeout', kind: 'counter', key: 'k', method: 'get', timeoutMs: -5 })

@@ -6,7 +6,14 @@
  *
  * Replies go out as calls complete, so they may come back in any order; the
  * client matches them by `id` (a string or a finite number, unique among its
- * calls in flight). A malformed frame gets an ERR_RPC_BAD_REQUEST reply
+ * calls in flight).
+ *
+ * Batches (as in JSON-RPC): a frame may carry an array of calls. Replies to
+ * calls that came in batches are batched too: those that complete in one
+ * event-loop turn leave as one JSON array frame (calls sent one per frame
+ * are answered one per frame). Framing
+ * and parsing per frame, not per call, is what makes many small calls cheap
+ * on both ends. A malformed frame gets an ERR_RPC_BAD_REQUEST reply
  * (with its id when one could be read, else `id: null`) and the connection
  * stays open. Only a frame over maxPayload closes it (1009): `ws` enforces
  * that before the frame is ever buffered whole.
@@ -54,7 +61,14 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         corked = false
         tcp?.uncork()
       }
-      const send = (msg: { id: CallId | null; result?: unknown; error?: unknown }): void => {
+      // Replies to batched calls: those of one turn join one array frame.
+      let pending: string[] = []
+      const flushBatch = (): void => {
+        const parts = pending
+        pending = []
+        if (parts.length > 0 && socket.readyState === OPEN) socket.send(`[${parts.join(',')}]`)
+      }
+      const send = (msg: { id: CallId | null; result?: unknown; error?: unknown }, batched = false): void => {
         if (socket.readyState !== OPEN) return // the client left; its late replies are dropped
         let text: string
         try {
@@ -63,6 +77,11 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
           const err = toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE')
           text = JSON.stringify({ id: msg.id, error: errorReply(err).body.error })
         }
+        if (batched) {
+          if (pending.length === 0) setImmediate(flushBatch)
+          pending.push(text)
+          return
+        }
         if (!corked && tcp !== undefined) {
           corked = true
           tcp.cork()
@@ -70,7 +89,8 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         }
         socket.send(text)
       }
-      const fail = (id: CallId | null, e: GrainClusterError): void => send({ id, error: errorReply(e).body.error })
+      const failTo = (id: CallId | null, e: GrainClusterError, batched: boolean): void => send({ id, error: errorReply(e).body.error }, batched)
+      const fail = (id: CallId | null, e: GrainClusterError): void => failTo(id, e, false)
 
       const onMessage = (data: RawData, isBinary: boolean): void => {
         if (isBinary) return fail(null, bad('binary frames are not accepted: send each call as a JSON text frame'))
@@ -81,11 +101,24 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         } catch (e) {
           return fail(null, bad(`frame is not valid JSON: ${(e as Error).message}`))
         }
+        // Checked once per frame: a batch with a __proto__ key anywhere is refused whole.
+        const poisoned = PROTO_KEY.test(text)
+        if (Array.isArray(msg)) {
+          if (msg.length === 0) return fail(null, bad('an empty batch carries no call'))
+          if (msg.length > o.maxInFlight) return fail(null, bad(`a batch may carry at most ${o.maxInFlight} calls (got ${msg.length})`, { limit: o.maxInFlight }))
+          for (const one of msg as unknown[]) onCall(one, poisoned, true)
+          return
+        }
+        onCall(msg, poisoned, false)
+      }
+
+      const onCall = (msg: unknown, poisoned: boolean, batched: boolean): void => {
+        const fail = (id: CallId | null, e: GrainClusterError): void => failTo(id, e, batched)
         if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return fail(null, bad('a call must be a JSON object { id, kind, key, method, payload?, timeoutMs? }'))
         const m = msg as Record<string, unknown>
         const id = readId(m)
         if (id === undefined) return fail(null, bad(`id must be a non-empty string of at most ${MAX_ID_LENGTH} characters or a finite number`))
-        if (PROTO_KEY.test(text)) return fail(id, bad('payload contains a "__proto__" key'))
+        if (poisoned) return fail(id, bad('payload contains a "__proto__" key'))
         const issues = callIssues(m.kind, m.key, m.method, m.timeoutMs)
         if (issues.length > 0) return fail(id, bad(`invalid call: ${issues.join('; ')}`, { issues }))
         const kind = m.kind as string
@@ -112,7 +145,7 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         call.then(
           (result) => {
             inFlight.delete(id)
-            send({ id, result })
+            send({ id, result }, batched)
           },
           (e: unknown) => {
             inFlight.delete(id)
