@@ -40,6 +40,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     allMs = a.allAt - r.killedAt
     const victim = r.victim.authority
     const rel = (x: number | undefined): number => (x === undefined ? Number.NaN : x - r.killedAt)
+    const seen = (x: number | undefined): number | null => (x === undefined ? null : x - r.killedAt)
     const movedAt = Float64Array.from(a.firstAt.filter((_, k) => r.before[k] === r.victim.pid).map((x) => x - r.killedAt)).sort()
     const stayedAt = Float64Array.from(a.firstAt.filter((_, k) => r.before[k] !== r.victim.pid).map((x) => x - r.killedAt)).sort()
     for (const n of r.survivors) {
@@ -47,8 +48,9 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       rows.push({
         observer: n.label,
         'kill → unreachable ms': unreachable,
-        'kill → downed ms': rel(n.eventAbout('member.downed', victim)?.t),
-        'kill → removed ms': rel(n.eventAbout('member.removed', victim)?.t),
+        // Downing waits downAfterUnreachableMs (20 s with prod), after this run ends: null = not seen yet.
+        'kill → downed ms': seen(n.eventAbout('member.downed', victim)?.t),
+        'kill → removed ms': seen(n.eventAbout('member.removed', victim)?.t),
         'unreachable → all answered ms': n === r.survivors[0] ? allMs - unreachable : null,
       })
     }
