@@ -113,6 +113,18 @@ export class RemoteEndpoint {
         this.#flushOutputs()
       }),
     )
+    // Calls in flight to a member that turned unreachable (or was downed or
+    // removed) fail now with a retryable error instead of waiting out their
+    // timeout: the caller can retry at once, and placement sends the key to
+    // a reachable owner.
+    const failInFlight = (e: { authority: string }, why: string): void => {
+      o.host.pending.failAuthority(e.authority, (c) => new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${e.authority} ${why} while the call was in flight`, { kind: c.kind, key: c.key, method: c.method, authority: e.authority }))
+    }
+    this.#unsubscribe.push(
+      o.events.subscribe('member.unreachable', (e) => failInFlight(e, 'became unreachable')),
+      o.events.subscribe('member.downed', (e) => failInFlight(e, 'was downed')),
+      o.events.subscribe('member.removed', (e) => failInFlight(e, 'was removed')),
+    )
     for (const p of t.peers()) {
       this.#negotiate(p, p.schemas)
       this.#onPeerUp(p)
@@ -288,7 +300,7 @@ export class RemoteEndpoint {
     } catch (e) {
       return Promise.reject(toGrainClusterError(e))
     }
-    const p = host.pending.add<R>(corr, { kind: pid.kind, key: pid.key, method, worker: -1 }, timeoutMs)
+    const p = host.pending.add<R>(corr, { kind: pid.kind, key: pid.key, method, worker: -1, authority: pid.authority }, timeoutMs)
     const refused = this.#submit(assoc, frame, { pid: pidText ?? formatPid(pid), askId: corr, kind: pid.kind, key: pid.key, messageType: messageTypeId(method) }, true)
     if (refused !== undefined) host.pending.take(corr)?.reject(refused)
     return p
@@ -336,7 +348,7 @@ export class RemoteEndpoint {
         this.#reader.reset(out, 0, out.length).patchRouting(workerCorr, thread)
         host.deliverToThread(out)
       }
-      host.pending.addRaw(askId, { kind: pid.kind, key: pid.key, method, worker: -1 }, undefined, back, failCaller)
+      host.pending.addRaw(askId, { kind: pid.kind, key: pid.key, method, worker: -1, authority: pid.authority }, undefined, back, failCaller)
     }
     const frame = new Uint8Array(envelope.length + 1)
     frame[0] = FRAME_ENVELOPE

@@ -66,7 +66,8 @@ describe('remote delivery between two processes', () => {
   })
   afterAll(async () => {
     b?.proc.stdin?.end()
-    if (b !== undefined && b.proc.exitCode === null) {
+    // A killed child has exitCode null but a signalCode: it has exited already.
+    if (b !== undefined && b.proc.exitCode === null && b.proc.signalCode === null) {
       const exited = new Promise((r) => b.proc.once('exit', r))
       b.proc.kill('SIGKILL')
       await exited
@@ -107,4 +108,24 @@ describe('remote delivery between two processes', () => {
     expect(seen).toEqual(Array.from({ length: 500 }, (_, i) => i))
     expect(b.events.filter((e) => e.type === 'deadletter')).toHaveLength(0)
   })
+
+  it('a call in flight to a node that dies fails as soon as the node is unreachable, not at its timeout', async () => {
+    const pid = `grain://${b.ready!.authority}/counter/in-flight-hang#${b.ready!.nodeId}`
+    const started = Date.now()
+    const call = a.askPid(pid, 'hang', undefined, { timeoutMs: 120_000 }).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string; reason?: string },
+    )
+    // The call has reached B (its worker holds it) before B dies.
+    await new Promise((r) => setTimeout(r, 200))
+    const exited = new Promise((r) => b.proc.once('exit', r))
+    b.proc.kill('SIGKILL')
+    await exited
+    const err = await call
+    expect(err).toMatchObject({ code: 'ERR_AUTHORITY_UNREACHABLE' })
+    expect(err?.reason).toContain('in flight')
+    // Detection with the test profile takes ~2–3 s; the call's own timeout was 120 s.
+    expect(Date.now() - started).toBeLessThan(60_000)
+  })
 })
+

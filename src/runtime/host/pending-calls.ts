@@ -18,6 +18,8 @@ export interface CallInfo {
   readonly key: string
   readonly method: string
   readonly worker: number
+  /** The node a remote call went to (worker is -1 then). */
+  readonly authority?: string
 }
 
 interface Call extends CallInfo {
@@ -62,6 +64,7 @@ export class PendingCalls {
         key: info.key,
         method: info.method,
         worker: info.worker,
+        ...(info.authority === undefined ? {} : { authority: info.authority }),
         resolve: resolve as (v: unknown) => void,
         reject,
         deadline: monotonicMs() + ms,
@@ -96,6 +99,19 @@ export class PendingCalls {
     this.#calls.delete(id)
     if (c.timer !== undefined) clearTimeout(c.timer)
     return c
+  }
+
+  /** Fail every call waiting on a reply from `authority` (it became unreachable). Returns how many. */
+  failAuthority(authority: string, makeError: (c: CallInfo) => GrainClusterError): number {
+    let n = 0
+    for (const [id, c] of this.#calls) {
+      if (c.authority !== authority) continue
+      this.#calls.delete(id)
+      if (c.timer !== undefined) clearTimeout(c.timer)
+      c.reject(makeError(c))
+      n++
+    }
+    return n
   }
 
   /** Fail every call waiting on `worker` (it crashed). Returns how many. */
