@@ -89,6 +89,12 @@ export const DEFAULT_MONITORED_BY = 5
 
 export const memberId = (authority: string, nodeId: string): string => `${authority}#${nodeId}`
 
+/** The authority part of a memberId. */
+export const authorityOfMemberId = (id: string): string => {
+  const i = id.lastIndexOf('#')
+  return i < 0 ? id : id.slice(0, i)
+}
+
 export class ClusterCore {
   readonly authority: string
   readonly nodeId: string

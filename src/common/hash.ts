@@ -31,3 +31,8 @@ export function workerOfPartition(partition: number, workers: number): number {
 export function messageTypeId(name: string): number {
   return hashKey(name)
 }
+
+/** One string for a grain key of a kind (map keys off the hot path: hand-off, tombstones, churn). */
+export function kindKeyOf(kind: string, key: string): string {
+  return `${kind}\u0000${key}`
+}

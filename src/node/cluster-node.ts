@@ -16,7 +16,7 @@
 
 import { randomBytes } from 'node:crypto'
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
-import { DEFAULT_MONITORED_BY, type ClusterMessage, ClusterCore, type FailureDetector } from '../cluster/cluster-core.js'
+import { authorityOfMemberId, DEFAULT_MONITORED_BY, type ClusterMessage, ClusterCore, type FailureDetector } from '../cluster/cluster-core.js'
 import { FailureDetectorRegistry } from '../cluster/failure-detector/detector-registry.js'
 import { ServingLease } from '../cluster/placement/serving-lease.js'
 import { LocalHealth, type LocalHealthVerdict } from '../cluster/failure-detector/local-health.js'
@@ -72,11 +72,6 @@ export interface ClusterNodeOptions {
   servingLeaseMs?: number
 }
 
-function authorityOfMemberId(id: string): string {
-  const i = id.lastIndexOf('#')
-  return i < 0 ? id : id.slice(0, i)
-}
-
 function encodeMessage(msg: ClusterMessage): Uint8Array {
   const body = encodeToBytes(binaryCodec, msg)
   const frame = new Uint8Array(body.length + 1)
@@ -112,6 +107,13 @@ export class ClusterNode {
   #serve = false
   #serveUntilMs = -Infinity
   #serveDigest = ''
+
+  /** The error a call gets while mayServe() says no. */
+  servingRefusal(kind: string, key: string, nowMs: number): GrainClusterError {
+    const core = this.core
+    if (!core.isUp) return new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${core.authority} is not an Up member of the cluster yet`, { kind, key, authority: core.authority })
+    return new GrainClusterError('ERR_AUTHORITY_MINORITY', `${this.refusalReason(nowMs)}: it serves no grains until it hears from a majority again`, { kind, key, authority: core.authority })
+  }
 
   /** Why mayServe() said no (for error reasons; computed fresh). */
   refusalReason(nowMs: number): string {

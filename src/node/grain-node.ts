@@ -252,10 +252,10 @@ export class GrainNode {
         }
         const servingCluster = cluster
         host.mayServe = () => servingCluster.mayServe(performance.now())
-        host.servingRefusal = (kind, key) =>
-          servingCluster.mayServe(performance.now())
-            ? undefined
-            : new GrainClusterError('ERR_AUTHORITY_MINORITY', `${servingCluster.refusalReason(performance.now())}: it serves no grains until it hears from a majority again`, { kind, key, authority: servingCluster.authority })
+        host.servingRefusal = (kind, key) => {
+          const now = performance.now()
+          return servingCluster.mayServe(now) ? undefined : servingCluster.servingRefusal(kind, key, now)
+        }
         handoff = new HandoffCoordinator({ self: cluster, transport: cluster.transport, host, router, events, codec: host.codec, ...(options.handoffTimeoutMs === undefined ? {} : { timeoutMs: options.handoffTimeoutMs }) })
       } catch (e) {
         handoff?.close()
@@ -313,6 +313,17 @@ export class GrainNode {
   }
   readonly #parsed = new Map<string, Pid>()
 
+  /**
+   * A PID call served here skips placement, so it checks the serving lease
+   * itself (calls by key are checked by placement; calls from other nodes by
+   * the worker host's relay).
+   */
+  #checkServing(p: Pid): void {
+    const c = this.cluster!
+    const now = performance.now()
+    if (!c.mayServe(now)) throw c.servingRefusal(p.kind, p.key, now)
+  }
+
   /** A PID names this node when its authority does (and its nodeId, if any, is ours). */
   #isLocal(p: Pid): boolean {
     const c = this.#requireCluster()
@@ -330,8 +341,10 @@ export class GrainNode {
   tellPid(pid: string | Pid, method: string, payload?: unknown): void {
     const p = this.#parse(pid)
     // A PID names a node: a local one is served here, whatever placement would pick.
-    if (this.#isLocal(p)) this.#host.tell(p.kind, p.key, method, payload)
-    else this.#remote!.tell(p, method, payload, typeof pid === 'string' ? pid : undefined)
+    if (this.#isLocal(p)) {
+      this.#checkServing(p)
+      this.#host.tell(p.kind, p.key, method, payload)
+    } else this.#remote!.tell(p, method, payload, typeof pid === 'string' ? pid : undefined)
   }
 
   /** Request/response to a grain on any node; rejects with a typed error. */
@@ -352,7 +365,10 @@ export class GrainNode {
     let p: Pid
     try {
       p = this.#parse(pid)
-      if (this.#isLocal(p)) return this.#host.ask<R>(p.kind, p.key, method, payload, timeoutMs)
+      if (this.#isLocal(p)) {
+        this.#checkServing(p)
+        return this.#host.ask<R>(p.kind, p.key, method, payload, timeoutMs)
+      }
     } catch (e) {
       return Promise.reject(toGrainClusterError(e))
     }

@@ -26,6 +26,7 @@
  */
 
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import { kindKeyOf } from '../common/hash.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { TcpTransport } from '../remote/transport/tcp-transport.js'
 import type { HandoffAnswer, WorkerHost } from '../runtime/host/worker-host.js'
@@ -157,7 +158,7 @@ export class HandoffCoordinator {
   // ------------------------------------------------------------ taking side
 
   async #request(kind: string, key: string): Promise<HandoffAnswer> {
-    const k = inboxKey(kind, key)
+    const k = kindKeyOf(kind, key)
     const now = performance.now()
     let parked: InboxEntry | undefined
     const boxed = this.#inbox.get(k)
@@ -256,7 +257,7 @@ export class HandoffCoordinator {
     } else if (m.op === 'push' && Array.isArray(m.records)) {
       const expiresAtMs = performance.now() + this.#inboxTtlMs
       for (const record of m.records) {
-        const k = inboxKey(record.kind, record.key)
+        const k = kindKeyOf(record.kind, record.key)
         const entry: InboxEntry = { record, from, expiresAtMs }
         const waiter = this.#waiting.get(k)
         if (waiter !== undefined) {
@@ -278,9 +279,9 @@ export class HandoffCoordinator {
       return
     }
     // A record pushed here (or parked) that never activated: it moves on as it is.
-    const boxed = this.#inbox.get(inboxKey(kind, key))
+    const boxed = this.#inbox.get(kindKeyOf(kind, key))
     if (boxed !== undefined) {
-      this.#inbox.delete(inboxKey(kind, key))
+      this.#inbox.delete(kindKeyOf(kind, key))
       if (boxed.expiresAtMs > performance.now()) {
         this.stats.released++
         this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'released', peer: from, version: boxed.record.version })
@@ -312,7 +313,7 @@ export class HandoffCoordinator {
     let n = 0
     for (const record of records) {
       if (record.snapshot === undefined) continue
-      this.#inbox.set(inboxKey(record.kind, record.key), { record, from: self, expiresAtMs, parked: true })
+      this.#inbox.set(kindKeyOf(record.kind, record.key), { record, from: self, expiresAtMs, parked: true })
       n++
     }
     this.#sweepInbox()
@@ -393,7 +394,3 @@ export class HandoffCoordinator {
 const PUSH_BATCH = 256
 /** Membership events come in bursts; one rebalance per burst. */
 const REBALANCE_DEBOUNCE_MS = 50
-
-function inboxKey(kind: string, key: string): string {
-  return `${kind}\u0000${key}`
-}

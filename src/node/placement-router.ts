@@ -14,6 +14,7 @@ import { PidCache } from '../cluster/placement/pid-cache.js'
 import { rendezvousOwner } from '../cluster/placement/rendezvous.js'
 import type { Member } from '../cluster/membership/member.js'
 import type { EventStream } from '../observability/event-stream.js'
+import { parseAuthority } from '../remote/transport/tcp-transport.js'
 import type { ClusterNode } from './cluster-node.js'
 
 export type Placement = (
@@ -130,7 +131,7 @@ export class PlacementRouter {
    * partition (it stops serving so the majority can take its keys over).
    */
   ownerOf(kind: string, key: string, nowMs: number): Placement {
-    if (!this.#cluster.mayServe(nowMs)) throw this.#refusal(kind, key, nowMs)
+    if (!this.#cluster.mayServe(nowMs)) throw this.#cluster.servingRefusal(kind, key, nowMs)
     const cached = this.cache.get(kind, key, nowMs)
     if (cached !== undefined) return cached
     const owner = rendezvousOwner(this.#eligible(), kind, key)
@@ -143,17 +144,11 @@ export class PlacementRouter {
             local: false,
             authority: owner.authority,
             nodeId: owner.nodeId,
-            pid: { ...splitAuthority(owner.authority), authority: owner.authority, kind, key, nodeId: owner.nodeId },
+            pid: { ...parseAuthority(owner.authority), authority: owner.authority, kind, key, nodeId: owner.nodeId },
             pidText: pidTextOf(owner.authority, kind, key, owner.nodeId),
           }
     this.cache.set(kind, key, placement, nowMs)
     return placement
-  }
-
-  #refusal(kind: string, key: string, nowMs: number): GrainClusterError {
-    const core = this.#cluster.core
-    if (!core.isUp) return new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${core.authority} is not an Up member of the cluster yet`, { kind, key, authority: core.authority })
-    return new GrainClusterError('ERR_AUTHORITY_MINORITY', `${this.#cluster.refusalReason(nowMs)}: it serves no grains until it hears from a majority again`, { kind, key, authority: core.authority })
   }
 
   /** The PID a key resolves to from this node (same on every node with the same view). */
@@ -174,10 +169,4 @@ function sameMembers(a: readonly Member[], b: readonly Member[]): boolean {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i]!.authority !== b[i]!.authority || a[i]!.nodeId !== b[i]!.nodeId) return false
   return true
-}
-
-function splitAuthority(authority: string): { host: string; port: number } {
-  const i = authority.lastIndexOf(':')
-  const host = authority.slice(0, i)
-  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(authority.slice(i + 1)) }
 }

@@ -8,14 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { GrainNode, type RuntimeEvent } from '../../src/index.js'
 import { freePorts } from '../helpers/free-port.js'
+import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
-
-// Nodes in one process share one event loop: a stall of the loaded test
-// process looks like a cut to the serving lease and, beyond the test
-// profile's 1.5 s pause, to the failure detector. Detection and the lease are
-// exercised by the multi-process tests (test/cluster) and their unit tests.
-const IN_PROCESS_LEASE_MS = 60_000
-const IN_PROCESS_DETECTOR = { profile: 'test', acceptableHeartbeatPauseMs: 10_000 } as const
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url), new URL('../fixtures/grains/handoff-grains.ts', import.meta.url)]
 const KEYS = Array.from({ length: 120 }, (_, i) => `acct-${i}`)

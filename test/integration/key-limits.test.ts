@@ -12,14 +12,8 @@ import { EnvelopeWriter, FLAGS, InternedString } from '../../src/wire/envelope.j
 import { encodeToBytes } from '../../src/wire/payload-codec.js'
 import { QueueDropOldest, QueueReject, ReadMostly } from '../fixtures/grains/test-grains.js'
 import { freePorts } from '../helpers/free-port.js'
+import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
-
-// Nodes in one process share one event loop: a stall of the loaded test
-// process looks like a cut to the serving lease and, beyond the test
-// profile's 1.5 s pause, to the failure detector. Detection and the lease are
-// exercised by the multi-process tests (test/cluster) and their unit tests.
-const IN_PROCESS_LEASE_MS = 60_000
-const IN_PROCESS_DETECTOR = { profile: 'test', acceptableHeartbeatPauseMs: 10_000 } as const
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
 const PARTITIONS = 8

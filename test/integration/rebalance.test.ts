@@ -6,12 +6,12 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { GrainNode, type RuntimeEvent } from '../../src/index.js'
 import { freePorts } from '../helpers/free-port.js'
+import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
 const KEYS = 6_000
-// In-process nodes share one loaded event loop (see placement.test.ts).
-const IN_PROCESS = { failureDetector: { profile: 'test', acceptableHeartbeatPauseMs: 10_000 } as const, servingLeaseMs: 60_000 }
+const IN_PROCESS = { failureDetector: IN_PROCESS_DETECTOR, servingLeaseMs: IN_PROCESS_LEASE_MS }
 
 describe('rebalance when a node joins', () => {
   const nodes: GrainNode[] = []

@@ -32,15 +32,9 @@
 import { sideHasMajority } from '../membership/downing.js'
 import type { Member } from '../membership/member.js'
 
-/** How long a computed verdict is reused (ms): the hot path asks per call. */
-const VERDICT_REUSE_MS = 25
-
 export class ServingLease {
   readonly leaseMs: number
   readonly #heard = new Map<string, number>()
-  #verdict = true
-  #verdictUntilMs = -Infinity
-  #verdictFor: readonly Member[] | undefined
 
   /**
    * Up to this many members every node hears from every other directly
@@ -86,9 +80,6 @@ export class ServingLease {
    * than half, ties to the side with the first seed).
    */
   valid(members: readonly Member[], seeds: readonly string[], self: string, nowMs: number): boolean {
-    // Reused only for the same member list (the table hands out one array per version).
-    if (nowMs < this.#verdictUntilMs && members === this.#verdictFor) return this.#verdict
-    this.#verdictFor = members
     const stale = new Set<string>()
     // In a large cluster a node exchanges frames with its ring neighbours
     // only: judge by those it has ever heard from (documented limit).
@@ -104,9 +95,7 @@ export class ServingLease {
       }
       if (nowMs - at > this.leaseMs) stale.add(m.authority)
     }
-    this.#verdict = sideHasMajority({ members: voters, unreachable: stale, seeds, self })
-    this.#verdictUntilMs = nowMs + VERDICT_REUSE_MS
-    return this.#verdict
+    return sideHasMajority({ members: voters, unreachable: stale, seeds, self })
   }
   readonly #firstSeen = new Map<string, number>()
 }

@@ -20,7 +20,7 @@
 import { Worker } from 'node:worker_threads'
 import type { RpcCallSettings } from '../../common/rpc-settings.js'
 import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
-import { messageTypeId as messageTypeIdOf, partitionOf, workerOfPartition } from '../../common/hash.js'
+import { kindKeyOf, messageTypeId as messageTypeIdOf, partitionOf, workerOfPartition } from '../../common/hash.js'
 import type { KindDescriptor } from '../../grains/kind-registry.js'
 import type { EventStream } from '../../observability/event-stream.js'
 import type { EventInit, RuntimeEvent } from '../../observability/events.js'
@@ -74,10 +74,6 @@ export interface HandoffAnswer {
   version?: number
   snapshot?: unknown
   reason?: string
-}
-
-function releasedKey(kind: string, key: string): string {
-  return `${kind}\u0000${key}`
 }
 
 type LinkState = 'starting' | 'ready' | 'crashed' | 'stopping' | 'stopped'
@@ -590,7 +586,8 @@ export class WorkerHost {
   /**
    * Set by the node in a cluster: undefined while this node may serve
    * grains, else the typed error to answer with (minority side, serving
-   * lease expired). Checked before any call is handed to a local worker.
+   * lease expired). Checked for requests relayed from other nodes; the
+   * node's own calls are checked by placement (or, for PIDs, by the node).
    */
   servingRefusal: ((kind: string, key: string) => GrainClusterError | undefined) | undefined
   /** Cheap check before servingRefusal (no strings needed): false when the node may not serve. */
@@ -624,12 +621,12 @@ export class WorkerHost {
         .catch((e: unknown): HandoffAnswer => ({ outcome: 'unavailable', reason: toGrainClusterError(e).reason }))
         .then((a) => {
           if (link.state === 'crashed' || link.state === 'stopped') return
-          this.#released.delete(releasedKey(kind, key))
+          this.#released.delete(kindKeyOf(kind, key))
           this.#sendControl(link, CONTROL_TYPES.HANDOFF_REPLY, { id, ...a })
         })
     } else if (r.messageType === CONTROL_TYPES.RELEASE_REPLY) {
       // Keys the worker tombstoned on its own (rebalance): lift them when they come back here.
-      if (Array.isArray(msg.tombed)) for (const t of msg.tombed as unknown[]) if (Array.isArray(t) && typeof t[0] === 'string' && typeof t[1] === 'string') this.#released.add(releasedKey(t[0], t[1]))
+      if (Array.isArray(msg.tombed)) for (const t of msg.tombed as unknown[]) if (Array.isArray(t) && typeof t[0] === 'string' && typeof t[1] === 'string') this.#released.add(kindKeyOf(t[0], t[1]))
       const id = Number(msg.id)
       const done = this.#releases.get(id)
       if (done === undefined) return
@@ -654,7 +651,7 @@ export class WorkerHost {
   }
 
   #untombIfReleased(link: WorkerLink, kind: string, key: string): void {
-    if (this.#released.delete(releasedKey(kind, key))) this.#sendControl(link, CONTROL_TYPES.UNTOMB, { kind, key })
+    if (this.#released.delete(kindKeyOf(kind, key))) this.#sendControl(link, CONTROL_TYPES.UNTOMB, { kind, key })
   }
 
   /**
@@ -665,7 +662,7 @@ export class WorkerHost {
    */
   releaseKey(kind: string, key: string, timeoutMs = 10_000): Promise<ReleasedRecord[]> {
     const link = this.#links[workerOfPartition(partitionOf(key, this.partitions), this.workers)]!
-    this.#released.add(releasedKey(kind, key))
+    this.#released.add(kindKeyOf(kind, key))
     return this.#release(link, { kind, key }, timeoutMs)
   }
 
@@ -743,10 +740,6 @@ export class WorkerHost {
       throw new GrainClusterError('ERR_GRAIN_INVALID_KEY', `grain key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters (got ${typeof key === 'string' ? `${key.length} characters` : typeof key})`, { kind, method })
     }
     if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed', { kind, key, method })
-    if (this.mayServe !== undefined && !this.mayServe()) {
-      const refusal = this.servingRefusal?.(kind, key)
-      if (refusal !== undefined) throw refusal
-    }
     const partition = partitionOf(key, this.partitions)
     if (this.#released.size > 0) this.#untombIfReleased(this.#links[workerOfPartition(partition, this.workers)]!, kind, key)
     const w = this.#writer.reset()

@@ -14,7 +14,7 @@
  */
 
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
-import { messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
+import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
 import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
 import { type Pid, parsePid } from '../../common/pid.js'
 import type { KindEntry, KindRegistry, MethodEntry } from '../../grains/kind-registry.js'
@@ -540,7 +540,7 @@ export class PartitionHost implements ActivationHost {
   /** Churn signal: a key activated again soon after it was passivated. */
   #noteReactivation(entry: KindEntry, key: string): void {
     if (this.#passivatedAt.size === 0) return
-    const k = `${entry.kind}\u0000${key}`
+    const k = kindKeyOf(entry.kind, key)
     const at = this.#passivatedAt.get(k)
     if (at === undefined) return
     this.#passivatedAt.delete(k)
@@ -552,7 +552,7 @@ export class PartitionHost implements ActivationHost {
 
   #notePassivated(entry: KindEntry, key: string): void {
     if (!this.#wants(CATEGORY_BITS.placement)) return
-    const k = `${entry.kind}\u0000${key}`
+    const k = kindKeyOf(entry.kind, key)
     this.#passivatedAt.delete(k)
     this.#passivatedAt.set(k, this.nowMs)
     // Bounded: the oldest entries go first; churn shows up in the recent ones.

@@ -15,7 +15,7 @@ describe('ServingLease', () => {
     // b keeps answering, c went silent: a and b still make a majority.
     lease.heard('b:1', 900)
     expect(lease.valid(members, seeds, 'a:1', 1_500)).toBe(true)
-    // Nobody since 900: the lease lapses at 1 900 (verdicts are reused for at most 25 ms).
+    // Nobody since 900: the lease lapses at 1 900.
     expect(lease.valid(members, seeds, 'a:1', 1_880)).toBe(true)
     expect(lease.valid(members, seeds, 'a:1', 1_930)).toBe(false)
   })
