@@ -9,7 +9,7 @@ const restrict = (patterns, message) => ({
 })
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/wire/generated/**', 'bench-results/**', 'coverage/**', '.quickstart/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'src/wire/generated/**', 'bench-results/**', 'coverage/**', '.quickstart/**', '.scratch/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -360,6 +360,31 @@ export class ClusterCore {
     this.#convergenceTimer(nowMs)
   }
 
+  /**
+   * Akka's gossip speed-up (ClusterCoreDaemon.isGossipSpeedupNeeded): while
+   * fewer than half of the active members have seen this node's current
+   * view, a change is still spreading, and the node gossips three times per
+   * interval instead of once. Joining → Up then takes one or two intervals
+   * instead of about five (the Joining entry must reach everyone before the
+   * leader promotes, then the Up entry must spread).
+   */
+  gossipSpeedupNeeded(): boolean {
+    if (this.self === undefined) return false
+    this.#refreshSeen()
+    return this.#seen.size < this.table.activeMembers().length / 2
+  }
+
+  /**
+   * An extra round between ticks while a change spreads: gossip, and the
+   * leader's promotions once converged (the same idempotent leader actions
+   * as tick(); downing and the convergence timer stay on the tick).
+   */
+  speedupTick(): void {
+    if (this.self === undefined) return
+    this.#gossipRound()
+    if (this.#isLeader() && !this.isMinority && this.isConverged()) this.#leaderActions()
+  }
+
   #isLeader(): boolean {
     return this.leader?.authority === this.authority && this.self?.nodeId === this.nodeId
   }

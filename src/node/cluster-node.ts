@@ -279,9 +279,14 @@ export class ClusterNode {
       }, ms)
       this.#timers.push(t)
     }
-    every(o.gossipIntervalMs ?? DEFAULT_GOSSIP_INTERVAL_MS, () => {
+    const gossipMs = o.gossipIntervalMs ?? DEFAULT_GOSSIP_INTERVAL_MS
+    every(gossipMs, () => {
       this.core.tick(performance.now())
       this.#keepConnections()
+      if (this.core.gossipSpeedupNeeded()) {
+        this.#speedup(gossipMs / 3)
+        this.#speedup((gossipMs * 2) / 3)
+      }
     })
     every(s.heartbeatIntervalMs, () => this.core.heartbeatTick(performance.now()))
     // Local health first, then judge: a stall of our own is forgiven before anyone is accused.
@@ -296,6 +301,16 @@ export class ClusterNode {
       this.#watchLease(now)
     })
     this.#joinLoop = this.#join()
+  }
+
+  /** One extra gossip round (Akka's GossipSpeedupTick) after `ms`; unref'd, skipped once closed. */
+  #speedup(ms: number): void {
+    const t = setTimeout(() => {
+      if (this.#closed) return
+      this.core.speedupTick()
+      this.#pump()
+    }, ms)
+    t.unref()
   }
 
   /** Send what the core produced; publish its events; stop if we were removed. */

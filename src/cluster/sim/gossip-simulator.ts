@@ -28,6 +28,8 @@ export interface SimOptions {
   detectorTimeoutMs?: number
   downAfterUnreachableMs?: number
   convergenceTimeoutMs?: number
+  /** Two extra gossip rounds per interval while a change spreads, as ClusterNode does (Akka's speed-up). Default false: the scale measurements count plain rounds. */
+  gossipSpeedup?: boolean
   /** Count encoded bytes of every message (costs CPU). Default true. */
   measureBytes?: boolean
 }
@@ -92,7 +94,7 @@ export interface SimNode {
   lastJoinAt: number
 }
 
-type ItemBody = { kind: 'msg'; from: string; to: string; msg: ClusterMessage; at: number } | { kind: 'gossip' | 'heartbeat'; node: number; at: number }
+type ItemBody = { kind: 'msg'; from: string; to: string; msg: ClusterMessage; at: number } | { kind: 'gossip' | 'heartbeat' | 'speedup'; node: number; at: number }
 type Item = ItemBody & { seq: number }
 
 /** Binary min-heap on (at, seq). */
@@ -165,6 +167,7 @@ export class GossipSimulator {
       detectorTimeoutMs: 2_000,
       downAfterUnreachableMs: 5_000,
       convergenceTimeoutMs: 1_000,
+      gossipSpeedup: false,
       measureBytes: true,
       ...o,
     }
@@ -280,6 +283,16 @@ export class GossipSimulator {
           this.#flush(n)
         }
         this.#schedule({ kind: 'gossip', node: next.node, at: this.now + this.#o.gossipIntervalMs })
+        if (n.alive && this.#o.gossipSpeedup && n.core.gossipSpeedupNeeded()) {
+          const g = this.#o.gossipIntervalMs
+          this.#schedule({ kind: 'speedup', node: next.node, at: this.now + g / 3 })
+          this.#schedule({ kind: 'speedup', node: next.node, at: this.now + (2 * g) / 3 })
+        }
+      } else if (next.kind === 'speedup') {
+        if (n.alive) {
+          n.core.speedupTick()
+          this.#flush(n)
+        }
       } else {
         if (n.alive) {
           n.core.heartbeatTick(this.now)

@@ -45,6 +45,28 @@ describe('joining (spec 1.1, 1.5)', () => {
     expect(late.core.self?.status).toBe('joining')
   })
 
+  it('gossip speed-up (Akka): while a change spreads, extra rounds bring a newcomer Up everywhere sooner; none once all have seen it', () => {
+    // Median of several seeds: one run's random gossip targets can go either way.
+    const joinToAllUp = (speedup: boolean, seed: number): number => {
+      const sim = new GossipSimulator({ nodes: 6, seed, gossipSpeedup: speedup })
+      sim.nodes[0]!.core.selfJoin()
+      for (let i = 1; i < 5; i++) sim.join(i)
+      const first = sim.nodes.slice(0, 5)
+      expect(sim.runUntil(() => sim.allUp(first) && first.every((n) => n.core.convergence === 'confirmed'), 30_000)).toBeGreaterThanOrEqual(0)
+      // Converged and quiet: nobody needs a speed-up.
+      expect(first.filter((n) => n.core.gossipSpeedupNeeded()).map((n) => n.authority)).toEqual([])
+      sim.join(5)
+      const t = sim.runUntil(() => sim.allUp(), 30_000, 1)
+      expect(t).toBeGreaterThanOrEqual(0)
+      return t
+    }
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+    const seeds = [1, 2, 3, 4, 5, 6, 7]
+    const plain = median(seeds.map((s) => joinToAllUp(false, s)))
+    const fast = median(seeds.map((s) => joinToAllUp(true, s)))
+    expect(fast).toBeLessThan(plain * 0.75)
+  })
+
   it('converges with 5% message loss', () => {
     const sim = formed(8, 21, { lossRate: 0.05 })
     expect(sim.dropped).toBeGreaterThan(0)
