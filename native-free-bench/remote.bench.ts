@@ -93,6 +93,8 @@ interface TellStats {
   waitMs: number
   /** Wire bytes per frame from the transport's own counters (candidate only). */
   wireBytesPerFrame: number | null
+  /** Transport frames written per tell (candidate only: tells are batched, many per frame). */
+  framesPerTell?: number
 }
 
 const tellRate = (t: TellStats): number => (t.tells * 1000) / t.ms
@@ -107,6 +109,7 @@ function aggregate(runs: readonly TellStats[]): TellStats {
     sendMs: sum((t) => t.sendMs),
     waitMs: sum((t) => t.waitMs),
     wireBytesPerFrame: runs.every((t) => t.wireBytesPerFrame !== null) ? sum((t) => t.wireBytesPerFrame! * t.tells) / tells : null,
+    framesPerTell: sum((t) => (t.framesPerTell ?? 0) * t.tells) / tells,
   }
 }
 
@@ -235,8 +238,8 @@ async function remoteTells(a: GrainNode, pids: readonly string[], n: number, exp
   if (s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: the transport refused ${s1.sendsRefused - s0.sendsRefused} sends (backpressure)`)
   const p = await w.peer()
   if (p.deadletters + p.framesRejected > 0) throw new Error(`remote tells: node B published ${p.deadletters} dead letters and rejected ${p.framesRejected} frames`)
-  const frames = s1.framesOut - s0.framesOut
-  return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: frames > 0 ? (s1.bytesOut - s0.bytesOut) / frames : null }
+  // Per tell, not per transport frame: tells travel in batches of many per frame.
+  return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: (s1.bytesOut - s0.bytesOut) / n, framesPerTell: (s1.framesOut - s0.framesOut) / n }
 }
 
 /** Baseline: the same frames, length-prefixed, copied into 64 KiB slabs; verified by the receiver's frame count. */
@@ -265,7 +268,7 @@ async function rawTells(c: RawClient, frame: Uint8Array, n: number, expectedTota
   const r = await c.sync()
   const ms = performance.now() - t0
   if (r.value !== expectedTotal) throw new Error(`raw baseline: receiver counted ${r.value} frames, expected ${expectedTotal}`)
-  return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: per }
+  return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: per, framesPerTell: 1 }
 }
 
 // ------------------------------------------------------------------ (b) asks
@@ -516,6 +519,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       'msgs/s max': Math.max(...runs.map(tellRate)),
       'send-side msgs/s': (all.tells * 1000) / all.sendMs,
       'wire bytes/frame': all.wireBytesPerFrame,
+      'tells/transport frame': all.framesPerTell ? 1 / all.framesPerTell : null,
       'p50 µs': null,
       'p99 µs': null,
       'p99.9 µs': null,
@@ -599,10 +603,10 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       ],
       notes: [
         `Processes: A (sender) and A2 run here, B (receiver) in a forked peer process (node --import tsx remote/peer.ts); the raw baseline's receiver runs in that same peer process, so both cross the same process boundary. Each node has ${ready.workers} grain worker; with ${availableParallelism()} CPU(s) here, A's main thread, B's main thread and B's grain worker (plus the idle nodes' timers) compete for the cores.`,
-        `Flow control of (a): a setImmediate every ${YIELD_EVERY} tells (the transport flushes once per event-loop turn) and a 'get' ask every ${MARK_EVERY} tells used as a credit, at most ${MAX_MARKERS} outstanding (≤ ${MARK_EVERY * MAX_MARKERS} tells unconfirmed). Needed because tellPid exposes no backpressure: if the transport refuses a frame (its buffer over maxBufferedBytes) the frame goes into the association's deferred queue, and nothing flushes that backlog until the next reconnect; and B drops (transport.frame-rejected) tells its grain ring cannot take beyond maxOverflowFrames.`,
+        `Flow control of (a): a setImmediate every ${YIELD_EVERY} tells (the transport flushes once per event-loop turn) and a 'get' ask every ${MARK_EVERY} tells used as a credit, at most ${MAX_MARKERS} outstanding (≤ ${MARK_EVERY * MAX_MARKERS} tells unconfirmed). Needed because tellPid exposes no backpressure: if the transport refuses a frame (its buffer over maxBufferedBytes) the frame goes into the association's bounded deferred queue (retried every 5 ms); and B dead-letters (ERR_RING_FULL) tells its grain ring cannot take beyond maxOverflowFrames.`,
         'Verification: (a) every tell counted by BenchCounter, counts must add up after every round, no dead letters on A or B, no transport refusals, no rejected frames on B; the raw receiver must count every frame. (c) exactly 9L overflow dead letters, then exactly the newest L in order (BenchRecorder count/first/last/gaps).',
-        `(b) decomposition at p50: remote ask ${candLat.p50Us.toFixed(0)} µs ≈ raw loopback round trip ${baseLat.p50Us.toFixed(0)} µs + local ask on B ${localLat.p50Us.toFixed(0)} µs + ${(candLat.p50Us - baseLat.p50Us - localLat.p50Us).toFixed(0)} µs of remote-layer cost (PID parse/encode on A, relay and reply on B, per-turn flushes on both, thread wake-ups: sequential asks arrive after the ${o.spinMicros} µs spin window has ended).`,
-        `Frames: the baseline writes the real tell envelope bytes (${tellFrame.length} B + 4 B prefix) built like RemoteEndpoint.#encode; "wire bytes/frame" of the candidate is the transport's own bytesOut/framesOut (includes the credit asks and gossip). Ask rows: request / reply wire bytes.`,
+        `(b) decomposition at p50: remote ask ${candLat.p50Us.toFixed(0)} µs ≈ raw loopback round trip ${baseLat.p50Us.toFixed(0)} µs + local ask on B ${localLat.p50Us.toFixed(0)} µs + ${(candLat.p50Us - baseLat.p50Us - localLat.p50Us).toFixed(0)} µs of remote-layer cost. Most of it is two thread wake-ups on B: the local asks (PIDs on B itself, back to back) find B's worker still spinning, but a remote ask arrives one network round trip after the last, long after the ${o.spinMicros} µs spin window, so B's main thread wakes the parked worker (Atomics.notify → waitAsync) and is itself woken for the reply; the rest is PID resolution and encoding on A, relay and reply on B, and per-turn flushes on both.`,
+        `Frames: the baseline writes the real tell envelope bytes (${tellFrame.length} B + 4 B prefix) built like RemoteEndpoint.#encode; "wire bytes/frame" of the candidate is the transport's own bytesOut per tell (includes the credit asks and gossip); its tells travel as tell batches (remote/tell-batches.ts: one transport frame per target partition and event-loop turn, copied into B's worker ring as one block), "tells/transport frame" says how many per frame. Ask rows: request / reply wire bytes.`,
         `(c) heap Δ = heapUsed + arrayBuffers after a forced full GC (each queued frame is its own ArrayBuffer, counted in arrayBuffers); the bound is 2 × L × frame bytes + ${FIXED_OVERHEAD_BYTES / 1024} KiB fixed. Per queued message: ${(total10L / L).toFixed(0)} B for a ${recFrameBytes} B frame. Reconnect and drain of the L queued tells took ${Math.round(d.reconnectMs)} ms.`,
       ],
       startedAt,

@@ -8,6 +8,7 @@
  */
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { formatPid } from '../../src/common/pid.js'
 import { GrainNode } from '../../src/index.js'
 import { summarizeLatencies } from '../lib/stats.js'
 import type { FromPeer, PeerStats, ToPeer } from './protocol.js'
@@ -80,10 +81,12 @@ async function handle(m: ToPeer): Promise<void> {
     }
     case 'local-asks': {
       const b = node!
+      // PIDs on B itself: by key, placement would send about two thirds of them to A or A2.
+      const pids = Array.from({ length: 16 }, (_, i) => formatPid({ authority: b.cluster!.authority, nodeId: b.cluster!.nodeId, kind: 'bench-counter', key: `local-${i}` }))
       const us = new Float64Array(m.n)
       for (let i = -m.warm; i < m.n; i++) {
         const t0 = performance.now()
-        await b.ask('bench-counter', `local-${i & 15}`, 'add', 1)
+        await b.askPid(pids[i & 15]!, 'add', 1)
         if (i >= 0) us[i] = (performance.now() - t0) * 1000
       }
       send({ type: 'local-asks', ...summarizeLatencies(us) })

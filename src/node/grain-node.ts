@@ -235,6 +235,7 @@ export class GrainNode {
               const m = core.table.member(authority)
               return m === undefined ? undefined : { nodeId: m.nodeId, status: m.status, unreachable: core.table.isUnreachable(authority) }
             },
+            version: () => core.table.digest(),
           },
         })
         cluster.metrics?.observeAssociations(() => associations.gauges())
@@ -251,7 +252,19 @@ export class GrainNode {
           return p.local ? undefined : p.pidText
         }
         const servingCluster = cluster
-        host.mayServe = () => servingCluster.mayServe(performance.now())
+        // Asked for every relayed envelope: one verdict per synchronous run (a socket
+        // chunk carries hundreds), not a clock read and a digest per envelope.
+        let verdict: boolean | undefined
+        const forget = (): void => {
+          verdict = undefined
+        }
+        host.mayServe = () => {
+          if (verdict === undefined) {
+            verdict = servingCluster.mayServe(performance.now())
+            queueMicrotask(forget)
+          }
+          return verdict
+        }
         host.servingRefusal = (kind, key) => {
           const now = performance.now()
           return servingCluster.mayServe(now) ? undefined : servingCluster.servingRefusal(kind, key, now)

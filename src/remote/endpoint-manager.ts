@@ -32,6 +32,7 @@ import type { AssociationRegistry } from './association/association-registry.js'
 import type { DeferredMessage, OutboundMeta } from './association/deferred-queue.js'
 import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
 import { PeerSchemas, type SchemaVersions, mismatchReason, schemaVersionsOf } from './schema-negotiation.js'
+import { FRAME_TELL_BATCH, TellBatches, batchEntries, checkTellBatch } from './tell-batches.js'
 
 /** How long one connection attempt for deferred traffic may take before it counts as a failure. */
 const CONNECT_TIMEOUT_MS = 2_000
@@ -49,6 +50,8 @@ export const FRAME_ENVELOPE = 0x02
 export interface MembershipPort {
   /** The incarnation holding `authority`, or undefined when it is not a member. */
   memberOf(authority: string): { nodeId: string; status: MemberStatus; unreachable: boolean } | undefined
+  /** Changes whenever membership or reachability does (the table digest): a verdict taken at one version holds until it moves. */
+  version(): string
 }
 
 export interface RemoteEndpointOptions {
@@ -59,6 +62,13 @@ export interface RemoteEndpointOptions {
   events: EventStream
   /** Writes one audit line (quarantine, release, reconnect). */
   audit: (line: string) => void
+}
+
+interface EncodeTarget {
+  readonly kind: InternedString
+  readonly partition: number
+  readonly schemaVersion: number
+  readonly epoch: number
 }
 
 export type ResolveResult =
@@ -102,13 +112,16 @@ export class RemoteEndpoint {
     const t = o.transport
     this.#unsubscribe.push(
       t.on('frame', (peer, frame) => {
-        if (frame[0] === FRAME_ENVELOPE) this.#onEnvelope(peer, frame)
+        if (frame[0] === FRAME_ENVELOPE) this.#onEnvelope(peer, frame.subarray(1), false)
+        else if (frame[0] === FRAME_TELL_BATCH) this.#onTellBatch(peer, frame)
       }),
       t.on('peer-up', (peer, info) => {
         this.#negotiate(peer, info.schemas)
         this.#onPeerUp(peer)
       }),
       t.on('peer-down', (peer, reason) => {
+        // Tells still in open batches were accepted: they join the deferred queue first, in order.
+        this.#flushBatches(peer.authority)
         o.associations.get(peer.authority).disconnected(reason, performance.now())
         this.#flushOutputs()
       }),
@@ -125,6 +138,9 @@ export class RemoteEndpoint {
       o.events.subscribe('member.downed', (e) => failInFlight(e, 'was downed')),
       o.events.subscribe('member.removed', (e) => failInFlight(e, 'was removed')),
     )
+    t.beforeFlush = () => {
+      for (const a of this.#batches.authorities()) this.#flushBatches(a)
+    }
     for (const p of t.peers()) {
       this.#negotiate(p, p.schemas)
       this.#onPeerUp(p)
@@ -148,6 +164,7 @@ export class RemoteEndpoint {
 
   /** Pick the highest common schema version per kind with a peer; report kinds with none (their calls to it will fail). */
   #negotiate(peer: PeerIdentity, schemas: SchemaVersions | undefined): void {
+    this.#schemaEpoch++
     for (const m of this.#schemas.peerUp(peer.authority, schemas)) {
       this.#o.events.publish({
         type: 'handshake.schema-mismatch',
@@ -215,9 +232,20 @@ export class RemoteEndpoint {
     return { status: 'ready', pid, nodeId: m.nodeId }
   }
 
-  #refuse(pid: Pid, method: string): { nodeId: string } {
+  #refuse(pid: Pid, method: string): void {
+    // Per call: reuse a 'ready' verdict while the membership version stands (the association is asked live).
+    const version = this.#o.membership.version()
+    const known = this.#ready.get(pid.authority)
+    if (known !== undefined && known.version === version && (pid.nodeId === undefined || pid.nodeId === known.nodeId)) {
+      const assoc = this.#o.associations.peek(pid.authority)
+      if (assoc === undefined || assoc.mayConnect()) return
+    }
     const r = this.resolve(pid)
-    if (r.status === 'ready') return { nodeId: r.nodeId }
+    if (r.status === 'ready') {
+      // Only members get here, so the map is bounded by the cluster's size.
+      this.#ready.set(pid.authority, { version, nodeId: r.nodeId })
+      return
+    }
     const details: ErrorDetails = { pid: formatPid(pid), authority: pid.authority, kind: pid.kind, key: pid.key, method }
     switch (r.status) {
       case 'unreachable':
@@ -237,20 +265,112 @@ export class RemoteEndpoint {
     return k
   }
 
-  /** Encode the request once: [0x02][envelope]. */
-  #encode(pid: Pid, method: string, payload: unknown, flags: number, corr: number, assoc: Association): Uint8Array {
-    const schemaVersion = this.#versionFor(pid, method)
+  /**
+   * What encoding a call to `pid` needs besides the call itself: kind bytes,
+   * partition and the negotiated schema version. Kept per PID object (the
+   * node caches parsed PIDs) until the schemas are renegotiated.
+   */
+  #targetOf(pid: Pid, method: string): EncodeTarget {
+    let t = this.#targets.get(pid)
+    if (t === undefined || t.epoch !== this.#schemaEpoch) {
+      // Throws on a schema mismatch; nothing is cached then.
+      const schemaVersion = this.#versionFor(pid, method)
+      t = { kind: this.#kindBytes(pid.kind), partition: partitionOf(pid.key, this.#o.host.partitions), schemaVersion, epoch: this.#schemaEpoch }
+      if (this.#targets.size >= 10_000) this.#targets.clear()
+      this.#targets.set(pid, t)
+    }
+    return t
+  }
+  readonly #targets = new Map<Pid, EncodeTarget>()
+  /** Bumped whenever a peer's schema versions are (re)negotiated: cached targets are stale then. */
+  #schemaEpoch = 0
+
+  /** Set the writer up for a call to `pid` (the payload is encoded by writeInto, through #encodePayload). */
+  #prepare(pid: Pid, method: string, payload: unknown, flags: number, corr: number): EncodeTarget {
+    const t = this.#targetOf(pid, method)
     const w = this.#writer.reset()
-    w.schemaVersion = schemaVersion
-    w.kind = this.#kindBytes(pid.kind)
+    w.schemaVersion = t.schemaVersion
+    w.kind = t.kind
     w.key = pid.key
-    w.partition = partitionOf(pid.key, this.#o.host.partitions)
+    w.partition = t.partition
     w.messageType = messageTypeId(method)
     w.flags = flags
     w.correlationId = corr
     w.replyTo = MAIN_THREAD
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
+    return t
+  }
+
+  /** Spec 3.3: a message that could not be encoded is aborted, reported, and thrown to the caller. */
+  #encodeFailed(pid: Pid, method: string, e: unknown, assoc: Association): GrainClusterError {
+    return assoc.sendFailed(formatPid(pid), toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind: pid.kind, key: pid.key, method }), performance.now())
+  }
+
+  /**
+   * Fast path of a tell: encode it straight into the open batch of its
+   * partition (tell-batches.ts). False when it must travel on its own (the
+   * association is not writable now, or the envelope is too large for a
+   * batch); throws what encoding throws.
+   */
+  #batchTell(pid: Pid, method: string, payload: unknown, assoc: Association): boolean {
+    if (!assoc.writableNow()) return false
+    try {
+      const t = this.#prepare(pid, method, payload, 0, 0)
+      this.#batchAuthority = assoc.authority
+      if (!this.#batches.append(assoc.authority, t.partition, this.#writeEnvelope, this.#sendFullBatch)) return false
+    } catch (e) {
+      throw this.#encodeFailed(pid, method, e, assoc)
+    } finally {
+      this.#payloadValue = undefined
+    }
+    assoc.wrote()
+    this.#o.transport.requestFlush()
+    return true
+  }
+  readonly #batches = new TellBatches()
+  #batchAuthority = ''
+  readonly #writeEnvelope = (buf: Uint8Array, off: number, max: number): number => this.#writer.writeInto(buf, off, max)
+  readonly #sendFullBatch = (frame: Uint8Array): void => this.#sendBatch(this.#batchAuthority, frame)
+
+  /** Send the open batches of `authority` now (before anything else goes to it, and at each transport flush). */
+  #flushBatches(authority: string): void {
+    if (!this.#batches.has(authority)) return
+    this.#batchAuthority = authority
+    this.#batches.flush(authority, this.#sendFullBatch)
+  }
+
+  /**
+   * One batch frame to the transport. If it will not take it (the
+   * connection went away, or backpressure), its tells go to the
+   * association's backlog one by one, in order, as ordinary envelope frames.
+   */
+  #sendBatch(authority: string, frame: Uint8Array): void {
+    if (this.#o.transport.send(authority, frame)) return
+    const assoc = this.#o.associations.get(authority)
+    const now = performance.now()
+    const msgs: DeferredMessage[] = []
+    const r = this.#reader
+    for (const [off, len] of batchEntries(frame)) {
+      const env = new Uint8Array(len + 1)
+      env[0] = FRAME_ENVELOPE
+      env.set(frame.subarray(off, off + len), 1)
+      r.reset(env, 1, len)
+      const kind = r.kind()
+      const key = r.key()
+      msgs.push({ frame: env, meta: { pid: formatPid({ authority, kind, key }), kind, key, messageType: r.messageType }, enqueuedAtMs: now })
+    }
+    // Newer than anything queued (every other send flushed the batches first): to the back, in order.
+    assoc.deferAll(msgs, now)
+    if (this.#o.transport.isConnected(authority)) this.#retryLater(assoc)
+    else this.#connect(assoc)
+    this.#flushOutputs()
+  }
+
+  /** Encode the request once: [0x02][envelope]. */
+  #encode(pid: Pid, method: string, payload: unknown, flags: number, corr: number, assoc: Association): Uint8Array {
+    this.#prepare(pid, method, payload, flags, corr)
+    const w = this.#writer
     try {
       for (;;) {
         const n = w.writeInto(this.#scratch, 1, this.#scratch.length - 1)
@@ -269,8 +389,7 @@ export class RemoteEndpoint {
         this.#scratch = new Uint8Array(this.#scratch.length * 2)
       }
     } catch (e) {
-      // Spec 3.3: the send is aborted and reported.
-      throw assoc.sendFailed(formatPid(pid), toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind: pid.kind, key: pid.key, method }), performance.now())
+      throw this.#encodeFailed(pid, method, e, assoc)
     } finally {
       this.#payloadValue = undefined
       this.#flushOutputs()
@@ -282,8 +401,10 @@ export class RemoteEndpoint {
     this.#checkOpen()
     this.#refuse(pid, method)
     const assoc = this.#o.associations.get(pid.authority)
+    if (this.#batchTell(pid, method, payload, assoc)) return
     const frame = this.#encode(pid, method, payload, 0, 0, assoc)
-    const r = this.#submit(assoc, frame, { pid: pidText ?? formatPid(pid), kind: pid.kind, key: pid.key, messageType: messageTypeId(method) }, true)
+    // The metadata (for deferral and dead letters) is built only off the fast path.
+    const r = this.#submit(assoc, frame, () => ({ pid: pidText ?? formatPid(pid), kind: pid.kind, key: pid.key, messageType: messageTypeId(method) }), true)
     if (r !== undefined) throw r
   }
 
@@ -365,27 +486,37 @@ export class RemoteEndpoint {
    * `borrowed`: the frame is a view of a reused buffer, so anything that
    * keeps it (deferred queue, large-frame writes) must copy it first.
    */
-  #submit(assoc: Association, frame: Uint8Array, meta: OutboundMeta, borrowed = false): GrainClusterError | undefined {
-    const now = performance.now()
-    // Only a frame written right now may stay a view; anything kept is copied.
-    const writesNow = assoc.state === 'connected' && assoc.queue.size === 0
-    if (borrowed && (!writesNow || frame.length >= LARGE_FRAME_BYTES)) {
-      frame = frame.slice()
-      borrowed = false
+  #submit(assoc: Association, frame: Uint8Array, metaOf: OutboundMeta | (() => OutboundMeta), borrowed = false): GrainClusterError | undefined {
+    // Nothing overtakes the tells already batched for this node (per-PID order).
+    this.#flushBatches(assoc.authority)
+    // Fast path: connected, nothing deferred, a frame the transport copies
+    // (small) or may keep (owned): write now, with no metadata and no clock.
+    if (assoc.writableNow() && (!borrowed || frame.length < LARGE_FRAME_BYTES)) {
+      assoc.wrote()
+      if (this.#o.transport.send(assoc.authority, frame)) return undefined
+      this.#unsent(assoc, borrowed ? frame.slice() : frame, typeof metaOf === 'function' ? metaOf() : metaOf, performance.now())
+      this.#flushOutputs()
+      return undefined
     }
+    const meta = typeof metaOf === 'function' ? metaOf() : metaOf
+    const now = performance.now()
+    // Anything kept (deferred) is copied: a borrowed frame is a view of a reused buffer.
+    if (borrowed) frame = frame.slice()
     const out = assoc.send(frame, meta, now)
     let refused: GrainClusterError | undefined
     if (out.action === 'write') {
-      if (!this.#o.transport.send(assoc.authority, frame)) {
-        // Not connected after all, or backpressure: keep it, in order, and retry.
-        assoc.unsent([{ frame: borrowed ? frame.slice() : frame, meta, enqueuedAtMs: now }], now)
-        if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
-        else this.#connect(assoc)
-      }
+      if (!this.#o.transport.send(assoc.authority, frame)) this.#unsent(assoc, frame, meta, now)
     } else if (out.action === 'deferred') this.#connect(assoc)
     else refused = out.error
     this.#flushOutputs()
     return refused
+  }
+
+  /** The transport would not take a frame (not connected after all, or backpressure): keep it, in order, and retry. */
+  #unsent(assoc: Association, frame: Uint8Array, meta: OutboundMeta, now: number): void {
+    assoc.unsent([{ frame, meta, enqueuedAtMs: now }], now)
+    if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
+    else this.#connect(assoc)
   }
 
   /**
@@ -456,6 +587,8 @@ export class RemoteEndpoint {
     t.unref()
   }
   readonly #retrying = new Set<string>()
+  /** Authorities resolved 'ready', with the membership version and incarnation it was decided at. */
+  readonly #ready = new Map<string, { version: string; nodeId: string }>()
   /** PID incarnations already reported as conflicting (one event each, bounded). */
   readonly #conflictsSeen = new Set<string>()
 
@@ -489,15 +622,40 @@ export class RemoteEndpoint {
 
   // --------------------------------------------------------------- inbound
 
-  #onEnvelope(peer: PeerIdentity, frame: Uint8Array): void {
-    const bytes = frame.subarray(1)
+  /**
+   * A tell batch (tell-batches.ts): checked, then copied into the owning
+   * worker's ring as one block. A batch that fails the check, or that this
+   * node may not take as a block (leaving, not serving), is handled entry
+   * by entry, so every well-formed tell still gets its delivery, redirect
+   * or dead letter, and the bad ones their events.
+   */
+  #onTellBatch(peer: PeerIdentity, frame: Uint8Array): void {
+    const host = this.#o.host
+    const b = checkTellBatch(frame, host.maxRingFrameBytes)
+    if (b instanceof GrainClusterError) {
+      this.#o.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: b.code, reason: `${b.reason}; its entries are handled one by one` })
+    } else {
+      try {
+        if (host.relayTellBlock(frame, b.off, b.len, b.frames, b.partition)) return
+      } catch (e) {
+        const err = toGrainClusterError(e, 'ERR_FRAME_MALFORMED')
+        this.#o.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: err.code, reason: `tell batch: ${err.reason}` })
+        return
+      }
+    }
+    for (const [off, len] of batchEntries(frame)) this.#onEnvelope(peer, frame.subarray(off, off + len), true)
+  }
+
+  /** One envelope from `peer`. `tellsOnly`: an entry of a tell batch, where anything but a tell is rejected. */
+  #onEnvelope(peer: PeerIdentity, bytes: Uint8Array, tellsOnly: boolean): void {
     try {
       const r = this.#reader.reset(bytes, 0, bytes.length)
+      if (tellsOnly && (r.flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', `a tell batch entry has flags ${r.flags}: only tells may be batched`)
       if ((r.flags & FLAGS.REPLY) !== 0) {
         this.#o.host.acceptReply(bytes)
         return
       }
-      this.#o.host.relayRequest(bytes, (reply) => this.#sendReply(peer.authority, reply))
+      this.#o.host.relayRequest(bytes, (reply) => this.#sendReply(peer.authority, reply), undefined, r)
     } catch (e) {
       const err = toGrainClusterError(e, 'ERR_FRAME_MALFORMED')
       if (err.code === 'ERR_FRAME_MALFORMED') {

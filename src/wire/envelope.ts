@@ -455,3 +455,43 @@ export class EnvelopeReader {
     return true
   }
 }
+
+/**
+ * Routing header of the envelope at buf[off, off+len) without validating
+ * the rest (strings, payload): its partition and flags, or undefined when
+ * even these lie outside the bytes. For paths that hand the envelope to a
+ * worker whose own EnvelopeReader validates it fully (tell batches).
+ * Returned as one number, `partition * 65536 + flags` (48 bits: exact), or
+ * -1: the hot path allocates nothing.
+ */
+export function peekRouting(buf: Uint8Array, off: number, len: number): number {
+  const end = off + len
+  if (len < 12 || off < 0 || end > buf.length) return -1
+  const root = u32le(buf, off)
+  const t = off + root
+  if (root < 4 || t + 4 > end) return -1
+  const vt = t - (u32le(buf, t) | 0)
+  if (vt < off || vt + 4 > end) return -1
+  const vtSize = u16le(buf, vt)
+  const tblSize = u16le(buf, vt + 2)
+  if (vtSize < 4 || vt + vtSize > end || t + tblSize > end) return -1
+  const p = slotAt(buf, vt, vtSize, t, tblSize, F_PARTITION, 4)
+  const fl = slotAt(buf, vt, vtSize, t, tblSize, F_FLAGS, 2)
+  if (p === -2 || fl === -2) return -1
+  return (p < 0 ? 0 : u32le(buf, p)) * 65536 + (fl < 0 ? 0 : u16le(buf, fl))
+}
+
+/** Absolute position of `field` (`width` bytes) of the table at `t`; -1 when absent, -2 when outside the table. */
+function slotAt(buf: Uint8Array, vt: number, vtSize: number, t: number, tblSize: number, field: number, width: number): number {
+  if (4 + 2 * field + 2 > vtSize) return -1
+  const fo = u16le(buf, vt + 4 + 2 * field)
+  if (fo === 0) return -1
+  return fo < 4 || fo + width > tblSize ? -2 : t + fo
+}
+
+function u16le(b: Uint8Array, o: number): number {
+  return b[o]! | (b[o + 1]! << 8)
+}
+function u32le(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+}

@@ -315,6 +315,20 @@ export class Association {
   // ------------------------------------------------------------------ sends
 
   /** Decide what to do with an outbound frame addressed to `meta.pid`. */
+  /**
+   * The hot path's question: would send() say 'write' now (connected,
+   * nothing deferred, not removed)? Then the caller may write without
+   * building the message's metadata, and reports it with wrote().
+   */
+  writableNow(): boolean {
+    return this.#state === 'connected' && this.#queue.size === 0 && this.#removedReason === undefined
+  }
+
+  /** Count a message written on the writableNow() path. */
+  wrote(): void {
+    this.stats.written++
+  }
+
   send(frame: Uint8Array, meta: OutboundMeta, nowMs: number): SendOutcome {
     if (this.#removedReason !== undefined) {
       this.stats.refused.removed++
@@ -353,6 +367,27 @@ export class Association {
     this.stats.deferred++
     for (const m of r.evicted) this.#reject(m, 'overflow', nowMs)
     return { action: 'deferred', evicted: r.evicted.length }
+  }
+
+  /**
+   * Messages the driver accepted on the writableNow() path but could not
+   * write, that are newer than everything already queued (a tell batch the
+   * transport refused: every other send flushes open batches first, so
+   * nothing queued can be newer). They join the back of the queue in order,
+   * like deferred sends, evicting the oldest on overflow. Quarantined or
+   * removed: they are rejected.
+   */
+  deferAll(msgs: readonly DeferredMessage[], nowMs: number): void {
+    if (this.#removedReason !== undefined || this.#state === 'quarantined') {
+      const cause = this.#removedReason !== undefined ? 'removed' : 'quarantined'
+      for (const m of msgs) this.#reject(m, cause, nowMs)
+      return
+    }
+    for (const m of msgs) {
+      const r = this.#defer(m.frame, m.meta, m.enqueuedAtMs)
+      // Larger than the byte bound on its own: as good as evicted at once.
+      if (r.action === 'refused') this.#reject(m, 'overflow', nowMs)
+    }
   }
 
   /**

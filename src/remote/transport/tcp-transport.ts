@@ -1027,7 +1027,24 @@ export class TcpTransport {
 
   // ---------------------------------------------------------------- writing
 
+  /**
+   * Called at the start of every flush, before the queued frames are
+   * written: a layer that gathers frames of its own (tell batches) hands
+   * them over here, so they leave in the same write.
+   */
+  beforeFlush: (() => void) | undefined
+
+  /** Make sure a flush runs at the end of this event-loop turn (see beforeFlush). */
+  requestFlush(): void {
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(this.#flushAll)
+    }
+  }
+
   readonly #flushAll = (): void => {
+    // Still "scheduled" while beforeFlush sends: its frames join this flush.
+    this.beforeFlush?.()
     this.#flushScheduled = false
     for (const c of this.#dirty) this.#flush(c)
     this.#dirty.clear()

@@ -514,10 +514,11 @@ export class WorkerHost {
    * reply-to are patched in place so the worker answers this main thread;
    * `onReply` then gets the reply envelope with the caller's correlation id
    * restored, ready to send back (never re-encoded). Throws ERR_FRAME_MALFORMED
-   * for bytes that are not a valid request envelope.
+   * for bytes that are not a valid request envelope. `validated`: a reader
+   * the caller already reset on exactly `bytes` (saves validating twice).
    */
-  relayRequest(bytes: Uint8Array, onReply: (reply: Uint8Array) => void, timeoutMs?: number): void {
-    const r = this.#relayReader.reset(bytes, 0, bytes.length)
+  relayRequest(bytes: Uint8Array, onReply: (reply: Uint8Array) => void, timeoutMs?: number, validated?: EnvelopeReader): void {
+    const r = validated ?? this.#relayReader.reset(bytes, 0, bytes.length)
     if ((r.flags & (FLAGS.REPLY | FLAGS.CONTROL)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'a relayed envelope must be a request')
     if (r.partition >= this.partitions) throw new GrainClusterError('ERR_FRAME_MALFORMED', `partition ${r.partition} out of range (this node has ${this.partitions}: partitions must match cluster-wide)`)
     if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed')
@@ -562,6 +563,25 @@ export class WorkerHost {
     }
   }
   readonly #relayReader = new EnvelopeReader()
+
+  /**
+   * Route a checked tell batch from another node (remote/tell-batches.ts)
+   * to the worker that owns its partition as one block copy. Returns false,
+   * having done nothing, when the entries need the one-by-one path instead
+   * (the node is leaving or may not serve: each gets its redirect or its
+   * refusal there). Throws ERR_FRAME_MALFORMED for a partition out of range.
+   */
+  relayTellBlock(frame: Uint8Array, off: number, len: number, frames: number, partition: number): boolean {
+    if (partition >= this.partitions) throw new GrainClusterError('ERR_FRAME_MALFORMED', `partition ${partition} out of range (this node has ${this.partitions}: partitions must match cluster-wide)`)
+    if (this.#closed || this.redirectInbound || (this.mayServe !== undefined && !this.mayServe())) return false
+    const link = this.#links[workerOfPartition(partition, this.workers)]!
+    return link.sender.sendBlock(frame, off, len, frames)
+  }
+
+  /** Largest envelope a worker ring takes (a tell batch entry may not be longer). */
+  get maxRingFrameBytes(): number {
+    return this.#links[0]!.sender.maxFrameBytes
+  }
 
   /**
    * A reply envelope that came back from another node for an ask this main

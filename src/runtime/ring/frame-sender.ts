@@ -39,7 +39,11 @@ export class FrameSender {
   readonly producer: RingProducer
   readonly maxOverflowFrames: number
   #overflow: Uint8Array[] = []
+  /** Parallel to #overflow: 0 for one frame, n for a block of n ring-format frames (sendBlock). */
+  #overflowBlocks: number[] = []
   #overflowHead = 0
+  /** Frames waiting in #overflow (a block counts all of its frames). */
+  #backlog = 0
   #publishScheduled = false
   #sincePublish = 0
   #pumping = false
@@ -59,7 +63,7 @@ export class FrameSender {
 
   /** Frames waiting outside the ring. */
   get backlog(): number {
-    return this.#overflow.length - this.#overflowHead
+    return this.#backlog
   }
 
   get maxFrameBytes(): number {
@@ -104,7 +108,8 @@ export class FrameSender {
         at = p.reserve(len)
       }
       if (at >= 0) {
-        p.data.set(src.subarray(off, off + len), at)
+        // A whole-array source needs no view (relays pass whole envelopes).
+        p.data.set(off === 0 && len === src.length ? src : src.subarray(off, off + len), at)
         p.commit(len)
         this.#committed()
         return
@@ -113,6 +118,34 @@ export class FrameSender {
       p.reserve(len) // throws the typed error
     }
     this.#enqueue(src.slice(off, off + len))
+  }
+
+  /**
+   * A block of `frames` ring-format entries (RingProducer.writeBlock) in one
+   * copy, or (ring full, or a backlog ahead of it) queued whole in the
+   * overflow. False, having taken nothing, when the overflow cannot take all
+   * of its frames: the caller then sends them one by one, and each one that
+   * does not fit gets its own ERR_RING_FULL.
+   */
+  sendBlock(src: Uint8Array, off: number, len: number, frames: number): boolean {
+    const p = this.producer
+    // Larger than one side of the ring: only its frames one by one can get in.
+    if (len > p.maxFrameBytes + 4) return false
+    if (this.#overflowHead === this.#overflow.length || this.#moveOverflow()) {
+      let ok = p.writeBlock(src, off, len, frames)
+      if (!ok) {
+        p.publish()
+        ok = p.writeBlock(src, off, len, frames)
+      }
+      if (ok) {
+        this.#sincePublish += frames - 1
+        this.#committed()
+        return true
+      }
+    }
+    if (this.#closed || this.#backlog + frames > this.maxOverflowFrames) return false
+    this.#push(src.slice(off, off + len), frames)
+    return true
   }
 
   #sendOwned(bytes: Uint8Array): void {
@@ -143,16 +176,28 @@ export class FrameSender {
     const q = this.#overflow
     let moved = false
     while (this.#overflowHead < q.length) {
-      const next = q[this.#overflowHead]!
-      const at = p.reserve(next.length)
-      if (at < 0) break
-      p.data.set(next, at)
-      p.commit(next.length)
-      q[this.#overflowHead++] = EMPTY
+      if (!this.#moveOne(p)) break
       moved = true
     }
     if (moved) p.publish()
     return this.#overflowHead === q.length
+  }
+
+  /** Move the oldest queued entry into the ring; false when it does not fit now. */
+  #moveOne(p: RingProducer): boolean {
+    const h = this.#overflowHead
+    const next = this.#overflow[h]!
+    const block = this.#overflowBlocks[h]!
+    if (block === 0) {
+      const at = p.reserve(next.length)
+      if (at < 0) return false
+      p.data.set(next, at)
+      p.commit(next.length)
+    } else if (!p.writeBlock(next, 0, next.length, block)) return false
+    this.#overflow[h] = EMPTY
+    this.#overflowHead = h + 1
+    this.#backlog -= block === 0 ? 1 : block
+    return true
   }
 
   #enqueue(bytes: Uint8Array): void {
@@ -162,7 +207,14 @@ export class FrameSender {
         limit: this.maxOverflowFrames,
       })
     }
+    this.#push(bytes, 0)
+  }
+
+  /** Queue a frame (blockFrames 0) or a block of frames behind the ring, and start the pump. */
+  #push(bytes: Uint8Array, blockFrames: number): void {
     this.#overflow.push(bytes)
+    this.#overflowBlocks.push(blockFrames)
+    this.#backlog += blockFrames === 0 ? 1 : blockFrames
     if (!this.#pumping) {
       this.#pumping = true
       this.#onFull?.(this.backlog)
@@ -174,22 +226,19 @@ export class FrameSender {
     const p = this.producer
     try {
       while (!this.#closed && this.#overflowHead < this.#overflow.length) {
-        const next = this.#overflow[this.#overflowHead]!
-        const at = p.reserve(next.length)
-        if (at < 0) {
+        if (!this.#moveOne(p)) {
           p.publish()
           // Parks with Atomics.waitAsync; the consumer's release wakes us.
-          await p.waitForSpace(next.length, 50)
+          await p.waitForSpace(this.#overflow[this.#overflowHead]!.length, 50)
           continue
         }
-        p.data.set(next, at)
-        p.commit(next.length)
-        this.#overflow[this.#overflowHead++] = EMPTY
       }
       p.publish()
     } finally {
       this.#overflow = []
+      this.#overflowBlocks = []
       this.#overflowHead = 0
+      this.#backlog = 0
       this.#pumping = false
     }
     if (!this.#closed) this.#onDrained?.()
@@ -238,9 +287,23 @@ export class FrameSender {
    */
   close(): Uint8Array[] {
     this.#closed = true
-    const left = this.#overflow.slice(this.#overflowHead)
+    const left: Uint8Array[] = []
+    for (let i = this.#overflowHead; i < this.#overflow.length; i++) {
+      const bytes = this.#overflow[i]!
+      if (this.#overflowBlocks[i] === 0) left.push(bytes)
+      else {
+        // A block: its frames one by one ([u32 length][bytes][pad]).
+        for (let at = 0; at + 4 <= bytes.length; ) {
+          const n = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+          left.push(bytes.subarray(at + 4, at + 4 + n))
+          at += 4 + ((n + 3) & ~3)
+        }
+      }
+    }
     this.#overflow = []
+    this.#overflowBlocks = []
     this.#overflowHead = 0
+    this.#backlog = 0
     const waiters = this.#drainWaiters
     this.#drainWaiters = []
     for (const w of waiters) w()

@@ -160,6 +160,34 @@ export class RingProducer extends RingView {
     return 4
   }
 
+  /**
+   * Copy in a block that is already in ring format: `frames` entries of
+   * [u32 length][bytes][pad to 4], `len` bytes in all (a multiple of 4, at
+   * most maxFrameBytes + 4 so it fits on one side of any index). The caller
+   * has checked that the entries tile the block exactly; the consumer then
+   * sees `frames` ordinary frames. False when there is no room right now.
+   */
+  writeBlock(src: Uint8Array, off: number, len: number, frames: number): boolean {
+    if ((len & 3) !== 0 || len < 4 || len > this.maxFrameBytes + 4) {
+      throw new GrainClusterError('ERR_RING_FRAME_TOO_LARGE', `block of ${len} bytes is not a whole number of ring frames within ${this.maxFrameBytes + 4} bytes`, { size: len, limit: this.maxFrameBytes + 4 })
+    }
+    const idx = this.#tail & this.mask
+    const toEnd = this.capacity - idx
+    const free = this.#free(len <= toEnd ? len : toEnd + len)
+    let at = idx
+    if (len > toEnd) {
+      if (toEnd + len > free) return false
+      this.words[idx >>> 2] = kWrapMarker
+      this.#tail = (this.#tail + toEnd) >>> 0
+      this.stats.wraps++
+      at = 0
+    } else if (len > free) return false
+    this.data.set(src.subarray(off, off + len), at)
+    this.#tail = (this.#tail + len) >>> 0
+    this.stats.frames += frames
+    return true
+  }
+
   /** Copy a whole frame in; false when the ring is full right now. */
   tryWrite(src: Uint8Array, off = 0, len = src.length - off): boolean {
     const at = this.reserve(len)

@@ -1,0 +1,220 @@
+/**
+ * Tell batches: remote tells, grouped per target partition, carried in one
+ * transport frame per group, so the receiving main thread copies a whole
+ * group into the owning worker's ring at once instead of handling each
+ * envelope (length prefix, listener, validation, relay, copy) on its own.
+ *
+ *   frame  [0x04][0][0][0][u32 partition][entry]...
+ *   entry  [u32 length][envelope bytes][pad to 4]   (the SPSC ring's frame format)
+ *
+ * The sender encodes each envelope straight into its group's buffer (no
+ * scratch copy); groups are flushed once per event-loop turn, when a
+ * group is full, and before anything else is sent on the same association
+ * (so an ask never overtakes the tells before it: per-PID order holds,
+ * because a PID always maps to one partition, hence one group).
+ *
+ * Only tells travel this way: asks need their routing patched per envelope
+ * on the receiving side, and keep their own frames.
+ */
+
+import { GrainClusterError } from '../common/errors.js'
+import { FLAGS, peekRouting } from '../wire/envelope.js'
+
+/** First byte of a transport frame that carries a tell batch. */
+export const FRAME_TELL_BATCH = 0x04
+/** Bytes before the first entry: frame type, padding, partition. */
+export const TELL_BATCH_HEADER_BYTES = 8
+/**
+ * A batch buffer's size. Below the transport's large-frame threshold
+ * (16 KiB), so the transport copies a flushed batch into its write slab and
+ * the buffer is reused at once; ~70 tells of a typical 110-byte envelope.
+ */
+export const TELL_BATCH_BYTES = 15 * 1024
+
+/** Encodes one envelope at buf[off, off + max); returns its length, or -1 when it does not fit. */
+export type EnvelopeWrite = (buf: Uint8Array, off: number, max: number) => number
+
+class Group {
+  pos = TELL_BATCH_HEADER_BYTES
+  count = 0
+  constructor(
+    readonly partition: number,
+    readonly buf: Uint8Array,
+  ) {}
+}
+
+/** Open groups of one remote authority, by partition. */
+class Pending {
+  readonly groups = new Map<number, Group>()
+}
+
+export class TellBatches {
+  readonly #byAuthority = new Map<string, Pending>()
+  /** Spare buffers of flushed groups; bounded, so a burst over many partitions does not pin memory. */
+  readonly #spare: Uint8Array[] = []
+  static readonly maxSpare = 64
+  /**
+   * Group buffers are carved out of shared slabs: the envelope writer keeps
+   * one DataView per ArrayBuffer, and a buffer per group would make it build
+   * a new view at every switch between partitions.
+   */
+  #slab = new ArrayBuffer(0)
+  #slabUsed = 0
+
+  #buffer(): Uint8Array {
+    const spare = this.#spare.pop()
+    if (spare !== undefined) return spare
+    if (this.#slabUsed + TELL_BATCH_BYTES > this.#slab.byteLength) {
+      this.#slab = new ArrayBuffer(TELL_BATCH_BYTES * TellBatches.maxSpare)
+      this.#slabUsed = 0
+    }
+    const b = new Uint8Array(this.#slab, this.#slabUsed, TELL_BATCH_BYTES)
+    this.#slabUsed += TELL_BATCH_BYTES
+    return b
+  }
+
+  /** True when `authority` has tells waiting in open groups. */
+  has(authority: string): boolean {
+    const p = this.#byAuthority.get(authority)
+    return p !== undefined && p.groups.size > 0
+  }
+
+  get size(): number {
+    return this.#byAuthority.size
+  }
+
+  /**
+   * Encode a tell into the open group of (authority, partition). Returns
+   * false when the envelope is too large for a group even on its own (the
+   * caller sends it as a frame of its own). `flushFull` receives a group
+   * that had no room left, before the envelope goes into a fresh one.
+   */
+  append(authority: string, partition: number, write: EnvelopeWrite, flushFull: (frame: Uint8Array) => void): boolean {
+    let p = this.#byAuthority.get(authority)
+    if (p === undefined) this.#byAuthority.set(authority, (p = new Pending()))
+    let g = p.groups.get(partition)
+    if (g === undefined) p.groups.set(partition, (g = new Group(partition, this.#buffer())))
+    for (let attempt = 0; ; attempt++) {
+      const room = g.buf.length - g.pos - 4
+      const n = room > 0 ? write(g.buf, g.pos + 4, room) : -1
+      if (n >= 0) {
+        const b = g.buf
+        const at = g.pos
+        b[at] = n & 0xff
+        b[at + 1] = (n >>> 8) & 0xff
+        b[at + 2] = (n >>> 16) & 0xff
+        b[at + 3] = (n >>> 24) & 0xff
+        g.pos = at + 4 + ((n + 3) & ~3)
+        g.count++
+        return true
+      }
+      if (g.count === 0 || attempt > 0) {
+        if (g.count === 0) this.#release(p, g)
+        return false
+      }
+      // Full: send what it holds and start the group over in the same buffer.
+      flushFull(this.#seal(g))
+      g.pos = TELL_BATCH_HEADER_BYTES
+      g.count = 0
+    }
+  }
+
+  /**
+   * Hand every open group of `authority` to `send` as a transport frame (a
+   * view of the group's buffer, valid only during the call), then recycle
+   * the buffers.
+   */
+  flush(authority: string, send: (frame: Uint8Array) => void): void {
+    const p = this.#byAuthority.get(authority)
+    if (p === undefined) return
+    this.#byAuthority.delete(authority)
+    for (const g of p.groups.values()) {
+      if (g.count > 0) send(this.#seal(g))
+      if (this.#spare.length < TellBatches.maxSpare) this.#spare.push(g.buf)
+    }
+  }
+
+  /** Authorities with open groups. */
+  authorities(): string[] {
+    return [...this.#byAuthority.keys()]
+  }
+
+  #release(p: Pending, g: Group): void {
+    p.groups.delete(g.partition)
+    if (this.#spare.length < TellBatches.maxSpare) this.#spare.push(g.buf)
+  }
+
+  #seal(g: Group): Uint8Array {
+    const b = g.buf
+    b[0] = FRAME_TELL_BATCH
+    b[1] = 0
+    b[2] = 0
+    b[3] = 0
+    const p = g.partition
+    b[4] = p & 0xff
+    b[5] = (p >>> 8) & 0xff
+    b[6] = (p >>> 16) & 0xff
+    b[7] = (p >>> 24) & 0xff
+    return b.subarray(0, g.pos)
+  }
+}
+
+/** A received tell batch whose entries tile the frame and are all tells of its partition. */
+export interface TellBatch {
+  partition: number
+  /** Offset of the first entry in the frame, and the entries' total length. */
+  off: number
+  len: number
+  frames: number
+}
+
+const tellBatchError = (reason: string): GrainClusterError => new GrainClusterError('ERR_FRAME_MALFORMED', `tell batch: ${reason}`)
+
+/**
+ * Check a received batch frame before its entries are copied into a ring
+ * as a block: the entries must tile the frame exactly, each no longer than
+ * `maxEntryBytes` (the ring's frame limit), and each must be a plain tell
+ * (no ask, reply or control flag) of the batch's partition. Only the
+ * routing header of each envelope is read: the worker validates the rest.
+ * Returns the batch, or the typed error saying what is wrong (the caller
+ * then handles the well-framed entries one by one: batchEntries()).
+ */
+export function checkTellBatch(frame: Uint8Array, maxEntryBytes: number): TellBatch | GrainClusterError {
+  const n = frame.length
+  if (n < TELL_BATCH_HEADER_BYTES + 4 || frame[0] !== FRAME_TELL_BATCH) return tellBatchError(`frame of ${n} bytes is not a tell batch`)
+  const partition = u32(frame, 4)
+  let at = TELL_BATCH_HEADER_BYTES
+  let frames = 0
+  while (at < n) {
+    if (at + 4 > n) return tellBatchError(`truncated entry header at byte ${at}`)
+    const len = u32(frame, at)
+    const next = at + 4 + ((len + 3) & ~3)
+    if (len === 0 || len > maxEntryBytes || next > n) return tellBatchError(`entry of ${len} bytes at byte ${at} does not fit (frame ${n} bytes, entry limit ${maxEntryBytes})`)
+    const r = peekRouting(frame, at + 4, len)
+    if (r < 0) return tellBatchError(`entry at byte ${at} has no readable routing header`)
+    const flags = r % 65536
+    if ((flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) return tellBatchError(`entry at byte ${at} is not a tell (flags ${flags})`)
+    if ((r - flags) / 65536 !== partition) return tellBatchError(`entry at byte ${at} is for partition ${(r - flags) / 65536}, the batch for ${partition}`)
+    frames++
+    at = next
+  }
+  return { partition, off: TELL_BATCH_HEADER_BYTES, len: n - TELL_BATCH_HEADER_BYTES, frames }
+}
+
+/** The well-framed entries of a batch frame, as [offset, length], up to the first framing error. */
+export function batchEntries(frame: Uint8Array): Array<[number, number]> {
+  const out: Array<[number, number]> = []
+  const n = frame.length
+  for (let at = TELL_BATCH_HEADER_BYTES; at + 4 <= n; ) {
+    const len = u32(frame, at)
+    const next = at + 4 + ((len + 3) & ~3)
+    if (len === 0 || next > n) break
+    out.push([at + 4, len])
+    at = next
+  }
+  return out
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+}

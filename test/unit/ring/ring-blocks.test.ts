@@ -1,0 +1,150 @@
+/**
+ * Blocks of ring-format frames (tell batches from other nodes): written
+ * with one copy, seen by the consumer as ordinary frames, queued whole in
+ * the FrameSender's overflow when the ring is full, in order with single
+ * frames, and split back into frames when the sender closes.
+ */
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { FrameSender } from '../../../src/runtime/ring/frame-sender.js'
+import { RingConsumer, RingProducer, createRingBuffer } from '../../../src/runtime/ring/spsc-ring.js'
+
+const align4 = (n: number): number => (n + 3) & ~3
+
+/** A block of frames: [u32 len][bytes][pad] each; frame i is `len` bytes of value (seed + i) & 0xff. */
+function block(lengths: readonly number[], seed: number): Uint8Array {
+  const out = new Uint8Array(lengths.reduce((s, n) => s + 4 + align4(n), 0))
+  const dv = new DataView(out.buffer)
+  let at = 0
+  lengths.forEach((n, i) => {
+    dv.setUint32(at, n, true)
+    out.fill((seed + i) & 0xff, at + 4, at + 4 + n)
+    at += 4 + align4(n)
+  })
+  return out
+}
+
+function drainAll(c: RingConsumer): number[][] {
+  const seen: number[][] = []
+  c.drain((d, off, len) => void seen.push([len, len === 0 ? -1 : d[off]!, len === 0 ? -1 : d[off + len - 1]!]), 1 << 20)
+  return seen
+}
+
+describe('RingProducer.writeBlock', () => {
+  it('the consumer sees the entries as frames, in order, across the wrap point', () => {
+    const sab = createRingBuffer(1024)
+    const p = new RingProducer(sab)
+    const c = new RingConsumer(sab)
+    let seed = 0
+    // Go round the 1 KiB ring several times with blocks of varied sizes.
+    for (let round = 0; round < 40; round++) {
+      const lengths = [1 + (round % 7), 13, 40 + (round % 5)]
+      expect(p.writeBlock(block(lengths, seed), 0, block(lengths, seed).length, lengths.length)).toBe(true)
+      p.publish()
+      expect(drainAll(c)).toEqual(lengths.map((n, i) => [n, (seed + i) & 0xff, (seed + i) & 0xff]))
+      seed += lengths.length
+    }
+    expect(p.stats.wraps).toBeGreaterThan(0)
+  })
+
+  it('returns false on a full ring and writes nothing; a block that is not whole ring frames is refused', () => {
+    const sab = createRingBuffer(256)
+    const p = new RingProducer(sab)
+    const c = new RingConsumer(sab)
+    const b = block([100], 1)
+    expect(p.writeBlock(b, 0, b.length, 1)).toBe(true)
+    expect(p.writeBlock(b, 0, b.length, 1)).toBe(true)
+    expect(p.writeBlock(b, 0, b.length, 1)).toBe(false)
+    p.publish()
+    expect(drainAll(c)).toHaveLength(2)
+    expect(() => p.writeBlock(b, 0, b.length - 1, 1)).toThrow(/not a whole number of ring frames/)
+  })
+})
+
+describe('FrameSender.sendBlock', () => {
+  it('fast-check: blocks and single frames, sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 90 })), { minLength: 1, maxLength: 60 }),
+        fc.integer({ min: 1, max: 5 }),
+        async (sends, drainEvery) => {
+          const sab = createRingBuffer(512)
+          const s = new FrameSender(sab, { maxOverflowFrames: 10_000 })
+          const c = new RingConsumer(sab)
+          const expected: number[] = []
+          const seen: number[] = []
+          let seq = 0
+          const collect = (): void => {
+            s.flush()
+            c.drain((d, off, len) => void seen.push(d[off]! | (len << 8)), 1 << 20)
+          }
+          sends.forEach((x, k) => {
+            if (typeof x === 'number') {
+              const f = new Uint8Array(x).fill(seq & 0xff)
+              expected.push((seq & 0xff) | (x << 8))
+              seq++
+              s.sendBytes(f, 0, f.length)
+            } else {
+              const b = block(x, seq)
+              x.forEach((n, i) => expected.push(((seq + i) & 0xff) | (n << 8)))
+              seq += x.length
+              // Over half the ring: the caller sends its frames one by one (as the relay does).
+              if (!s.sendBlock(b, 0, b.length, x.length)) {
+                expect(b.length).toBeGreaterThan(s.maxFrameBytes + 4)
+                for (let at = 0, i = 0; i < x.length; i++) {
+                  s.sendBytes(b, at + 4, x[i]!)
+                  at += 4 + align4(x[i]!)
+                }
+              }
+            }
+            if (k % drainEvery === 0) collect()
+          })
+          // What is still queued moves as the consumer frees room (the sender's async pump).
+          for (let i = 0; i < 2_000 && seen.length < expected.length; i++) {
+            collect()
+            await new Promise((r) => setImmediate(r))
+          }
+          collect()
+          expect(seen).toEqual(expected)
+        },
+      ),
+      { numRuns: 100 },
+    )
+  })
+
+  it('takes nothing and returns false when the overflow cannot hold the whole block, or the block is over half the ring', () => {
+    const sab = createRingBuffer(512)
+    const s = new FrameSender(sab, { maxOverflowFrames: 3 })
+    const b = block([100, 100], 7)
+    expect(s.sendBlock(b, 0, b.length, 2)).toBe(true) // into the ring (208 of 512 B)
+    expect(s.sendBlock(b, 0, b.length, 2)).toBe(true) // into the ring (416 of 512 B)
+    expect(s.backlog).toBe(0)
+    expect(s.sendBlock(b, 0, b.length, 2)).toBe(true) // no room: queued whole
+    expect(s.backlog).toBe(2)
+    expect(s.sendBlock(b, 0, b.length, 2)).toBe(false) // 2 + 2 > 3
+    expect(s.backlog).toBe(2)
+    const big = block([130, 130], 1) // 268 B > 512 / 2
+    expect(new FrameSender(createRingBuffer(512)).sendBlock(big, 0, big.length, 2)).toBe(false)
+  })
+
+  it('close() hands back the frames of a queued block one by one', () => {
+    const sab = createRingBuffer(512)
+    const s = new FrameSender(sab)
+    const b = block([100, 100], 7)
+    s.sendBlock(b, 0, b.length, 2)
+    s.sendBlock(b, 0, b.length, 2)
+    s.sendBlock(block([100, 100], 20), 0, b.length, 2) // no room: queued
+    const queued = block([5, 6, 7], 40)
+    expect(s.sendBlock(queued, 0, queued.length, 3)).toBe(true) // behind the backlog: queued
+    s.sendBytes(new Uint8Array([99]), 0, 1)
+    const left = s.close()
+    expect(left.map((f) => [f.length, f[0]])).toEqual([
+      [100, 20],
+      [100, 21],
+      [5, 40],
+      [6, 41],
+      [7, 42],
+      [1, 99],
+    ])
+  })
+})
