@@ -123,9 +123,12 @@ export class ClusterNode {
     return `${core.authority} has not heard from a majority within its serving lease of ${this.lease.leaseMs} ms (last heard: ${this.lease.describe(core.table.activeMembers(), core.authority, nowMs) || 'nobody'})`
   }
   #leaseHeld = false
+  /** When #watchLease last ran (every checkIntervalMs while the event loop is healthy). */
+  #leaseCheckedAt = Number.POSITIVE_INFINITY
 
   /** Publish serving-lease transitions: on 'placement.lease-lost' the node drops its activations (another node may take its keys). */
   #watchLease(nowMs: number): void {
+    this.#leaseCheckedAt = nowMs
     const held = this.mayServe(nowMs)
     if (held === this.#leaseHeld) return
     this.#leaseHeld = held
@@ -255,7 +258,12 @@ export class ClusterNode {
     const s = this.detectorSettings
     this.transport.on('frame', (peer, frame) => {
       if (frame[0] !== FRAME_CLUSTER) return // other frame types belong to other layers
-      this.lease.heard(peer.authority, performance.now())
+      const now = performance.now()
+      // After a stall of our own (GC, SIGSTOP) the poll phase runs before the timers and
+      // hands us frames sent long ago: judge the lease on what was heard before the
+      // stall first, or they would renew it and the lapse would never be noticed.
+      if (now - this.#leaseCheckedAt > 2 * s.checkIntervalMs) this.#watchLease(now)
+      this.lease.heard(peer.authority, now)
       let msg: ClusterMessage
       try {
         msg = parseClusterMessage(binaryCodec.decode(frame, 1, frame.length - 1))
@@ -290,6 +298,7 @@ export class ClusterNode {
     })
     every(s.heartbeatIntervalMs, () => this.core.heartbeatTick(performance.now()))
     // Local health first, then judge: a stall of our own is forgiven before anyone is accused.
+    this.#leaseCheckedAt = performance.now()
     every(s.checkIntervalMs, () => {
       const now = performance.now()
       const v = this.#health.tick(now, s.checkIntervalMs)

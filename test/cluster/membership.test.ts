@@ -213,6 +213,10 @@ describe('cluster membership with real node processes on 127.0.0.1', () => {
     // The frozen process noticed its own pause and accused nobody for it.
     const paused = await frozen.waitEvent('node.paused')
     expect(paused.lagMs).toBeGreaterThan(2_500)
+    // Its serving lease lapsed during the stop, and it noticed although heartbeats sent during
+    // the stop were waiting in its sockets and were read before its timers ran.
+    const lost = await frozen.waitEvent('placement.lease-lost', (e) => e.t >= contAt)
+    expect(lost.reason).toMatch(/has not heard from a majority/)
     expect(frozen.eventsOf('member.unreachable', (e) => e.observer === frozen.addr)).toEqual([])
     expect(allEvents(nodes).filter((e) => e.type === 'member.unreachable' && e.authority !== frozen.addr)).toEqual([])
     expect(allEvents(nodes).filter((e) => e.type === 'member.downed' || e.type === 'member.removed')).toEqual([])
