@@ -20,7 +20,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import { GrainNode, startFront, type RunningFront } from '../src/index.js'
-import type { FromLoad, HttpLoadResult, ToLoad, WsLoadResult } from './http/load.js'
+import type { FromLoad, HttpLoadResult, PacedLoadResult, ToLoad, WsLoadResult } from './http/load.js'
 import { check, speedup, type BenchOptions, type Row, type ScopeName, type ScopeResult } from './lib/report.js'
 
 const GRAINS = [new URL('./grains/bench-grains.ts', import.meta.url)]
@@ -125,10 +125,20 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     if (cb.errors > 0 || cb.calls === 0) throw new Error(`http (c') ws batched: ${cb.calls} calls ok, ${cb.errors} errors; first: ${cb.firstError}`)
 
     const half = Math.max(1, Math.floor(B.reqPerSec / 2))
-    o.log(`http: /rpc at half of its peak: ${half.toLocaleString('en-US')} req/s for ${s.halfRateS} s`)
-    const d = await rpcRun(s.halfRateS, half)
+    // (d)/(e): steady arrivals at half of (b)'s peak (http/paced-load.ts), the latency target's load.
+    const pacedRun = async (what: string, url: string, pathTemplate: string): Promise<PacedLoadResult> => {
+      const r: PacedLoadResult = await ask(child, { type: 'paced', url, pathTemplate, keys: KEYS, connections: CONNECTIONS, durationS: s.halfRateS, rate: half }, 'paced', (s.halfRateS + 60) * 1000)
+      if (r.non2xx + r.errors + r.unanswered > 0) throw new Error(`http ${what}: ${r.non2xx} non-2xx, ${r.errors} socket errors, ${r.unanswered} unanswered of ${r.requests + r.unanswered}`)
+      return r
+    }
+    o.log(`http: /rpc at half of its peak, steady: ${half.toLocaleString('en-US')} req/s for ${s.halfRateS} s`)
+    const d = await pacedRun('(d) /rpc at half rate', front.url, `/rpc/${KIND}/{key}/get`)
     // The same rate on the bare route: what the machine and the load generator alone cost in tail latency.
-    const e = await httpRun(bareUrl, `/bare/${KIND}/{key}/get`, s.halfRateS, half).then((r) => verifyHttp('(e) bare route at half rate', r))
+    const e = await pacedRun('(e) bare route at half rate', bareUrl, `/bare/${KIND}/{key}/get`)
+    // For comparison with earlier runs: autocannon's overallRate (bursts: see paced-load.ts).
+    o.log(`http: /rpc at half of its peak, autocannon overallRate: ${half.toLocaleString('en-US')} req/s for ${s.halfRateS} s`)
+    const dq = await rpcRun(s.halfRateS, half)
+    const eq = await httpRun(bareUrl, `/bare/${KIND}/{key}/get`, s.halfRateS, half).then((r) => verifyHttp('(e\') bare route, autocannon overallRate', r))
 
     const ratioB = speedup(B.reqPerSec, A.reqPerSec)
     const ratioC = speedup(c.callsPerSec, B.reqPerSec)
@@ -148,14 +158,16 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       httpRow(`(b) POST /rpc/${KIND}/<key>/get, ${CONNECTIONS} connections`, b, B, ratioB),
       { case: `(c) WebSocket RPC, 1 socket, ${IN_FLIGHT} in flight`, 'calls/s': c.callsPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': null, 'p99 ms': null, 'p99.9 ms': null, 'ratio vs (a)': speedup(c.callsPerSec, A.reqPerSec) },
       { case: `(c') WebSocket RPC, batches of ${WS_BATCH}, 1 socket, ${IN_FLIGHT} in flight`, 'calls/s': cb.callsPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': null, 'p99 ms': null, 'p99.9 ms': null, 'ratio vs (a)': speedup(cb.callsPerSec, A.reqPerSec) },
-      { case: `(d) (b) at half its peak (overallRate ${half})`, 'calls/s': d.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': d.p50Ms, 'p99 ms': d.p99Ms, 'p99.9 ms': d.p999Ms, 'ratio vs (a)': null },
-      { case: `(e) bare route at the same rate (baseline for (d))`, 'calls/s': e.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': e.p50Ms, 'p99 ms': e.p99Ms, 'p99.9 ms': e.p999Ms, 'ratio vs (a)': null },
+      { case: `(d) (b) at half its peak, steady ${half} req/s`, 'calls/s': d.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': d.p50Ms, 'p99 ms': d.p99Ms, 'p99.9 ms': d.p999Ms, 'ratio vs (a)': null },
+      { case: `(e) bare route at the same steady rate (baseline for (d))`, 'calls/s': e.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': e.p50Ms, 'p99 ms': e.p99Ms, 'p99.9 ms': e.p999Ms, 'ratio vs (a)': null },
+      { case: `(d') (b) with autocannon overallRate ${half} (per-second bursts)`, 'calls/s': dq.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': dq.p50Ms, 'p99 ms': dq.p99Ms, 'p99.9 ms': dq.p999Ms, 'ratio vs (a)': null },
+      { case: `(e') bare route, autocannon overallRate ${half}`, 'calls/s': eq.reqPerSec, 'calls/s min': null, 'calls/s max': null, 'p50 ms': eq.p50Ms, 'p99 ms': eq.p99Ms, 'p99.9 ms': eq.p999Ms, 'ratio vs (a)': null },
     ]
     const scope: ScopeName = 'http'
     return {
       scope,
       title: 'HTTP and WebSocket front vs a bare Fastify route',
-      method: `autocannon 8 in a forked load process (POST, pipelining 1, ${CONNECTIONS} connections, keys rotated over ${KEYS.length}); ${s.rounds} alternating round(s) of ${s.roundS} s per HTTP case after a ${s.warmS} s warm-up each, calls/s = all requests / all round time (min/max: single rounds; latency: worst round); WebSocket: the same process keeps ${IN_FLIGHT} calls in flight on one socket for ${s.wsMs} ms; (d): autocannon overallRate = half of (b)`,
+      method: `autocannon 8 in a forked load process (POST, pipelining 1, ${CONNECTIONS} connections, keys rotated over ${KEYS.length}); ${s.rounds} alternating round(s) of ${s.roundS} s per HTTP case after a ${s.warmS} s warm-up each, calls/s = all requests / all round time (min/max: single rounds; latency: worst round); WebSocket: the same process keeps ${IN_FLIGHT} calls in flight on one socket for ${s.wsMs} ms; (d)/(e): open-loop steady arrivals at half of (b) over ${CONNECTIONS} keep-alive connections (http/paced-load.ts, latency from each request's due time); (d')/(e'): autocannon overallRate, the same rate as per-second quotas`,
       baseline: 'bare Fastify 5 route in this process, same response schema, answering {"result":0}',
       params: { ...s, connections: CONNECTIONS, wsInFlight: IN_FLIGHT, keys: KEYS.length, workers: 1, spinMicros: o.spinMicros, halfRate: half },
       rows,
@@ -168,7 +180,8 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       notes: [
         'One process serves both (a) and (b) (the node with 1 grain worker, the front and the bare app); the load generator is a separate process, so on a 2-core box it competes with the server for the cores in every case alike.',
         `(b) per call: Fastify routing + params/header validation + kind/method check + node.ask (ring hop to the worker and back) + response serialisation; (a) is the same minus the grain call. (c) amortises the HTTP request/response cost: many calls per TCP read and write.`,
-        `Verification: every HTTP request must be 2xx (autocannon non2xx = errors = timeouts = 0) and every WebSocket reply a number; (d) achieved ${Math.round(d.reqPerSec)} req/s of the ${half} requested.`,
+        `Verification: every HTTP request must be 2xx (autocannon non2xx = errors = timeouts = 0; paced: non-2xx = socket errors = unanswered = 0) and every WebSocket reply a number; (d) achieved ${Math.round(d.reqPerSec)} req/s of the ${half} requested (the client's 1 ms tick lagged its schedule by at most ${d.maxTickLagMs.toFixed(1)} ms; (e): ${e.maxTickLagMs.toFixed(1)} ms).`,
+        `Why two half-rate measurements: autocannon's overallRate is a per-second quota per connection, so every connection sends back to back until it has its share of the second, then idles until the next: (d') is the p99 of ~0.5 s bursts at full speed with all ${CONNECTIONS} connections restarting together each second. (d) spreads the same requests evenly over time, the load the target describes; its latency is counted from each request's due time, so queueing in the client counts too.`,
       ],
       startedAt,
       durationMs: performance.now() - t0,

@@ -11,11 +11,13 @@
 
 import autocannon from 'autocannon'
 import WebSocket from 'ws'
+import { type PacedResult, runPaced } from './paced-load.js'
 
 /** Parent → load process. HTTP paths are a template: `{key}` is replaced (URL-encoded) per request. */
 export type ToLoad =
   | { type: 'http'; url: string; pathTemplate: string; keys: string[]; connections: number; durationS: number; overallRate?: number }
   | { type: 'ws'; url: string; kind: string; method: string; keys: string[]; sockets: number; inFlight: number; durationMs: number; batch?: number }
+  | { type: 'paced'; url: string; pathTemplate: string; keys: string[]; connections: number; durationS: number; rate: number }
   | { type: 'exit' }
 
 export interface HttpLoadResult {
@@ -42,7 +44,9 @@ export interface WsLoadResult {
   firstError: string | null
 }
 
-export type FromLoad = HttpLoadResult | WsLoadResult | { type: 'failed'; error: string }
+export type PacedLoadResult = { type: 'paced' } & PacedResult
+
+export type FromLoad = HttpLoadResult | WsLoadResult | PacedLoadResult | { type: 'failed'; error: string }
 
 async function runHttp(m: Extract<ToLoad, { type: 'http' }>): Promise<HttpLoadResult> {
   let next = 0
@@ -153,7 +157,15 @@ process.on('message', (m: ToLoad) => {
     process.disconnect()
     return
   }
-  const run = m.type === 'http' ? runHttp(m) : runWs(m)
+  const run: Promise<FromLoad> =
+    m.type === 'http'
+      ? runHttp(m)
+      : m.type === 'ws'
+        ? runWs(m)
+        : (() => {
+            const u = new URL(m.url)
+            return runPaced({ host: u.hostname, port: Number(u.port), paths: m.keys.map((k) => m.pathTemplate.replace('{key}', encodeURIComponent(k))), connections: m.connections, rate: m.rate, durationS: m.durationS }).then((r) => ({ type: 'paced' as const, ...r }))
+          })()
   run.then(
     (r) => process.send!(r satisfies FromLoad),
     (e: unknown) => process.send!({ type: 'failed', error: e instanceof Error ? (e.stack ?? e.message) : String(e) } satisfies FromLoad),
