@@ -42,9 +42,14 @@ describe('a node stopped past detection: the survivors take its keys, it drops i
     const wait = STOP_MS - (Date.now() - stoppedAt)
     if (wait > 0) await new Promise((r) => setTimeout(r, wait))
     n2.child.kill('SIGCONT')
+    const contAt = Date.now()
 
     // On waking, its lease has lapsed: it reports so and drops its activations.
-    await waitUntil(() => n2.eventAbout('placement.lease-lost'), { what: 'lease-lost on the stopped node', timeoutMs: 30_000 })
+    await waitUntil(() => n2.eventAbout('placement.lease-lost'), { what: 'lease-lost on the stopped node', timeoutMs: 30_000 }).catch((e: unknown) => {
+      // What the stopped node said around the stop, for a failure that only shows on a loaded machine.
+      const trail = n2.events.filter((x) => x.t >= stoppedAt - 5_000).map((x) => `${Math.round(x.t - stoppedAt)}ms ${x.type} ${x.authority ?? ''}`)
+      throw new Error(`${(e as Error).message}; stopped ${contAt - stoppedAt} ms; n2 events since 5 s before the stop: ${trail.join(' | ')}; n2 stderr: ${n2.stderr.slice(-1_000)}`)
+    })
     await waitForMembers(c.nodes, 3)
     await waitUntil(async () => (await n2.active()).length === 0 || (await disjoint()), { what: 'victim dropped its stale activations', timeoutMs: 30_000 })
 
