@@ -102,6 +102,9 @@ export class ClusterNode {
     this.#serve = core.isUp && !core.isMinority && this.lease.valid(core.table.activeMembers(), core.seeds, core.authority, nowMs)
     this.#serveUntilMs = nowMs + 10
     this.#serveDigest = digest
+    // Every fresh verdict is a possible transition, not only the periodic check's: a node
+    // that served a call before its first check must still learn that the lease lapsed.
+    if (this.#serve !== this.#leaseHeld) this.#leaseTransition(this.#serve, nowMs)
     return this.#serve
   }
   #serve = false
@@ -126,17 +129,28 @@ export class ClusterNode {
   /** When #watchLease last ran (every checkIntervalMs while the event loop is healthy). */
   #leaseCheckedAt = Number.POSITIVE_INFINITY
 
-  /** Publish serving-lease transitions: on 'placement.lease-lost' the node drops its activations (another node may take its keys). */
+  /** The periodic lease check: a fresh verdict (mayServe publishes the transitions). */
   #watchLease(nowMs: number): void {
     this.#leaseCheckedAt = nowMs
-    const held = this.mayServe(nowMs)
-    if (held === this.#leaseHeld) return
+    this.#serveUntilMs = Number.NEGATIVE_INFINITY
+    this.mayServe(nowMs)
+  }
+
+  /**
+   * Publish a serving-lease transition: on 'placement.lease-lost' the node
+   * drops its activations (another node may take its keys). The flag flips
+   * at once; the event goes out in a microtask, since a verdict can be taken
+   * in the middle of routing a call.
+   */
+  #leaseTransition(held: boolean, nowMs: number): void {
     this.#leaseHeld = held
     const authority = this.core.authority
-    if (held) this.events.publish({ type: 'placement.lease-regained', authority })
-    else {
-      this.events.publish({ type: 'placement.lease-lost', authority, reason: this.refusalReason(nowMs) })
-    }
+    const reason = held ? '' : this.refusalReason(nowMs)
+    queueMicrotask(() => {
+      if (this.#closed) return
+      if (held) this.events.publish({ type: 'placement.lease-regained', authority })
+      else this.events.publish({ type: 'placement.lease-lost', authority, reason })
+    })
   }
 
   /** Phi-accrual detectors of the monitored members (introspection, metrics). */
