@@ -315,8 +315,9 @@ export class RemoteEndpoint {
    */
   #batchTell(pid: Pid, method: string, payload: unknown, assoc: Association): boolean {
     if (!assoc.writableNow()) return false
+    // Outside the try: a schema mismatch is the caller's error as it is, not a failed encoding.
+    const t = this.#prepare(pid, method, payload, 0, 0)
     try {
-      const t = this.#prepare(pid, method, payload, 0, 0)
       this.#batchAuthority = assoc.authority
       if (!this.#batches.append(assoc.authority, t.partition, this.#writeEnvelope, this.#sendFullBatch)) return false
     } catch (e) {

@@ -141,7 +141,9 @@ describe('cluster membership with real node processes on 127.0.0.1', () => {
     const rest = nodes.slice(0, 2)
     const t0 = nowMs()
     const reply = await leaver.leave()
-    expect(reply['status']).toBe('exiting')
+    // leave() waits for Exiting, then one gossip interval for it to spread; with the gossip
+    // speed-up the leader may remove the leaver within that interval.
+    expect(['exiting', 'removed']).toContain(reply['status'])
     await leaver.waitExit()
     expect(leaver.exitCode).toBe(0)
     expect(leaver.exitReason).toBe('left the cluster')

@@ -197,6 +197,7 @@ describe('schema negotiation between two nodes', () => {
         const stream = new EventStream()
         stream.subscribe('rpc.*', (e) => events[i]!.push(e))
         stream.subscribe('handshake.*', (e) => events[i]!.push(e))
+        stream.subscribe('association.*', (e) => events[i]!.push(e))
         return GrainNode.start(
           {
             grains: [modules[i]!],
@@ -240,13 +241,16 @@ describe('schema negotiation between two nodes', () => {
     expect(err).toMatchObject({ code: 'ERR_SCHEMA_MISMATCH', details: { kind: 'versioned', key, authority: a.cluster!.authority, callerVersions: [3], servedVersions: [1, 2] } })
     expect((err as GrainClusterError).reason).toBe(`schema mismatch: caller speaks versioned v3; ${a.cluster!.authority} serves versioned v1,v2 (no common version)`)
     expect(() => b.tell('versioned', key, 'ping')).toThrow(/caller speaks versioned v3/)
-    expect(events[1]!.filter((e) => e.type === 'rpc.schema-mismatch' && e.where === 'caller')).toHaveLength(2)
-    expect(sample(await b.metricsText(), 'graincluster_rpc_schema_mismatches_total{kind="versioned",where="caller"}')).toBe(2)
+    expect(() => b.tellPid(a.pid('versioned', key), 'ping')).toThrow(/caller speaks versioned v3/)
+    expect(events[1]!.filter((e) => e.type === 'rpc.schema-mismatch' && e.where === 'caller')).toHaveLength(3)
+    expect(sample(await b.metricsText(), 'graincluster_rpc_schema_mismatches_total{kind="versioned",where="caller"}')).toBe(3)
     // Same kind, key owned by the caller's own node: served locally.
     expect(await b.ask('versioned', keyOn('versioned', b), 'ping')).toBe('b')
     // `evolving`: A serves v2, B serves v2,v3 → both stamp v2 and the serving workers accept it.
     expect(await b.ask('evolving', keyOn('evolving', a), 'ping')).toBe('a')
     expect(await a.ask('evolving', keyOn('evolving', b), 'ping')).toBe('b')
     expect(events.flat().filter((e) => e.type === 'rpc.schema-mismatch' && e.kind === 'evolving')).toEqual([])
+    // The refused tells were refusals before encoding, not failed encodings (the remote asks above published any association output).
+    expect(events[1]!.filter((e) => e.type === 'association.send-failed')).toEqual([])
   })
 })
