@@ -98,7 +98,8 @@ export class ClusterNode {
     // Any membership or reachability change is a new digest and recomputes at once.
     const core = this.core
     const digest = core.table.digest()
-    if (nowMs < this.#serveUntilMs && digest === this.#serveDigest) return this.#serve
+    // A verdict holds for 10 ms from when it was taken (never for an earlier clock).
+    if (nowMs < this.#serveUntilMs && nowMs >= this.#serveUntilMs - 10 && digest === this.#serveDigest) return this.#serve
     this.#serve = core.isUp && !core.isMinority && this.lease.valid(core.table.activeMembers(), core.seeds, core.authority, nowMs)
     this.#serveUntilMs = nowMs + 10
     this.#serveDigest = digest

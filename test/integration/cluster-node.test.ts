@@ -60,6 +60,30 @@ describe('ClusterNode over loopback TCP', () => {
     expect(await nodes[0]!.metrics!.text()).toMatch(/graincluster_handshake_refused_total\{code="ERR_AUTHORITY_HANDSHAKE_FAILED"\} [1-9]/)
   })
 
+  it('any fresh serving verdict is a lease transition: a verdict past the lease reports lease-lost, the next good one lease-regained', async () => {
+    // A long lease: a stall of this loaded test process must not be what the test sees.
+    const { nodes, events } = await startCluster(3, { servingLeaseMs: 60_000 })
+    await waitUntil(() => nodes.every((n) => n.members().every((m) => m.status === 'up')), { what: 'all Up everywhere' })
+    const n = nodes[1]!
+    const ev = events[1]!
+    const now = performance.now()
+    // Whatever the periodic check last saw, a verdict now holds the lease.
+    expect(n.mayServe(now)).toBe(true)
+    await waitUntil(() => ev.some((e) => e.type === 'placement.lease-regained'), { what: 'lease-regained' })
+    const lostBefore = ev.filter((e) => e.type === 'placement.lease-lost').length
+    // The verdict a call would take after a stall longer than the lease, before anything new was heard:
+    expect(n.mayServe(now + 120_000)).toBe(false)
+    await Promise.resolve() // published in a microtask
+    const lost = ev.filter((e) => e.type === 'placement.lease-lost')
+    expect(lost.length).toBe(lostBefore + 1)
+    expect((lost.at(-1) as { reason: string }).reason).toMatch(/has not heard from a majority within its serving lease of 60000 ms/)
+    // Back to the real clock: heard recently, so the lease holds again.
+    const regained = ev.filter((e) => e.type === 'placement.lease-regained').length
+    expect(n.mayServe(performance.now())).toBe(true)
+    await Promise.resolve()
+    expect(ev.filter((e) => e.type === 'placement.lease-regained').length).toBe(regained + 1)
+  })
+
   it('graceful leave: Leaving → Exiting → Removed everywhere, no Down', async () => {
     const { nodes, events } = await startCluster(3)
     const leaver = nodes[2]!
