@@ -152,20 +152,18 @@ async function runWs(m: Extract<ToLoad, { type: 'ws' }>): Promise<WsLoadResult> 
   return { type: 'ws', calls, ms, callsPerSec: (calls * 1000) / ms, errors, firstError }
 }
 
+async function runPacedHttp(m: Extract<ToLoad, { type: 'paced' }>): Promise<PacedLoadResult> {
+  const u = new URL(m.url)
+  const paths = m.keys.map((k) => m.pathTemplate.replace('{key}', encodeURIComponent(k)))
+  return { type: 'paced', ...(await runPaced({ host: u.hostname, port: Number(u.port), paths, connections: m.connections, rate: m.rate, durationS: m.durationS })) }
+}
+
 process.on('message', (m: ToLoad) => {
   if (m.type === 'exit') {
     process.disconnect()
     return
   }
-  const run: Promise<FromLoad> =
-    m.type === 'http'
-      ? runHttp(m)
-      : m.type === 'ws'
-        ? runWs(m)
-        : (() => {
-            const u = new URL(m.url)
-            return runPaced({ host: u.hostname, port: Number(u.port), paths: m.keys.map((k) => m.pathTemplate.replace('{key}', encodeURIComponent(k))), connections: m.connections, rate: m.rate, durationS: m.durationS }).then((r) => ({ type: 'paced' as const, ...r }))
-          })()
+  const run: Promise<FromLoad> = m.type === 'http' ? runHttp(m) : m.type === 'ws' ? runWs(m) : runPacedHttp(m)
   run.then(
     (r) => process.send!(r satisfies FromLoad),
     (e: unknown) => process.send!({ type: 'failed', error: e instanceof Error ? (e.stack ?? e.message) : String(e) } satisfies FromLoad),

@@ -279,8 +279,7 @@ export interface RpcFailed extends Base<'rpc.failed'> {
   /** Why it was not retried: grain-error, not-retryable, exhausted, deadline. */
   final: string
 }
-/** Spec 10.2: an RPC signal of a kind crossed its threshold over the window. */
-export interface RpcAlert extends Base<'rpc.alert'> {
+interface RpcAlertFields {
   kind: string
   signal: 'latency' | 'error-rate'
   /** Share of the window's calls slower than the threshold (latency) or failing (error-rate). */
@@ -289,14 +288,10 @@ export interface RpcAlert extends Base<'rpc.alert'> {
   calls: number
   windowMs: number
 }
-export interface RpcAlertCleared extends Base<'rpc.alert-cleared'> {
-  kind: string
-  signal: 'latency' | 'error-rate'
-  observed: number
-  threshold: number
-  calls: number
-  windowMs: number
-}
+/** Spec 10.2: an RPC signal of a kind crossed its threshold over the window. */
+export interface RpcAlert extends Base<'rpc.alert'>, RpcAlertFields {}
+/** The signal went back under its threshold. */
+export interface RpcAlertCleared extends Base<'rpc.alert-cleared'>, RpcAlertFields {}
 
 // Per-key limits and schema versions (spec 6.1, 6.3, 6.4). Worker-side ones
 // are 'rpc.*', not 'grain.*': metrics subscribe to them, and a 'grain'

@@ -18,7 +18,9 @@
  */
 
 import { GrainClusterError } from '../common/errors.js'
+import { ringEntries } from '../runtime/ring/spsc-ring.js'
 import { FLAGS, peekRouting } from '../wire/envelope.js'
+import { u32le } from '../wire/le.js'
 
 /** First byte of a transport frame that carries a tell batch. */
 export const FRAME_TELL_BATCH = 0x04
@@ -77,10 +79,6 @@ export class TellBatches {
   has(authority: string): boolean {
     const p = this.#byAuthority.get(authority)
     return p !== undefined && p.groups.size > 0
-  }
-
-  get size(): number {
-    return this.#byAuthority.size
   }
 
   /**
@@ -182,12 +180,12 @@ const tellBatchError = (reason: string): GrainClusterError => new GrainClusterEr
 export function checkTellBatch(frame: Uint8Array, maxEntryBytes: number): TellBatch | GrainClusterError {
   const n = frame.length
   if (n < TELL_BATCH_HEADER_BYTES + 4 || frame[0] !== FRAME_TELL_BATCH) return tellBatchError(`frame of ${n} bytes is not a tell batch`)
-  const partition = u32(frame, 4)
+  const partition = u32le(frame, 4)
   let at = TELL_BATCH_HEADER_BYTES
   let frames = 0
   while (at < n) {
     if (at + 4 > n) return tellBatchError(`truncated entry header at byte ${at}`)
-    const len = u32(frame, at)
+    const len = u32le(frame, at)
     const next = at + 4 + ((len + 3) & ~3)
     if (len === 0 || len > maxEntryBytes || next > n) return tellBatchError(`entry of ${len} bytes at byte ${at} does not fit (frame ${n} bytes, entry limit ${maxEntryBytes})`)
     const r = peekRouting(frame, at + 4, len)
@@ -203,18 +201,5 @@ export function checkTellBatch(frame: Uint8Array, maxEntryBytes: number): TellBa
 
 /** The well-framed entries of a batch frame, as [offset, length], up to the first framing error. */
 export function batchEntries(frame: Uint8Array): Array<[number, number]> {
-  const out: Array<[number, number]> = []
-  const n = frame.length
-  for (let at = TELL_BATCH_HEADER_BYTES; at + 4 <= n; ) {
-    const len = u32(frame, at)
-    const next = at + 4 + ((len + 3) & ~3)
-    if (len === 0 || next > n) break
-    out.push([at + 4, len])
-    at = next
-  }
-  return out
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+  return ringEntries(frame, TELL_BATCH_HEADER_BYTES, frame.length)
 }

@@ -8,6 +8,7 @@ import { Builder } from 'flatbuffers'
 import { Batch } from './generated/graincluster/wire/batch.js'
 import { Frame } from './generated/graincluster/wire/frame.js'
 import { GrainClusterError } from '../common/errors.js'
+import { u16le, u32le } from './le.js'
 
 export function encodeBatch(envelopes: readonly Uint8Array[]): Uint8Array {
   let total = 64
@@ -23,12 +24,6 @@ export function encodeBatch(envelopes: readonly Uint8Array[]): Uint8Array {
   return b.asUint8Array()
 }
 
-function u16(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8)
-}
-function u32(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
-}
 function bad(reason: string): GrainClusterError {
   return new GrainClusterError('ERR_FRAME_MALFORMED', `malformed batch: ${reason}`)
 }
@@ -36,22 +31,22 @@ function bad(reason: string): GrainClusterError {
 /** Resolve field `id` of the table at `t`; returns the absolute slot or -1. */
 function fieldSlot(buf: Uint8Array, t: number, id: number): number {
   if (t < 0 || t + 4 > buf.length) throw bad('table out of range')
-  const vt = t - (u32(buf, t) | 0)
+  const vt = t - (u32le(buf, t) | 0)
   if (vt < 0 || vt + 4 > buf.length) throw bad('vtable out of range')
-  const vtSize = u16(buf, vt)
-  const tblSize = u16(buf, vt + 2)
+  const vtSize = u16le(buf, vt)
+  const tblSize = u16le(buf, vt + 2)
   if (vtSize < 4 || vt + vtSize > buf.length || t + tblSize > buf.length) throw bad('vtable size out of range')
   if (4 + 2 * id + 2 > vtSize) return -1
-  const fo = u16(buf, vt + 4 + 2 * id)
+  const fo = u16le(buf, vt + 4 + 2 * id)
   if (fo === 0) return -1
   if (fo + 4 > tblSize) throw bad('field outside its table')
   return t + fo
 }
 
 function vectorAt(buf: Uint8Array, slot: number, elemBytes: number): { at: number; n: number } {
-  const at = slot + u32(buf, slot)
+  const at = slot + u32le(buf, slot)
   if (at + 4 > buf.length || at < slot) throw bad('vector offset out of range')
-  const n = u32(buf, at)
+  const n = u32le(buf, at)
   if (n * elemBytes > buf.length - at - 4) throw bad('vector runs past the end')
   return { at: at + 4, n }
 }
@@ -59,14 +54,14 @@ function vectorAt(buf: Uint8Array, slot: number, elemBytes: number): { at: numbe
 /** Zero-copy views of the envelopes in a batch, in order. */
 export function decodeBatch(buf: Uint8Array): Uint8Array[] {
   if (buf.length < 8) throw bad('shorter than a header')
-  const root = u32(buf, 0)
+  const root = u32le(buf, 0)
   const s = fieldSlot(buf, root, 0)
   if (s < 0) return []
   const frames = vectorAt(buf, s, 4)
   const out: Uint8Array[] = []
   for (let i = 0; i < frames.n; i++) {
     const p = frames.at + 4 * i
-    const ft = p + u32(buf, p)
+    const ft = p + u32le(buf, p)
     const es = fieldSlot(buf, ft, 0)
     if (es < 0) throw bad(`frame ${i} has no envelope`)
     const v = vectorAt(buf, es, 1)

@@ -22,6 +22,7 @@
  */
 
 import { GrainClusterError } from '../common/errors.js'
+import { u16le, u32le } from './le.js'
 import { readUtf8, writeUtf8 } from '../common/utf8.js'
 
 export const FLAGS = {
@@ -487,11 +488,4 @@ function slotAt(buf: Uint8Array, vt: number, vtSize: number, t: number, tblSize:
   const fo = u16le(buf, vt + 4 + 2 * field)
   if (fo === 0) return -1
   return fo < 4 || fo + width > tblSize ? -2 : t + fo
-}
-
-function u16le(b: Uint8Array, o: number): number {
-  return b[o]! | (b[o + 1]! << 8)
-}
-function u32le(b: Uint8Array, o: number): number {
-  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
 }

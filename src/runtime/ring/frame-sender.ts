@@ -13,7 +13,7 @@
 
 import { GrainClusterError } from '../../common/errors.js'
 import type { EnvelopeWriter } from '../../wire/envelope.js'
-import { RingProducer } from './spsc-ring.js'
+import { RingProducer, ringEntries } from './spsc-ring.js'
 
 export const DEFAULT_MAX_OVERFLOW_FRAMES = 65_536
 /** Frames committed in one synchronous burst before an early publish. */
@@ -291,14 +291,7 @@ export class FrameSender {
     for (let i = this.#overflowHead; i < this.#overflow.length; i++) {
       const bytes = this.#overflow[i]!
       if (this.#overflowBlocks[i] === 0) left.push(bytes)
-      else {
-        // A block: its frames one by one ([u32 length][bytes][pad]).
-        for (let at = 0; at + 4 <= bytes.length; ) {
-          const n = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
-          left.push(bytes.subarray(at + 4, at + 4 + n))
-          at += 4 + ((n + 3) & ~3)
-        }
-      }
+      else for (const [at, n] of ringEntries(bytes, 0, bytes.length)) left.push(bytes.subarray(at, at + n))
     }
     this.#overflow = []
     this.#overflowBlocks = []

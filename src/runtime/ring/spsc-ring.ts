@@ -29,6 +29,7 @@
  */
 
 import { GrainClusterError } from '../../common/errors.js'
+import { u32le } from '../../wire/le.js'
 
 export const kTail = 0
 export const kHead = 16
@@ -55,6 +56,23 @@ export function maxFrameBytesOf(sab: SharedArrayBuffer): number {
 
 function align4(n: number): number {
   return (n + 3) & ~3
+}
+
+/**
+ * The entries of bytes[from, to) in ring frame format ([u32 length][bytes]
+ * [pad to 4]), as [offset, length] of each payload, up to the first one that
+ * is empty or does not fit (a block of tell-batch entries, a queued block).
+ */
+export function ringEntries(bytes: Uint8Array, from: number, to: number): Array<[number, number]> {
+  const out: Array<[number, number]> = []
+  for (let at = from; at + 4 <= to; ) {
+    const len = u32le(bytes, at)
+    const next = at + 4 + align4(len)
+    if (len === 0 || next > to) break
+    out.push([at + 4, len])
+    at = next
+  }
+  return out
 }
 
 class RingView {
@@ -147,17 +165,25 @@ export class RingProducer extends RingView {
         limit: this.maxFrameBytes,
       })
     }
-    const need = 4 + align4(len)
+    const at = this.#claim(4 + align4(len))
+    return at < 0 ? -1 : at + 4
+  }
+
+  /**
+   * Data-area offset of `need` contiguous free bytes at the write position,
+   * or -1 when there is no room now. When they do not fit before the end,
+   * the rest is marked as skipped and the write starts over at 0.
+   */
+  #claim(need: number): number {
     const idx = this.#tail & this.mask
     const toEnd = this.capacity - idx
     const free = this.#free(need <= toEnd ? need : toEnd + need)
-    if (need <= toEnd) return need <= free ? idx + 4 : -1
+    if (need <= toEnd) return need <= free ? idx : -1
     if (toEnd + need > free) return -1
-    // Not enough room before the end: mark the rest as skipped and start over at 0.
     this.words[idx >>> 2] = kWrapMarker
     this.#tail = (this.#tail + toEnd) >>> 0
     this.stats.wraps++
-    return 4
+    return 0
   }
 
   /**
@@ -171,17 +197,8 @@ export class RingProducer extends RingView {
     if ((len & 3) !== 0 || len < 4 || len > this.maxFrameBytes + 4) {
       throw new GrainClusterError('ERR_RING_FRAME_TOO_LARGE', `block of ${len} bytes is not a whole number of ring frames within ${this.maxFrameBytes + 4} bytes`, { size: len, limit: this.maxFrameBytes + 4 })
     }
-    const idx = this.#tail & this.mask
-    const toEnd = this.capacity - idx
-    const free = this.#free(len <= toEnd ? len : toEnd + len)
-    let at = idx
-    if (len > toEnd) {
-      if (toEnd + len > free) return false
-      this.words[idx >>> 2] = kWrapMarker
-      this.#tail = (this.#tail + toEnd) >>> 0
-      this.stats.wraps++
-      at = 0
-    } else if (len > free) return false
+    const at = this.#claim(len)
+    if (at < 0) return false
     this.data.set(src.subarray(off, off + len), at)
     this.#tail = (this.#tail + len) >>> 0
     this.stats.frames += frames
