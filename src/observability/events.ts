@@ -297,24 +297,20 @@ export interface RpcAlertCleared extends Base<'rpc.alert-cleared'>, RpcAlertFiel
 // are 'rpc.*', not 'grain.*': metrics subscribe to them, and a 'grain'
 // interest would make every worker ship every activation event too.
 
-/** Spec 6.3: a call refused because its key's queue was at queueDepth (policy reject). */
-export interface RpcRejected extends Base<'rpc.rejected'> {
+interface RpcQueuePolicyFields {
   kind: string
   key: string
   method: string
   worker: number
   code: string
   reason: string
+}
+/** Spec 6.3: a call refused because its key's queue was at queueDepth (policy reject). */
+export interface RpcRejected extends Base<'rpc.rejected'>, RpcQueuePolicyFields {
   policy: 'reject'
 }
 /** Spec 6.3: a waiting call dropped for a newer one (policy dropOldest); a dropped tell is also a deadletter. */
-export interface RpcDropped extends Base<'rpc.dropped'> {
-  kind: string
-  key: string
-  method: string
-  worker: number
-  code: string
-  reason: string
+export interface RpcDropped extends Base<'rpc.dropped'>, RpcQueuePolicyFields {
   policy: 'dropOldest'
 }
 /** Spec 6.1: a call stamped with a schema version the serving node does not support. */
