@@ -20,11 +20,15 @@ export function hashKey(key: string): number {
 }
 
 export function partitionOf(key: string, partitions: number): number {
-  return hashKey(key) % partitions
+  const h = hashKey(key)
+  // Same answer either way; the mask avoids a floating-point modulo (a
+  // uint32 above 2^31 is not a small integer to V8), which costs more than
+  // the hash itself on the per-message path.
+  return (partitions & (partitions - 1)) === 0 ? (h & (partitions - 1)) >>> 0 : h % partitions
 }
 
 export function workerOfPartition(partition: number, workers: number): number {
-  return partition % workers
+  return workers === 1 ? 0 : partition % workers
 }
 
 /** Stable numeric id of a message type (handler name), shared by every node. */

@@ -35,6 +35,24 @@ export interface KindEntry {
   readonly handoff: boolean
   readonly methodsById: Map<number, MethodEntry>
   readonly methodsByName: Map<string, MethodEntry>
+  /** methodsById as parallel arrays, for methodById's scan. */
+  readonly methodIds: Float64Array
+  readonly methodList: readonly MethodEntry[]
+}
+
+/** Beyond this many methods the Map lookup beats a scan. */
+const SCAN_METHODS = 16
+
+/**
+ * The method a message type names. Message type ids are uint32 hashes, so
+ * most are above 2^31 and a Map lookup boxes and hashes a double for every
+ * message; a kind has a handful of methods, and scanning their ids is cheaper.
+ */
+export function methodById(e: KindEntry, id: number): MethodEntry | undefined {
+  const ids = e.methodIds
+  if (ids.length > SCAN_METHODS) return e.methodsById.get(id)
+  for (let i = 0; i < ids.length; i++) if (ids[i] === id) return e.methodList[i]
+  return undefined
 }
 
 /** What a worker reports to the main thread about one kind (plain data). */
@@ -92,6 +110,8 @@ export class KindRegistry {
       handoff: def.snapshot !== undefined && def.restore !== undefined,
       methodsById,
       methodsByName,
+      methodIds: Float64Array.from(methodsById.keys()),
+      methodList: [...methodsById.values()],
     }
     this.kinds.set(def.kind, entry)
     return entry

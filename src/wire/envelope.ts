@@ -23,7 +23,7 @@
 
 import { GrainClusterError } from '../common/errors.js'
 import { u16le, u32le } from './le.js'
-import { readUtf8, writeUtf8 } from '../common/utf8.js'
+import { readUtf8, Utf8StringCache, writeUtf8 } from '../common/utf8.js'
 
 export const FLAGS = {
   ASK: 1,
@@ -64,9 +64,6 @@ const S_PAYLOAD = 28
 const S_REPLY_TO = 32
 const S_SCHEMA_VERSION = 36
 const S_FLAGS = 38
-/** Slot of each field id in EnvelopeWriter's table, indexed by field id. */
-const CANONICAL_SLOTS = [S_KIND, S_KEY, S_PARTITION, S_SENDER, S_CORRELATION, S_MESSAGE_TYPE, S_SCHEMA_VERSION, S_FLAGS, S_PAYLOAD, S_REPLY_TO]
-const IS_VECTOR_FIELD = [true, true, false, true, false, false, false, false, true, false]
 
 
 /**
@@ -86,14 +83,21 @@ class ViewCache {
   /** byteOffset of the current Uint8Array within `view`'s buffer. */
   delta = 0
   #buffer: ArrayBufferLike | null = null
+  #array: Uint8Array | null = null
   of(buf: Uint8Array): DataView {
+    // The ring's data array is the same object frame after frame: checking
+    // its identity first skips the `.buffer` and `.byteOffset` getters, which
+    // V8 does not inline and which cost more than the envelope's stores.
+    if (buf === this.#array) return this.view
     // One view per underlying buffer: transport frames and ring slices are
     // different Uint8Arrays over the same memory, and a DataView per frame
     // would be an allocation per message.
-    if (buf.buffer !== this.#buffer) {
-      this.#buffer = buf.buffer
-      this.view = new DataView(buf.buffer)
+    const b = buf.buffer
+    if (b !== this.#buffer) {
+      this.#buffer = b
+      this.view = new DataView(b)
     }
+    this.#array = buf
     this.delta = buf.byteOffset
     return this.view
   }
@@ -102,8 +106,15 @@ class ViewCache {
 /** Pre-encoded kind bytes (kinds are few; encode them once). */
 export class InternedString {
   readonly bytes: Uint8Array
+  /** `bytes` as little-endian u32 words (the tail word zero-padded), for word-wise compares. */
+  readonly words: Uint32Array
   constructor(readonly text: string) {
     this.bytes = new TextEncoder().encode(text)
+    const padded = new Uint8Array((this.bytes.length + 3) & ~3)
+    padded.set(this.bytes)
+    this.words = new Uint32Array(padded.length >>> 2)
+    const dv = new DataView(padded.buffer)
+    for (let i = 0; i < this.words.length; i++) this.words[i] = dv.getUint32(4 * i, true)
   }
 }
 
@@ -292,7 +303,7 @@ export class EnvelopeReader {
     this.#end = end
     this.#tblSize = tblSize
     this.#nFields = (vtSize - 4) >>> 1
-    if (vtSize === VTABLE_BYTES && tblSize === TABLE_BYTES && this.#canonical(vt)) {
+    if (vtSize === VTABLE_BYTES && tblSize === TABLE_BYTES && this.#canonical(dv, d + vt + 4)) {
       // Fast path: the layout EnvelopeWriter produces. Every slot is known to
       // lie inside the 40-byte table, so only the string/vector targets need
       // checking.
@@ -302,23 +313,53 @@ export class EnvelopeReader {
       this.replyTo = dv.getUint32(d + t + S_REPLY_TO, true)
       this.schemaVersion = dv.getUint16(d + t + S_SCHEMA_VERSION, true)
       this.flags = dv.getUint16(d + t + S_FLAGS, true)
-    } else {
-      this.#scalars()
+      const f = d + vt + 4
+      let v = dv.getUint16(f + 2 * F_KIND, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_KIND, 'kind')
+      this.kindOff = v < 0 ? -1 : v + 4
+      this.kindLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+      v = dv.getUint16(f + 2 * F_KEY, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_KEY, 'key')
+      this.keyOff = v < 0 ? -1 : v + 4
+      this.keyLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+      v = dv.getUint16(f + 2 * F_SENDER, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_SENDER, 'sender')
+      this.senderOff = v < 0 ? -1 : v + 4
+      this.senderLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+      v = dv.getUint16(f + 2 * F_PAYLOAD, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_PAYLOAD, 'payload')
+      this.payloadOff = v < 0 ? -1 : v + 4
+      this.payloadLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+      return this
     }
+    this.#scalars()
     this.#vectors()
     return this
   }
 
-  /** True when the vtable at `vt` has EnvelopeWriter's slot for every field (or 0 = absent). */
-  #canonical(vt: number): boolean {
-    const dv = this.#views.view
-    const d = this.#views.delta
-    for (let f = 0; f < FIELD_COUNT; f++) {
-      const fo = dv.getUint16(d + vt + 4 + 2 * f, true)
-      // Scalars must sit in their slot; strings and vectors may be absent (0).
-      if (fo !== CANONICAL_SLOTS[f] && (fo !== 0 || !IS_VECTOR_FIELD[f])) return false
-    }
-    return true
+  /**
+   * True when the vtable entries at `f` (view position) are EnvelopeWriter's
+   * slot for every field (or 0 = absent, for strings and vectors). Unrolled:
+   * this runs for every frame.
+   */
+  #canonical(dv: DataView, f: number): boolean {
+    // Two scalar entries per word: (correlation, message_type), (schema_version, flags).
+    if (dv.getUint32(f + 2 * F_CORRELATION, true) !== (S_CORRELATION | (S_MESSAGE_TYPE << 16))) return false
+    if (dv.getUint32(f + 2 * F_SCHEMA_VERSION, true) !== (S_SCHEMA_VERSION | (S_FLAGS << 16))) return false
+    if (dv.getUint16(f + 2 * F_PARTITION, true) !== S_PARTITION || dv.getUint16(f + 2 * F_REPLY_TO, true) !== S_REPLY_TO) return false
+    let fo = dv.getUint16(f + 2 * F_KIND, true)
+    if (fo !== S_KIND && fo !== 0) return false
+    fo = dv.getUint16(f + 2 * F_KEY, true)
+    if (fo !== S_KEY && fo !== 0) return false
+    fo = dv.getUint16(f + 2 * F_SENDER, true)
+    if (fo !== S_SENDER && fo !== 0) return false
+    fo = dv.getUint16(f + 2 * F_PAYLOAD, true)
+    return fo === S_PAYLOAD || fo === 0
+  }
+
+  /** Position of the length word of the vector whose uoffset sits at `at` (inside the table); throws when it runs outside the frame. */
+  #vecAt(dv: DataView, d: number, at: number, name: string): number {
+    const target = at + dv.getUint32(d + at, true)
+    if (target + 4 > this.#end || target < at) throw malformed(`${name} offset out of range`)
+    const n = dv.getUint32(d + target, true)
+    if (n > this.#end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
+    return target
   }
 
   #scalars(): void {
@@ -374,12 +415,7 @@ export class EnvelopeReader {
     const dv = this.#views.view
     const d = this.#views.delta
     const at = this.#slot(field, 4)
-    if (at < 0) return -1
-    const target = at + dv.getUint32(d + at, true)
-    if (target + 4 > this.#end || target < at) throw malformed(`${name} offset out of range`)
-    const n = dv.getUint32(d + target, true)
-    if (n > this.#end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
-    return target
+    return at < 0 ? -1 : this.#vecAt(dv, d, at, name)
   }
 
   #str(off: number, len: number, name: string): string {
@@ -394,9 +430,27 @@ export class EnvelopeReader {
   kind(): string {
     return this.#str(this.kindOff, this.kindLen, 'kind')
   }
-  key(): string {
-    return this.#str(this.keyOff, this.keyLen, 'key')
+  /** Slot of the last key() in this reader's key cache, or -1 (see Utf8StringCache.slot); call right after key(). */
+  get keySlot(): number {
+    return this.#keys.slot
   }
+  /** Number of key cache slots (keySlot < keySlots). */
+  get keySlots(): number {
+    return this.#keys.slots
+  }
+  key(): string {
+    if (this.keyOff < 0) {
+      this.#keys.slot = -1
+      return ''
+    }
+    try {
+      return this.#keys.read(this.buf, this.keyOff, this.keyLen, this.#views.view, this.#views.delta)
+    } catch {
+      throw malformed('key is not valid UTF-8')
+    }
+  }
+  /** A reader sees the same keys again and again (see Utf8StringCache). */
+  readonly #keys = new Utf8StringCache()
   sender(): string {
     return this.#str(this.senderOff, this.senderLen, 'sender')
   }
@@ -439,9 +493,22 @@ export class EnvelopeReader {
     return true
   }
 
-  /** True when the kind bytes equal `bytes` (lets a receiver skip decoding a repeated kind). */
-  kindEquals(bytes: Uint8Array): boolean {
-    return this.#equals(this.kindOff, this.kindLen, bytes, bytes.length)
+  /** True when the kind bytes equal `kind`'s (lets a receiver skip decoding a repeated kind). */
+  kindEquals(kind: InternedString): boolean {
+    const len = kind.bytes.length
+    const off = this.kindOff
+    if (this.kindLen !== len || off < 0) return false
+    // Whole words through the view, then the tail bytes: kinds run to a
+    // dozen bytes or more and this runs for every request.
+    const dv = this.#views.view
+    const at = this.#views.delta + off
+    const words = kind.words
+    const full = len >>> 2
+    for (let i = 0; i < full; i++) if (dv.getUint32(at + 4 * i, true) !== words[i]) return false
+    const b = this.buf
+    const bytes = kind.bytes
+    for (let i = full << 2; i < len; i++) if (b[off + i] !== bytes[i]) return false
+    return true
   }
   /** True when the key bytes equal `bytes` (used to skip re-decoding a repeated key). */
   keyEquals(bytes: Uint8Array, len: number): boolean {

@@ -256,6 +256,7 @@ class BinaryReader {
 }
 
 const reader = new BinaryReader()
+const NO_BYTES = new Uint8Array(0)
 
 export const binaryCodec: PayloadCodec = {
   name: 'binary',
@@ -270,7 +271,7 @@ export const binaryCodec: PayloadCodec = {
     reader.end = off + len
     const v = reader.value(0)
     if (reader.p !== reader.end) throw decodeError(`${reader.end - reader.p} trailing bytes after the value`)
-    reader.b = new Uint8Array(0) // do not pin ring memory
+    reader.b = NO_BYTES // do not pin ring memory
     return v
   },
 }

@@ -17,7 +17,7 @@ import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterErr
 import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
 import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
 import { type Pid, parsePid } from '../../common/pid.js'
-import type { KindEntry, KindRegistry, MethodEntry } from '../../grains/kind-registry.js'
+import { methodById, type KindEntry, type KindRegistry, type MethodEntry } from '../../grains/kind-registry.js'
 import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
@@ -92,6 +92,8 @@ export class PartitionHost implements ActivationHost {
   readonly #wants: (bit: number) => boolean
   readonly #routeViaMain: () => boolean
   readonly #reader = new EnvelopeReader()
+  /** Per slot of the reader's key cache: the activation its key had last (checked before use). */
+  readonly #slotActs: (Activation | undefined)[] = new Array<Activation | undefined>(this.#reader.keySlots).fill(undefined)
   readonly #writer = new EnvelopeWriter()
   readonly #activations = new Map<KindEntry, Map<string, Activation>>()
   readonly #pending = new Map<number, PendingAsk>()
@@ -148,17 +150,19 @@ export class PartitionHost implements ActivationHost {
     const corr = r.correlationId
     let kindName = ''
     let key = ''
+    let slot = -1
     // Traffic comes in runs of one kind: compare bytes instead of decoding
     // the kind string and looking it up for every frame.
     let entry = this.#lastKind
     try {
-      if (entry !== undefined && r.kindEquals(entry.kindBytes.bytes)) kindName = entry.kind
+      if (entry !== undefined && r.kindEquals(entry.kindBytes)) kindName = entry.kind
       else {
         kindName = r.kind()
         entry = this.registry.kinds.get(kindName)
         if (entry !== undefined) this.#lastKind = entry
       }
       key = r.key()
+      slot = r.keySlot
     } catch (e) {
       this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} inbound ring`, reason: reasonOf(e) })
       if (replyTo >= 0) this.#replyError(replyTo, corr, toGrainClusterError(e, 'ERR_FRAME_MALFORMED'))
@@ -171,7 +175,7 @@ export class PartitionHost implements ActivationHost {
       })
       return
     }
-    const method = entry.methodsById.get(r.messageType)
+    const method = methodById(entry, r.messageType)
     if (method === undefined) {
       this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_UNKNOWN_METHOD', `grain kind ${kindName} has no method with message type ${r.messageType}`, {
         kind: kindName,
@@ -194,7 +198,11 @@ export class PartitionHost implements ActivationHost {
       this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_PAYLOAD_DECODE', reason, { kind: kindName, key, method: method.name })
       return
     }
-    this.deliver(entry, key, method, payload, replyTo, corr)
+    // The activation this key slot led to last time, if it is still this
+    // key's live activation: most requests skip the activation Map.
+    let act = slot < 0 ? undefined : this.#slotActs[slot]
+    if (act !== undefined && (act.retired || act.key !== key || act.entry !== entry)) act = undefined
+    this.deliver(entry, key, method, payload, replyTo, corr, act, slot)
   }
 
   /** A request that cannot be delivered: error reply for an ask, DeadLetter for a tell. */
@@ -240,13 +248,25 @@ export class PartitionHost implements ActivationHost {
 
   // ------------------------------------------------------------ activations
 
-  deliver(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+  /**
+   * `known`: the key's live activation when the caller already has it;
+   * `slot`: the reader's key-cache slot of `key` (-1: none), remembered for
+   * the next request.
+   */
+  deliver(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number, known?: Activation, slot = -1): void {
     if (this.#tombCount > 0 && this.#tombs.get(entry)?.has(key) === true) return this.#bounce(entry, key, method, payload, replyTo, corr)
-    const acts = this.#activations.get(entry)!
-    let act = acts.get(key)
+    let act = known
     if (act === undefined) {
-      act = this.#activate(entry, key, acts, method, replyTo, corr)
-      if (act === undefined) return
+      const acts = this.#activations.get(entry)!
+      act = acts.get(key)
+      if (act === undefined) {
+        act = this.#activate(entry, key, acts, method, replyTo, corr)
+        if (act === undefined) return
+      }
+      if (slot >= 0) {
+        this.#slotActs[slot] = act
+        act.cacheSlot = slot
+      }
     }
     act.lastUsedMs = this.nowMs
     if (act.busy || act.queue !== null || act.sharedRunning !== 0 || act.deactivating) {
@@ -564,6 +584,8 @@ export class PartitionHost implements ActivationHost {
 
   /** Drop an activation from the directory without running onDeactivate. */
   #discard(act: Activation): void {
+    act.retired = true
+    if (act.cacheSlot >= 0 && this.#slotActs[act.cacheSlot] === act) this.#slotActs[act.cacheSlot] = undefined
     const acts = this.#activations.get(act.entry)!
     if (acts.get(act.key) === act) {
       acts.delete(act.key)

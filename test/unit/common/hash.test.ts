@@ -55,6 +55,14 @@ describe('partitionOf', () => {
     )
   })
 
+  it.each([1, 2, 64, 256, 1 << 20, 3, 1000])('is FNV-1a mod %i (power-of-two counts take a mask, with the same answer)', (partitions) => {
+    fc.assert(
+      fc.property(fc.oneof(codeUnitString, fc.string()), (key) => {
+        expect(partitionOf(key, partitions)).toBe(fnv1aRef(key) % partitions)
+      }),
+    )
+  })
+
   it.each([
     ['user-<i>', (i: number) => `user-${i}`],
     ['<i>', (i: number) => String(i)],

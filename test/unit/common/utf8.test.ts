@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { encodeUtf8, readUtf8, utf8Length, writeUtf8 } from '../../../src/common/utf8.js'
+import { encodeUtf8, readUtf8, Utf8StringCache, utf8Length, writeUtf8 } from '../../../src/common/utf8.js'
 
 const te = new TextEncoder()
 /** What a string looks like after a trip through UTF-8 (lone surrogates become U+FFFD; a leading BOM is kept). */
@@ -158,5 +158,67 @@ describe('encodeUtf8', () => {
         expect(encodeUtf8(s)).toEqual(te.encode(s))
       }),
     )
+  })
+})
+
+describe('Utf8StringCache', () => {
+  /** bytes at a random offset of a buffer full of random garbage. */
+  const placed = (bytes: Uint8Array, at: number, fill: number): Uint8Array => {
+    const buf = new Uint8Array(at + bytes.length + 8).fill(fill)
+    buf.set(bytes, at)
+    return buf
+  }
+  const view = (buf: Uint8Array): DataView => new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+
+  it('reads what TextDecoder reads, at any offset and whatever surrounds the text, hit or miss', () => {
+    const cache = new Utf8StringCache(16)
+    fc.assert(
+      fc.property(fc.array(fc.tuple(mixedString, fc.nat(9), fc.nat(255)), { minLength: 1, maxLength: 30 }), (items) => {
+        for (const [s, at, fill] of [...items, ...items]) {
+          const bytes = te.encode(s)
+          const buf = placed(bytes, at, fill)
+          expect(cache.read(buf, at, bytes.length, view(buf), 0)).toBe(td.decode(bytes))
+        }
+      }),
+    )
+  })
+
+  it('returns the cached slot for short ASCII texts, the same one on every hit, and -1 for others', () => {
+    const cache = new Utf8StringCache(64)
+    const texts = ['k', 'key-0001', 'key-0002', 'x'.repeat(47)]
+    const first = new Map<string, number>()
+    for (let round = 0; round < 3; round++) {
+      for (const s of texts) {
+        const bytes = te.encode(s)
+        const buf = placed(bytes, round, 0xee - round)
+        expect(cache.read(buf, round, bytes.length, view(buf), 0)).toBe(s)
+        expect(cache.slot).toBeGreaterThanOrEqual(0)
+        if (first.has(s)) expect(cache.slot).toBe(first.get(s))
+        first.set(s, cache.slot)
+      }
+    }
+    for (const s of ['é', 'y'.repeat(48), '\u20ac-key']) {
+      const bytes = te.encode(s)
+      expect(cache.read(bytes, 0, bytes.length, view(bytes), 0)).toBe(s)
+      expect(cache.slot).toBe(-1)
+    }
+  })
+
+  it('stays correct when many more texts than slots compete (collisions evict, never confuse)', () => {
+    const cache = new Utf8StringCache(8)
+    const keys = Array.from({ length: 200 }, (_, i) => `key-${i}`)
+    for (let round = 0; round < 5; round++) {
+      for (const k of keys) {
+        const bytes = te.encode(k)
+        const buf = placed(bytes, 4, round)
+        expect(cache.read(buf, 4, bytes.length, view(buf), 0)).toBe(k)
+      }
+    }
+  })
+
+  it('throws on invalid UTF-8 like readUtf8', () => {
+    const cache = new Utf8StringCache(8)
+    const bad = new Uint8Array([0x61, 0xff, 0x62])
+    expect(() => cache.read(bad, 0, 3, view(bad), 0)).toThrow(TypeError)
   })
 })

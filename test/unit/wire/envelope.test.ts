@@ -254,6 +254,46 @@ describe('EnvelopeWriter -> EnvelopeReader', () => {
     expect(new EnvelopeReader().reset(noKey, 0, noKey.length).keyEquals(new Uint8Array(0), 0)).toBe(false)
   })
 
+  it('kindEquals compares the kind bytes word by word and then the tail, for every kind length', () => {
+    for (let len = 1; len <= 19; len++) {
+      const kind = 'abcdefghijklmnopqrs'.slice(0, len)
+      const bytes = writer({ ...FULL, kind }).toBytes()
+      const r = new EnvelopeReader().reset(bytes, 0, bytes.length)
+      expect(r.kindEquals(new InternedString(kind))).toBe(true)
+      // Differs in one byte, wherever that byte falls (a full word or the tail).
+      for (let i = 0; i < len; i++) {
+        const other = `${kind.slice(0, i)}Z${kind.slice(i + 1)}`
+        expect(r.kindEquals(new InternedString(other))).toBe(false)
+      }
+      expect(r.kindEquals(new InternedString(`${kind}x`))).toBe(false)
+      if (len > 1) expect(r.kindEquals(new InternedString(kind.slice(0, -1)))).toBe(false)
+    }
+    const noKind = writer({ ...FULL, kind: null }).toBytes()
+    expect(new EnvelopeReader().reset(noKind, 0, noKind.length).kindEquals(new InternedString('x'))).toBe(false)
+  })
+
+  it('key() returns the same text for the same key bytes whatever follows them, and keySlot names its cache slot', () => {
+    const r = new EnvelopeReader()
+    const buf = new Uint8Array(512)
+    const slots = new Map<string, number>()
+    for (let round = 0; round < 3; round++) {
+      for (const key of ['a', 'ab', 'abc', 'abcd', 'user-42', 'é-key', 'x'.repeat(47), 'y'.repeat(48), 'z'.repeat(200)]) {
+        buf.fill(round * 85 + 1) // different padding bytes after the key each round
+        const n = writer({ ...FULL, key }).writeInto(buf, 0, buf.length)
+        r.reset(buf, 0, n)
+        expect(r.key()).toBe(key)
+        const ascii = [...key].every((c) => c.charCodeAt(0) < 0x80)
+        // Short ASCII keys are cached (same slot every time); others are not.
+        if (ascii && key.length < 48) {
+          expect(r.keySlot).toBeGreaterThanOrEqual(0)
+          expect(r.keySlot).toBeLessThan(r.keySlots)
+          if (slots.has(key)) expect(r.keySlot).toBe(slots.get(key))
+          slots.set(key, r.keySlot)
+        } else expect(r.keySlot).toBe(-1)
+      }
+    }
+  })
+
   it('exposes the flags bit set', () => {
     expect(FLAGS).toEqual({ ASK: 1, REPLY: 2, ERROR: 4, CONTROL: 8 })
     const bytes = writer({ ...FULL, flags: FLAGS.REPLY | FLAGS.ERROR }).toBytes()
