@@ -67,16 +67,19 @@ export function readUtf8(buf: Uint8Array, off: number, len: number): string {
   return decoder.decode(buf.subarray(off, off + len))
 }
 
-/** Longest text a Utf8StringCache keeps, in 32-bit words (grain keys are mostly short). */
-const CACHED_MAX_WORDS = 12
+/** Slots per set of a Utf8StringCache (1 << WAY_BITS). */
+const WAY_BITS = 2
+const WAYS = 1 << WAY_BITS
+/** Longest text a Utf8StringCache keeps, in bytes (grain keys are mostly short). */
+const CACHED_MAX_BYTES = 64
 
 /**
  * Decodes repeated short ASCII texts to the same string object. A receiver
  * reads the same grain keys over and over: decoding one builds a fresh
  * string char by char, and the Map lookup that follows must hash it again;
- * a hit here costs a hash and a compare over 32-bit words, and returns a
- * string whose hash V8 has already cached. Direct-mapped and bounded: a
- * collision replaces the slot, so a miss only costs what decoding always did.
+ * a hit here costs a hash over 32-bit words and one compare, and returns a
+ * string whose hash V8 has already cached. Set-associative and bounded: a
+ * miss replaces a slot, so it only costs what decoding always did.
  */
 export class Utf8StringCache {
   /**
@@ -87,20 +90,23 @@ export class Utf8StringCache {
   slot = -1
   readonly slots: number
   readonly #texts: (string | undefined)[]
-  /** Each slot's bytes as words (CACHED_MAX_WORDS per slot), the tail word's bytes past the length zeroed. */
-  readonly #words: Int32Array
-  readonly #lens: Int32Array
-  /** Per set of two slots: the way used last. */
-  readonly #recent: Uint8Array
+  /** Hash of each slot's text: most mismatches are rejected without touching the string. */
+  readonly #hashes: Int32Array
+  /** Per set: the way the next miss replaces. */
+  readonly #nextWay: Uint8Array
   readonly #mask: number
 
-  /** `slots` must be a power of two. */
-  constructor(slots = 4_096) {
+  /**
+   * `slots` must be a power of two, at least WAYS. The default keeps 16,384
+   * texts in ~130 KB (pointers and hashes; the strings are the keys the
+   * caller keeps anyway), so a few thousand live keys rarely share a set
+   * beyond its ways.
+   */
+  constructor(slots = 16_384) {
     this.slots = slots
     this.#texts = new Array<string | undefined>(slots).fill(undefined)
-    this.#words = new Int32Array(slots * CACHED_MAX_WORDS)
-    this.#lens = new Int32Array(slots).fill(-1)
-    this.#recent = new Uint8Array(slots >>> 1)
+    this.#hashes = new Int32Array(slots)
+    this.#nextWay = new Uint8Array(slots >>> WAY_BITS)
     this.#mask = slots - 1
   }
 
@@ -109,49 +115,42 @@ export class Utf8StringCache {
    * buf[0] at `delta` (the caller's cached view, so nothing allocates).
    */
   read(buf: Uint8Array, off: number, len: number, dv: DataView, delta: number): string {
-    const full = len >>> 2
-    if (full >= CACHED_MAX_WORDS) {
+    if (len > CACHED_MAX_BYTES) {
       this.slot = -1
       return readUtf8(buf, off, len)
     }
-    const rest = len & 3
+    const full = len >>> 2
     const at = delta + off
     let h = 0x811c9dc5 ^ len
     for (let i = 0; i < full; i++) h = Math.imul(h ^ dv.getInt32(at + 4 * i, true), 0x01000193)
     // The tail word, with the bytes past the text zeroed (they are padding or the next field).
-    const tail = rest === 0 ? 0 : tailWord(buf, off + 4 * full, rest)
-    h = Math.imul(h ^ tail, 0x01000193)
+    const rest = len & 3
+    if (rest !== 0) h = Math.imul(h ^ tailWord(buf, off + 4 * full, rest), 0x01000193)
     // murmur3's finaliser: a multiply carries only upwards, so without it
-    // the low (slot) bits would ignore the high bytes of each word.
+    // the low (set) bits would ignore the high bytes of each word.
     h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
     h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
-    // Two ways per set: keys that share a set do not evict each other in turn.
-    const slot = (h ^ (h >>> 16)) & this.#mask & ~1
-    if (this.#matches(slot, len, full, tail, dv, at)) {
-      this.slot = slot
-      return this.#texts[slot]!
+    h ^= h >>> 16
+    const set = h & this.#mask & ~(WAYS - 1)
+    const hashes = this.#hashes
+    for (let slot = set; slot < set + WAYS; slot++) {
+      if (hashes[slot] !== h) continue
+      const s = this.#texts[slot]
+      // Only ASCII texts are stored, so a byte >= 0x80 never matches a char code.
+      if (s !== undefined && s.length === len && sameAscii(s, buf, off, len)) {
+        this.slot = slot
+        return s
+      }
     }
-    if (this.#matches(slot + 1, len, full, tail, dv, at)) {
-      this.slot = slot + 1
-      return this.#texts[slot + 1]!
-    }
-    // Replace the way not hit last (a one-bit LRU per set).
-    const victim = slot + (this.#recent[slot >>> 1]! ^ 1)
-    this.#recent[slot >>> 1] = victim & 1
-    return this.#miss(buf, off, len, dv, at, victim, full, tail)
+    // Replace the ways in turn (FIFO per set).
+    const si = set >>> WAY_BITS
+    const victim = set + this.#nextWay[si]!
+    this.#nextWay[si] = (this.#nextWay[si]! + 1) & (WAYS - 1)
+    return this.#miss(buf, off, len, victim, h)
   }
 
-  #matches(slot: number, len: number, full: number, tail: number, dv: DataView, at: number): boolean {
-    if (this.#lens[slot] !== len) return false
-    const w = this.#words
-    const base = slot * CACHED_MAX_WORDS
-    if (w[base + full] !== tail) return false
-    for (let i = 0; i < full; i++) if (w[base + i] !== dv.getInt32(at + 4 * i, true)) return false
-    return true
-  }
-
-  /** Decode, and keep the text in its slot when it is ASCII (one char per byte). Out of line: read() stays small enough to inline. */
-  #miss(buf: Uint8Array, off: number, len: number, dv: DataView, at: number, slot: number, full: number, tail: number): string {
+  /** Decode, and keep the text in `slot` when it is ASCII (one char per byte). Out of line: read() stays small enough to inline. */
+  #miss(buf: Uint8Array, off: number, len: number, slot: number, h: number): string {
     const text = readUtf8(buf, off, len)
     if (text.length !== len) {
       this.slot = -1
@@ -160,15 +159,16 @@ export class Utf8StringCache {
     // A flat copy: readUtf8 builds a rope, and every later use of a rope
     // (Map lookups, compares) pays an indirection.
     const flat = String.fromCharCode.apply(null, buf.subarray(off, off + len) as unknown as number[])
-    const w = this.#words
-    const base = slot * CACHED_MAX_WORDS
-    for (let i = 0; i < full; i++) w[base + i] = dv.getInt32(at + 4 * i, true)
-    w[base + full] = tail
-    this.#lens[slot] = len
+    this.#hashes[slot] = h
     this.#texts[slot] = flat
     this.slot = slot
     return flat
   }
+}
+
+function sameAscii(s: string, buf: Uint8Array, off: number, len: number): boolean {
+  for (let i = 0; i < len; i++) if (s.charCodeAt(i) !== buf[off + i]) return false
+  return true
 }
 
 function tailWord(buf: Uint8Array, off: number, n: number): number {

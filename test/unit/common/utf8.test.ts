@@ -185,7 +185,7 @@ describe('Utf8StringCache', () => {
 
   it('returns the cached slot for short ASCII texts, the same one on every hit, and -1 for others', () => {
     const cache = new Utf8StringCache(64)
-    const texts = ['k', 'key-0001', 'key-0002', 'x'.repeat(47)]
+    const texts = ['k', 'key-0001', 'key-0002', 'x'.repeat(64)]
     const first = new Map<string, number>()
     for (let round = 0; round < 3; round++) {
       for (const s of texts) {
@@ -197,7 +197,7 @@ describe('Utf8StringCache', () => {
         first.set(s, cache.slot)
       }
     }
-    for (const s of ['é', 'y'.repeat(48), '\u20ac-key']) {
+    for (const s of ['é', 'y'.repeat(65), '\u20ac-key']) {
       const bytes = te.encode(s)
       expect(cache.read(bytes, 0, bytes.length, view(bytes), 0)).toBe(s)
       expect(cache.slot).toBe(-1)
