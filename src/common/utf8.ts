@@ -89,7 +89,11 @@ export class Utf8StringCache {
    */
   slot = -1
   readonly slots: number
-  readonly #texts: (string | undefined)[]
+  /**
+   * Per slot, its text and the caller's value side by side ([text, value,
+   * text, value, …]): a hit and its value then share a cache line.
+   */
+  readonly #entries: unknown[]
   /** Hash of each slot's text: most mismatches are rejected without touching the string. */
   readonly #hashes: Int32Array
   /** Per set: the way the next miss replaces. */
@@ -104,7 +108,7 @@ export class Utf8StringCache {
    */
   constructor(slots = 16_384) {
     this.slots = slots
-    this.#texts = new Array<string | undefined>(slots).fill(undefined)
+    this.#entries = new Array<unknown>(2 * slots).fill(undefined)
     this.#hashes = new Int32Array(slots)
     this.#nextWay = new Uint8Array(slots >>> WAY_BITS)
     this.#mask = slots - 1
@@ -135,7 +139,7 @@ export class Utf8StringCache {
     const hashes = this.#hashes
     for (let slot = set; slot < set + WAYS; slot++) {
       if (hashes[slot] !== h) continue
-      const s = this.#texts[slot]
+      const s = this.#entries[2 * slot] as string | undefined
       // Only ASCII texts are stored, so a byte >= 0x80 never matches a char code.
       if (s !== undefined && s.length === len && sameAscii(s, buf, off, len)) {
         this.slot = slot
@@ -160,9 +164,20 @@ export class Utf8StringCache {
     // (Map lookups, compares) pays an indirection.
     const flat = String.fromCharCode.apply(null, buf.subarray(off, off + len) as unknown as number[])
     this.#hashes[slot] = h
-    this.#texts[slot] = flat
+    this.#entries[2 * slot] = flat
+    this.#entries[2 * slot + 1] = undefined // the value belonged to the text replaced
     this.slot = slot
     return flat
+  }
+
+  /** The caller's value for `slot` (see setValue), or undefined. */
+  valueAt(slot: number): unknown {
+    return this.#entries[2 * slot + 1]
+  }
+
+  /** Keep `v` with the text in `slot` until that text leaves the cache. */
+  setValue(slot: number, v: unknown): void {
+    this.#entries[2 * slot + 1] = v
   }
 }
 

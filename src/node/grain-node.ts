@@ -415,7 +415,7 @@ export class GrainNode {
   tell(grain: string, key: string, method: string, payload?: unknown): void
   tell(grain: KindRef, key: string, method: string, payload?: unknown): void {
     const kind = typeof grain === 'string' ? grain : grain.kind
-    if (this.#host.kinds.get(kind)?.stateless === true) {
+    if (this.#host.kindInfo(kind)?.stateless === true) {
       void this.#statelessPool().call(kind, method, payload).catch((e: unknown) => {
         const err = GrainClusterError.is(e) ? e : new GrainClusterError('ERR_GRAIN_HANDLER_FAILED', String(e))
         this.events.publish({ type: 'deadletter', kind, key, messageType: 0, code: err.code, reason: err.reason })

@@ -439,6 +439,10 @@ export class EnvelopeReader {
   get keySlots(): number {
     return this.#keys.slots
   }
+  /** The key cache itself, for a receiver that keeps a value per key slot (Utf8StringCache.setValue). */
+  get keyCache(): Utf8StringCache {
+    return this.#keys
+  }
   key(): string {
     if (this.keyOff < 0) {
       this.#keys.slot = -1

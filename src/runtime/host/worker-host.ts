@@ -748,11 +748,19 @@ export class WorkerHost {
    * link. Allocation-free: this runs once per tell/ask.
    */
   #prepare(kind: string, key: string, method: string, payload: unknown): WorkerLink {
-    const info = this.kinds.get(kind)
+    const info = this.kindInfo(kind)
     if (info === undefined) {
       throw new GrainClusterError('ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kind}" is registered (known: ${[...this.kinds.keys()].join(', ') || 'none'})`, { kind, key, method })
     }
-    const messageType = info.methods.get(method)
+    let messageType: number | undefined
+    if (method === this.#lastMethod) messageType = this.#lastMessageType
+    else {
+      messageType = info.methods.get(method)
+      if (messageType !== undefined) {
+        this.#lastMethod = method
+        this.#lastMessageType = messageType
+      }
+    }
     if (messageType === undefined) {
       throw new GrainClusterError('ERR_GRAIN_UNKNOWN_METHOD', `grain kind ${kind} has no method "${method}" (methods: ${[...info.methods.keys()].join(', ')})`, { kind, key, method })
     }
@@ -772,6 +780,27 @@ export class WorkerHost {
     w.payloadWriter = this.#encodePayload
     return this.#links[workerOfPartition(partition, this.workers)]!
   }
+
+  /**
+   * The kind's registration, or undefined. Calls come in runs of one kind
+   * and method: the last kind and method are remembered, which saves two
+   * Map lookups per message (kinds are registered once, at start).
+   */
+  kindInfo(kind: string): KindInfo | undefined {
+    if (kind === this.#lastKind) return this.#lastInfo
+    const info = this.kinds.get(kind)
+    if (info !== undefined) {
+      this.#lastKind = kind
+      this.#lastInfo = info
+      this.#lastMethod = undefined // the method cache belongs to the kind
+    }
+    return info
+  }
+
+  #lastKind: string | undefined = undefined
+  #lastInfo: KindInfo | undefined = undefined
+  #lastMethod: string | undefined = undefined
+  #lastMessageType = 0
 
   /** Fire-and-forget. Throws ERR_RING_FULL under backpressure (see whenWritable). */
   tell(kind: string, key: string, method: string, payload: unknown): void {

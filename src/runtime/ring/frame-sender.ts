@@ -48,6 +48,10 @@ export class FrameSender {
   #sincePublish = 0
   #pumping = false
   #closed = false
+  /** Block being filled by send() while the ring is full (see #appendOpen); not yet in #overflow. */
+  #open: Uint8Array | null = null
+  #openUsed = 0
+  #openFrames = 0
   #drainWaiters: (() => void)[] = []
   readonly #onFull: ((queued: number) => void) | undefined
   readonly #onDrained: (() => void) | undefined
@@ -70,10 +74,15 @@ export class FrameSender {
     return this.producer.maxFrameBytes
   }
 
+  /** True when no frame waits outside the ring (queued or in the open block): a new one may go straight in. */
+  #nothingQueued(): boolean {
+    return this.#overflowHead === this.#overflow.length && this.#open === null
+  }
+
   /** Encode `w` into the ring. Throws the writer's encode errors unchanged. */
   send(w: EnvelopeWriter): void {
     const p = this.producer
-    if (this.#overflowHead === this.#overflow.length || this.#moveOverflow()) {
+    if (this.#nothingQueued() || this.#moveOverflow()) {
       const room = p.contiguousRoom()
       if (room > 0) {
         const n = w.writeInto(p.data, p.frameOffset(), room)
@@ -84,6 +93,9 @@ export class FrameSender {
         }
       }
     }
+    // The ring is full (or has a backlog ahead of this frame): encode into
+    // the open overflow block, which later enters the ring in one copy.
+    if (this.#appendOpen(w)) return
     // Slow path: the frame did not fit in the contiguous room (ring nearly
     // full, near the wrap point, or a large frame): encode it on the side.
     const n = w.writeInto(scratch, 0, scratch.length)
@@ -100,7 +112,7 @@ export class FrameSender {
   /** Copy an already-encoded frame (routing without re-encoding). */
   sendBytes(src: Uint8Array, off: number, len: number): void {
     const p = this.producer
-    if (this.#overflowHead === this.#overflow.length || this.#moveOverflow()) {
+    if (this.#nothingQueued() || this.#moveOverflow()) {
       let at = p.reserve(len) // throws ERR_RING_FRAME_TOO_LARGE
       if (at < 0) {
         // Make what we wrote visible so the consumer can free space, then retry once.
@@ -131,7 +143,7 @@ export class FrameSender {
     const p = this.producer
     // Larger than one side of the ring: only its frames one by one can get in.
     if (len > p.maxFrameBytes + 4) return false
-    if (this.#overflowHead === this.#overflow.length || this.#moveOverflow()) {
+    if (this.#nothingQueued() || this.#moveOverflow()) {
       let ok = p.writeBlock(src, off, len, frames)
       if (!ok) {
         p.publish()
@@ -150,7 +162,7 @@ export class FrameSender {
 
   #sendOwned(bytes: Uint8Array): void {
     const p = this.producer
-    if (this.#overflowHead === this.#overflow.length) {
+    if (this.#nothingQueued()) {
       let at = p.reserve(bytes.length)
       if (at < 0) {
         p.publish()
@@ -167,6 +179,53 @@ export class FrameSender {
   }
 
   /**
+   * Encode `w` as the next entry of the open overflow block (opening one if
+   * needed). Under a sustained burst the ring fills and every later frame
+   * must queue behind it; one block per OPEN_BLOCK_BYTES replaces an
+   * allocation, a queue entry and a separate copy into the ring per frame.
+   * False, having queued nothing, when the frame needs a block of its own
+   * size (the caller queues it alone) or the queue is at its bound.
+   */
+  #appendOpen(w: EnvelopeWriter): boolean {
+    if (this.#closed || this.#backlog >= this.maxOverflowFrames) return false
+    let b = this.#open
+    if (b !== null) {
+      const n = w.writeInto(b, this.#openUsed + 4, b.length - this.#openUsed - 4)
+      if (n >= 0) return this.#openCommit(b, n)
+      this.#sealOpen() // full: the frame starts the next block
+    }
+    b = this.#open = new Uint8Array(Math.min(OPEN_BLOCK_BYTES, this.producer.maxFrameBytes + 4))
+    const n = w.writeInto(b, 4, b.length - 4)
+    if (n >= 0) return this.#openCommit(b, n)
+    this.#open = null
+    return false
+  }
+
+  #openCommit(b: Uint8Array, n: number): boolean {
+    const at = this.#openUsed
+    b[at] = n
+    b[at + 1] = n >>> 8
+    b[at + 2] = n >>> 16
+    b[at + 3] = n >>> 24
+    this.#openUsed = at + 4 + ((n + 3) & ~3)
+    this.#openFrames++
+    this.#backlog++
+    if (!this.#pumping) this.#startPump()
+    return true
+  }
+
+  /** Queue the open block (if any) as an ordinary block entry: later entries go behind it. */
+  #sealOpen(): void {
+    const b = this.#open
+    if (b === null) return
+    this.#open = null
+    this.#overflow.push(b.subarray(0, this.#openUsed))
+    this.#overflowBlocks.push(this.#openFrames)
+    this.#openUsed = 0
+    this.#openFrames = 0
+  }
+
+  /**
    * Move queued frames into the ring while they fit; true when the queue is
    * empty. Called from send() so a long synchronous burst keeps the ring fed
    * without waiting for the async pump to get a turn on the event loop.
@@ -175,9 +234,14 @@ export class FrameSender {
     const p = this.producer
     const q = this.#overflow
     let moved = false
-    while (this.#overflowHead < q.length) {
-      if (!this.#moveOne(p)) break
-      moved = true
+    for (;;) {
+      while (this.#overflowHead < q.length) {
+        if (!this.#moveOne(p)) break
+        moved = true
+      }
+      // Everything sealed is in: the open block goes next.
+      if (this.#overflowHead < q.length || this.#open === null) break
+      this.#sealOpen()
     }
     if (moved) p.publish()
     return this.#overflowHead === q.length
@@ -212,20 +276,27 @@ export class FrameSender {
 
   /** Queue a frame (blockFrames 0) or a block of frames behind the ring, and start the pump. */
   #push(bytes: Uint8Array, blockFrames: number): void {
+    this.#sealOpen() // keeps send order: the open block's frames came first
     this.#overflow.push(bytes)
     this.#overflowBlocks.push(blockFrames)
     this.#backlog += blockFrames === 0 ? 1 : blockFrames
-    if (!this.#pumping) {
-      this.#pumping = true
-      this.#onFull?.(this.backlog)
-      void this.#pump()
-    }
+    if (!this.#pumping) this.#startPump()
+  }
+
+  #startPump(): void {
+    this.#pumping = true
+    this.#onFull?.(this.backlog)
+    void this.#pump()
   }
 
   async #pump(): Promise<void> {
     const p = this.producer
     try {
-      while (!this.#closed && this.#overflowHead < this.#overflow.length) {
+      while (!this.#closed) {
+        if (this.#overflowHead === this.#overflow.length) {
+          if (this.#open === null) break
+          this.#sealOpen()
+        }
         if (!this.#moveOne(p)) {
           p.publish()
           // Parks with Atomics.waitAsync; the consumer's release wakes us.
@@ -239,6 +310,9 @@ export class FrameSender {
       this.#overflowBlocks = []
       this.#overflowHead = 0
       this.#backlog = 0
+      this.#open = null
+      this.#openUsed = 0
+      this.#openFrames = 0
       this.#pumping = false
     }
     if (!this.#closed) this.#onDrained?.()
@@ -286,6 +360,7 @@ export class FrameSender {
    * owner can dead-letter them or fail their callers.
    */
   close(): Uint8Array[] {
+    this.#sealOpen()
     this.#closed = true
     const left: Uint8Array[] = []
     for (let i = this.#overflowHead; i < this.#overflow.length; i++) {
@@ -305,5 +380,7 @@ export class FrameSender {
 }
 
 const EMPTY = new Uint8Array(0)
+/** Size of an open overflow block (send() under a full ring); capped by the ring's largest block. */
+const OPEN_BLOCK_BYTES = 32 * 1024
 /** Side buffer for frames that do not fit the ring right now (one per thread). */
 const scratch = new Uint8Array(64 * 1024)

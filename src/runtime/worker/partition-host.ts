@@ -92,8 +92,8 @@ export class PartitionHost implements ActivationHost {
   readonly #wants: (bit: number) => boolean
   readonly #routeViaMain: () => boolean
   readonly #reader = new EnvelopeReader()
-  /** Per slot of the reader's key cache: the activation its key had last (checked before use). */
-  readonly #slotActs: (Activation | undefined)[] = new Array<Activation | undefined>(this.#reader.keySlots).fill(undefined)
+  /** The reader's key cache; its value per slot is the activation that key had last (checked before use). */
+  readonly #keyCache = this.#reader.keyCache
   readonly #writer = new EnvelopeWriter()
   readonly #activations = new Map<KindEntry, Map<string, Activation>>()
   readonly #pending = new Map<number, PendingAsk>()
@@ -200,7 +200,7 @@ export class PartitionHost implements ActivationHost {
     }
     // The activation this key slot led to last time, if it is still this
     // key's live activation: most requests skip the activation Map.
-    let act = slot < 0 ? undefined : this.#slotActs[slot]
+    let act = slot < 0 ? undefined : (this.#keyCache.valueAt(slot) as Activation | undefined)
     if (act !== undefined && (act.retired || act.key !== key || act.entry !== entry)) act = undefined
     this.deliver(entry, key, method, payload, replyTo, corr, act, slot)
   }
@@ -264,7 +264,7 @@ export class PartitionHost implements ActivationHost {
         if (act === undefined) return
       }
       if (slot >= 0) {
-        this.#slotActs[slot] = act
+        this.#keyCache.setValue(slot, act)
         act.cacheSlot = slot
       }
     }
@@ -585,7 +585,7 @@ export class PartitionHost implements ActivationHost {
   /** Drop an activation from the directory without running onDeactivate. */
   #discard(act: Activation): void {
     act.retired = true
-    if (act.cacheSlot >= 0 && this.#slotActs[act.cacheSlot] === act) this.#slotActs[act.cacheSlot] = undefined
+    if (act.cacheSlot >= 0 && this.#keyCache.valueAt(act.cacheSlot) === act) this.#keyCache.setValue(act.cacheSlot, undefined)
     const acts = this.#activations.get(act.entry)!
     if (acts.get(act.key) === act) {
       acts.delete(act.key)

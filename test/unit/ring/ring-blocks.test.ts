@@ -8,6 +8,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { FrameSender } from '../../../src/runtime/ring/frame-sender.js'
 import { RingConsumer, RingProducer, createRingBuffer } from '../../../src/runtime/ring/spsc-ring.js'
+import { EnvelopeReader, EnvelopeWriter } from '../../../src/wire/envelope.js'
 
 const align4 = (n: number): number => (n + 3) & ~3
 
@@ -61,25 +62,58 @@ describe('RingProducer.writeBlock', () => {
   })
 })
 
+/** An envelope whose correlation id carries `seq` and whose payload is `n` bytes (send() path). */
+function envelope(w: EnvelopeWriter, seq: number, n: number): EnvelopeWriter {
+  w.reset()
+  w.key = `k${seq}`
+  w.correlationId = seq
+  w.payloadBytes = new Uint8Array(n).fill(seq & 0xff)
+  return w
+}
+
+/** Raw test frames are one repeated byte; an envelope starts with its root offset 28 then three zeros. */
+const isEnvelope = (d: Uint8Array, off: number, len: number): boolean => len >= 8 && d[off] === 28 && d[off + 1] === 0 && d[off + 2] === 0 && d[off + 3] === 0
+
 describe('FrameSender.sendBlock', () => {
-  it('fast-check: blocks and single frames, sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {
+  it('fast-check: blocks, single frames and encoded envelopes, sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {
+    const reader = new EnvelopeReader()
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.oneof(fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 90 })), { minLength: 1, maxLength: 60 }),
+        fc.array(
+          fc.oneof(
+            fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 6 }),
+            fc.integer({ min: 1, max: 90 }),
+            fc.record({ env: fc.integer({ min: 0, max: 150 }) }),
+          ),
+          { minLength: 1, maxLength: 80 },
+        ),
         fc.integer({ min: 1, max: 5 }),
-        async (sends, drainEvery) => {
-          const sab = createRingBuffer(512)
+        fc.constantFrom(512, 4096),
+        async (sends, drainEvery, ringBytes) => {
+          const sab = createRingBuffer(ringBytes)
           const s = new FrameSender(sab, { maxOverflowFrames: 10_000 })
           const c = new RingConsumer(sab)
+          const w = new EnvelopeWriter()
           const expected: number[] = []
           const seen: number[] = []
           let seq = 0
           const collect = (): void => {
             s.flush()
-            c.drain((d, off, len) => void seen.push(d[off]! | (len << 8)), 1 << 20)
+            c.drain((d, off, len) => {
+              if (!isEnvelope(d, off, len)) return void seen.push(d[off]! | (len << 8))
+              reader.reset(d, off, len)
+              const p = reader.payload()
+              // Negative: never collides with a raw frame's code.
+              seen.push(-(reader.correlationId + 1) * 1000 - p.length)
+              if (p.some((b) => b !== (reader.correlationId & 0xff))) throw new Error(`envelope ${reader.correlationId}: payload torn`)
+            }, 1 << 20)
           }
           sends.forEach((x, k) => {
-            if (typeof x === 'number') {
+            if (typeof x === 'object' && !Array.isArray(x)) {
+              expected.push(-(seq + 1) * 1000 - x.env)
+              s.send(envelope(w, seq, x.env))
+              seq++
+            } else if (typeof x === 'number') {
               const f = new Uint8Array(x).fill(seq & 0xff)
               expected.push((seq & 0xff) | (x << 8))
               seq++
@@ -110,6 +144,41 @@ describe('FrameSender.sendBlock', () => {
       ),
       { numRuns: 100 },
     )
+  })
+
+  it('send() on a full ring queues envelopes (counted in backlog, ERR_RING_FULL at the bound), and close() hands them back in order', () => {
+    const sab = createRingBuffer(4096)
+    const s = new FrameSender(sab, { maxOverflowFrames: 50 })
+    const w = new EnvelopeWriter()
+    let seq = 0
+    while (s.backlog === 0) s.send(envelope(w, seq++, 40)) // until the ring is full
+    const inRing = seq - 1
+    while (s.backlog < 50) s.send(envelope(w, seq++, 40))
+    expect(() => s.send(envelope(w, seq, 40))).toThrow(expect.objectContaining({ code: 'ERR_RING_FULL' }))
+    expect(s.backlog).toBe(50)
+    const left = s.close()
+    const r = new EnvelopeReader()
+    expect(left.map((f) => r.reset(f, 0, f.length).correlationId)).toEqual(Array.from({ length: 50 }, (_, i) => inRing + i))
+  })
+
+  it('send() on a full ring: the queued envelopes reach the consumer in order once it frees room', async () => {
+    const sab = createRingBuffer(4096)
+    const s = new FrameSender(sab)
+    const c = new RingConsumer(sab)
+    const w = new EnvelopeWriter()
+    const r = new EnvelopeReader()
+    const n = 2_000 // ~60 ring-fulls
+    for (let i = 0; i < n; i++) s.send(envelope(w, i, i % 97))
+    expect(s.backlog).toBeGreaterThan(n / 2)
+    const seen: number[] = []
+    for (let i = 0; i < 10_000 && seen.length < n; i++) {
+      s.flush()
+      c.drain((d, off, len) => void seen.push(r.reset(d, off, len).correlationId), 1 << 20)
+      await new Promise((res) => setImmediate(res))
+    }
+    expect(seen).toEqual(Array.from({ length: n }, (_, i) => i))
+    await s.whenDrained()
+    expect(s.backlog).toBe(0)
   })
 
   it('takes nothing and returns false when the overflow cannot hold the whole block, or the block is over half the ring', () => {
