@@ -41,8 +41,13 @@ export interface ActivationHost {
 
 export class Activation extends KeyMailbox<QueuedMessage> implements GrainContext {
   state: unknown
-  /** Coarse time of the last message (host clock, ms), for idle passivation. */
-  lastUsedMs: number
+  /**
+   * Coarse time of the last message (host clock, ms), for idle passivation.
+   * Initialised here, as a number: a field declared without a value starts
+   * as undefined, V8 then keeps it as a tagged field, and every store of a
+   * fractional clock allocates a new heap number (16 B per message).
+   */
+  lastUsedMs = 0
   deactivateRequested = false
   /** Set once passivation has begun; messages then wait for the next activation. */
   deactivating = false
