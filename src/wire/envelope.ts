@@ -106,15 +106,19 @@ class ViewCache {
 /** Pre-encoded kind bytes (kinds are few; encode them once). */
 export class InternedString {
   readonly bytes: Uint8Array
-  /** `bytes` as little-endian u32 words (the tail word zero-padded), for word-wise compares. */
-  readonly words: Uint32Array
+  /**
+   * `bytes` as little-endian 32-bit words (the tail word zero-padded), for
+   * word-wise stores and compares. Signed: a Uint32Array element above 2^31
+   * would come out as a float and go back in through a conversion.
+   */
+  readonly words: Int32Array
   constructor(readonly text: string) {
     this.bytes = new TextEncoder().encode(text)
     const padded = new Uint8Array((this.bytes.length + 3) & ~3)
     padded.set(this.bytes)
-    this.words = new Uint32Array(padded.length >>> 2)
+    this.words = new Int32Array(padded.length >>> 2)
     const dv = new DataView(padded.buffer)
-    for (let i = 0; i < this.words.length; i++) this.words[i] = dv.getUint32(4 * i, true)
+    for (let i = 0; i < this.words.length; i++) this.words[i] = dv.getInt32(4 * i, true)
   }
 }
 
@@ -192,7 +196,7 @@ export class EnvelopeWriter {
       // so, where TypedArray.prototype.set's call overhead dominates and a
       // byte loop costs three times the stores.
       const words = kind.words
-      for (let i = 0; i < words.length; i++) dv.setUint32(d + p + 4 + 4 * i, words[i]!, true)
+      for (let i = 0; i < words.length; i++) dv.setInt32(d + p + 4 + 4 * i, words[i]!, true)
       buf[p + 4 + kb.length] = 0 // the terminator, when the length is a multiple of 4
       p = (p + 4 + kb.length + 1 + 3) & ~3
     } else dv.setUint16(d + vt + 4 + 2 * F_KIND, 0, true)
@@ -509,7 +513,7 @@ export class EnvelopeReader {
     const at = this.#views.delta + off
     const words = kind.words
     const full = len >>> 2
-    for (let i = 0; i < full; i++) if (dv.getUint32(at + 4 * i, true) !== words[i]) return false
+    for (let i = 0; i < full; i++) if (dv.getInt32(at + 4 * i, true) !== words[i]) return false
     const b = this.buf
     const bytes = kind.bytes
     for (let i = full << 2; i < len; i++) if (b[off + i] !== bytes[i]) return false

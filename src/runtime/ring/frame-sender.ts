@@ -83,14 +83,17 @@ export class FrameSender {
   send(w: EnvelopeWriter): void {
     const p = this.producer
     if (this.#nothingQueued() || this.#moveOverflow()) {
-      const room = p.contiguousRoom()
-      if (room > 0) {
-        const n = w.writeInto(p.data, p.frameOffset(), room)
-        if (n >= 0) {
-          p.commit(n)
-          this.#committed()
-          return
-        }
+      let room = p.contiguousRoom()
+      let n = room > 0 ? w.writeInto(p.data, p.frameOffset(), room) : -1
+      // A larger frame than the first look allowed for: look at the head again.
+      if (n < 0 && room < p.maxFrameBytes) {
+        room = p.contiguousRoom(p.maxFrameBytes + 4)
+        n = room > 0 ? w.writeInto(p.data, p.frameOffset(), room) : -1
+      }
+      if (n >= 0) {
+        p.commit(n)
+        this.#committed()
+        return
       }
     }
     // The ring is full (or has a backlog ahead of this frame): encode into

@@ -132,11 +132,14 @@ export class RingProducer extends RingView {
    * Returns the payload room in bytes; the payload goes at `frameOffset()`.
    * Used to encode straight into ring memory without knowing the size first.
    */
-  contiguousRoom(): number {
+  contiguousRoom(want = 256): number {
     const idx = this.#tail & this.mask
     const toEnd = this.capacity - idx
-    // Ask for a comfortable amount so a frame of typical size fits without a re-read.
-    const room = Math.min(toEnd, this.#free(Math.min(toEnd, 4096))) - 4
+    // Re-read the consumer's head only when the cached one leaves less than
+    // `want` bytes: that load pulls a cache line the consumer keeps writing,
+    // and a typical envelope is ~120 bytes. FrameSender asks again with more
+    // when a frame does not fit.
+    const room = Math.min(toEnd, this.#free(Math.min(toEnd, want))) - 4
     return room > 0 ? Math.min(room, this.maxFrameBytes) : 0
   }
 
