@@ -36,12 +36,21 @@ export const TELL_BATCH_BYTES = 15 * 1024
 /** Encodes one envelope at buf[off, off + max); returns its length, or -1 when it does not fit. */
 export type EnvelopeWrite = (buf: Uint8Array, off: number, max: number) => number
 
+/** A group's TELL_BATCH_BYTES of space: `slab[base, base + TELL_BATCH_BYTES)`. */
+class Space {
+  constructor(
+    /** The whole slab, one Uint8Array shared by every space carved from it (see #buffer). */
+    readonly slab: Uint8Array,
+    readonly base: number,
+  ) {}
+}
+
 class Group {
   pos = TELL_BATCH_HEADER_BYTES
   count = 0
   constructor(
     readonly partition: number,
-    readonly buf: Uint8Array,
+    readonly space: Space,
   ) {}
 }
 
@@ -52,27 +61,29 @@ class Pending {
 
 export class TellBatches {
   readonly #byAuthority = new Map<string, Pending>()
-  /** Spare buffers of flushed groups; bounded, so a burst over many partitions does not pin memory. */
-  readonly #spare: Uint8Array[] = []
+  /** Spare spaces of flushed groups; bounded, so a burst over many partitions does not pin memory. */
+  readonly #spare: Space[] = []
   static readonly maxSpare = 64
   /**
-   * Group buffers are carved out of shared slabs: the envelope writer keeps
-   * one DataView per ArrayBuffer, and a buffer per group would make it build
-   * a new view at every switch between partitions.
+   * Group spaces are carved out of shared slabs and written through the
+   * slab's one Uint8Array: the envelope writer recognises that array and
+   * reuses its DataView, where an array per group would cost it the
+   * `.buffer`/`.byteOffset` getters at every switch between partitions
+   * (remote tells to many keys switch at nearly every message).
    */
-  #slab = new ArrayBuffer(0)
+  #slab = new Uint8Array(0)
   #slabUsed = 0
 
-  #buffer(): Uint8Array {
+  #buffer(): Space {
     const spare = this.#spare.pop()
     if (spare !== undefined) return spare
-    if (this.#slabUsed + TELL_BATCH_BYTES > this.#slab.byteLength) {
-      this.#slab = new ArrayBuffer(TELL_BATCH_BYTES * TellBatches.maxSpare)
+    if (this.#slabUsed + TELL_BATCH_BYTES > this.#slab.length) {
+      this.#slab = new Uint8Array(TELL_BATCH_BYTES * TellBatches.maxSpare)
       this.#slabUsed = 0
     }
-    const b = new Uint8Array(this.#slab, this.#slabUsed, TELL_BATCH_BYTES)
+    const space = new Space(this.#slab, this.#slabUsed)
     this.#slabUsed += TELL_BATCH_BYTES
-    return b
+    return space
   }
 
   /** True when `authority` has tells waiting in open groups. */
@@ -92,17 +103,18 @@ export class TellBatches {
     if (p === undefined) this.#byAuthority.set(authority, (p = new Pending()))
     let g = p.groups.get(partition)
     if (g === undefined) p.groups.set(partition, (g = new Group(partition, this.#buffer())))
+    const { slab, base } = g.space
     for (let attempt = 0; ; attempt++) {
-      const room = g.buf.length - g.pos - 4
-      const n = room > 0 ? write(g.buf, g.pos + 4, room) : -1
+      const room = TELL_BATCH_BYTES - g.pos - 4
+      const n = room > 0 ? write(slab, base + g.pos + 4, room) : -1
       if (n >= 0) {
-        const b = g.buf
-        const at = g.pos
+        const b = slab
+        const at = base + g.pos
         b[at] = n & 0xff
         b[at + 1] = (n >>> 8) & 0xff
         b[at + 2] = (n >>> 16) & 0xff
         b[at + 3] = (n >>> 24) & 0xff
-        g.pos = at + 4 + ((n + 3) & ~3)
+        g.pos = at - base + 4 + ((n + 3) & ~3)
         g.count++
         return true
       }
@@ -128,7 +140,7 @@ export class TellBatches {
     this.#byAuthority.delete(authority)
     for (const g of p.groups.values()) {
       if (g.count > 0) send(this.#seal(g))
-      if (this.#spare.length < TellBatches.maxSpare) this.#spare.push(g.buf)
+      if (this.#spare.length < TellBatches.maxSpare) this.#spare.push(g.space)
     }
   }
 
@@ -139,21 +151,21 @@ export class TellBatches {
 
   #release(p: Pending, g: Group): void {
     p.groups.delete(g.partition)
-    if (this.#spare.length < TellBatches.maxSpare) this.#spare.push(g.buf)
+    if (this.#spare.length < TellBatches.maxSpare) this.#spare.push(g.space)
   }
 
   #seal(g: Group): Uint8Array {
-    const b = g.buf
-    b[0] = FRAME_TELL_BATCH
-    b[1] = 0
-    b[2] = 0
-    b[3] = 0
+    const { slab: b, base } = g.space
+    b[base] = FRAME_TELL_BATCH
+    b[base + 1] = 0
+    b[base + 2] = 0
+    b[base + 3] = 0
     const p = g.partition
-    b[4] = p & 0xff
-    b[5] = (p >>> 8) & 0xff
-    b[6] = (p >>> 16) & 0xff
-    b[7] = (p >>> 24) & 0xff
-    return b.subarray(0, g.pos)
+    b[base + 4] = p & 0xff
+    b[base + 5] = (p >>> 8) & 0xff
+    b[base + 6] = (p >>> 16) & 0xff
+    b[base + 7] = (p >>> 24) & 0xff
+    return b.subarray(base, base + g.pos)
   }
 }
 
