@@ -167,7 +167,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     return {
       scope,
       title: 'HTTP and WebSocket front vs a bare Fastify route',
-      method: `autocannon 8 in a forked load process (POST, pipelining 1, ${CONNECTIONS} connections, keys rotated over ${KEYS.length}); ${s.rounds} alternating round(s) of ${s.roundS} s per HTTP case after a ${s.warmS} s warm-up each, calls/s = all requests / all round time (min/max: single rounds; latency: worst round); WebSocket: the same process keeps ${IN_FLIGHT} calls in flight on one socket for ${s.wsMs} ms; (d)/(e): open-loop steady arrivals at half of (b) over ${CONNECTIONS} keep-alive connections (http/paced-load.ts, latency from each request's due time); (d')/(e'): autocannon overallRate, the same rate as per-second quotas`,
+      method: `autocannon 8 in a forked load process (POST, pipelining 1, ${CONNECTIONS} connections, keys rotated over ${KEYS.length}); ${s.rounds} alternating round(s) of ${s.roundS} s per HTTP case after a ${s.warmS} s warm-up each, calls/s = all requests / all round time (min/max: single rounds; latency: worst round); WebSocket: the same process keeps ${IN_FLIGHT} calls in flight on one socket for ${s.wsMs} ms; (d)/(e): open-loop steady arrivals at half of (b) over ${CONNECTIONS} keep-alive connections for ${s.halfRateS} s after 1 s of the same load unrecorded (http/paced-load.ts, latency from each request's due time); (d')/(e'): autocannon overallRate, the same rate as per-second quotas`,
       baseline: 'bare Fastify 5 route in this process, same response schema, answering {"result":0}',
       params: { ...s, connections: CONNECTIONS, wsInFlight: IN_FLIGHT, keys: KEYS.length, workers: 1, spinMicros: o.spinMicros, halfRate: half },
       rows,

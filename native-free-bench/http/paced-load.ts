@@ -13,7 +13,8 @@
  * time, not from the write, so a request that waited for a free connection
  * or a late tick counts its wait (no coordinated omission). Requests are
  * raw HTTP/1.1 bytes over node:net, as autocannon writes them, so the
- * client costs the shared CPU about what autocannon does.
+ * client costs the shared CPU about what autocannon does. The first second
+ * (warmupS) runs the same load unrecorded, as the autocannon cases warm up.
  */
 
 import { connect, type Socket } from 'node:net'
@@ -26,6 +27,13 @@ export interface PacedOptions {
   connections: number
   rate: number
   durationS: number
+  /**
+   * Seconds of the same steady load before the measured part, not recorded:
+   * fresh connections and the client's own first JIT tiers otherwise land
+   * in the measured tail (a transient of tens of ms in the first ~300 ms).
+   * Default 1.
+   */
+  warmupS?: number
 }
 
 export interface PacedResult {
@@ -48,6 +56,8 @@ export interface PacedResult {
 class Conn {
   busy = false
   dueAt = 0
+  /** Request number (those below the warm-up count are not recorded). */
+  index = 0
   #buf = ''
   constructor(
     readonly socket: Socket,
@@ -92,29 +102,33 @@ function percentile(sorted: Float64Array, p: number): number {
 export async function runPaced(o: PacedOptions): Promise<PacedResult> {
   // The same request autocannon sends in the other cases: a POST with an empty body.
   const requests = o.paths.map((p) => Buffer.from(`POST ${p} HTTP/1.1\r\nHost: ${o.host}:${o.port}\r\nContent-Length: 0\r\n\r\n`, 'latin1'))
-  const total = Math.floor(o.rate * o.durationS)
-  const latencies = new Float64Array(total)
+  const warm = Math.floor(o.rate * (o.warmupS ?? 1))
+  const total = warm + Math.floor(o.rate * o.durationS)
+  const latencies = new Float64Array(total - warm)
   let answered = 0
+  let recorded = 0
   let non2xx = 0
   let errors = 0
   let sent = 0
   let maxTickLagMs = 0
   const idle: Conn[] = []
-  const waiting: number[] = [] // due times of requests with no free connection yet
+  const waiting: { dueAt: number; index: number }[] = [] // requests with no free connection yet
   let nextPath = 0
   let t0 = 0
 
-  const send = (c: Conn, dueAt: number): void => {
+  const send = (c: Conn, dueAt: number, index: number): void => {
     c.busy = true
     c.dueAt = dueAt
+    c.index = index
     c.socket.write(requests[nextPath++ % requests.length]!)
   }
   const onResponse = (c: Conn, status: number): void => {
-    latencies[answered++] = performance.now() - c.dueAt
+    answered++
+    if (c.index >= warm) latencies[recorded++] = performance.now() - c.dueAt
     if (status < 200 || status >= 300) non2xx++
     c.busy = false
-    const due = waiting.shift()
-    if (due !== undefined) send(c, due)
+    const next = waiting.shift()
+    if (next !== undefined) send(c, next.dueAt, next.index)
     else idle.push(c)
   }
   const conns = await Promise.all(Array.from({ length: o.connections }, () => open(o.host, o.port).then((s) => new Conn(s, onResponse))))
@@ -128,12 +142,12 @@ export async function runPaced(o: PacedOptions): Promise<PacedResult> {
     const tick = (): void => {
       const now = performance.now()
       const due = Math.min(total, Math.floor(((now - t0) / 1000) * o.rate))
-      if (due > sent) maxTickLagMs = Math.max(maxTickLagMs, now - (t0 + (sent / o.rate) * 1000))
+      if (due > sent && sent >= warm) maxTickLagMs = Math.max(maxTickLagMs, now - (t0 + (sent / o.rate) * 1000))
       for (; sent < due; sent++) {
         const dueAt = t0 + (sent / o.rate) * 1000
         const c = idle.pop()
-        if (c !== undefined) send(c, dueAt)
-        else waiting.push(dueAt)
+        if (c !== undefined) send(c, dueAt, sent)
+        else waiting.push({ dueAt, index: sent })
       }
       if (sent >= total) {
         clearInterval(timer)
@@ -143,18 +157,19 @@ export async function runPaced(o: PacedOptions): Promise<PacedResult> {
     const timer = setInterval(tick, 1)
   })
   const sendEnd = performance.now()
+  const measuredFrom = t0 + (warm / o.rate) * 1000
   const grace = sendEnd + 10_000
   while (answered < total && performance.now() < grace) await new Promise((r) => setTimeout(r, 5))
   for (const c of conns) c.socket.destroy()
-  const lat = latencies.slice(0, answered).sort()
-  const durationS = (sendEnd - t0) / 1000
+  const lat = latencies.slice(0, recorded).sort()
+  const durationS = (sendEnd - measuredFrom) / 1000
   return {
-    requests: answered,
+    requests: recorded,
     non2xx,
     errors,
     unanswered: total - answered,
     durationS,
-    reqPerSec: answered / durationS,
+    reqPerSec: recorded / durationS,
     p50Ms: percentile(lat, 50),
     p90Ms: percentile(lat, 90),
     p99Ms: percentile(lat, 99),
