@@ -13,13 +13,15 @@
  *       with performance.now(); p50/p99/p99.9 and asks/s.
  *
  * Hand-timed: the work crosses threads, which tinybench cannot time. Each
- * side gets a warm-up of N/10 tells on separate keys first.
+ * side gets a warm-up of N/10 tells on separate keys first, and a full GC of
+ * the main thread before each of its rounds.
  */
 
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { Worker } from 'node:worker_threads'
 import { GrainClusterError, GrainNode } from '../src/index.js'
 import { BenchCounter } from './grains/bench-grains.js'
+import { fullGc } from './lib/gc.js'
 import { check, latencySpeedup, speedup, type BenchOptions, type Row, type ScopeResult } from './lib/report.js'
 import { summarizeLatencies, type LatencySummary } from './lib/stats.js'
 import { spawnTsWorker } from './lib/ts-worker.js'
@@ -224,8 +226,12 @@ async function measureBoth(targets: readonly Target[], s: Sizes, rounds: number,
     await tellPhase(t, warmKeys, s.warmTells, s.warmTells)
     await askPhase(t, warmKeys, s.warmAsks)
   }
+  const gc = fullGc()
   for (let r = 0; r < rounds; r++) {
     for (const [i, t] of targets.entries()) {
+      // A full collection first: each side starts on a clean main-thread heap,
+      // not paying for the garbage the other side's round left behind.
+      gc?.()
       const st = await tellPhase(t, keys, s.tells, (r + 1) * s.tells)
       tells[i]!.push(st)
       log(`e2e: round ${r + 1}/${rounds} ${t.name}: ${Math.round(tellRate(st)).toLocaleString('en-US')} tells/s`)

@@ -48,6 +48,7 @@ export class FrameSender {
   #sincePublish = 0
   #pumping = false
   #closed = false
+  #moveTries = 0
   /** Block being filled by send() while the ring is full (see #appendOpen); not yet in #overflow. */
   #open: Uint8Array | null = null
   #openUsed = 0
@@ -82,7 +83,11 @@ export class FrameSender {
   /** Encode `w` into the ring. Throws the writer's encode errors unchanged. */
   send(w: EnvelopeWriter): void {
     const p = this.producer
-    if (this.#nothingQueued() || this.#moveOverflow()) {
+    // With a backlog, try to move it into the ring on every MOVE_EVERY-th
+    // send only: a block needs a large contiguous room, so each try re-reads
+    // the consumer's head, a cache line the consumer keeps writing. Frames
+    // sent meanwhile go behind the backlog, in order.
+    if (this.#nothingQueued() || ((++this.#moveTries & (MOVE_EVERY - 1)) === 0 && this.#moveOverflow())) {
       let room = p.contiguousRoom()
       let n = room > 0 ? w.writeInto(p.data, p.frameOffset(), room) : -1
       // A larger frame than the first look allowed for: look at the head again.
@@ -383,6 +388,8 @@ export class FrameSender {
 }
 
 const EMPTY = new Uint8Array(0)
+/** send() tries to move a backlog into the ring once per this many calls (a power of two). */
+const MOVE_EVERY = 32
 /** Size of an open overflow block (send() under a full ring); capped by the ring's largest block. */
 const OPEN_BLOCK_BYTES = 32 * 1024
 /** Side buffer for frames that do not fit the ring right now (one per thread). */
