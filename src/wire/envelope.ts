@@ -439,10 +439,6 @@ export class EnvelopeReader {
   get keySlot(): number {
     return this.#keys.slot
   }
-  /** Number of key cache slots (keySlot < keySlots). */
-  get keySlots(): number {
-    return this.#keys.slots
-  }
   /** The key cache itself, for a receiver that keeps a value per key slot (Utf8StringCache.setValue). */
   get keyCache(): Utf8StringCache {
     return this.#keys

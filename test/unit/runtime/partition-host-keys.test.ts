@@ -81,7 +81,7 @@ function setup(): { host: PartitionHost; send: (kind: InternedString, key: strin
 describe('PartitionHost key-slot shortcut', () => {
   it('delivers every message to the live activation of its own kind and key, with more keys than cache slots', () => {
     const { host, send, seen, kinds } = setup()
-    const keys = Array.from({ length: new EnvelopeReader().keySlots + 1_500 }, (_, i) => `k-${i}`)
+    const keys = Array.from({ length: new EnvelopeReader().keyCache.slots + 1_500 }, (_, i) => `k-${i}`)
     const rounds = 3
     for (let r = 0; r < rounds; r++) for (const k of keys) for (const kind of kinds) send(kind, k, 'inc')
     expect(host.activationCount).toBe(keys.length * kinds.length)
