@@ -20,7 +20,7 @@
 import { GrainClusterError } from '../common/errors.js'
 import { ringEntries } from '../runtime/ring/spsc-ring.js'
 import { FLAGS, peekRouting } from '../wire/envelope.js'
-import { u32le } from '../wire/le.js'
+import { putU32le, u32le } from '../wire/le.js'
 
 /** First byte of a transport frame that carries a tell batch. */
 export const FRAME_TELL_BATCH = 0x04
@@ -108,13 +108,8 @@ export class TellBatches {
       const room = TELL_BATCH_BYTES - g.pos - 4
       const n = room > 0 ? write(slab, base + g.pos + 4, room) : -1
       if (n >= 0) {
-        const b = slab
-        const at = base + g.pos
-        b[at] = n & 0xff
-        b[at + 1] = (n >>> 8) & 0xff
-        b[at + 2] = (n >>> 16) & 0xff
-        b[at + 3] = (n >>> 24) & 0xff
-        g.pos = at - base + 4 + ((n + 3) & ~3)
+        putU32le(slab, base + g.pos, n)
+        g.pos += 4 + ((n + 3) & ~3)
         g.count++
         return true
       }
@@ -160,11 +155,7 @@ export class TellBatches {
     b[base + 1] = 0
     b[base + 2] = 0
     b[base + 3] = 0
-    const p = g.partition
-    b[base + 4] = p & 0xff
-    b[base + 5] = (p >>> 8) & 0xff
-    b[base + 6] = (p >>> 16) & 0xff
-    b[base + 7] = (p >>> 24) & 0xff
+    putU32le(b, base + 4, g.partition)
     return b.subarray(base, base + g.pos)
   }
 }

@@ -308,30 +308,42 @@ export class EnvelopeReader {
     this.#end = end
     this.#tblSize = tblSize
     this.#nFields = (vtSize - 4) >>> 1
-    if (vtSize === VTABLE_BYTES && tblSize === TABLE_BYTES && this.#canonical(dv, d + vt + 4)) {
-      // Fast path: the layout EnvelopeWriter produces. Every slot is known to
-      // lie inside the 40-byte table, so only the string/vector targets need
-      // checking.
-      this.partition = dv.getUint32(d + t + S_PARTITION, true)
-      this.correlationId = dv.getUint32(d + t + S_CORRELATION, true)
-      this.messageType = dv.getUint32(d + t + S_MESSAGE_TYPE, true)
-      this.replyTo = dv.getUint32(d + t + S_REPLY_TO, true)
-      this.schemaVersion = dv.getUint16(d + t + S_SCHEMA_VERSION, true)
-      this.flags = dv.getUint16(d + t + S_FLAGS, true)
-      const f = d + vt + 4
-      let v = dv.getUint16(f + 2 * F_KIND, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_KIND, 'kind')
-      this.kindOff = v < 0 ? -1 : v + 4
-      this.kindLen = v < 0 ? 0 : dv.getUint32(d + v, true)
-      v = dv.getUint16(f + 2 * F_KEY, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_KEY, 'key')
-      this.keyOff = v < 0 ? -1 : v + 4
-      this.keyLen = v < 0 ? 0 : dv.getUint32(d + v, true)
-      v = dv.getUint16(f + 2 * F_SENDER, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_SENDER, 'sender')
-      this.senderOff = v < 0 ? -1 : v + 4
-      this.senderLen = v < 0 ? 0 : dv.getUint32(d + v, true)
-      v = dv.getUint16(f + 2 * F_PAYLOAD, true) === 0 ? -1 : this.#vecAt(dv, d, t + S_PAYLOAD, 'payload')
-      this.payloadOff = v < 0 ? -1 : v + 4
-      this.payloadLen = v < 0 ? 0 : dv.getUint32(d + v, true)
-      return this
+    const f = d + vt + 4 // vtable entries, one u16 per field id
+    if (
+      vtSize === VTABLE_BYTES &&
+      tblSize === TABLE_BYTES &&
+      // The scalars in EnvelopeWriter's slots, two entries per word where adjacent:
+      dv.getUint32(f + 2 * F_CORRELATION, true) === (S_CORRELATION | (S_MESSAGE_TYPE << 16)) &&
+      dv.getUint32(f + 2 * F_SCHEMA_VERSION, true) === (S_SCHEMA_VERSION | (S_FLAGS << 16)) &&
+      dv.getUint16(f + 2 * F_PARTITION, true) === S_PARTITION &&
+      dv.getUint16(f + 2 * F_REPLY_TO, true) === S_REPLY_TO
+    ) {
+      // Strings and vectors: in their slot or absent (0); anything else takes the general path.
+      const kindAt = dv.getUint16(f + 2 * F_KIND, true)
+      const keyAt = dv.getUint16(f + 2 * F_KEY, true)
+      const senderAt = dv.getUint16(f + 2 * F_SENDER, true)
+      const payloadAt = dv.getUint16(f + 2 * F_PAYLOAD, true)
+      if ((kindAt === 0 || kindAt === S_KIND) && (keyAt === 0 || keyAt === S_KEY) && (senderAt === 0 || senderAt === S_SENDER) && (payloadAt === 0 || payloadAt === S_PAYLOAD)) {
+        // Fast path: the layout EnvelopeWriter produces. Every slot lies
+        // inside the 40-byte table, so only the vector targets need checking.
+        // The vtable entries above are read once and serve both the check
+        // and the presence of each vector (this runs for every frame).
+        this.partition = dv.getUint32(d + t + S_PARTITION, true)
+        this.correlationId = dv.getUint32(d + t + S_CORRELATION, true)
+        this.messageType = dv.getUint32(d + t + S_MESSAGE_TYPE, true)
+        this.replyTo = dv.getUint32(d + t + S_REPLY_TO, true)
+        this.schemaVersion = dv.getUint16(d + t + S_SCHEMA_VERSION, true)
+        this.flags = dv.getUint16(d + t + S_FLAGS, true)
+        this.kindOff = kindAt === 0 ? -1 : this.#vecAt(dv, d, t + S_KIND, 'kind')
+        this.kindLen = kindAt === 0 ? 0 : this.#vecLen
+        this.keyOff = keyAt === 0 ? -1 : this.#vecAt(dv, d, t + S_KEY, 'key')
+        this.keyLen = keyAt === 0 ? 0 : this.#vecLen
+        this.senderOff = senderAt === 0 ? -1 : this.#vecAt(dv, d, t + S_SENDER, 'sender')
+        this.senderLen = senderAt === 0 ? 0 : this.#vecLen
+        this.payloadOff = payloadAt === 0 ? -1 : this.#vecAt(dv, d, t + S_PAYLOAD, 'payload')
+        this.payloadLen = payloadAt === 0 ? 0 : this.#vecLen
+        return this
+      }
     }
     this.#scalars()
     this.#vectors()
@@ -339,33 +351,21 @@ export class EnvelopeReader {
   }
 
   /**
-   * True when the vtable entries at `f` (view position) are EnvelopeWriter's
-   * slot for every field (or 0 = absent, for strings and vectors). Unrolled:
-   * this runs for every frame.
+   * Offset of the bytes of the vector whose uoffset sits at `at` (inside the
+   * table), leaving its length in #vecLen; throws when it runs outside the
+   * frame.
    */
-  #canonical(dv: DataView, f: number): boolean {
-    // Two scalar entries per word: (correlation, message_type), (schema_version, flags).
-    if (dv.getUint32(f + 2 * F_CORRELATION, true) !== (S_CORRELATION | (S_MESSAGE_TYPE << 16))) return false
-    if (dv.getUint32(f + 2 * F_SCHEMA_VERSION, true) !== (S_SCHEMA_VERSION | (S_FLAGS << 16))) return false
-    if (dv.getUint16(f + 2 * F_PARTITION, true) !== S_PARTITION || dv.getUint16(f + 2 * F_REPLY_TO, true) !== S_REPLY_TO) return false
-    let fo = dv.getUint16(f + 2 * F_KIND, true)
-    if (fo !== S_KIND && fo !== 0) return false
-    fo = dv.getUint16(f + 2 * F_KEY, true)
-    if (fo !== S_KEY && fo !== 0) return false
-    fo = dv.getUint16(f + 2 * F_SENDER, true)
-    if (fo !== S_SENDER && fo !== 0) return false
-    fo = dv.getUint16(f + 2 * F_PAYLOAD, true)
-    return fo === S_PAYLOAD || fo === 0
-  }
-
-  /** Position of the length word of the vector whose uoffset sits at `at` (inside the table); throws when it runs outside the frame. */
   #vecAt(dv: DataView, d: number, at: number, name: string): number {
     const target = at + dv.getUint32(d + at, true)
     if (target + 4 > this.#end || target < at) throw malformed(`${name} offset out of range`)
     const n = dv.getUint32(d + target, true)
     if (n > this.#end - target - 4) throw malformed(`${name} length ${n} runs past the frame end`)
-    return target
+    this.#vecLen = n
+    return target + 4
   }
+
+  /** Length of the vector the last #vecAt found. */
+  #vecLen = 0
 
   #scalars(): void {
     const dv = this.#views.view
@@ -380,20 +380,18 @@ export class EnvelopeReader {
   }
 
   #vectors(): void {
-    const dv = this.#views.view
-    const d = this.#views.delta
     let v = this.#vec(F_KIND, 'kind')
-    this.kindOff = v < 0 ? -1 : v + 4
-    this.kindLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+    this.kindOff = v
+    this.kindLen = v < 0 ? 0 : this.#vecLen
     v = this.#vec(F_KEY, 'key')
-    this.keyOff = v < 0 ? -1 : v + 4
-    this.keyLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+    this.keyOff = v
+    this.keyLen = v < 0 ? 0 : this.#vecLen
     v = this.#vec(F_SENDER, 'sender')
-    this.senderOff = v < 0 ? -1 : v + 4
-    this.senderLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+    this.senderOff = v
+    this.senderLen = v < 0 ? 0 : this.#vecLen
     v = this.#vec(F_PAYLOAD, 'payload')
-    this.payloadOff = v < 0 ? -1 : v + 4
-    this.payloadLen = v < 0 ? 0 : dv.getUint32(d + v, true)
+    this.payloadOff = v
+    this.payloadLen = v < 0 ? 0 : this.#vecLen
   }
 
   // Table geometry of the current frame (methods, not closures: reset() is
@@ -415,7 +413,7 @@ export class EnvelopeReader {
     return this.#t + fo
   }
 
-  /** Position of a vector/string's length word, or -1 when absent. */
+  /** Offset of a vector/string's bytes (its length in #vecLen), or -1 when absent. */
   #vec(field: number, name: string): number {
     const dv = this.#views.view
     const d = this.#views.delta
@@ -435,11 +433,10 @@ export class EnvelopeReader {
   kind(): string {
     return this.#str(this.kindOff, this.kindLen, 'kind')
   }
-  /** Slot of the last key() in this reader's key cache, or -1 (see Utf8StringCache.slot); call right after key(). */
-  get keySlot(): number {
-    return this.#keys.slot
-  }
-  /** The key cache itself, for a receiver that keeps a value per key slot (Utf8StringCache.setValue). */
+  /**
+   * The key cache itself: `keyCache.slot` is the slot of the last key() (or
+   * -1), for a receiver that keeps a value per key (Utf8StringCache.setValue).
+   */
   get keyCache(): Utf8StringCache {
     return this.#keys
   }

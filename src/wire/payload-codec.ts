@@ -11,6 +11,7 @@
 
 import { GrainClusterError } from '../common/errors.js'
 import { readUtf8, writeUtf8 } from '../common/utf8.js'
+import { putU32le } from './le.js'
 
 export interface PayloadCodec {
   readonly name: string
@@ -62,10 +63,7 @@ function put(v: unknown, b: Uint8Array, p: number, end: number, depth: number): 
         }
         if (p + 5 > end) return -1
         b[p] = T_INT32
-        b[p + 1] = v
-        b[p + 2] = v >>> 8
-        b[p + 3] = v >>> 16
-        b[p + 4] = v >>> 24
+        putU32le(b, p + 1, v)
         return p + 5
       }
       if (p + 9 > end) return -1
@@ -93,7 +91,7 @@ function put(v: unknown, b: Uint8Array, p: number, end: number, depth: number): 
       if (Array.isArray(v)) {
         if (p + 5 > end) return -1
         b[p] = T_ARRAY
-        put32(b, p + 1, v.length)
+        putU32le(b, p + 1, v.length)
         p += 5
         for (let i = 0; i < v.length; i++) {
           p = put(v[i], b, p, end, depth + 1)
@@ -104,7 +102,7 @@ function put(v: unknown, b: Uint8Array, p: number, end: number, depth: number): 
       if (v instanceof Uint8Array) {
         if (p + 5 + v.length > end) return -1
         b[p] = T_BYTES
-        put32(b, p + 1, v.length)
+        putU32le(b, p + 1, v.length)
         b.set(v, p + 5)
         return p + 5 + v.length
       }
@@ -133,7 +131,7 @@ function put(v: unknown, b: Uint8Array, p: number, end: number, depth: number): 
         if (p < 0) return -1
         count++
       }
-      put32(b, countAt, count)
+      putU32le(b, countAt, count)
       return p
     }
     default:
@@ -141,19 +139,13 @@ function put(v: unknown, b: Uint8Array, p: number, end: number, depth: number): 
   }
 }
 
-function put32(b: Uint8Array, p: number, v: number): void {
-  b[p] = v
-  b[p + 1] = v >>> 8
-  b[p + 2] = v >>> 16
-  b[p + 3] = v >>> 24
-}
 
 function putString(tag: number, s: string, b: Uint8Array, p: number, end: number): number {
   if (p + 5 > end) return -1
   const n = writeUtf8(s, b, p + 5, end - p - 5)
   if (n < 0) return -1
   b[p] = tag
-  put32(b, p + 1, n)
+  putU32le(b, p + 1, n)
   return p + 5 + n
 }
 

@@ -17,6 +17,7 @@
  */
 
 import { GrainClusterError } from '../../common/errors.js'
+import { putU32le } from '../../wire/le.js'
 
 /** Bytes of the length prefix. */
 export const FRAME_HEADER_BYTES = 4
@@ -173,10 +174,7 @@ export function writeFrameHeader(buf: Uint8Array, off: number, length: number): 
   if (!Number.isInteger(length) || length < 0 || length > MAX_ENCODABLE_FRAME_BYTES) {
     throw new GrainClusterError('ERR_FRAME_TOO_LARGE', `frame length ${length} cannot be encoded in a u32 prefix`, { size: length, limit: MAX_ENCODABLE_FRAME_BYTES })
   }
-  buf[off] = length
-  buf[off + 1] = length >>> 8
-  buf[off + 2] = length >>> 16
-  buf[off + 3] = length >>> 24
+  putU32le(buf, off, length)
 }
 
 /** A fresh `[prefix][body]` buffer (one copy of the body; the transport batches instead). */

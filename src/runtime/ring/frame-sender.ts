@@ -13,6 +13,7 @@
 
 import { GrainClusterError } from '../../common/errors.js'
 import type { EnvelopeWriter } from '../../wire/envelope.js'
+import { putU32le } from '../../wire/le.js'
 import { RingProducer, ringEntries } from './spsc-ring.js'
 
 export const DEFAULT_MAX_OVERFLOW_FRAMES = 65_536
@@ -211,10 +212,7 @@ export class FrameSender {
 
   #openCommit(b: Uint8Array, n: number): boolean {
     const at = this.#openUsed
-    b[at] = n
-    b[at + 1] = n >>> 8
-    b[at + 2] = n >>> 16
-    b[at + 3] = n >>> 24
+    putU32le(b, at, n)
     this.#openUsed = at + 4 + ((n + 3) & ~3)
     this.#openFrames++
     this.#backlog++

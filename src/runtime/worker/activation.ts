@@ -53,8 +53,6 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
   deactivating = false
   /** Hand-off generation of this key's state (ActivationRecord.version). */
   version = 0
-  /** Set once the host has dropped this activation: it takes no more messages. */
-  retired = false
   /** The host's key-cache slot that points here (-1: none); lets the host clear it on discard. */
   cacheSlot = -1
   /** Set while a release (state hand-off to a new owner) waits for this activation to go idle. */

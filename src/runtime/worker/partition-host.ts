@@ -92,7 +92,7 @@ export class PartitionHost implements ActivationHost {
   readonly #wants: (bit: number) => boolean
   readonly #routeViaMain: () => boolean
   readonly #reader = new EnvelopeReader()
-  /** The reader's key cache; its value per slot is the activation that key had last (checked before use). */
+  /** The reader's key cache; its value per slot is the live activation that key had last (see #handleRequest). */
   readonly #keyCache = this.#reader.keyCache
   readonly #writer = new EnvelopeWriter()
   readonly #activations = new Map<KindEntry, Map<string, Activation>>()
@@ -162,7 +162,7 @@ export class PartitionHost implements ActivationHost {
         if (entry !== undefined) this.#lastKind = entry
       }
       key = r.key()
-      slot = r.keySlot
+      slot = this.#keyCache.slot
     } catch (e) {
       this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} inbound ring`, reason: reasonOf(e) })
       if (replyTo >= 0) this.#replyError(replyTo, corr, toGrainClusterError(e, 'ERR_FRAME_MALFORMED'))
@@ -198,10 +198,13 @@ export class PartitionHost implements ActivationHost {
       this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_PAYLOAD_DECODE', reason, { kind: kindName, key, method: method.name })
       return
     }
-    // The activation this key slot led to last time, if it is still this
-    // key's live activation: most requests skip the activation Map.
+    // The activation this key's cache slot led to last time: most requests
+    // skip the activation Map. A slot's value is a live activation (#discard
+    // clears it) of any kind; the cache drops it when the slot takes another
+    // key, and the key compare (the same string object on a hit) keeps this
+    // path right without relying on that.
     let act = slot < 0 ? undefined : (this.#keyCache.valueAt(slot) as Activation | undefined)
-    if (act !== undefined && (act.retired || act.key !== key || act.entry !== entry)) act = undefined
+    if (act !== undefined && (act.key !== key || act.entry !== entry)) act = undefined
     this.deliver(entry, key, method, payload, replyTo, corr, act, slot)
   }
 
@@ -584,7 +587,6 @@ export class PartitionHost implements ActivationHost {
 
   /** Drop an activation from the directory without running onDeactivate. */
   #discard(act: Activation): void {
-    act.retired = true
     if (act.cacheSlot >= 0 && this.#keyCache.valueAt(act.cacheSlot) === act) this.#keyCache.setValue(act.cacheSlot, undefined)
     const acts = this.#activations.get(act.entry)!
     if (acts.get(act.key) === act) {

@@ -272,7 +272,7 @@ describe('EnvelopeWriter -> EnvelopeReader', () => {
     expect(new EnvelopeReader().reset(noKind, 0, noKind.length).kindEquals(new InternedString('x'))).toBe(false)
   })
 
-  it('key() returns the same text for the same key bytes whatever follows them, and keySlot names its cache slot', () => {
+  it('key() returns the same text for the same key bytes whatever follows them, and keyCache.slot names its cache slot', () => {
     const r = new EnvelopeReader()
     const buf = new Uint8Array(512)
     const slots = new Map<string, number>()
@@ -285,11 +285,11 @@ describe('EnvelopeWriter -> EnvelopeReader', () => {
         const ascii = [...key].every((c) => c.charCodeAt(0) < 0x80)
         // Short ASCII keys are cached (same slot every time); others are not.
         if (ascii && key.length <= 64) {
-          expect(r.keySlot).toBeGreaterThanOrEqual(0)
-          expect(r.keySlot).toBeLessThan(r.keyCache.slots)
-          if (slots.has(key)) expect(r.keySlot).toBe(slots.get(key))
-          slots.set(key, r.keySlot)
-        } else expect(r.keySlot).toBe(-1)
+          expect(r.keyCache.slot).toBeGreaterThanOrEqual(0)
+          expect(r.keyCache.slot).toBeLessThan(r.keyCache.slots)
+          if (slots.has(key)) expect(r.keyCache.slot).toBe(slots.get(key))
+          slots.set(key, r.keyCache.slot)
+        } else expect(r.keyCache.slot).toBe(-1)
       }
     }
   })
