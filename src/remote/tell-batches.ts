@@ -18,7 +18,7 @@
  */
 
 import { GrainClusterError } from '../common/errors.js'
-import { ringEntries } from '../runtime/ring/spsc-ring.js'
+import { closeRingEntry, ringEntries } from '../runtime/ring/spsc-ring.js'
 import { FLAGS, peekRouting } from '../wire/envelope.js'
 import { putU32le, u32le } from '../wire/le.js'
 
@@ -108,8 +108,7 @@ export class TellBatches {
       const room = TELL_BATCH_BYTES - g.pos - 4
       const n = room > 0 ? write(slab, base + g.pos + 4, room) : -1
       if (n >= 0) {
-        putU32le(slab, base + g.pos, n)
-        g.pos += 4 + ((n + 3) & ~3)
+        g.pos = closeRingEntry(slab, base + g.pos, n) - base
         g.count++
         return true
       }

@@ -13,8 +13,7 @@
 
 import { GrainClusterError } from '../../common/errors.js'
 import type { EnvelopeWriter } from '../../wire/envelope.js'
-import { putU32le } from '../../wire/le.js'
-import { RingProducer, ringEntries } from './spsc-ring.js'
+import { closeRingEntry, RingProducer, ringEntries } from './spsc-ring.js'
 
 export const DEFAULT_MAX_OVERFLOW_FRAMES = 65_536
 /** Frames committed in one synchronous burst before an early publish. */
@@ -211,9 +210,7 @@ export class FrameSender {
   }
 
   #openCommit(b: Uint8Array, n: number): boolean {
-    const at = this.#openUsed
-    putU32le(b, at, n)
-    this.#openUsed = at + 4 + ((n + 3) & ~3)
+    this.#openUsed = closeRingEntry(b, this.#openUsed, n)
     this.#openFrames++
     this.#backlog++
     if (!this.#pumping) this.#startPump()

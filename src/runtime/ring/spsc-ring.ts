@@ -29,7 +29,7 @@
  */
 
 import { GrainClusterError } from '../../common/errors.js'
-import { u32le } from '../../wire/le.js'
+import { putU32le, u32le } from '../../wire/le.js'
 
 export const kTail = 0
 export const kHead = 16
@@ -73,6 +73,16 @@ export function ringEntries(bytes: Uint8Array, from: number, to: number): Array<
     at = next
   }
   return out
+}
+
+/**
+ * Close the ring-format entry whose `len` payload bytes were written at
+ * bytes[at + 4, …): store its length prefix and return where the next entry
+ * starts. For blocks built outside the ring (tell batches, overflow blocks).
+ */
+export function closeRingEntry(bytes: Uint8Array, at: number, len: number): number {
+  putU32le(bytes, at, len)
+  return at + 4 + align4(len)
 }
 
 class RingView {
