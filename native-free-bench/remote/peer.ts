@@ -48,7 +48,7 @@ async function start(m: Extract<ToPeer, { type: 'start' }>): Promise<void> {
       secret: m.secret,
       seeds: m.seeds,
       port: m.port,
-      failureDetector: { profile: 'test', downAfterUnreachableMs: m.downAfterUnreachableMs },
+      failureDetector: m.failureDetector,
       // A measurement harness must not drop its activations when a send loop blocks the event loop.
       servingLeaseMs: 3_600_000,
     },

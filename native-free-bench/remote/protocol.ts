@@ -5,6 +5,7 @@
  */
 
 import type { ChildProcess } from 'node:child_process'
+import type { FailureDetectorInput } from '../../src/cluster/failure-detector/profiles.js'
 import type { LatencySummary } from '../lib/stats.js'
 
 /** Parent → peer. */
@@ -19,7 +20,8 @@ export type ToPeer =
       workers: number
       partitions: number
       spinMicros: number
-      downAfterUnreachableMs: number
+      /** The same detector settings on every node of the scope. */
+      failureDetector: FailureDetectorInput
     }
   | { type: 'stats' }
   /** Sequential local asks add(1) on node B itself (the ring hop of a remote ask, without the network). */

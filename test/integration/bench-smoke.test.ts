@@ -18,8 +18,17 @@ describe('native-free-bench --quick', () => {
       timeout: 150_000,
       env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
     })
-    expect(r.status, r.stderr.slice(-2000)).toBe(0)
-    const summary = JSON.parse(r.stdout) as { results: { scope: string; rows: unknown[] }[]; failures: unknown[] }
+    // The failing scope's error is printed early in stderr, far from its tail:
+    // show the failures from the JSON summary when there is one.
+    let summary: { results: { scope: string; rows: unknown[] }[]; failures: { scope: string; error: string }[] } | undefined
+    try {
+      summary = JSON.parse(r.stdout) as typeof summary
+    } catch {
+      summary = undefined
+    }
+    const why = summary?.failures.length ? summary.failures.map((f) => `${f.scope}: ${f.error}`).join('\n') : r.stderr.slice(-2000)
+    expect(r.status, why).toBe(0)
+    if (!summary) throw new Error(`no JSON summary on stdout: ${r.stdout.slice(0, 500)}`)
     expect(summary.failures).toEqual([])
     expect(summary.results.map((x) => x.scope)).toEqual(['ring', 'envelope', 'codec', 'e2e', 'activation', 'gossip', 'membership', 'remote', 'placement', 'http'])
     for (const x of summary.results) expect(x.rows.length, x.scope).toBeGreaterThan(0)
