@@ -56,6 +56,17 @@ export interface GrainNodeOptions {
    */
   spinMicros?: number
   /**
+   * Ceiling (µs) of the adaptive spin. When a ring's data came back soon
+   * after its thread parked (a conversation: a remote ask every few hundred
+   * µs, a reply a worker takes tens of µs to send), that thread's next spin
+   * covers 1.5× that gap, up to this; a longer gap resets it to spinMicros.
+   * It keeps both hops of a remote ask on the serving node awake: each
+   * parked hop costs a thread wake-up (tens of µs on a VM). The price is CPU
+   * while such traffic lasts. Equal to spinMicros: no adaptation. Default
+   * max(500, spinMicros).
+   */
+  spinMaxMicros?: number
+  /**
    * Keep V8's memory reducer (process-wide). Default false: the node turns it
    * off when it starts. The reducer runs full, compacting GCs on an isolate
    * whose allocation rate is low, which is what a busy grain worker looks
@@ -95,6 +106,7 @@ export const DEFAULT_PARTITIONS = 256
 export const DEFAULT_ASK_TIMEOUT_MS = 10_000 // 10 s
 export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
 export const DEFAULT_SPIN_MICROS = 25 // µs
+export const DEFAULT_SPIN_MAX_MICROS = 500 // µs
 
 export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs'>> & { grains: string[]; metrics: boolean; rpc: ResolvedRpcOptions }
 
@@ -143,6 +155,10 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
   if (codec !== 'binary' && codec !== 'json') issues.push(`codec must be 'binary' or 'json' (got ${String(codec)})`)
   const ringBytes = int('ringBytes', o.ringBytes, DEFAULT_RING_BYTES, 1 << 12, 1 << 30)
   if ((ringBytes & (ringBytes - 1)) !== 0) issues.push(`ringBytes must be a power of two (got ${ringBytes})`)
+  const spinMicros = int('spinMicros', o.spinMicros, DEFAULT_SPIN_MICROS, 0, 10_000)
+  if (o.spinMaxMicros !== undefined && Number.isInteger(o.spinMaxMicros) && o.spinMaxMicros < spinMicros) {
+    issues.push(`spinMaxMicros (${o.spinMaxMicros}) must be >= spinMicros (${spinMicros})`)
+  }
   const resolved: ResolvedNodeOptions = {
     grains: o.grains.map(toModuleUrl),
     workers,
@@ -151,7 +167,8 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     askTimeoutMs: int('askTimeoutMs', o.askTimeoutMs, DEFAULT_ASK_TIMEOUT_MS, 1, 24 * 3_600_000),
     ringBytes,
     maxOverflowFrames: int('maxOverflowFrames', o.maxOverflowFrames, DEFAULT_MAX_OVERFLOW_FRAMES, 0, 1 << 26),
-    spinMicros: int('spinMicros', o.spinMicros, DEFAULT_SPIN_MICROS, 0, 10_000),
+    spinMicros,
+    spinMaxMicros: int('spinMaxMicros', o.spinMaxMicros, Math.max(DEFAULT_SPIN_MAX_MICROS, spinMicros), 0, 10_000),
     memoryReducer: o.memoryReducer ?? false,
     statelessThreads: int('statelessThreads', o.statelessThreads, workers, 1, 256),
     startTimeoutMs: int('startTimeoutMs', o.startTimeoutMs, DEFAULT_START_TIMEOUT_MS, 1, 600_000),

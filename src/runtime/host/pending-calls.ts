@@ -34,6 +34,8 @@ interface Call extends CallInfo {
 
 export class PendingCalls {
   readonly #calls = new Map<number, Call>()
+  /** Calls waiting on each local worker (index = worker): what its ring pump may spin for. */
+  #onWorker: number[] = []
   #next = 1
   #sweeper: ReturnType<typeof setInterval> | undefined
   readonly defaultTimeoutMs: number
@@ -46,6 +48,11 @@ export class PendingCalls {
 
   get size(): number {
     return this.#calls.size
+  }
+
+  /** Calls waiting on a reply from local worker `worker` (remote calls wait on a socket, not a ring). */
+  onWorker(worker: number): number {
+    return this.#onWorker[worker] ?? 0
   }
 
   /** Next correlation id (never 0, wraps at 2^32). */
@@ -79,6 +86,7 @@ export class PendingCalls {
         this.#sweeper.unref()
       }
       this.#calls.set(id, call)
+      if (info.worker >= 0) this.#onWorker[info.worker] = (this.#onWorker[info.worker] ?? 0) + 1
     })
   }
 
@@ -96,9 +104,14 @@ export class PendingCalls {
   take(id: number): (CallInfo & { raw: ((r: EnvelopeReader) => void) | undefined; resolve: (v: unknown) => void; reject: (e: GrainClusterError) => void }) | undefined {
     const c = this.#calls.get(id)
     if (c === undefined) return undefined
+    this.#remove(id, c)
+    return c
+  }
+
+  #remove(id: number, c: Call): void {
     this.#calls.delete(id)
     if (c.timer !== undefined) clearTimeout(c.timer)
-    return c
+    if (c.worker >= 0) this.#onWorker[c.worker]!--
   }
 
   /** Fail every call waiting on a reply from `authority` (it became unreachable). Returns how many. */
@@ -106,8 +119,7 @@ export class PendingCalls {
     let n = 0
     for (const [id, c] of this.#calls) {
       if (c.authority !== authority) continue
-      this.#calls.delete(id)
-      if (c.timer !== undefined) clearTimeout(c.timer)
+      this.#remove(id, c)
       c.reject(makeError(c))
       n++
     }
@@ -119,8 +131,7 @@ export class PendingCalls {
     let n = 0
     for (const [id, c] of this.#calls) {
       if (c.worker !== worker) continue
-      this.#calls.delete(id)
-      if (c.timer !== undefined) clearTimeout(c.timer)
+      this.#remove(id, c)
       c.reject(makeError(c))
       n++
     }
@@ -134,6 +145,7 @@ export class PendingCalls {
       c.reject(makeError(c))
     }
     this.#calls.clear()
+    this.#onWorker = []
     this.#stopSweeper()
     return n
   }
@@ -141,7 +153,7 @@ export class PendingCalls {
   #expire(id: number): void {
     const c = this.#calls.get(id)
     if (c === undefined) return
-    this.#calls.delete(id)
+    this.#remove(id, c)
     c.reject(timeoutError(c))
   }
 
@@ -150,7 +162,7 @@ export class PendingCalls {
     for (const [id, c] of this.#calls) {
       if (c.timer !== undefined) continue
       if (c.deadline > now) break
-      this.#calls.delete(id)
+      this.#remove(id, c)
       c.reject(timeoutError(c))
     }
     if (this.#calls.size === 0) this.#stopSweeper()

@@ -46,6 +46,8 @@ export interface WorkerHostOptions {
   askTimeoutMs: number
   maxOverflowFrames: number
   spinMicros: number
+  /** Ceiling of the adaptive spin, µs (FramePumpOptions.spinMaxMicros). */
+  spinMaxMicros: number
   /** Give up start-up if a worker is not ready by then. */
   startTimeoutMs: number
   events: EventStream
@@ -206,6 +208,7 @@ export class WorkerHost {
       askTimeoutMs: o.askTimeoutMs,
       maxOverflowFrames: o.maxOverflowFrames,
       spinMicros: o.spinMicros,
+      spinMaxMicros: o.spinMaxMicros,
       ...(entry.tsEntry === undefined ? {} : { tsEntry: entry.tsEntry }),
     }
     const t = new Worker(entry.script, { workerData: data, name: `graincluster-worker-${link.index}` })
@@ -216,7 +219,10 @@ export class WorkerHost {
       // The main thread spins only while it waits for replies: a parked
       // thread's wake-up costs tens of µs, a short spin catches the reply.
       spinMicros: o.spinMicros,
-      spinWhile: () => this.pending.size > 0,
+      spinMaxMicros: o.spinMaxMicros,
+      // Only calls this worker will answer: a remote call's reply comes
+      // through a socket, and spinning would only hold up the event loop.
+      spinWhile: () => this.pending.onWorker(link.index) > 0,
       onError: (e) => this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} outbound ring`, reason: toGrainClusterError(e).reason }),
     })
     link.pump.start()
@@ -560,7 +566,11 @@ export class WorkerHost {
     } catch (e) {
       this.pending.take(corr)
       fail(toGrainClusterError(e, 'ERR_RING_FULL'))
+      return
     }
+    // The caller waits on a socket: have the reply pump spin for this reply
+    // instead of sleeping until it is notified (a thread wake-up per ask).
+    link.pump?.wake()
   }
   readonly #relayReader = new EnvelopeReader()
 

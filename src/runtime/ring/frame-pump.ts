@@ -22,6 +22,14 @@ export interface FramePumpOptions {
   gate?: () => Promise<void> | undefined
   /** Busy-poll this long (µs) before parking; trades CPU for wake-up latency. */
   spinMicros?: number
+  /**
+   * Ceiling (µs) of the adaptive spin: when the ring stayed empty no longer
+   * than this, the next spin lasts 1.5× that gap (at most this), so a steady
+   * conversation (a remote ask every ~100-400 µs) finds the thread awake.
+   * A longer gap sets the spin back to spinMicros.
+   * Default spinMicros (no adaptation).
+   */
+  spinMaxMicros?: number
   /** Spin only while this holds (e.g. while asks are outstanding). Default: always. */
   spinWhile?: () => boolean
   /** Called when a handler throws; the frame is skipped, the pump continues. */
@@ -30,6 +38,8 @@ export interface FramePumpOptions {
 
 export class FramePump {
   #stopped = false
+  #parked = false
+  #woken = false
   #running: Promise<void> | undefined
   readonly #consumer: RingConsumer
   readonly #onFrame: FrameHandler
@@ -38,6 +48,9 @@ export class FramePump {
   readonly #beforeBatch: () => void
   readonly #gate: (() => Promise<void> | undefined) | undefined
   readonly #spinNs: bigint
+  readonly #spinMaxNs: number
+  /** The spin of the next park, ns: between #spinNs and #spinMaxNs. */
+  #spinNowNs: bigint
   readonly #onError: (e: unknown) => void
   readonly #spinWhile: () => boolean
 
@@ -49,6 +62,9 @@ export class FramePump {
     this.#beforeBatch = options.beforeBatch ?? noop
     this.#gate = options.gate
     this.#spinNs = BigInt(Math.max(0, Math.round((options.spinMicros ?? 0) * 1000)))
+    // spinMicros 0 turns spinning off altogether, adaptive or not.
+    this.#spinMaxNs = this.#spinNs === 0n ? 0 : Math.max(Number(this.#spinNs), Math.round((options.spinMaxMicros ?? 0) * 1000))
+    this.#spinNowNs = this.#spinNs
     this.#onError = options.onError ?? noop
     this.#spinWhile = options.spinWhile ?? always
   }
@@ -99,14 +115,50 @@ export class FramePump {
         await yieldToLoop()
         continue
       }
+      const adaptive = this.#spinMaxNs > Number(this.#spinNs)
+      const idleFrom = adaptive ? performance.now() : 0
       if (this.#spinNs > 0n && this.#spinWhile() && this.#spin()) continue
       const parked = c.waitForData()
-      if (parked !== undefined) await parked
+      if (parked === undefined) continue
+      this.#parked = true
+      await parked
+      this.#parked = false
+      // A wake() is not data: it must not teach the spin anything.
+      if (adaptive && !this.#woken) this.#adapt((performance.now() - idleFrom) * 1e6)
+      this.#woken = false
     }
   }
 
+  /**
+   * Unpark now, so the pump spins for data it expects soon (a reply to a
+   * call just relayed): without it the pump sleeps through the reply and
+   * pays a thread wake-up for it. No-op while running.
+   */
+  wake(): void {
+    if (!this.#parked || this.#woken) return
+    this.#woken = true
+    this.#consumer.cancelWait()
+  }
+
+  /**
+   * Size the next spin from how long the ring stayed empty this time (spin
+   * plus sleep, ns). A gap within the ceiling is conversational traffic:
+   * spin 1.5× it (at most the ceiling), so the next message finds the thread
+   * awake, and once awake the exchange runs faster and stays so. A longer
+   * gap resets the spin to the minimum: spinning would not reach the next
+   * message and would only burn the core.
+   */
+  #adapt(idleNs: number): void {
+    this.#spinNowNs = idleNs <= this.#spinMaxNs ? BigInt(Math.max(Number(this.#spinNs), Math.min(this.#spinMaxNs, Math.round(idleNs * 1.5)))) : this.#spinNs
+  }
+
+  /** The spin the next park will do, µs (for tests and diagnostics). */
+  get spinNowMicros(): number {
+    return Number(this.#spinNowNs) / 1000
+  }
+
   #spin(): boolean {
-    const until = process.hrtime.bigint() + this.#spinNs
+    const until = process.hrtime.bigint() + this.#spinNowNs
     const c = this.#consumer
     while (process.hrtime.bigint() < until) if (!c.isEmpty()) return true
     return false

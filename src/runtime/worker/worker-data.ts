@@ -18,6 +18,7 @@ export interface GrainWorkerData {
   askTimeoutMs: number
   maxOverflowFrames: number
   spinMicros: number
+  spinMaxMicros: number
   /** Module to import after registering tsx (when running from TypeScript sources). */
   tsEntry?: string
 }

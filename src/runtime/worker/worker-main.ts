@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     // queues here.
     gate: () => (sender.backlog > 0 ? sender.whenDrained() : undefined),
     spinMicros: data.spinMicros,
+    spinMaxMicros: data.spinMaxMicros,
   })
 
   const ttl = host.minIdleTtlMs

@@ -17,3 +17,17 @@ describe('resolveNodeOptions: memoryReducer', () => {
     expect((e as GrainClusterError).details.issues).toEqual(['memoryReducer must be a boolean (got "yes")'])
   })
 })
+
+describe('resolveNodeOptions: spinMaxMicros', () => {
+  it('defaults to max(500, spinMicros), and takes any value >= spinMicros', () => {
+    expect(resolveNodeOptions({ grains }).spinMaxMicros).toBe(500)
+    expect(resolveNodeOptions({ grains, spinMicros: 800 }).spinMaxMicros).toBe(800)
+    expect(resolveNodeOptions({ grains, spinMicros: 25, spinMaxMicros: 25 }).spinMaxMicros).toBe(25)
+  })
+
+  it('refuses a ceiling below spinMicros, naming both', () => {
+    const e = catchErr(() => resolveNodeOptions({ grains, spinMicros: 100, spinMaxMicros: 50 }))
+    expect(GrainClusterError.is(e, 'ERR_CONFIG_INVALID')).toBe(true)
+    expect((e as GrainClusterError).details.issues).toEqual(['spinMaxMicros (50) must be >= spinMicros (100)'])
+  })
+})

@@ -1,0 +1,107 @@
+/**
+ * FramePump's adaptive spin and wake(), on a real ring in one thread. The
+ * producer is this thread, so a frame can only arrive while the pump is
+ * parked: each test controls the gap between frames with timers and reads
+ * the spin the pump chose for its next park (spinNowMicros).
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { FramePump } from '../../../src/runtime/ring/frame-pump.js'
+import { HEADER_BYTES, RingConsumer, RingProducer, createRingBuffer, kConsumerWaiting } from '../../../src/runtime/ring/spsc-ring.js'
+import { waitUntil } from '../../helpers/wait-until.js'
+
+const BASE_US = 10
+const CAP_US = 300_000 // 300 ms: a 5 ms gap is within it even on a loaded machine
+
+let pump: FramePump | undefined
+afterEach(async () => {
+  await pump?.stop()
+  pump = undefined
+})
+
+function setup(spinMaxMicros: number) {
+  const ring = createRingBuffer(4096)
+  const ctl = new Int32Array(ring, 0, HEADER_BYTES / 4)
+  const producer = new RingProducer(ring)
+  let frames = 0
+  let spinChecks = 0
+  pump = new FramePump(new RingConsumer(ring), () => void frames++, {
+    spinMicros: BASE_US,
+    spinMaxMicros,
+    spinWhile: () => {
+      spinChecks++
+      return true
+    },
+  })
+  const p = pump
+  return {
+    pump: p,
+    frames: () => frames,
+    spinChecks: () => spinChecks,
+    parked: () => Atomics.load(ctl, kConsumerWaiting) === 1,
+    send(): void {
+      expect(producer.tryWrite(new Uint8Array(8))).toBe(true)
+      producer.publish()
+    },
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+describe('FramePump adaptive spin', () => {
+  it('after a short gap spins 1.5× that gap next time; after a gap over the ceiling, the minimum again', async () => {
+    const t = setup(CAP_US)
+    t.pump.start()
+    expect(t.pump.spinNowMicros).toBe(BASE_US)
+    t.send()
+    await waitUntil(() => t.frames() === 1 && t.parked(), { what: 'first frame handled, pump parked' })
+
+    await sleep(5)
+    t.send()
+    await waitUntil(() => t.frames() === 2 && t.parked(), { what: 'second frame handled, pump parked' })
+    // The ring stayed empty at least the 5 ms slept (plus this test's polling).
+    expect(t.pump.spinNowMicros).toBeGreaterThanOrEqual(1.5 * 5_000)
+    expect(t.pump.spinNowMicros).toBeLessThanOrEqual(CAP_US)
+
+    await sleep(CAP_US / 1000 + 50) // idle longer than the ceiling
+    t.send()
+    await waitUntil(() => t.frames() === 3 && t.parked(), { what: 'third frame handled, pump parked' })
+    expect(t.pump.spinNowMicros).toBe(BASE_US)
+  })
+
+  it('spinMaxMicros equal to spinMicros never adapts', async () => {
+    const t = setup(BASE_US)
+    t.pump.start()
+    for (let i = 1; i <= 3; i++) {
+      await sleep(2)
+      t.send()
+      await waitUntil(() => t.frames() === i && t.parked(), { what: `frame ${i} handled, pump parked` })
+      expect(t.pump.spinNowMicros).toBe(BASE_US)
+    }
+  })
+
+  it('wake() unparks the pump to spin, and the wake-up teaches the spin nothing', async () => {
+    const t = setup(CAP_US)
+    t.pump.start()
+    t.send()
+    await waitUntil(() => t.frames() === 1 && t.parked(), { what: 'first frame handled, pump parked' })
+    await sleep(5)
+    t.send()
+    await waitUntil(() => t.frames() === 2 && t.parked(), { what: 'second frame handled, pump parked' })
+    const learnt = t.pump.spinNowMicros
+    expect(learnt).toBeGreaterThan(BASE_US)
+
+    // Parked longer than the ceiling: a data wake-up now would reset the spin.
+    await sleep(CAP_US / 1000 + 50)
+    const checks = t.spinChecks()
+    t.pump.wake()
+    t.pump.wake() // a second call while the first is pending changes nothing
+    await waitUntil(() => t.spinChecks() > checks && t.parked(), { what: 'pump woke, spun and parked again' })
+    expect(t.spinChecks()).toBe(checks + 1)
+    expect(t.pump.spinNowMicros).toBe(learnt)
+    expect(t.frames()).toBe(2)
+
+    // And data still wakes it as before.
+    t.send()
+    await waitUntil(() => t.frames() === 3, { what: 'third frame handled' })
+  })
+})
