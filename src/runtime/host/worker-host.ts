@@ -114,6 +114,14 @@ class WorkerLink {
   }
 }
 
+/**
+ * Ceiling of the main thread's adaptive spin, µs. Its spin holds up every
+ * socket and HTTP request; a reply from an awake worker takes µs, so a long
+ * spin only helps when the worker was parked, and then a wake-up is due
+ * anyway.
+ */
+const MAIN_SPIN_MAX_MICROS = 100
+
 /** Calls in flight from the main thread from which publishes wait for the end of the loop turn. */
 const DEFER_PUBLISH_AT_IN_FLIGHT = 8
 
@@ -219,7 +227,7 @@ export class WorkerHost {
       // The main thread spins only while it waits for replies: a parked
       // thread's wake-up costs tens of µs, a short spin catches the reply.
       spinMicros: o.spinMicros,
-      spinMaxMicros: o.spinMaxMicros,
+      spinMaxMicros: Math.max(o.spinMicros, Math.min(o.spinMaxMicros, MAIN_SPIN_MAX_MICROS)),
       // Only calls this worker will answer: a remote call's reply comes
       // through a socket, and spinning would only hold up the event loop.
       spinWhile: () => this.pending.onWorker(link.index) > 0,
@@ -561,6 +569,9 @@ export class WorkerHost {
       this.onPidRequest!(redirect, bytes.slice())
       return
     }
+    // Read before the write: a worker with nothing else queued answers within
+    // µs, one working through a backlog (a tell stream) does not.
+    const soon = link.sender.idle
     try {
       link.sender.sendBytes(bytes, 0, bytes.length)
     } catch (e) {
@@ -570,7 +581,7 @@ export class WorkerHost {
     }
     // The caller waits on a socket: have the reply pump spin for this reply
     // instead of sleeping until it is notified (a thread wake-up per ask).
-    link.pump?.wake()
+    if (soon) link.pump?.wake()
   }
   readonly #relayReader = new EnvelopeReader()
 

@@ -71,6 +71,11 @@ export class FrameSender {
     return this.#backlog
   }
 
+  /** True when nothing waits: no backlog, and the consumer has read every frame in the ring. */
+  get idle(): boolean {
+    return this.#nothingQueued() && this.producer.consumerCaughtUp()
+  }
+
   get maxFrameBytes(): number {
     return this.producer.maxFrameBytes
   }

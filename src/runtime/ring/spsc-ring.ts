@@ -227,6 +227,11 @@ export class RingProducer extends RingView {
     return true
   }
 
+  /** True when the consumer has read every frame written so far (published or not). One atomic load. */
+  consumerCaughtUp(): boolean {
+    return Atomics.load(this.ctl, kHead) >>> 0 === this.#tail
+  }
+
   /** Bytes committed but not yet published. */
   get unpublished(): boolean {
     return this.#tail !== (Atomics.load(this.ctl, kTail) >>> 0)

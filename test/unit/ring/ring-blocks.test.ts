@@ -146,6 +146,35 @@ describe('FrameSender.sendBlock', () => {
     )
   })
 
+  it('idle: true only while nothing waits, in the ring (published or not) or outside it', async () => {
+    const sab = createRingBuffer(4096)
+    const s = new FrameSender(sab, { maxOverflowFrames: 1_000 })
+    const c = new RingConsumer(sab)
+    const w = new EnvelopeWriter()
+    const drainAll = (): void => {
+      while (c.drain(() => {}, 1_000) > 0);
+    }
+    expect(s.idle).toBe(true)
+    s.send(envelope(w, 1, 40)) // committed, not yet published
+    expect(s.idle).toBe(false)
+    s.flush()
+    expect(s.idle).toBe(false)
+    drainAll()
+    expect(s.idle).toBe(true)
+    let seq = 2
+    while (s.backlog === 0) s.send(envelope(w, seq++, 40)) // ring full, one queued outside
+    s.flush()
+    drainAll() // the ring is empty, the queued frame is not in it yet
+    expect(s.backlog).toBeGreaterThan(0)
+    expect(s.idle).toBe(false)
+    for (let i = 0; i < 10_000 && !s.idle; i++) {
+      s.flush()
+      drainAll()
+      await new Promise((res) => setImmediate(res)) // the backlog moves in asynchronously
+    }
+    expect([s.backlog, s.idle]).toEqual([0, true])
+  })
+
   it('send() on a full ring queues envelopes (counted in backlog, ERR_RING_FULL at the bound), and close() hands them back in order', () => {
     const sab = createRingBuffer(4096)
     const s = new FrameSender(sab, { maxOverflowFrames: 50 })
