@@ -51,7 +51,7 @@ export interface GrainNodeOptions {
   /**
    * Busy-poll an empty ring this long (µs) before parking with
    * Atomics.waitAsync: workers after each batch, the main thread only while
-   * asks are outstanding. A parked thread takes tens of µs to wake; a short
+   * calls wait on that worker. A parked thread takes tens of µs to wake; a short
    * spin keeps a request/reply exchange hot. 0 disables. Default 25.
    */
   spinMicros?: number

@@ -227,7 +227,7 @@ export class WorkerHost {
       // The main thread spins only while it waits for replies: a parked
       // thread's wake-up costs tens of µs, a short spin catches the reply.
       spinMicros: o.spinMicros,
-      spinMaxMicros: Math.max(o.spinMicros, Math.min(o.spinMaxMicros, MAIN_SPIN_MAX_MICROS)),
+      spinMaxMicros: Math.min(o.spinMaxMicros, MAIN_SPIN_MAX_MICROS), // FramePump keeps it >= spinMicros
       // Only calls this worker will answer: a remote call's reply comes
       // through a socket, and spinning would only hold up the event loop.
       spinWhile: () => this.pending.onWorker(link.index) > 0,

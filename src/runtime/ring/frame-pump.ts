@@ -47,10 +47,11 @@ export class FramePump {
   readonly #afterBatch: () => void
   readonly #beforeBatch: () => void
   readonly #gate: (() => Promise<void> | undefined) | undefined
-  readonly #spinNs: bigint
-  readonly #spinMaxNs: number
-  /** The spin of the next park, ns: between #spinNs and #spinMaxNs. */
-  #spinNowNs: bigint
+  readonly #spinUs: number
+  readonly #spinMaxUs: number
+  readonly #adaptive: boolean
+  /** The spin of the next park, µs: between #spinUs and #spinMaxUs. */
+  #spinNowUs: number
   readonly #onError: (e: unknown) => void
   readonly #spinWhile: () => boolean
 
@@ -61,10 +62,11 @@ export class FramePump {
     this.#afterBatch = options.afterBatch ?? noop
     this.#beforeBatch = options.beforeBatch ?? noop
     this.#gate = options.gate
-    this.#spinNs = BigInt(Math.max(0, Math.round((options.spinMicros ?? 0) * 1000)))
+    this.#spinUs = Math.max(0, options.spinMicros ?? 0)
     // spinMicros 0 turns spinning off altogether, adaptive or not.
-    this.#spinMaxNs = this.#spinNs === 0n ? 0 : Math.max(Number(this.#spinNs), Math.round((options.spinMaxMicros ?? 0) * 1000))
-    this.#spinNowNs = this.#spinNs
+    this.#spinMaxUs = this.#spinUs === 0 ? 0 : Math.max(this.#spinUs, options.spinMaxMicros ?? 0)
+    this.#adaptive = this.#spinMaxUs > this.#spinUs
+    this.#spinNowUs = this.#spinUs
     this.#onError = options.onError ?? noop
     this.#spinWhile = options.spinWhile ?? always
   }
@@ -115,16 +117,16 @@ export class FramePump {
         await yieldToLoop()
         continue
       }
-      const adaptive = this.#spinMaxNs > Number(this.#spinNs)
-      const idleFrom = adaptive ? performance.now() : 0
-      if (this.#spinNs > 0n && this.#spinWhile() && this.#spin()) continue
+      // One clock read serves the spin's deadline and the idle gap.
+      const idleFrom = this.#spinUs > 0 ? performance.now() : 0
+      if (this.#spinUs > 0 && this.#spinWhile() && this.#spin(idleFrom)) continue
       const parked = c.waitForData()
       if (parked === undefined) continue
       this.#parked = true
       await parked
       this.#parked = false
       // A wake() is not data: it must not teach the spin anything.
-      if (adaptive && !this.#woken) this.#adapt((performance.now() - idleFrom) * 1e6)
+      if (this.#adaptive && !this.#woken) this.#adapt((performance.now() - idleFrom) * 1000)
       this.#woken = false
     }
   }
@@ -142,25 +144,26 @@ export class FramePump {
 
   /**
    * Size the next spin from how long the ring stayed empty this time (spin
-   * plus sleep, ns). A gap within the ceiling is conversational traffic:
+   * plus sleep, µs). A gap within the ceiling is conversational traffic:
    * spin 1.5× it (at most the ceiling), so the next message finds the thread
    * awake, and once awake the exchange runs faster and stays so. A longer
    * gap resets the spin to the minimum: spinning would not reach the next
    * message and would only burn the core.
    */
-  #adapt(idleNs: number): void {
-    this.#spinNowNs = idleNs <= this.#spinMaxNs ? BigInt(Math.max(Number(this.#spinNs), Math.min(this.#spinMaxNs, Math.round(idleNs * 1.5)))) : this.#spinNs
+  #adapt(idleUs: number): void {
+    this.#spinNowUs = idleUs <= this.#spinMaxUs ? Math.max(this.#spinUs, Math.min(this.#spinMaxUs, idleUs * 1.5)) : this.#spinUs
   }
 
   /** The spin the next park will do, µs (for tests and diagnostics). */
   get spinNowMicros(): number {
-    return Number(this.#spinNowNs) / 1000
+    return this.#spinNowUs
   }
 
-  #spin(): boolean {
-    const until = process.hrtime.bigint() + this.#spinNowNs
+  #spin(from: number): boolean {
+    // performance.now(), not hrtime.bigint(): no BigInt allocated per poll.
+    const until = from + this.#spinNowUs / 1000
     const c = this.#consumer
-    while (process.hrtime.bigint() < until) if (!c.isEmpty()) return true
+    while (performance.now() < until) if (!c.isEmpty()) return true
     return false
   }
 }
