@@ -23,6 +23,15 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<GrainClust
   throw new Error(`expected ${code}, but it resolved`)
 }
 
+/** The first `${prefix}-<i>` that `node` owns by placement (rendezvous over its current view). */
+function ownedKey(node: GrainNode, prefix: string): string {
+  for (let i = 0; i < 1_000; i++) {
+    const key = `${prefix}-${i}`
+    if (node.placementOf('counter', key).includes(`//${node.cluster!.authority}/`)) return key
+  }
+  throw new Error(`no key ${prefix}-<i> is placed on ${node.cluster!.authority}`)
+}
+
 describe('remote delivery between two nodes', () => {
   let a: GrainNode
   let b: GrainNode
@@ -65,8 +74,11 @@ describe('remote delivery between two nodes', () => {
   })
 
   it('lets grains call grains on other nodes by PID, both ways, and on their own node', async () => {
-    const onB = b.pid('counter', 'g2g-remote')
-    const onA = a.pid('counter', 'g2g-back')
+    // Keys each node also owns by placement: a membership event mid-test
+    // (a loaded CI box) triggers a rebalance, which would release a PID's
+    // activation on a node that does not own its key, and its state with it.
+    const onB = b.pid('counter', ownedKey(b, 'g2g-remote'))
+    const onA = a.pid('counter', ownedKey(a, 'g2g-back'))
     // A grain on node a asks a grain on node b...
     expect(await a.ask('counter', 'caller-1', 'askByPid', { pid: onB, method: 'add', payload: 4 })).toBe(4)
     // ...and a grain on node b asks one on node a.
