@@ -352,6 +352,8 @@ export class RemoteEndpoint {
     const now = performance.now()
     const msgs: DeferredMessage[] = []
     const r = this.#reader
+    // Runs of tells to one PID share their metadata, so the queue keeps one set of strings for them.
+    let meta: OutboundMeta | undefined
     for (const [off, len] of batchEntries(frame)) {
       const env = new Uint8Array(len + 1)
       env[0] = FRAME_ENVELOPE
@@ -359,7 +361,11 @@ export class RemoteEndpoint {
       r.reset(env, 1, len)
       const kind = r.kind()
       const key = r.key()
-      msgs.push({ frame: env, meta: { pid: formatPid({ authority, kind, key }), kind, key, messageType: r.messageType }, enqueuedAtMs: now })
+      const messageType = r.messageType
+      if (meta === undefined || meta.kind !== kind || meta.key !== key || meta.messageType !== messageType) {
+        meta = { pid: formatPid({ authority, kind, key }), kind, key, messageType }
+      }
+      msgs.push({ frame: env, meta, enqueuedAtMs: now })
     }
     // Newer than anything queued (every other send flushed the batches first): to the back, in order.
     assoc.deferAll(msgs, now)
@@ -494,18 +500,19 @@ export class RemoteEndpoint {
     // (small) or may keep (owned): write now, with no metadata and no clock.
     if (assoc.writableNow() && (!borrowed || frame.length < LARGE_FRAME_BYTES)) {
       assoc.wrote()
+      // The deferred queue copies what it keeps, so a borrowed frame can go back as it is.
       if (this.#o.transport.send(assoc.authority, frame)) return undefined
-      this.#unsent(assoc, borrowed ? frame.slice() : frame, typeof metaOf === 'function' ? metaOf() : metaOf, performance.now())
+      this.#unsent(assoc, frame, typeof metaOf === 'function' ? metaOf() : metaOf, performance.now())
       this.#flushOutputs()
       return undefined
     }
     const meta = typeof metaOf === 'function' ? metaOf() : metaOf
     const now = performance.now()
-    // Anything kept (deferred) is copied: a borrowed frame is a view of a reused buffer.
-    if (borrowed) frame = frame.slice()
     const out = assoc.send(frame, meta, now)
     let refused: GrainClusterError | undefined
     if (out.action === 'write') {
+      // The transport may keep a large frame it cannot write at once: not a view of a reused buffer, then.
+      if (borrowed) frame = frame.slice()
       if (!this.#o.transport.send(assoc.authority, frame)) this.#unsent(assoc, frame, meta, now)
     } else if (out.action === 'deferred') this.#connect(assoc)
     else refused = out.error

@@ -11,6 +11,9 @@ function msg(seq: number, pid = 'grain://10.0.0.2:4051/counter/a', bytes = 4): D
   return { frame, meta: { pid }, enqueuedAtMs: seq }
 }
 const seqOf = (m: DeferredMessage | undefined): number => (m === undefined ? -1 : m.enqueuedAtMs)
+/** The queue copies frames into its arena: what comes out must still carry the seq it went in with. */
+const intact = (m: DeferredMessage): boolean => m.frame.byteLength < 4 || new DataView(m.frame.buffer, m.frame.byteOffset, 4).getUint32(0, true) === m.enqueuedAtMs
+const allIntact = (ms: readonly DeferredMessage[]): boolean => ms.every(intact)
 const seqs = (ms: readonly DeferredMessage[]): number[] => ms.map(seqOf)
 
 describe('DeferredQueue: FIFO', () => {
@@ -166,6 +169,66 @@ describe('DeferredQueue: overflow drops the oldest (spec 3.2)', () => {
   })
 })
 
+describe('DeferredQueue: frame storage (one byte arena)', () => {
+  it('10× overload with mixed frame sizes: the arena stops at maxBytes + 2 × the largest frame, frames come out intact', () => {
+    const limit = 1_000
+    const maxBytes = 64 * 1024
+    const q = new DeferredQueue({ limit, maxBytes })
+    let largest = 0
+    let maxArena = 0
+    for (let i = 0; i < 10 * limit; i++) {
+      const bytes = 4 + ((i * 37) % 150)
+      largest = Math.max(largest, bytes)
+      q.push(msg(i, `p${i % 5}`, bytes))
+      maxArena = Math.max(maxArena, q.storageBytes)
+    }
+    expect(q.bytes).toBeLessThanOrEqual(maxBytes)
+    expect(maxArena).toBeLessThanOrEqual(maxBytes + 2 * largest)
+    const out = q.drainAll()
+    expect(out.length).toBeGreaterThan(400)
+    expect(allIntact(out)).toBe(true)
+    expect(seqs(out)).toEqual(Array.from({ length: out.length }, (_, i) => 10 * limit - out.length + i))
+    expect(q.storageBytes).toBe(0)
+  })
+
+  it('drained frames are views the queue never writes again; shifted and evicted frames are copies', () => {
+    // A byte bound keeps the arena small (96 B), so it wraps many times below.
+    const q = new DeferredQueue({ limit: 4, maxBytes: 64 })
+    for (let i = 0; i < 4; i++) q.push(msg(i, 'p', 16))
+    const drained = q.drainAll()
+    const shifted: DeferredMessage[] = []
+    const evicted: DeferredMessage[] = []
+    for (let i = 100; i < 140; i++) {
+      const r = q.push(msg(i, 'p', 16))
+      if (r.queued) evicted.push(...r.evicted)
+      if (i % 3 === 0) shifted.push(q.shift()!)
+    }
+    expect(seqs(drained)).toEqual([0, 1, 2, 3])
+    expect(allIntact(drained)).toBe(true)
+    expect(shifted.length).toBeGreaterThan(10)
+    expect(allIntact(shifted)).toBe(true)
+    expect(evicted.length).toBeGreaterThan(10)
+    expect(allIntact(evicted)).toBe(true)
+  })
+
+  it('keeps the metadata of each message: ask ids, kinds, keys and message types, or their absence', () => {
+    const q = new DeferredQueue({ limit: 8 })
+    q.push({ frame: new Uint8Array(3), meta: { pid: 'a', askId: 7, kind: 'counter', key: 'k1', messageType: 0xfffffff0 }, enqueuedAtMs: 1 })
+    q.push({ frame: new Uint8Array(0), meta: { pid: 'b' }, enqueuedAtMs: 2 })
+    q.push({ frame: new Uint8Array(5), meta: { pid: 'c', askId: 0, messageType: 0 }, enqueuedAtMs: 3 })
+    expect(q.toArray().map((m) => [m.meta, m.frame.byteLength])).toEqual([
+      [{ pid: 'a', askId: 7, kind: 'counter', key: 'k1', messageType: 0xfffffff0 }, 3],
+      [{ pid: 'b' }, 0],
+      [{ pid: 'c', askId: 0, messageType: 0 }, 5],
+    ])
+    expect(q.drainAll().map((m) => m.meta)).toEqual([
+      { pid: 'a', askId: 7, kind: 'counter', key: 'k1', messageType: 0xfffffff0 },
+      { pid: 'b' },
+      { pid: 'c', askId: 0, messageType: 0 },
+    ])
+  })
+})
+
 describe('DeferredQueue: unshiftAll (frames the transport handed back)', () => {
   it('puts messages back in front, oldest first', () => {
     const q = new DeferredQueue({ limit: 10 })
@@ -262,7 +325,9 @@ describe('DeferredQueue: model check (fast-check)', () => {
               break
             }
           }
-          expect(seqs(q.toArray())).toEqual(seqs(model))
+          const now = q.toArray()
+          expect(seqs(now)).toEqual(seqs(model))
+          expect(allIntact(now)).toBe(true)
           expect(q.size).toBeLessThanOrEqual(limit)
           expect(q.bytes).toBeLessThanOrEqual(maxBytes)
           expect(q.bytes).toBe(modelBytes())
@@ -270,6 +335,8 @@ describe('DeferredQueue: model check (fast-check)', () => {
           expect(q.dropped).toBe(dropped)
         }
         delivered.push(...q.drainAll())
+        // Drained views and shifted copies are untouched by everything the queue did afterwards.
+        expect(allIntact(delivered)).toBe(true)
         // Per PID, what came out is in send order (a subsequence: drops leave gaps, never swaps).
         const lastByPid = new Map<string, number>()
         for (const m of delivered) {
