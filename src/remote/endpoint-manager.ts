@@ -69,6 +69,9 @@ interface EncodeTarget {
   readonly partition: number
   readonly schemaVersion: number
   readonly epoch: number
+  /** Membership version at which this PID last resolved 'ready': until it changes, a send asks only the association. */
+  readyAt: string | undefined
+  assoc: Association | undefined
 }
 
 export type ResolveResult =
@@ -232,20 +235,41 @@ export class RemoteEndpoint {
     return { status: 'ready', pid, nodeId: m.nodeId }
   }
 
-  #refuse(pid: Pid, method: string): void {
+  /** Throws the typed error a send to `pid` gets now; otherwise returns its association. */
+  #refuse(pid: Pid, method: string): Association {
     // Per call: reuse a 'ready' verdict while the membership version stands (the association is asked live).
     const version = this.#o.membership.version()
+    // Hot path: this very PID was ready at this version (its target remembers it, and #targetOf reuses the lookup).
+    const t = this.#targets.get(pid)
+    this.#lastPid = pid
+    this.#lastTarget = t
+    if (t !== undefined && t.readyAt === version && t.assoc!.mayConnect()) return t.assoc!
+    let assoc: Association | undefined
     const known = this.#ready.get(pid.authority)
     if (known !== undefined && known.version === version && (pid.nodeId === undefined || pid.nodeId === known.nodeId)) {
-      const assoc = this.#o.associations.peek(pid.authority)
-      if (assoc === undefined || assoc.mayConnect()) return
+      const a = this.#o.associations.get(pid.authority)
+      if (a.mayConnect()) assoc = a
     }
-    const r = this.resolve(pid)
-    if (r.status === 'ready') {
-      // Only members get here, so the map is bounded by the cluster's size.
-      this.#ready.set(pid.authority, { version, nodeId: r.nodeId })
-      return
+    if (assoc === undefined) {
+      const r = this.resolve(pid)
+      if (r.status === 'ready') {
+        // Only members get here, so the map is bounded by the cluster's size.
+        this.#ready.set(pid.authority, { version, nodeId: r.nodeId })
+        assoc = this.#o.associations.get(pid.authority)
+      } else this.#refused(pid, method, r)
     }
+    if (t !== undefined) {
+      t.readyAt = version
+      t.assoc = assoc
+    }
+    return assoc
+  }
+  #lastPid: Pid | undefined
+  #lastTarget: EncodeTarget | undefined
+  #lastMethod = ''
+  #lastMethodId = messageTypeId('')
+
+  #refused(pid: Pid, method: string, r: Exclude<ResolveResult, { status: 'ready' }>): never {
     const details: ErrorDetails = { pid: formatPid(pid), authority: pid.authority, kind: pid.kind, key: pid.key, method }
     switch (r.status) {
       case 'unreachable':
@@ -271,13 +295,15 @@ export class RemoteEndpoint {
    * node caches parsed PIDs) until the schemas are renegotiated.
    */
   #targetOf(pid: Pid, method: string): EncodeTarget {
-    let t = this.#targets.get(pid)
+    let t = pid === this.#lastPid ? this.#lastTarget : this.#targets.get(pid)
     if (t === undefined || t.epoch !== this.#schemaEpoch) {
       // Throws on a schema mismatch; nothing is cached then.
       const schemaVersion = this.#versionFor(pid, method)
-      t = { kind: this.#kindBytes(pid.kind), partition: partitionOf(pid.key, this.#o.host.partitions), schemaVersion, epoch: this.#schemaEpoch }
+      t = { kind: this.#kindBytes(pid.kind), partition: partitionOf(pid.key, this.#o.host.partitions), schemaVersion, epoch: this.#schemaEpoch, readyAt: undefined, assoc: undefined }
       if (this.#targets.size >= 10_000) this.#targets.clear()
       this.#targets.set(pid, t)
+      this.#lastPid = pid
+      this.#lastTarget = t
     }
     return t
   }
@@ -293,7 +319,12 @@ export class RemoteEndpoint {
     w.kind = t.kind
     w.key = pid.key
     w.partition = t.partition
-    w.messageType = messageTypeId(method)
+    // Senders mostly repeat one method: hash its name once.
+    if (method !== this.#lastMethod) {
+      this.#lastMethodId = messageTypeId(method)
+      this.#lastMethod = method
+    }
+    w.messageType = this.#lastMethodId
     w.flags = flags
     w.correlationId = corr
     w.replyTo = MAIN_THREAD
@@ -406,8 +437,7 @@ export class RemoteEndpoint {
   /** `pidText`: the canonical text of `pid` when the caller has it (saves formatting it again). */
   tell(pid: Pid, method: string, payload: unknown, pidText?: string): void {
     this.#checkOpen()
-    this.#refuse(pid, method)
-    const assoc = this.#o.associations.get(pid.authority)
+    const assoc = this.#refuse(pid, method)
     if (this.#batchTell(pid, method, payload, assoc)) return
     const frame = this.#encode(pid, method, payload, 0, 0, assoc)
     // The metadata (for deferral and dead letters) is built only off the fast path.
@@ -422,8 +452,7 @@ export class RemoteEndpoint {
     const corr = host.pending.nextId()
     try {
       this.#checkOpen()
-      this.#refuse(pid, method)
-      assoc = this.#o.associations.get(pid.authority)
+      assoc = this.#refuse(pid, method)
       frame = this.#encode(pid, method, payload, FLAGS.ASK, corr, assoc)
     } catch (e) {
       return Promise.reject(toGrainClusterError(e))

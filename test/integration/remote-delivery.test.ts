@@ -141,7 +141,10 @@ describe('remote delivery between two nodes', () => {
 
   it('quarantine refuses sends; it ends at the deadline and the association works again', async () => {
     const p = b.pid('counter', 'quarantine')
+    // Several sends first, so the refusal below comes through the per-PID 'ready' cache of the send path.
     expect(await a.askPid(p, 'add', 1)).toBe(1)
+    a.tellPid(p, 'add', 1)
+    expect(await a.askPid(p, 'add', 1)).toBe(3)
     a.quarantine(b.cluster!.authority, 'operator test')
     const e = await expectCode(a.askPid(p, 'add', 1), 'ERR_AUTHORITY_QUARANTINED')
     expect(e.details).toMatchObject({ authority: b.cluster!.authority })
