@@ -117,7 +117,8 @@ describe('TcpTransport', () => {
     const check = (at: 'a' | 'b') => (peer: PeerIdentity, f: Uint8Array) => {
       const seq = readSeq(f)
       const want = next[at]
-      if (seq !== want || f.length !== 16 + (want % 48) || f[f.length - 1] !== (want & 0xff)) {
+      // Every byte: outbound slabs are reused once written, so a premature reuse would show as corrupted frames.
+      if (seq !== want || f.length !== 16 + (want % 48) || f.subarray(4).some((x) => x !== (want & 0xff))) {
         if (bad.length < 5) bad.push(`${at}: got seq ${seq} (len ${f.length}) expected ${next[at]} from ${peer.nodeId}`)
       }
       next[at]++
@@ -145,6 +146,9 @@ describe('TcpTransport', () => {
     expect(b.t.stats).toMatchObject({ framesOut: N, framesIn: N, framesRejected: 0, peers: 1 })
     // Batched: far fewer socket reads than frames reached the receiver.
     expect(b.t.stats.bytesIn).toBeGreaterThan(N * 20)
+    // ~4 MB each way in 64 KiB slabs: written slabs were handed out again instead of allocated.
+    expect(a.t.stats.slabsReused).toBeGreaterThan(0)
+    expect(a.t.stats.slabsAllocated).toBeLessThan(a.t.stats.slabsReused)
     expect(eventsOf(a, 'transport.connected')).toMatchObject([{ authority: b.t.authority, nodeId: 'node-b', direction: 'outbound' }])
     expect(eventsOf(b, 'transport.connected')).toMatchObject([{ authority: a.t.authority, nodeId: 'node-a', direction: 'inbound' }])
   })

@@ -48,6 +48,7 @@ import {
 } from './handshake.js'
 
 import type { SchemaVersions } from '../schema-negotiation.js'
+import { type Slab, SlabPool } from './slab-pool.js'
 export type { PeerIdentity, HandshakeRefusal } from './handshake.js'
 
 /** Interface bound when `host` is not given. */
@@ -171,6 +172,9 @@ export interface TcpTransportStats {
   pendingHandshakes: number
   /** Peers with an established connection. */
   peers: number
+  /** Outbound slabs allocated, and handed out again once their writes completed (see slab-pool.ts). */
+  slabsAllocated: number
+  slabsReused: number
 }
 
 // ---------------------------------------------------------------- helpers
@@ -322,8 +326,10 @@ class Connection {
 
   // Outbound batch: chunks ready to write, plus the slab small frames are packed into.
   chunks: Uint8Array[] = []
+  /** Parallel to chunks: the slab each chunk is a view of (undefined: a large frame written by reference). */
+  chunkSlabs: Array<Slab | undefined> = []
   queuedBytes = 0
-  #slab: Buffer | undefined
+  #slab: Slab | undefined
   #slabPos = 0
   #slabStart = 0
 
@@ -333,6 +339,7 @@ class Connection {
     /** Outbound only: the authority we dialed. */
     readonly dialed: string | undefined,
     onFrame: (c: Connection, frame: Uint8Array) => void,
+    readonly slabs: SlabPool,
   ) {
     this.state = direction === 'inbound' ? 'handshaking' : 'connecting'
     this.remote = socket.remoteAddress === undefined ? (dialed ?? 'unknown') : remoteOf(socket)
@@ -343,13 +350,14 @@ class Connection {
     const n = frame.length
     if (n >= LARGE_FRAME_BYTES) {
       const at = this.#reserve(FRAME_HEADER_BYTES)
-      writeFrameHeader(this.#slab!, at, n)
+      writeFrameHeader(this.#slab!.buf, at, n)
       this.#slabPos = at + FRAME_HEADER_BYTES
       this.#cut()
       this.chunks.push(frame)
+      this.chunkSlabs.push(undefined)
     } else {
       const at = this.#reserve(FRAME_HEADER_BYTES + n)
-      const slab = this.#slab!
+      const slab = this.#slab!.buf
       writeFrameHeader(slab, at, n)
       slab.set(frame, at + FRAME_HEADER_BYTES)
       this.#slabPos = at + FRAME_HEADER_BYTES + n
@@ -357,20 +365,26 @@ class Connection {
     this.queuedBytes += FRAME_HEADER_BYTES + n
   }
 
-  /** Move everything queued out; the slab's unused tail stays for later frames. */
-  takeChunks(): Uint8Array[] {
+  /**
+   * Move everything queued out, with the slabs the chunks are views of (count
+   * a write on each, and release them when it completes); the slab's unused
+   * tail stays for later frames.
+   */
+  takeChunks(): { chunks: Uint8Array[]; slabs: Array<Slab | undefined> } {
     this.#cut()
-    const out = this.chunks
+    const out = { chunks: this.chunks, slabs: this.chunkSlabs }
     this.chunks = []
+    this.chunkSlabs = []
     this.queuedBytes = 0
     return out
   }
 
   /** Position in the slab with room for `need` bytes (bytes already handed to the socket are never rewritten). */
   #reserve(need: number): number {
-    if (this.#slab === undefined || this.#slab.length - this.#slabPos < need) {
+    if (this.#slab === undefined || this.#slab.buf.length - this.#slabPos < need) {
       this.#cut()
-      this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, need))
+      if (this.#slab !== undefined) this.#slab.retired = true
+      this.#slab = this.slabs.take(need)
       this.#slabPos = 0
       this.#slabStart = 0
     }
@@ -379,7 +393,8 @@ class Connection {
 
   #cut(): void {
     if (this.#slab !== undefined && this.#slabPos > this.#slabStart) {
-      this.chunks.push(this.#slab.subarray(this.#slabStart, this.#slabPos))
+      this.chunks.push(this.#slab.buf.subarray(this.#slabStart, this.#slabPos))
+      this.chunkSlabs.push(this.#slab)
       this.#slabStart = this.#slabPos
     }
   }
@@ -407,6 +422,8 @@ export class TcpTransport {
   #closePromise: Promise<void> | undefined
 
   readonly #conns = new Set<Connection>()
+  /** Outbound slabs, shared by every connection: at most 2 MiB kept for reuse. */
+  readonly #slabs = new SlabPool(SLAB_BYTES, 32)
   /** Inbound connections still in the handshake (bounded by maxPendingHandshakes). */
   readonly #inboundHandshaking = new Set<Connection>()
   /** TLS only: raw sockets whose TLS handshake is still running (not yet a Connection), by remote address. */
@@ -506,7 +523,7 @@ export class TcpTransport {
   get stats(): TcpTransportStats {
     let pending = 0
     for (const c of this.#conns) if (c.state === 'handshaking' || c.state === 'connecting') pending++
-    return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size }
+    return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size, slabsAllocated: this.#slabs.allocated, slabsReused: this.#slabs.reused }
   }
 
   /** Subscribe; returns the unsubscribe function. A throwing listener is counted in stats.listenerErrors, never rethrown. */
@@ -734,7 +751,7 @@ export class TcpTransport {
 
   /** Wire a socket's events to the connection logic. */
   #track(socket: net.Socket, direction: ConnectionDirection, dialed: string | undefined): Connection {
-    const c = new Connection(socket, direction, dialed, (conn, frame) => this.#onFrame(conn, frame))
+    const c = new Connection(socket, direction, dialed, (conn, frame) => this.#onFrame(conn, frame), this.#slabs)
     this.#conns.add(c)
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(c, chunk))
@@ -1051,10 +1068,16 @@ export class TcpTransport {
   }
 
   #flush(c: Connection): void {
-    const chunks = c.takeChunks()
+    const { chunks, slabs } = c.takeChunks()
     if (chunks.length === 0) return
+    for (const s of slabs) if (s !== undefined) s.writes++
+    // Called once the last chunk (hence every chunk: writes complete in order) left for the kernel, or failed.
+    const written = (): void => {
+      for (const s of slabs) if (s !== undefined) this.#slabs.release(s)
+    }
     const socket = c.socket
     if (socket.destroyed || !socket.writable) {
+      written()
       // Never silent: frames accepted by send() could not be written.
       let lost = 0
       for (const chunk of chunks) lost += chunk.length
@@ -1070,14 +1093,17 @@ export class TcpTransport {
     let bytes = 0
     if (chunks.length === 1) {
       bytes = chunks[0]!.length
-      socket.write(chunks[0]!)
+      socket.write(chunks[0]!, written)
     } else {
       // One writev for everything queued this turn.
       socket.cork()
-      for (const chunk of chunks) {
-        bytes += chunk.length
-        socket.write(chunk)
+      const last = chunks.length - 1
+      for (let i = 0; i < last; i++) {
+        bytes += chunks[i]!.length
+        socket.write(chunks[i]!)
       }
+      bytes += chunks[last]!.length
+      socket.write(chunks[last]!, written)
       socket.uncork()
     }
     this.#stats.bytesOut += bytes
