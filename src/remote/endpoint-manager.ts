@@ -264,10 +264,9 @@ export class RemoteEndpoint {
     }
     return assoc
   }
+  /** The PID #refuse looked up last and its target (undefined: none yet), so #targetOf need not look it up again. */
   #lastPid: Pid | undefined
   #lastTarget: EncodeTarget | undefined
-  #lastMethod = ''
-  #lastMethodId = messageTypeId('')
 
   #refused(pid: Pid, method: string, r: Exclude<ResolveResult, { status: 'ready' }>): never {
     const details: ErrorDetails = { pid: formatPid(pid), authority: pid.authority, kind: pid.kind, key: pid.key, method }
@@ -308,6 +307,9 @@ export class RemoteEndpoint {
     return t
   }
   readonly #targets = new Map<Pid, EncodeTarget>()
+  /** The method #prepare hashed last, and its id. */
+  #lastMethod = ''
+  #lastMethodId = messageTypeId('')
   /** Bumped whenever a peer's schema versions are (re)negotiated: cached targets are stale then. */
   #schemaEpoch = 0
 
@@ -481,6 +483,7 @@ export class RemoteEndpoint {
       else this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: err.reason })
     }
     let pid: Pid
+    let assoc: Association
     try {
       pid = parsePid(pidText)
       if (isLocal(pid)) {
@@ -488,13 +491,12 @@ export class RemoteEndpoint {
         return
       }
       this.#checkOpen()
-      this.#refuse(pid, method)
+      assoc = this.#refuse(pid, method)
       r.patchSchemaVersion(this.#versionFor(pid, method))
     } catch (e) {
       failCaller(toGrainClusterError(e))
       return
     }
-    const assoc = this.#o.associations.get(pid.authority)
     const meta: OutboundMeta = { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType: r.messageType }
     let askId: number | undefined
     if (isAsk) {

@@ -139,7 +139,6 @@ function put(v: unknown, b: Uint8Array, p: number, end: number, depth: number): 
   }
 }
 
-
 function putString(tag: number, s: string, b: Uint8Array, p: number, end: number): number {
   if (p + 5 > end) return -1
   const n = writeUtf8(s, b, p + 5, end - p - 5)

@@ -210,11 +210,7 @@ export class DeferredQueue implements DeferredQueueView {
       this.#droppedBytes += old.frame.byteLength
       ;(evicted ??= []).push(old)
     }
-    if (this.#size === this.#cap) this.#resize(Math.min(this.#cap * 2, this.limit))
-    let i = this.#head + this.#size
-    if (i >= this.#cap) i -= this.#cap
-    this.#put(i, msg, this.#place(b))
-    this.#size++
+    this.#append(msg)
     this.#noteHighWater()
     return evicted === undefined ? QUEUED : { queued: true, evicted }
   }

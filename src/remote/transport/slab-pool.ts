@@ -47,6 +47,11 @@ export class SlabPool {
     return new Slab(Buffer.allocUnsafe(Math.max(this.slabBytes, need)))
   }
 
+  /** A socket write holding a view of `s` starts. */
+  hold(s: Slab): void {
+    s.writes++
+  }
+
   /** A socket write holding a view of `s` completed (or failed). */
   release(s: Slab): void {
     s.writes--

@@ -1070,7 +1070,7 @@ export class TcpTransport {
   #flush(c: Connection): void {
     const { chunks, slabs } = c.takeChunks()
     if (chunks.length === 0) return
-    for (const s of slabs) if (s !== undefined) s.writes++
+    for (const s of slabs) if (s !== undefined) this.#slabs.hold(s)
     // Called once the last chunk (hence every chunk: writes complete in order) left for the kernel, or failed.
     const written = (): void => {
       for (const s of slabs) if (s !== undefined) this.#slabs.release(s)
