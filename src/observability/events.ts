@@ -181,6 +181,20 @@ export interface TransportDisconnected extends Base<'transport.disconnected'> {
   authority: string
   reason: string
 }
+/** Inbound flow control (remote/inbound-flow.ts): this node stopped reading a peer's connection. */
+export interface TransportInboundPaused extends Base<'transport.inbound-paused'> {
+  authority: string
+  /** Frames waiting in the longest overflow queue in front of a worker ring. */
+  backlog: number
+  reason: string
+}
+export interface TransportInboundResumed extends Base<'transport.inbound-resumed'> {
+  authority: string
+  /** 'drained': the backlog fell to the low-water mark; 'pause-limit': paused for maxInboundPauseMs; 'disconnected' or 'closed': the connection or node went away. */
+  cause: 'drained' | 'pause-limit' | 'disconnected' | 'closed'
+  pausedMs: number
+  backlog: number
+}
 export interface TransportFrameRejected extends Base<'transport.frame-rejected'> {
   remote: string
   code: string
@@ -383,6 +397,8 @@ export type RuntimeEvent =
   | TransportConnected
   | TransportDisconnected
   | TransportFrameRejected
+  | TransportInboundPaused
+  | TransportInboundResumed
   | GossipConverged
   | GossipViewRejected
   | GossipStateChanged

@@ -32,6 +32,8 @@ export class NodeMetrics {
   readonly rejectedViews: Counter
   readonly handshakesRefused: Counter<'code'>
   readonly framesRejected: Counter<'code'>
+  readonly inboundPauses: Counter<'cause'>
+  readonly inboundPausedSeconds: Counter
   readonly convergence: Histogram
   readonly localPauses: Counter
   readonly workerCrashes: Counter
@@ -57,6 +59,8 @@ export class NodeMetrics {
     this.memberTransitions = new Counter({ name: `${prefix}member_transitions_total`, help: 'Membership transitions seen by this node, by new status (joined, up, leaving, exiting, downed, removed, unreachable, reachable).', labelNames: ['to'], registers: [r] })
     this.rejectedViews = new Counter({ name: `${prefix}gossip_rejected_views_total`, help: 'Conflicting membership views rejected by deterministic conflict resolution.', registers: [r] })
     this.handshakesRefused = new Counter({ name: `${prefix}handshake_refused_total`, help: 'Handshakes or joins refused, by error code.', labelNames: ['code'], registers: [r] })
+    this.inboundPauses = new Counter({ name: `${prefix}transport_inbound_pauses_total`, help: 'Times this node stopped reading a peer while its frames waited for a full worker ring (inbound flow control), by what ended the pause.', labelNames: ['cause'], registers: [r] })
+    this.inboundPausedSeconds = new Counter({ name: `${prefix}transport_inbound_paused_seconds_total`, help: 'Time peer connections were not read because of inbound flow control, summed over peers.', registers: [r] })
     this.framesRejected = new Counter({ name: `${prefix}transport_frames_rejected_total`, help: 'Transport frames rejected (oversized, malformed), by error code.', labelNames: ['code'], registers: [r] })
     this.convergence = new Histogram({ name: `${prefix}gossip_convergence_seconds`, help: 'Time from a new membership version to Confirmed convergence.', buckets: CONVERGENCE_BUCKETS, registers: [r] })
     this.localPauses = new Counter({ name: `${prefix}node_pauses_total`, help: 'Times this process found its own event loop had stalled (accusations suppressed).', registers: [r] })
@@ -114,6 +118,10 @@ export class NodeMetrics {
         break
       case 'transport.frame-rejected':
         this.framesRejected.inc({ code: e.code })
+        break
+      case 'transport.inbound-resumed':
+        this.inboundPauses.inc({ cause: e.cause })
+        this.inboundPausedSeconds.inc(e.pausedMs / 1000)
         break
       case 'gossip.view-rejected':
         this.rejectedViews.inc()

@@ -32,6 +32,7 @@ import type { AssociationRegistry } from './association/association-registry.js'
 import type { DeferredMessage, OutboundMeta } from './association/deferred-queue.js'
 import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
 import { PeerSchemas, type SchemaVersions, mismatchReason, schemaVersionsOf } from './schema-negotiation.js'
+import { InboundFlow } from './inbound-flow.js'
 import { FRAME_TELL_BATCH, TellBatches, batchEntries, checkTellBatch } from './tell-batches.js'
 
 /** How long one connection attempt for deferred traffic may take before it counts as a failure. */
@@ -108,21 +109,35 @@ export class RemoteEndpoint {
   #closed = false
   /** Schema versions negotiated with each peer in the handshake (schema-negotiation.ts). */
   readonly #schemas: PeerSchemas
+  readonly #flow: InboundFlow
 
   constructor(o: RemoteEndpointOptions) {
     this.#o = o
+    // Pause at half the overflow bound: the rest of a socket chunk already read (up to ~600 small frames) still lands.
+    const bound = o.host.maxOverflowFrames
+    this.#flow = new InboundFlow({
+      highWater: Math.max(1, bound >>> 1),
+      lowWater: bound >>> 3,
+      maxPauseMs: o.associations.config.maxInboundPauseMs,
+      backlog: () => o.host.ringBacklog,
+      setPaused: (authority, paused) => void o.transport.setReadPaused(authority, paused),
+      events: o.events,
+    })
     this.#schemas = new PeerSchemas(schemaVersionsOf(o.host.kinds))
     const t = o.transport
     this.#unsubscribe.push(
       t.on('frame', (peer, frame) => {
         if (frame[0] === FRAME_ENVELOPE) this.#onEnvelope(peer, frame.subarray(1), false)
         else if (frame[0] === FRAME_TELL_BATCH) this.#onTellBatch(peer, frame)
+        else return
+        this.#flow.afterFrame(peer.authority)
       }),
       t.on('peer-up', (peer, info) => {
         this.#negotiate(peer, info.schemas)
         this.#onPeerUp(peer)
       }),
       t.on('peer-down', (peer, reason) => {
+        this.#flow.disconnected(peer.authority)
         // Tells still in open batches were accepted: they join the deferred queue first, in order.
         this.#flushBatches(peer.authority)
         o.associations.get(peer.authority).disconnected(reason, performance.now())
@@ -746,6 +761,7 @@ export class RemoteEndpoint {
   close(): void {
     this.#closed = true
     clearInterval(this.#poller)
+    this.#flow.close()
     for (const u of this.#unsubscribe) u()
   }
 }

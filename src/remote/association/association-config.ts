@@ -13,6 +13,8 @@ export const DEFAULT_DEFERRED_QUEUE_BYTES = 64 * 1024 * 1024 // 64 MiB
 export const DEFAULT_QUARANTINE_DEADLINE_MS = 30_000 // 30 s
 /** Consecutive connection failures that quarantine an authority. */
 export const DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
+/** Longest inbound-flow pause of one peer's connection (well under every failure-detector profile's acceptable heartbeat pause). */
+export const DEFAULT_MAX_INBOUND_PAUSE_MS = 250
 
 export interface AssociationConfig {
   /**
@@ -39,6 +41,15 @@ export interface AssociationConfig {
    * count. Default 5. Integer ≥ 1.
    */
   readonly maxConsecutiveFailures: number
+  /**
+   * Inbound flow control (remote/inbound-flow.ts): the longest time this
+   * node stops reading a peer's connection while the peer's frames wait for
+   * a full worker ring; afterwards it reads that connection for as long
+   * before it may pause it again. Keep it well under the failure detector's
+   * acceptable heartbeat pause: heartbeats wait behind the data. Default 250.
+   * Integer ≥ 1.
+   */
+  readonly maxInboundPauseMs: number
 }
 
 export const ASSOCIATION_DEFAULTS: AssociationConfig = Object.freeze({
@@ -46,6 +57,7 @@ export const ASSOCIATION_DEFAULTS: AssociationConfig = Object.freeze({
   deferredQueueBytes: DEFAULT_DEFERRED_QUEUE_BYTES,
   quarantineDeadlineMs: DEFAULT_QUARANTINE_DEADLINE_MS,
   maxConsecutiveFailures: DEFAULT_MAX_CONSECUTIVE_FAILURES,
+  maxInboundPauseMs: DEFAULT_MAX_INBOUND_PAUSE_MS,
 })
 
 const KEYS = Object.keys(ASSOCIATION_DEFAULTS) as ReadonlyArray<keyof AssociationConfig>

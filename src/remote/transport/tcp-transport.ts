@@ -537,6 +537,23 @@ export class TcpTransport {
     }
   }
 
+  /**
+   * Stop (paused = true) or resume reading every connection established with
+   * `authority`. While a connection is not read, the kernel's buffers fill
+   * and TCP flow control holds the sender back. Frames of a chunk already
+   * read are still delivered. Returns the number of connections affected.
+   */
+  setReadPaused(authority: string, paused: boolean): number {
+    let n = 0
+    for (const c of this.#conns) {
+      if (c.peer?.authority !== authority || c.state === 'closed') continue
+      if (paused) c.socket.pause()
+      else c.socket.resume()
+      n++
+    }
+    return n
+  }
+
   /** True when an established connection to `authority` can take frames. */
   isConnected(authority: string): boolean {
     const c = this.#active.get(authority)

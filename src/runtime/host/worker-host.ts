@@ -599,6 +599,18 @@ export class WorkerHost {
     return link.sender.sendBlock(frame, off, len, frames)
   }
 
+  /** Frames waiting in the longest overflow queue in front of a worker's ring (remote inbound flow control). */
+  get ringBacklog(): number {
+    let most = 0
+    for (const l of this.#links) if (l.sender.backlog > most) most = l.sender.backlog
+    return most
+  }
+
+  /** The bound of each worker ring's overflow queue, in frames. */
+  get maxOverflowFrames(): number {
+    return this.#links[0]!.sender.maxOverflowFrames
+  }
+
   /** Largest envelope a worker ring takes (a tell batch entry may not be longer). */
   get maxRingFrameBytes(): number {
     return this.#links[0]!.sender.maxFrameBytes

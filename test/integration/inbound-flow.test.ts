@@ -1,0 +1,94 @@
+/**
+ * Inbound flow control over real loopback sockets: two GrainNodes in one
+ * process, node B with a small ring and overflow bound, its worker blocked
+ * while node A sends a burst of tells far larger than both.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { GrainNode, type RuntimeEvent } from '../../src/index.js'
+import { freePorts } from '../helpers/free-port.js'
+import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS } from '../helpers/in-process-cluster.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
+/** B's overflow bound: it pauses at half (1,024 frames waiting) and reads again at an eighth. */
+const OVERFLOW = 2_048
+const TELLS = 20_000
+
+async function pair(maxInboundPauseMs: number): Promise<{ a: GrainNode; b: GrainNode; eventsB: RuntimeEvent[] }> {
+  const ports = await freePorts(2)
+  const seeds = ports.map((p) => `127.0.0.1:${p}`)
+  const start = (port: number): Promise<GrainNode> =>
+    GrainNode.start({
+      grains: GRAINS,
+      workers: 1,
+      partitions: 16,
+      ringBytes: 1 << 14, // ~145 tells
+      maxOverflowFrames: OVERFLOW,
+      associations: { maxInboundPauseMs },
+      audit: () => {},
+      cluster: { clusterName: 'flow-it', secret: 'flow-secret', seeds, port, failureDetector: IN_PROCESS_DETECTOR, servingLeaseMs: IN_PROCESS_LEASE_MS },
+    })
+  const [a, b] = await Promise.all([start(ports[0]!), start(ports[1]!)])
+  const eventsB: RuntimeEvent[] = []
+  b.events.subscribe('*', (e) => void eventsB.push(e))
+  await Promise.all([a.cluster!.whenUp(), b.cluster!.whenUp()])
+  await waitUntil(() => a.resolve(b.pid('counter', 'probe')).status === 'ready', { what: 'b ready from a' })
+  return { a, b, eventsB }
+}
+
+/** Block B's worker for `ms`, then send TELLS add(1) to `pid` in one synchronous burst (A's transport buffers them). */
+async function burst(a: GrainNode, pid: string, ms: number): Promise<void> {
+  expect(await a.askPid(pid, 'add', 0)).toBe(0) // activated, association warm
+  a.tellPid(pid, 'block', ms)
+  for (let i = 0; i < TELLS; i++) a.tellPid(pid, 'add', 1)
+}
+
+const ofType = <T extends RuntimeEvent['type']>(events: RuntimeEvent[], type: T) => events.filter((e): e is Extract<RuntimeEvent, { type: T }> => e.type === type)
+
+describe('inbound flow control', () => {
+  const nodes: GrainNode[] = []
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.close()))
+  })
+
+  it('stops reading a peer while its tells wait for a full ring, so a burst far over the bound arrives whole and in order', async () => {
+    const { a, b, eventsB } = await pair(30_000)
+    nodes.push(a, b)
+    const pid = b.pid('counter', 'flow-burst')
+    await burst(a, pid, 800)
+    // Per-PID order: this ask queues behind every tell.
+    expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(TELLS)
+    expect(ofType(eventsB, 'deadletter')).toEqual([])
+    const paused = ofType(eventsB, 'transport.inbound-paused')
+    expect(paused.length).toBeGreaterThan(0)
+    expect(paused[0]).toMatchObject({ authority: a.cluster!.authority })
+    expect(paused[0]!.backlog).toBeGreaterThanOrEqual(OVERFLOW / 2)
+    await waitUntil(() => ofType(eventsB, 'transport.inbound-resumed').length === paused.length, { what: 'every pause ended' })
+    expect(new Set(ofType(eventsB, 'transport.inbound-resumed').map((e) => e.cause))).toEqual(new Set(['drained']))
+    const metrics = await b.metricsText()
+    expect(metrics).toMatch(/graincluster_transport_inbound_pauses_total\{cause="drained"\} [1-9]/)
+  })
+
+  it('bounds a pause: past maxInboundPauseMs it reads on and dead-letters what does not fit, and nothing goes missing', async () => {
+    const { a, b, eventsB } = await pair(100)
+    nodes.push(a, b)
+    const pid = b.pid('counter', 'flow-stuck')
+    await burst(a, pid, 1_500) // a worker stuck far longer than the pause limit
+    const deadOf = () => ofType(eventsB, 'deadletter').filter((e) => e.key === 'flow-stuck')
+    // Every tell is either delivered or dead-lettered with a reason (an ask that meets the full ring fails, and is asked again).
+    const count = await waitUntil(
+      async () => {
+        const n = await a.askPid<number>(pid, 'get', undefined, { timeoutMs: 60_000 })
+        return n + deadOf().length === TELLS ? n : undefined
+      },
+      { timeoutMs: 60_000, intervalMs: 50, what: 'delivered + dead-lettered = sent' },
+    )
+    const resumed = ofType(eventsB, 'transport.inbound-resumed')
+    expect(resumed.some((e) => e.cause === 'pause-limit' && e.pausedMs >= 100)).toBe(true)
+    const dead = deadOf()
+    expect(dead.length).toBeGreaterThan(0)
+    expect(new Set(dead.map((e) => e.code))).toEqual(new Set(['ERR_RING_FULL']))
+    expect(count).toBeGreaterThan(0)
+    expect(a.cluster!.members().every((m) => m.status === 'up')).toBe(true)
+  })
+})
