@@ -393,7 +393,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
   const t0 = performance.now()
   const s: Sizes = o.quick
     ? { tells: 50_000, warmTells: 10_000, rounds: 1, asks: 1_000, warmAsks: 200, deferLimit: 2_000 }
-    : { tells: 1_000_000, warmTells: 50_000, rounds: 4, asks: 5_000, warmAsks: 500, deferLimit: 10_000 }
+    : { tells: 4_000_000, warmTells: 1_000_000, rounds: 4, asks: 5_000, warmAsks: 500, deferLimit: 10_000 }
   const perRound = Math.floor(s.tells / s.rounds)
   const L = s.deferLimit
   const deferredQueueLimit = 2_000_000 // node A: never the bound in (a)
