@@ -46,7 +46,11 @@ export interface GrainNodeOptions {
   askTimeoutMs?: number
   /** Bytes per ring direction, a power of two. Default 1 MiB. */
   ringBytes?: number
-  /** Frames that may wait outside a full ring before tell/ask fail with ERR_RING_FULL. Default 65 536. */
+  /**
+   * Frames that may wait outside a full ring before tell/ask fail with
+   * ERR_RING_FULL. At half of it, frames from other nodes make this node stop
+   * reading their connection for a while (remote/inbound-flow.ts). Default 65 536.
+   */
   maxOverflowFrames?: number
   /**
    * Busy-poll an empty ring this long (µs) before parking with
