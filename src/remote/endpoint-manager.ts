@@ -127,8 +127,10 @@ export class RemoteEndpoint {
     const t = o.transport
     this.#unsubscribe.push(
       t.on('frame', (peer, frame) => {
-        if (frame[0] === FRAME_ENVELOPE) this.#onEnvelope(peer, frame.subarray(1), false)
-        else if (frame[0] === FRAME_TELL_BATCH) this.#onTellBatch(peer, frame)
+        // Only requests feed the worker rings: a peer that sends us replies is never paused for it.
+        if (frame[0] === FRAME_ENVELOPE) {
+          if (!this.#onEnvelope(peer, frame.subarray(1), false)) return
+        } else if (frame[0] === FRAME_TELL_BATCH) this.#onTellBatch(peer, frame)
         else return
         this.#flow.afterFrame(peer.authority)
       }),
@@ -700,25 +702,31 @@ export class RemoteEndpoint {
     for (const [off, len] of batchEntries(frame)) this.#onEnvelope(peer, frame.subarray(off, off + len), true)
   }
 
-  /** One envelope from `peer`. `tellsOnly`: an entry of a tell batch, where anything but a tell is rejected. */
-  #onEnvelope(peer: PeerIdentity, bytes: Uint8Array, tellsOnly: boolean): void {
+  /**
+   * One envelope from `peer`. `tellsOnly`: an entry of a tell batch, where
+   * anything but a tell is rejected. True when it was a request (headed for
+   * a worker ring), false for a reply.
+   */
+  #onEnvelope(peer: PeerIdentity, bytes: Uint8Array, tellsOnly: boolean): boolean {
     try {
       const r = this.#reader.reset(bytes, 0, bytes.length)
       if (tellsOnly && (r.flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', `a tell batch entry has flags ${r.flags}: only tells may be batched`)
       if ((r.flags & FLAGS.REPLY) !== 0) {
         this.#o.host.acceptReply(bytes)
-        return
+        return false
       }
       this.#o.host.relayRequest(bytes, (reply) => this.#sendReply(peer.authority, reply), undefined, r)
+      return true
     } catch (e) {
       const err = toGrainClusterError(e, 'ERR_FRAME_MALFORMED')
       if (err.code === 'ERR_FRAME_MALFORMED') {
         this.#o.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: err.code, reason: err.reason })
-        return
+        return false
       }
       // A valid message this node could not take (ring full, closing): never silent.
       const r = this.#reader
       this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: `from ${peer.authority}: ${err.reason}` })
+      return true
     }
   }
 

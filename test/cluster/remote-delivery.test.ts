@@ -116,8 +116,8 @@ describe('remote delivery between two processes', () => {
       () => undefined,
       (e: unknown) => e as { code?: string; reason?: string },
     )
-    // The call has reached B (its worker holds it) before B dies.
-    await new Promise((r) => setTimeout(r, 200))
+    // The call has reached B (its worker activated the grain and holds the call) before B dies.
+    await waitUntil(() => b.events.some((e) => e.type === 'grain.activated' && e.key === 'in-flight-hang'), { what: 'the call reached B', timeoutMs: 60_000 })
     const exited = new Promise((r) => b.proc.once('exit', r))
     b.proc.kill('SIGKILL')
     await exited
