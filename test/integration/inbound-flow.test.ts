@@ -4,9 +4,8 @@
  * while node A sends a burst of tells far larger than both.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { GrainNode, type RuntimeEvent } from '../../src/index.js'
-import { freePorts } from '../helpers/free-port.js'
-import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS } from '../helpers/in-process-cluster.js'
+import type { GrainNode, RuntimeEvent } from '../../src/index.js'
+import { startPair } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
@@ -15,23 +14,14 @@ const OVERFLOW = 2_048
 const TELLS = 20_000
 
 async function pair(maxInboundPauseMs: number): Promise<{ a: GrainNode; b: GrainNode; eventsB: RuntimeEvent[] }> {
-  const ports = await freePorts(2)
-  const seeds = ports.map((p) => `127.0.0.1:${p}`)
-  const start = (port: number): Promise<GrainNode> =>
-    GrainNode.start({
-      grains: GRAINS,
-      workers: 1,
-      partitions: 16,
-      ringBytes: 1 << 14, // ~145 tells
-      maxOverflowFrames: OVERFLOW,
-      associations: { maxInboundPauseMs },
-      audit: () => {},
-      cluster: { clusterName: 'flow-it', secret: 'flow-secret', seeds, port, failureDetector: IN_PROCESS_DETECTOR, servingLeaseMs: IN_PROCESS_LEASE_MS },
-    })
-  const [a, b] = await Promise.all([start(ports[0]!), start(ports[1]!)])
+  const [a, b] = await startPair('flow-it', {
+    grains: GRAINS,
+    ringBytes: 1 << 14, // ~145 tells
+    maxOverflowFrames: OVERFLOW,
+    associations: { maxInboundPauseMs },
+  })
   const eventsB: RuntimeEvent[] = []
   b.events.subscribe('*', (e) => void eventsB.push(e))
-  await Promise.all([a.cluster!.whenUp(), b.cluster!.whenUp()])
   await waitUntil(() => a.resolve(b.pid('counter', 'probe')).status === 'ready', { what: 'b ready from a' })
   return { a, b, eventsB }
 }
