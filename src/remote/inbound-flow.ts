@@ -18,6 +18,7 @@
  */
 
 import type { EventStream } from '../observability/event-stream.js'
+import type { EventOf } from '../observability/events.js'
 
 /** How often a paused connection checks the backlog, ms. */
 const POLL_MS = 2
@@ -37,7 +38,7 @@ export interface InboundFlowOptions {
   now?: () => number
 }
 
-export type ResumeCause = 'drained' | 'pause-limit' | 'disconnected' | 'closed'
+type ResumeCause = EventOf<'transport.inbound-resumed'>['cause']
 
 export class InboundFlow {
   readonly #o: InboundFlowOptions
@@ -62,7 +63,8 @@ export class InboundFlow {
 
   /** A frame from `authority` was handed on: pause its connection if the backlog reached the high-water mark. */
   afterFrame(authority: string): void {
-    if (this.#o.backlog() < this.#o.highWater || this.#closed || this.#paused.has(authority)) return
+    const backlog = this.#o.backlog()
+    if (backlog < this.#o.highWater || this.#closed || this.#paused.has(authority)) return
     const now = this.#now()
     const until = this.#holdOff.get(authority)
     if (until !== undefined) {
@@ -71,7 +73,6 @@ export class InboundFlow {
     }
     this.#paused.set(authority, now)
     this.#o.setPaused(authority, true)
-    const backlog = this.#o.backlog()
     this.#o.events.publish({
       type: 'transport.inbound-paused',
       authority,

@@ -31,3 +31,13 @@ export async function startPair(clusterName: string, options: Omit<GrainNodeOpti
   await Promise.all([a.cluster!.whenUp(), b.cluster!.whenUp()])
   return [a, b]
 }
+
+/**
+ * The first key `${prefix}<i>` of `kind` that placement, as `viewer` sees it
+ * (default: `owner` itself), puts on `owner`.
+ */
+export function keyPlacedOn(owner: GrainNode, kind: string, prefix: string, viewer: GrainNode = owner): string {
+  const at = `//${owner.cluster!.authority}/`
+  for (let i = 0; i < 1_000; i++) if (viewer.placementOf(kind, `${prefix}${i}`).includes(at)) return `${prefix}${i}`
+  throw new Error(`no key ${prefix}<i> of ${kind} is placed on ${owner.cluster!.authority}`)
+}

@@ -12,7 +12,7 @@ import { EnvelopeWriter, FLAGS, InternedString } from '../../src/wire/envelope.j
 import { encodeToBytes } from '../../src/wire/payload-codec.js'
 import { QueueDropOldest, QueueReject, ReadMostly } from '../fixtures/grains/test-grains.js'
 import { freePorts } from '../helpers/free-port.js'
-import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS } from '../helpers/in-process-cluster.js'
+import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS, keyPlacedOn } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
@@ -219,10 +219,7 @@ describe('schema negotiation between two nodes', () => {
   })
 
   /** A key of `kind` that placement puts on `owner`. */
-  const keyOn = (kind: string, owner: GrainNode): string => {
-    for (let i = 0; i < 200; i++) if (nodes[0]!.placementOf(kind, `k${i}`).includes(owner.cluster!.authority)) return `k${i}`
-    throw new Error(`no key of ${kind} on ${owner.cluster!.authority}`)
-  }
+  const keyOn = (kind: string, owner: GrainNode): string => keyPlacedOn(owner, kind, 'k', nodes[0])
 
   it('reports a kind with no common version in the handshake, on both sides, naming both versions', async () => {
     const [a, b] = nodes as [GrainNode, GrainNode]

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { messageTypeId } from '../../src/common/hash.js'
 import { GrainClusterError, GrainNode, type RuntimeEvent } from '../../src/index.js'
 import { freePorts } from '../helpers/free-port.js'
-import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS } from '../helpers/in-process-cluster.js'
+import { IN_PROCESS_DETECTOR, IN_PROCESS_LEASE_MS, keyPlacedOn } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
@@ -21,15 +21,6 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<GrainClust
     return e as GrainClusterError
   }
   throw new Error(`expected ${code}, but it resolved`)
-}
-
-/** The first `${prefix}-<i>` that `node` owns by placement (rendezvous over its current view). */
-function ownedKey(node: GrainNode, prefix: string): string {
-  for (let i = 0; i < 1_000; i++) {
-    const key = `${prefix}-${i}`
-    if (node.placementOf('counter', key).includes(`//${node.cluster!.authority}/`)) return key
-  }
-  throw new Error(`no key ${prefix}-<i> is placed on ${node.cluster!.authority}`)
 }
 
 describe('remote delivery between two nodes', () => {
@@ -77,8 +68,8 @@ describe('remote delivery between two nodes', () => {
     // Keys each node also owns by placement: a membership event mid-test
     // (a loaded CI box) triggers a rebalance, which would release a PID's
     // activation on a node that does not own its key, and its state with it.
-    const onB = b.pid('counter', ownedKey(b, 'g2g-remote'))
-    const onA = a.pid('counter', ownedKey(a, 'g2g-back'))
+    const onB = b.pid('counter', keyPlacedOn(b, 'counter', 'g2g-remote-'))
+    const onA = a.pid('counter', keyPlacedOn(a, 'counter', 'g2g-back-'))
     // A grain on node a asks a grain on node b...
     expect(await a.ask('counter', 'caller-1', 'askByPid', { pid: onB, method: 'add', payload: 4 })).toBe(4)
     // ...and a grain on node b asks one on node a.

@@ -541,17 +541,14 @@ export class TcpTransport {
    * Stop (paused = true) or resume reading every connection established with
    * `authority`. While a connection is not read, the kernel's buffers fill
    * and TCP flow control holds the sender back. Frames of a chunk already
-   * read are still delivered. Returns the number of connections affected.
+   * read are still delivered.
    */
-  setReadPaused(authority: string, paused: boolean): number {
-    let n = 0
+  setReadPaused(authority: string, paused: boolean): void {
     for (const c of this.#conns) {
       if (c.peer?.authority !== authority || c.state === 'closed') continue
       if (paused) c.socket.pause()
       else c.socket.resume()
-      n++
     }
-    return n
   }
 
   /** True when an established connection to `authority` can take frames. */
@@ -1087,14 +1084,8 @@ export class TcpTransport {
   #flush(c: Connection): void {
     const { chunks, slabs } = c.takeChunks()
     if (chunks.length === 0) return
-    for (const s of slabs) if (s !== undefined) this.#slabs.hold(s)
-    // Called once the last chunk (hence every chunk: writes complete in order) left for the kernel, or failed.
-    const written = (): void => {
-      for (const s of slabs) if (s !== undefined) this.#slabs.release(s)
-    }
     const socket = c.socket
     if (socket.destroyed || !socket.writable) {
-      written()
       // Never silent: frames accepted by send() could not be written.
       let lost = 0
       for (const chunk of chunks) lost += chunk.length
@@ -1106,6 +1097,11 @@ export class TcpTransport {
         reason: `${lost} queued bytes were not sent: the connection closed first`,
       })
       return
+    }
+    for (const s of slabs) if (s !== undefined) this.#slabs.hold(s)
+    // Called once the last chunk (hence every chunk: writes complete in order) left for the kernel, or failed.
+    const written = (): void => {
+      for (const s of slabs) if (s !== undefined) this.#slabs.release(s)
     }
     let bytes = 0
     if (chunks.length === 1) {
