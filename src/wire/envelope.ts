@@ -537,6 +537,30 @@ export class EnvelopeReader {
 export function peekRouting(buf: Uint8Array, off: number, len: number): number {
   const end = off + len
   if (len < 12 || off < 0 || end > buf.length) return -1
+  if (len >= ENVELOPE_FIXED_BYTES) {
+    // Fast path: the layout EnvelopeWriter produces, recognised by its fixed
+    // header words (a batch's entries share one buffer, so one DataView
+    // serves them all). It reads what the general path below would: with
+    // this header every offset it checks is in range.
+    const dv = routingViews.of(buf)
+    const d = routingViews.delta + off
+    if (
+      dv.getUint32(d, true) === TABLE_AT &&
+      dv.getUint32(d + VTABLE_AT, true) === (VTABLE_BYTES | (TABLE_BYTES << 16)) &&
+      dv.getInt32(d + TABLE_AT, true) === VTABLE_BYTES &&
+      dv.getUint16(d + VTABLE_AT + 4 + 2 * F_PARTITION, true) === S_PARTITION &&
+      dv.getUint16(d + VTABLE_AT + 4 + 2 * F_FLAGS, true) === S_FLAGS
+    ) {
+      return dv.getUint32(d + TABLE_AT + S_PARTITION, true) * 65536 + dv.getUint16(d + TABLE_AT + S_FLAGS, true)
+    }
+  }
+  return peekRoutingGeneral(buf, off, len)
+}
+
+/** peekRouting for any table layout (exported for the test that holds the fast path to it). */
+export function peekRoutingGeneral(buf: Uint8Array, off: number, len: number): number {
+  const end = off + len
+  if (len < 12 || off < 0 || end > buf.length) return -1
   const root = u32le(buf, off)
   const t = off + root
   if (root < 4 || t + 4 > end) return -1
@@ -550,6 +574,8 @@ export function peekRouting(buf: Uint8Array, off: number, len: number): number {
   if (p === -2 || fl === -2) return -1
   return (p < 0 ? 0 : u32le(buf, p)) * 65536 + (fl < 0 ? 0 : u16le(buf, fl))
 }
+
+const routingViews = new ViewCache()
 
 /** Absolute position of `field` (`width` bytes) of the table at `t`; -1 when absent, -2 when outside the table. */
 function slotAt(buf: Uint8Array, vt: number, vtSize: number, t: number, tblSize: number, field: number, width: number): number {

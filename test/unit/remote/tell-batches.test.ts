@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { GrainClusterError } from '../../../src/common/errors.js'
 import { FRAME_TELL_BATCH, TELL_BATCH_BYTES, TELL_BATCH_HEADER_BYTES, TellBatches, batchEntries, checkTellBatch } from '../../../src/remote/tell-batches.js'
-import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString, peekRouting } from '../../../src/wire/envelope.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString, peekRouting, peekRoutingGeneral } from '../../../src/wire/envelope.js'
 
 const KIND = new InternedString('counter')
 
@@ -119,5 +119,30 @@ describe('checkTellBatch (receiver)', () => {
     expect(peekRouting(buf, 4, n)).toBe(77 * 65536 + FLAGS.ASK)
     expect(peekRouting(buf, 4, 8)).toBe(-1)
     expect(peekRouting(new Uint8Array(64).fill(0xff), 0, 64)).toBe(-1)
+  })
+
+  it("peekRouting's fast path for the writer's layout answers as the general path, for intact and damaged headers", () => {
+    fc.assert(
+      fc.property(
+        fc.nat(0xffff_ffff),
+        fc.constantFrom(0, FLAGS.ASK, FLAGS.REPLY, FLAGS.CONTROL, FLAGS.ASK | FLAGS.ERROR),
+        fc.string({ maxLength: 12 }),
+        fc.nat(3),
+        fc.array(fc.tuple(fc.nat(80), fc.nat(255)), { maxLength: 3 }),
+        fc.nat(80),
+        (partition, flags, key, lead, damage, cut) => {
+          const buf = new Uint8Array(256)
+          const n = tell(partition, key, Uint8Array.of(1, 2, 3), flags)(buf, lead * 4, 256 - lead * 4)
+          const off = lead * 4
+          expect(peekRouting(buf, off, n)).toBe(partition * 65536 + flags)
+          for (const [at, v] of damage) buf[off + at] = v
+          // Damaged bytes, and frames cut short: both paths agree (the fast one only recognises, never widens, what is accepted).
+          expect(peekRouting(buf, off, n)).toBe(peekRoutingGeneral(buf, off, n))
+          const short = Math.min(n, cut)
+          expect(peekRouting(buf, off, short)).toBe(peekRoutingGeneral(buf, off, short))
+        },
+      ),
+      { numRuns: 3_000 },
+    )
   })
 })
