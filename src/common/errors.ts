@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   ERR_AUTHORITY_MINORITY: { http: 503, retryable: true, summary: 'This node is on the minority side of a partition and refuses membership writes.' },
   ERR_AUTHORITY_QUARANTINED: { http: 503, retryable: true, summary: 'The authority is quarantined: sends and connections are refused until the deadline or a manual release.' },
   ERR_AUTHORITY_REMOVED: { http: 410, retryable: false, summary: 'The authority (this incarnation) has been removed from the cluster.' },
+  ERR_AUTHORITY_NOT_WRITABLE: { http: 503, retryable: true, summary: 'The authority did not become writable (connected, nothing deferred, outbound buffer under its mark) before the deadline.' },
   ERR_AUTHORITY_QUEUE_OVERFLOW: { http: 503, retryable: true, summary: 'The deferred queue of a disconnected authority was full; the oldest message was dropped.' },
   ERR_PID_INVALID: { http: 400, retryable: false, summary: 'A PID does not have the canonical form grain://host:port/kind/key[#nodeId].' },
   ERR_GRAIN_MOVED: { http: 503, retryable: true, summary: 'The key is moving to another owner (membership change); retry resolves the new owner.' },

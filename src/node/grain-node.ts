@@ -523,8 +523,41 @@ export class GrainNode {
     return this.#placement.pidOf(kind, key, performance.now())
   }
 
-  /** Resolves when every ring's overflow queue has drained (use after ERR_RING_FULL). */
-  whenWritable(): Promise<void> {
+  /**
+   * Backpressure, without sending anything. With no PID (or a PID of this
+   * node): true while no local ring has frames waiting in its overflow
+   * queue. With a PID on another node: true while a tell to it goes straight
+   * out with room (its authority connected, nothing deferred, at most
+   * `associations.writableBufferedBytes` waiting in the transport); throws
+   * what a send would (ERR_PID_INVALID, ERR_AUTHORITY_UNREACHABLE,
+   * _QUARANTINED, _REMOVED).
+   */
+  isWritable(pid?: string | Pid): boolean {
+    if (pid === undefined) return this.#host.ringBacklog === 0
+    const p = this.#parse(pid)
+    if (this.#isLocal(p)) return this.#host.ringBacklog === 0
+    return this.#remote!.isWritable(p)
+  }
+
+  /**
+   * Resolves once isWritable(pid) holds. No PID: every local ring's
+   * overflow queue has drained (use after ERR_RING_FULL). A remote PID:
+   * end-to-end flow control for a stream of tells (a slow receiver stops
+   * reading, its socket fills, the mark is crossed); rejects with what a
+   * send would throw, or ERR_AUTHORITY_NOT_WRITABLE after `timeoutMs`
+   * (default askTimeoutMs).
+   */
+  async whenWritable(pid?: string | Pid, options?: { timeoutMs?: number }): Promise<void> {
+    if (pid !== undefined) {
+      const p = this.#parse(pid)
+      if (!this.#isLocal(p)) {
+        const timeoutMs = options?.timeoutMs ?? this.options.askTimeoutMs
+        if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+          throw new GrainClusterError('ERR_CONFIG_INVALID', `whenWritable timeoutMs must be a positive number (got ${String(timeoutMs)})`, { issues: ['timeoutMs must be > 0'] })
+        }
+        return this.#remote!.whenWritable(p, timeoutMs)
+      }
+    }
     return this.#host.whenWritable()
   }
 

@@ -40,6 +40,8 @@ const CONNECT_TIMEOUT_MS = 2_000
 
 /** Pause before handing a backlog to a transport that refused writes for backpressure. */
 const BACKPRESSURE_RETRY_MS = 5
+/** whenWritable: how often it looks again while the association (not the transport buffer) is in the way. */
+const WRITABLE_RECHECK_MS = 5
 
 /** Frames at least this large are written by reference by the transport (tcp-transport.ts). */
 const LARGE_FRAME_BYTES = 16 * 1024
@@ -286,7 +288,8 @@ export class RemoteEndpoint {
   #lastTarget: EncodeTarget | undefined
 
   #refused(pid: Pid, method: string, r: Exclude<ResolveResult, { status: 'ready' }>): never {
-    const details: ErrorDetails = { pid: formatPid(pid), authority: pid.authority, kind: pid.kind, key: pid.key, method }
+    // method '': a flow-control check (isWritable), not a call.
+    const details: ErrorDetails = { pid: formatPid(pid), authority: pid.authority, kind: pid.kind, key: pid.key, ...(method === '' ? {} : { method }) }
     switch (r.status) {
       case 'unreachable':
         throw new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', r.reason, details)
@@ -450,6 +453,58 @@ export class RemoteEndpoint {
     } finally {
       this.#payloadValue = undefined
       this.#flushOutputs()
+    }
+  }
+
+  /**
+   * Sender-side flow control: would a tell to `pid` go straight out now,
+   * with room? True while its authority is connected, nothing waits in its
+   * deferred queue and at most `writableBufferedBytes` wait in the
+   * transport. Throws what a send would (unreachable, quarantined, removed).
+   */
+  isWritable(pid: Pid): boolean {
+    this.#checkOpen()
+    const assoc = this.#refuse(pid, '')
+    if (!assoc.writableNow()) {
+      // A send would dial; so does asking, or a waiter would wait for nothing.
+      if (!this.#o.transport.isConnected(assoc.authority)) this.#connect(assoc)
+      return false
+    }
+    const b = this.#o.transport.bufferedBytes(assoc.authority)
+    return b >= 0 && b <= this.#o.associations.config.writableBufferedBytes
+  }
+
+  /**
+   * Resolves once isWritable(pid) holds; rejects with what a send would
+   * throw, or ERR_AUTHORITY_NOT_WRITABLE after `timeoutMs`. While only the
+   * transport's buffer is in the way, completed writes wake it; otherwise
+   * (connecting, deferred messages draining) it looks again every few ms.
+   */
+  async whenWritable(pid: Pid, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs
+    for (;;) {
+      if (this.isWritable(pid)) return
+      const left = deadline - performance.now()
+      const assoc = this.#o.associations.get(pid.authority)
+      const mark = this.#o.associations.config.writableBufferedBytes
+      const buffered = this.#o.transport.bufferedBytes(pid.authority)
+      if (left <= 0) {
+        const why = !assoc.writableNow()
+          ? `association ${assoc.state}, ${assoc.queue.size} message(s) deferred`
+          : buffered < 0
+            ? 'no connection is established'
+            : `${buffered} bytes wait in the transport (mark ${mark})`
+        throw new GrainClusterError('ERR_AUTHORITY_NOT_WRITABLE', `${pid.authority} did not become writable within ${timeoutMs} ms: ${why}`, {
+          pid: formatPid(pid),
+          authority: pid.authority,
+          kind: pid.kind,
+          key: pid.key,
+        })
+      }
+      // Only a buffer over the mark is worth waiting on; anything else (no
+      // connection at the moment, messages deferred) is looked at again soon.
+      if (assoc.writableNow() && buffered > mark) await this.#o.transport.whenBuffered(pid.authority, mark, Math.min(left, WRITABLE_RECHECK_MS * 10))
+      else await new Promise((r) => setTimeout(r, Math.min(left, WRITABLE_RECHECK_MS)))
     }
   }
 

@@ -15,6 +15,8 @@ export const DEFAULT_QUARANTINE_DEADLINE_MS = 30_000 // 30 s
 export const DEFAULT_MAX_CONSECUTIVE_FAILURES = 5
 /** Longest inbound-flow pause of one peer's connection (well under every failure-detector profile's acceptable heartbeat pause). */
 export const DEFAULT_MAX_INBOUND_PAUSE_MS = 250
+/** Outbound bytes a writable authority may have waiting in the transport (GrainNode.isWritable). */
+export const DEFAULT_WRITABLE_BUFFERED_BYTES = 4 * 1024 * 1024 // 4 MiB
 
 export interface AssociationConfig {
   /**
@@ -50,6 +52,14 @@ export interface AssociationConfig {
    * Integer ≥ 1.
    */
   readonly maxInboundPauseMs: number
+  /**
+   * Sender-side flow control (GrainNode.isWritable / whenWritable with a
+   * remote PID): the PID counts as writable while its authority is
+   * connected, nothing waits in its deferred queue and at most this many
+   * bytes wait in the transport's outbound buffer (on top of the kernel's
+   * socket buffer). Default 4 MiB. Integer ≥ 1.
+   */
+  readonly writableBufferedBytes: number
 }
 
 export const ASSOCIATION_DEFAULTS: AssociationConfig = Object.freeze({
@@ -58,6 +68,7 @@ export const ASSOCIATION_DEFAULTS: AssociationConfig = Object.freeze({
   quarantineDeadlineMs: DEFAULT_QUARANTINE_DEADLINE_MS,
   maxConsecutiveFailures: DEFAULT_MAX_CONSECUTIVE_FAILURES,
   maxInboundPauseMs: DEFAULT_MAX_INBOUND_PAUSE_MS,
+  writableBufferedBytes: DEFAULT_WRITABLE_BUFFERED_BYTES,
 })
 
 const KEYS = Object.keys(ASSOCIATION_DEFAULTS) as ReadonlyArray<keyof AssociationConfig>

@@ -405,6 +405,12 @@ interface Waiter {
   reject: (e: GrainClusterError) => void
 }
 
+interface DrainWaiter {
+  atMost: number
+  resolve: () => void
+  timer: NodeJS.Timeout
+}
+
 type ListenerMap = { [K in TcpTransportEventName]: Array<(...args: TcpTransportEvents[K]) => void> }
 
 // ---------------------------------------------------------------- transport
@@ -437,6 +443,8 @@ export class TcpTransport {
   readonly #reconnectTimers = new Map<string, NodeJS.Timeout>()
   readonly #attempts = new Map<string, number>()
   readonly #waiters = new Map<string, Waiter[]>()
+  /** whenBuffered() callers, by authority: woken as writes complete and when the connection goes. */
+  readonly #drainWaiters = new Map<string, DrainWaiter[]>()
 
   readonly #dirty = new Set<Connection>()
   #flushScheduled = false
@@ -670,6 +678,60 @@ export class TcpTransport {
     return true
   }
 
+  /**
+   * Bytes waiting to go out to `authority`: queued this turn plus what the
+   * socket still holds (not yet taken by the kernel). -1 without an
+   * established, writable connection.
+   */
+  bufferedBytes(authority: string): number {
+    const c = this.#active.get(authority)
+    if (c === undefined || c.state !== 'established' || !c.socket.writable) return -1
+    return c.queuedBytes + c.socket.writableLength
+  }
+
+  /**
+   * Resolves once at most `atMost` bytes wait for `authority` (looked at as
+   * its writes complete), once its connection goes away, or after
+   * `timeoutMs`, whichever comes first: the caller looks again.
+   */
+  whenBuffered(authority: string, atMost: number, timeoutMs: number): Promise<void> {
+    const b = this.bufferedBytes(authority)
+    if (b <= atMost) return Promise.resolve()
+    return new Promise((resolve) => {
+      let list = this.#drainWaiters.get(authority)
+      if (list === undefined) this.#drainWaiters.set(authority, (list = []))
+      const w: DrainWaiter = {
+        atMost,
+        resolve,
+        timer: setTimeout(() => {
+          const l = this.#drainWaiters.get(authority)
+          const i = l?.indexOf(w) ?? -1
+          if (i >= 0) l!.splice(i, 1)
+          if (l?.length === 0) this.#drainWaiters.delete(authority)
+          resolve()
+        }, timeoutMs),
+      }
+      w.timer.unref()
+      list.push(w)
+    })
+  }
+
+  /** Wake the whenBuffered() callers of `authority` whose mark is met (all of them when `all`). */
+  #wakeDrainWaiters(authority: string, all: boolean): void {
+    const list = this.#drainWaiters.get(authority)
+    if (list === undefined) return
+    const b = all ? -1 : this.bufferedBytes(authority)
+    const keep: DrainWaiter[] = []
+    for (const w of list) {
+      if (b <= w.atMost) {
+        clearTimeout(w.timer)
+        w.resolve()
+      } else keep.push(w)
+    }
+    if (keep.length === 0) this.#drainWaiters.delete(authority)
+    else this.#drainWaiters.set(authority, keep)
+  }
+
   /** End every connection and the server, cancel redials; resolves when all sockets are closed. */
   close(): Promise<void> {
     this.#closePromise ??= this.#close()
@@ -681,6 +743,7 @@ export class TcpTransport {
     for (const t of this.#reconnectTimers.values()) clearTimeout(t)
     this.#reconnectTimers.clear()
     for (const authority of [...this.#waiters.keys()]) this.#rejectWaiters(authority, this.#unreachable(authority, 'the transport is closed'))
+    for (const authority of [...this.#drainWaiters.keys()]) this.#wakeDrainWaiters(authority, true)
     this.#flushAll()
     const closed: Array<Promise<unknown>> = []
     for (const c of this.#conns) {
@@ -953,6 +1016,7 @@ export class TcpTransport {
     const peer = c.peer!
     this.#o.events.publish({ type: 'transport.disconnected', authority: peer.authority, reason })
     this.#emit('peer-down', peer, reason)
+    this.#wakeDrainWaiters(peer.authority, true)
   }
 
   #onClose(c: Connection): void {
@@ -1102,6 +1166,8 @@ export class TcpTransport {
     // Called once the last chunk (hence every chunk: writes complete in order) left for the kernel, or failed.
     const written = (): void => {
       for (const s of slabs) if (s !== undefined) this.#slabs.release(s)
+      const authority = c.peer?.authority
+      if (authority !== undefined && this.#drainWaiters.size > 0) this.#wakeDrainWaiters(authority, false)
     }
     let bytes = 0
     if (chunks.length === 1) {

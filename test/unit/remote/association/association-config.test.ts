@@ -10,7 +10,7 @@ import { catchErr } from '../../../helpers/catch-error.js'
 
 describe('association config', () => {
   it('defaults: 10 000 messages, 64 MiB, 30 s quarantine (spec §3.13), 5 failures', () => {
-    expect(ASSOCIATION_DEFAULTS).toEqual({ deferredQueueLimit: 10_000, deferredQueueBytes: 67_108_864, quarantineDeadlineMs: 30_000, maxConsecutiveFailures: 5, maxInboundPauseMs: 250 })
+    expect(ASSOCIATION_DEFAULTS).toEqual({ deferredQueueLimit: 10_000, deferredQueueBytes: 67_108_864, quarantineDeadlineMs: 30_000, maxConsecutiveFailures: 5, maxInboundPauseMs: 250, writableBufferedBytes: 4 * 1024 * 1024 })
     expect(DEFAULT_QUARANTINE_DEADLINE_MS).toBe(30_000)
     expect(resolveAssociationConfig()).toEqual(ASSOCIATION_DEFAULTS)
     expect(resolveAssociationConfig({})).toEqual(ASSOCIATION_DEFAULTS)
@@ -32,7 +32,7 @@ describe('association config', () => {
     expect(
       validateAssociationConfig({ deferredQueueLimit: 0, deferredQueueBytes: 1.5, quarantineDeadlineMs: '30s', maxConsecutiveFailures: Number.NaN, deferedQueueLimit: 3 }),
     ).toEqual([
-      'association.deferedQueueLimit is not a known setting (known: deferredQueueLimit, deferredQueueBytes, quarantineDeadlineMs, maxConsecutiveFailures, maxInboundPauseMs)',
+      'association.deferedQueueLimit is not a known setting (known: deferredQueueLimit, deferredQueueBytes, quarantineDeadlineMs, maxConsecutiveFailures, maxInboundPauseMs, writableBufferedBytes)',
       'association.deferredQueueLimit must be an integer ≥ 1 (got 0)',
       'association.deferredQueueBytes must be an integer ≥ 1 (got 1.5)',
       'association.quarantineDeadlineMs must be an integer ≥ 1 (got "30s")',

@@ -18,7 +18,7 @@ function setup(config: ConstructorParameters<typeof AssociationRegistry>[0] = {}
 describe('AssociationRegistry', () => {
   it('uses the documented defaults', () => {
     const { reg } = setup()
-    expect(reg.config).toEqual({ deferredQueueLimit: 10_000, deferredQueueBytes: 64 * 1024 * 1024, quarantineDeadlineMs: 30_000, maxConsecutiveFailures: 5, maxInboundPauseMs: 250 })
+    expect(reg.config).toEqual({ deferredQueueLimit: 10_000, deferredQueueBytes: 64 * 1024 * 1024, quarantineDeadlineMs: 30_000, maxConsecutiveFailures: 5, maxInboundPauseMs: 250, writableBufferedBytes: 4 * 1024 * 1024 })
     expect(Object.isFrozen(reg.config)).toBe(true)
     const a = reg.get(B)
     expect(a.queue.limit).toBe(10_000)

@@ -1,0 +1,114 @@
+/**
+ * Sender-side flow control for remote tells (GrainNode.isWritable /
+ * whenWritable with a PID on another node), over real loopback sockets: two
+ * GrainNodes in one process, node B's worker blocked so that B stops
+ * reading A's connection (inbound flow control) and A's socket backs up.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { GrainClusterError, type GrainNode, type RuntimeEvent } from '../../src/index.js'
+import { startPair } from '../helpers/in-process-cluster.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
+/** A's mark: past this many bytes waiting in its transport, B's PIDs are not writable. */
+const MARK = 256 * 1024
+/** ~23 MB of tells: more than the kernel's loopback buffers (a few MB each way) hold. */
+const TELLS = 200_000
+const BLOCK_MS = 2_000
+
+async function pair(): Promise<{ a: GrainNode; b: GrainNode; events: RuntimeEvent[] }> {
+  const [a, b] = await startPair('writable-it', {
+    grains: GRAINS,
+    ringBytes: 1 << 14,
+    maxOverflowFrames: 2_048,
+    // B never reads past its pause limit during these tests: A alone holds what B cannot take.
+    associations: { maxInboundPauseMs: 30_000, writableBufferedBytes: MARK },
+  })
+  const events: RuntimeEvent[] = []
+  for (const n of [a, b]) n.events.subscribe('*', (e) => void events.push(e))
+  await waitUntil(() => a.resolve(b.pid('counter', 'probe')).status === 'ready', { what: 'b ready from a' })
+  return { a, b, events }
+}
+
+describe('remote isWritable / whenWritable', () => {
+  const nodes: GrainNode[] = []
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.close()))
+  })
+
+  it('holds a stream of tells back while the receiver cannot take them, and loses nothing', async () => {
+    const { a, b, events } = await pair()
+    nodes.push(a, b)
+    const pid = b.pid('counter', 'writable-stream')
+    expect(await a.askPid(pid, 'add', 0)).toBe(0)
+    expect(a.isWritable(pid)).toBe(true)
+    await a.whenWritable(pid)
+
+    a.tellPid(pid, 'block', BLOCK_MS)
+    const t0 = performance.now()
+    let notWritable = 0
+    let waitedMs = 0
+    for (let i = 0; i < TELLS; i++) {
+      if (!a.isWritable(pid)) {
+        notWritable++
+        const w0 = performance.now()
+        await a.whenWritable(pid, { timeoutMs: 60_000 })
+        waitedMs += performance.now() - w0
+        // Resolved means writable now, not merely "something changed".
+        expect(a.isWritable(pid)).toBe(true)
+      }
+      a.tellPid(pid, 'add', 1)
+      // Let the transport flush now and then, as a real producer's loop would.
+      if ((i & 4095) === 4095) await new Promise((r) => setImmediate(r))
+    }
+    // The sender was held back, and for most of the time B's worker was blocked.
+    expect(notWritable).toBeGreaterThan(0)
+    expect(waitedMs).toBeGreaterThan(BLOCK_MS / 4)
+    expect(performance.now() - t0).toBeGreaterThan(BLOCK_MS / 2)
+    // Per-PID order: this ask arrives after every tell.
+    expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(TELLS)
+    expect(events.filter((e) => e.type === 'deadletter')).toEqual([])
+  }, 60_000)
+
+  it('gives up after timeoutMs with ERR_AUTHORITY_NOT_WRITABLE naming the authority, and is writable again once the receiver catches up', async () => {
+    const { a, b, events } = await pair()
+    nodes.push(a, b)
+    const pid = b.pid('counter', 'writable-timeout')
+    expect(await a.askPid(pid, 'add', 0)).toBe(0)
+    // Longer than the fill below can take on a loaded machine: the mark must be crossed while B is still stuck.
+    a.tellPid(pid, 'block', 2.5 * BLOCK_MS)
+    let sent = 0
+    // Fill B's ring, its overflow bound, both kernel buffers and A's mark.
+    await waitUntil(
+      async () => {
+        for (let i = 0; i < 8_192; i++, sent++) a.tellPid(pid, 'add', 1)
+        await new Promise((r) => setImmediate(r))
+        return !a.isWritable(pid)
+      },
+      { timeoutMs: 20_000, intervalMs: 1, what: "A's buffer past its mark" },
+    )
+    const e = await a.whenWritable(pid, { timeoutMs: 100 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    expect(GrainClusterError.is(e, 'ERR_AUTHORITY_NOT_WRITABLE')).toBe(true)
+    expect((e as GrainClusterError).details).toMatchObject({ authority: b.cluster!.authority, pid, key: 'writable-timeout' })
+    expect((e as GrainClusterError).reason).toMatch(/bytes wait in the transport/)
+    await a.whenWritable(pid, { timeoutMs: 60_000 })
+    expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(sent)
+    expect(events.filter((ev) => ev.type === 'deadletter')).toEqual([])
+  }, 60_000)
+
+  it('refuses what a send refuses: a PID of no member (removed), a malformed PID, a bad timeout', async () => {
+    const { a, b } = await pair()
+    nodes.push(a, b)
+    const stranger = b.pid('counter', 'k').replace(b.cluster!.authority, '127.0.0.1:9')
+    expect(() => a.isWritable(stranger)).toThrow(expect.objectContaining({ code: 'ERR_AUTHORITY_REMOVED', details: expect.objectContaining({ authority: '127.0.0.1:9', key: 'k' }) }))
+    await expect(a.whenWritable(stranger)).rejects.toMatchObject({ code: 'ERR_AUTHORITY_REMOVED' })
+    await expect(a.whenWritable('grain://nowhere')).rejects.toMatchObject({ code: 'ERR_PID_INVALID' })
+    await expect(a.whenWritable(b.pid('counter', 'k'), { timeoutMs: 0 })).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' })
+    // A PID of this node: the local rings.
+    expect(a.isWritable(a.pid('counter', 'k'))).toBe(true)
+    await a.whenWritable(a.pid('counter', 'k'))
+  })
+})
