@@ -277,6 +277,8 @@ export class GrainNode {
         })
         cluster.metrics?.observeAssociations(() => associations.gauges())
         const endpoint = remote
+        const transport = cluster.transport
+        cluster.metrics?.observeRemoteFlow(() => ({ ...endpoint.flowStats, outboundBufferedBytes: transport.stats.outboundBufferedBytes }))
         const self = cluster
         host.onPidRequest = (pid, envelope) =>
           endpoint.fromWorker(pid, envelope, (p) => p.authority === self.authority && (p.nodeId === undefined || p.nodeId === self.nodeId))

@@ -260,6 +260,39 @@ export class NodeMetrics {
     })
   }
 
+  /** Sender-side flow control and the transport's outbound buffers, read at scrape time. */
+  observeRemoteFlow(read: () => { waits: number; waitedMs: number; outboundBufferedBytes: number }, prefix = 'graincluster_'): void {
+    const last = { waits: 0, waitedMs: 0 }
+    new Counter({
+      name: `${prefix}remote_flow_waits_total`,
+      help: 'whenWritable(pid) calls that had to wait for a remote authority to take more (sender-side flow control).',
+      registers: [this.registry],
+      collect() {
+        const now = read().waits
+        if (now > last.waits) this.inc(now - last.waits)
+        last.waits = now
+      },
+    })
+    new Counter({
+      name: `${prefix}remote_flow_wait_seconds_total`,
+      help: 'Time whenWritable(pid) callers spent waiting, in all.',
+      registers: [this.registry],
+      collect() {
+        const now = read().waitedMs
+        if (now > last.waitedMs) this.inc((now - last.waitedMs) / 1000)
+        last.waitedMs = now
+      },
+    })
+    new Gauge({
+      name: `${prefix}transport_outbound_buffered_bytes`,
+      help: 'Bytes waiting to go out to other nodes (queued this turn plus the sockets\' own buffers).',
+      registers: [this.registry],
+      collect() {
+        this.set(read().outboundBufferedBytes)
+      },
+    })
+  }
+
   /** PidCache counters (placement), read at scrape time. */
   observePidCache(read: () => { hits: number; misses: number; expired: number; evicted: number; invalidated: number; size: number }, prefix = 'graincluster_'): void {
     const last = { hits: 0, misses: 0, evicted: 0, invalidated: 0 }

@@ -481,7 +481,20 @@ export class RemoteEndpoint {
    * (connecting, deferred messages draining) it looks again every few ms.
    */
   async whenWritable(pid: Pid, timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs
+    if (this.isWritable(pid)) return
+    const start = performance.now()
+    this.flowStats.waits++
+    try {
+      await this.#waitWritable(pid, start + timeoutMs, timeoutMs)
+    } finally {
+      this.flowStats.waitedMs += performance.now() - start
+    }
+  }
+
+  /** Sender-side flow control: whenWritable calls that had to wait, and how long they waited in all. */
+  readonly flowStats = { waits: 0, waitedMs: 0 }
+
+  async #waitWritable(pid: Pid, deadline: number, timeoutMs: number): Promise<void> {
     for (;;) {
       if (this.isWritable(pid)) return
       const left = deadline - performance.now()

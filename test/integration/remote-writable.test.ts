@@ -68,6 +68,11 @@ describe('remote isWritable / whenWritable', () => {
     // Per-PID order: this ask arrives after every tell.
     expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(TELLS)
     expect(events.filter((e) => e.type === 'deadletter')).toEqual([])
+    const text = await a.metricsText()
+    const waits = Number(/^graincluster_remote_flow_waits_total (\d+)/m.exec(text)?.[1])
+    expect(waits).toBeGreaterThan(0)
+    expect(waits).toBeLessThanOrEqual(notWritable)
+    expect(Number(/^graincluster_remote_flow_wait_seconds_total ([\d.e-]+)/m.exec(text)?.[1])).toBeGreaterThan(BLOCK_MS / 4 / 1000)
   }, 60_000)
 
   it('gives up after timeoutMs with ERR_AUTHORITY_NOT_WRITABLE naming the authority, and is writable again once the receiver catches up', async () => {
@@ -87,6 +92,8 @@ describe('remote isWritable / whenWritable', () => {
       },
       { timeoutMs: 20_000, intervalMs: 1, what: "A's buffer past its mark" },
     )
+    const buffered = Number(/^graincluster_transport_outbound_buffered_bytes (\d+)/m.exec(await a.metricsText())?.[1])
+    expect(buffered).toBeGreaterThan(MARK)
     const e = await a.whenWritable(pid, { timeoutMs: 100 }).then(
       () => undefined,
       (err: unknown) => err,

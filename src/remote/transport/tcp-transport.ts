@@ -172,6 +172,8 @@ export interface TcpTransportStats {
   pendingHandshakes: number
   /** Peers with an established connection. */
   peers: number
+  /** Bytes waiting to go out on established connections (queued this turn plus the sockets' own buffers). */
+  outboundBufferedBytes: number
   /** Outbound slabs allocated, and handed out again once their writes completed (see slab-pool.ts). */
   slabsAllocated: number
   slabsReused: number
@@ -531,7 +533,9 @@ export class TcpTransport {
   get stats(): TcpTransportStats {
     let pending = 0
     for (const c of this.#conns) if (c.state === 'handshaking' || c.state === 'connecting') pending++
-    return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size, slabsAllocated: this.#slabs.allocated, slabsReused: this.#slabs.reused }
+    let buffered = 0
+    for (const authority of this.#active.keys()) buffered += Math.max(0, this.bufferedBytes(authority))
+    return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size, outboundBufferedBytes: buffered, slabsAllocated: this.#slabs.allocated, slabsReused: this.#slabs.reused }
   }
 
   /** Subscribe; returns the unsubscribe function. A throwing listener is counted in stats.listenerErrors, never rethrown. */
