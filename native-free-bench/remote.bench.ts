@@ -10,10 +10,12 @@
  *
  *  (a) tell throughput: N tells `inc(1)` from A to PIDS BenchCounters on B.
  *      Flow control: a yield (setImmediate) every YIELD_EVERY tells lets
- *      the transport flush, and a `get` ask every MARK_EVERY tells acts as
- *      a credit: at most MAX_MARKERS of them are in flight, so at most
- *      MARK_EVERY × MAX_MARKERS tells are unconfirmed (see notes for why).
- *      The clock stops when one `get` per PID has answered; the counts must
+ *      the transport flush, and the sender asks `isWritable(pid)` there,
+ *      awaiting `whenWritable(pid)` when it says no: the product's own
+ *      backpressure, as the baseline waits for 'drain'. (a') is one more
+ *      round held back the way (a) was before sender-side flow control
+ *      existed: a `get` ask every MARK_EVERY tells as a credit, at most
+ *      MAX_MARKERS in flight. The clock stops when one `get` per PID has answered; the counts must
  *      add up to N, with no dead letters on either node and no frame
  *      rejected, or the scope fails. Baseline: the same frames (length
  *      prefix + the real envelope bytes) copied into 64 KiB slabs and
@@ -210,8 +212,16 @@ interface Watch {
   peer: () => Promise<PeerStats>
 }
 
-/** Candidate: `n` tells inc(1) round-robin over `pids`, credit-windowed; verified by the counts. */
-async function remoteTells(a: GrainNode, pids: readonly string[], n: number, expectedTotal: number, w: Watch): Promise<TellStats> {
+/**
+ * How the candidate's sender is held back: 'credits' (a `get` ask every
+ * MARK_EVERY tells, at most MAX_MARKERS in flight) or 'writable' (sender-side
+ * flow control alone: `isWritable(pid)` every YIELD_EVERY tells, and
+ * `whenWritable(pid)` when it says no).
+ */
+type TellFlow = 'credits' | 'writable'
+
+/** Candidate: `n` tells inc(1) round-robin over `pids`, held back by `flow`; verified by the counts. */
+async function remoteTells(a: GrainNode, pids: readonly string[], n: number, expectedTotal: number, w: Watch, flow: TellFlow = 'credits'): Promise<TellStats> {
   const mask = pids.length - 1
   const t = a.cluster!.transport
   const s0 = t.stats
@@ -222,7 +232,15 @@ async function remoteTells(a: GrainNode, pids: readonly string[], n: number, exp
   for (let i = 0; i < n; i++) {
     a.tellPid(pids[i & mask]!, 'inc', 1)
     if ((i & (YIELD_EVERY - 1)) === YIELD_EVERY - 1) {
-      if ((i & (MARK_EVERY - 1)) === MARK_EVERY - 1) {
+      if (flow === 'writable') {
+        // Every PID lives on B: one authority, one answer.
+        const onB: string = pids[0]!
+        if (!a.isWritable(onB)) {
+          const w0 = performance.now()
+          await a.whenWritable(onB, { timeoutMs: ASK_TIMEOUT_MS })
+          waitMs += performance.now() - w0
+        }
+      } else if ((i & (MARK_EVERY - 1)) === MARK_EVERY - 1) {
         const m = a.askPid(pids[(i >>> 14) & mask]!, 'get', undefined, { timeoutMs: ASK_TIMEOUT_MS })
         m.catch(() => {}) // awaited below; never unhandled meanwhile
         markers.push(m)
@@ -454,19 +472,22 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
 
     // ---- (a) tells: warm-up, then interleaved rounds
     const warmPids = keys.map((k) => pidOnB(COUNTER, `warm-${k}`))
-    await remoteTells(A, warmPids, s.warmTells, s.warmTells, watch)
+    await remoteTells(A, warmPids, s.warmTells, s.warmTells, watch, 'writable')
     await rawTells(raw, tellFrame, s.warmTells, s.warmTells)
     const cand: TellStats[] = []
     const base: TellStats[] = []
     let rawTotal = s.warmTells
     for (let r = 0; r < s.rounds; r++) {
-      const c = await remoteTells(A, pids, perRound, (r + 1) * perRound, watch)
+      const c = await remoteTells(A, pids, perRound, (r + 1) * perRound, watch, 'writable')
       cand.push(c)
       rawTotal += perRound
       const b = await rawTells(raw, tellFrame, perRound, rawTotal)
       base.push(b)
       o.log(`remote: round ${r + 1}/${s.rounds}: GrainNode ${Math.round(tellRate(c)).toLocaleString('en-US')} tells/s, raw socket ${Math.round(tellRate(b)).toLocaleString('en-US')} frames/s`)
     }
+    // (a') info: one more round held back by ask credits, as (a) was measured before sender-side flow control existed.
+    const creditRound = await remoteTells(A, pids, perRound, (s.rounds + 1) * perRound, watch, 'credits')
+    o.log(`remote: credit-windowed round: GrainNode ${Math.round(tellRate(creditRound)).toLocaleString('en-US')} tells/s (waited ${Math.round(creditRound.waitMs)} ms)`)
 
     // ---- (b) asks: warm-up (also measures the reply frame), then interleaved slices
     let replyBytes = 0
@@ -498,7 +519,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     }
     const { type: _local, ...localLat } = await request(child, { type: 'local-asks', n: s.asks, warm: s.warmAsks }, 'local-asks', 120_000)
     const total = await sumCounts(A, pids)
-    if (total !== s.rounds * perRound + s.asks) throw new Error(`remote: final counts sum to ${total}, expected ${s.rounds * perRound + s.asks}`)
+    if (total !== (s.rounds + 1) * perRound + s.asks) throw new Error(`remote: final counts sum to ${total}, expected ${(s.rounds + 1) * perRound + s.asks}`)
     const candLat = summarizeLatencies(candUs)
     const baseLat = summarizeLatencies(baseUs)
     o.log(`remote: asks p50 ${candLat.p50Us.toFixed(1)} µs (raw ${baseLat.p50Us.toFixed(1)} µs)`)
@@ -566,6 +587,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     const rows: Row[] = [
       tellRow('(a) tell: GrainNode A → B (peer process), 1 association', cand, cTell, false),
       tellRow('(a) tell: raw net.Socket, same frames, 64 KiB writes', base, bTell, true),
+      tellRow("(a') info: as (a), held back by ask credits instead (the method before 2026-12-01), 1 round", [creditRound], creditRound, false),
       askRow('(b) ask: GrainNode A → B, sequential', candLat, candAskMs, `${reqWire} / ${repWire}`, false),
       askRow('(b) ask: raw net.Socket echo, same sizes, sequential', baseLat, baseAskMs, `${reqWire} / ${repWire}`, true),
       askRow('(b) info: local ask on B itself (ring hop, no network)', localLat, null, null, false, true),
@@ -610,7 +632,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       ],
       notes: [
         `Processes: A (sender) and A2 run here, B (receiver) in a forked peer process (node --import tsx remote/peer.ts); the raw baseline's receiver runs in that same peer process, so both cross the same process boundary. Each node has ${ready.workers} grain worker; with ${availableParallelism()} CPU(s) here, A's main thread, B's main thread and B's grain worker (plus the idle nodes' timers) compete for the cores.`,
-        `Flow control of (a): a setImmediate every ${YIELD_EVERY} tells (the transport flushes once per event-loop turn) and a 'get' ask every ${MARK_EVERY} tells used as a credit, at most ${MAX_MARKERS} outstanding (≤ ${MARK_EVERY * MAX_MARKERS} tells unconfirmed). Needed because tellPid itself never waits (a producer asks node.isWritable(pid) / whenWritable(pid); the credits here also confirm delivery and keep the measurement comparable with earlier runs): if the transport refuses a frame (its buffer over maxBufferedBytes) the frame goes into the association's bounded deferred queue (retried every 5 ms); and B stops reading A's connection while half of maxOverflowFrames wait for its grain ring (inbound flow control, at most maxInboundPauseMs at a time), dead-lettering (ERR_RING_FULL) only what exceeds the bound after such a pause.`,
+        `Flow control of (a): a setImmediate every ${YIELD_EVERY} tells (the transport flushes once per event-loop turn), where the sender asks node.isWritable(pid) and awaits node.whenWritable(pid) when it says no (sender-side flow control: at most associations.writableBufferedBytes wait in A's transport; B stops reading A while half of its maxOverflowFrames wait for the grain ring, so A's socket fills). The baseline waits for 'drain' the same way. (a') is one round held back by ask credits instead, as (a) was measured until 2026-12-01: a 'get' every ${MARK_EVERY} tells, at most ${MAX_MARKERS} outstanding (≤ ${MARK_EVERY * MAX_MARKERS} tells unconfirmed); the sender idles while it waits for them.`,
         'Verification: (a) every tell counted by BenchCounter, counts must add up after every round, no dead letters on A or B, no transport refusals, no rejected frames on B; the raw receiver must count every frame. (c) exactly 9L overflow dead letters, then exactly the newest L in order (BenchRecorder count/first/last/gaps).',
         `(b) decomposition at p50: remote ask ${candLat.p50Us.toFixed(0)} µs ≈ raw loopback round trip ${baseLat.p50Us.toFixed(0)} µs + local ask on B ${localLat.p50Us.toFixed(0)} µs + ${(candLat.p50Us - baseLat.p50Us - localLat.p50Us).toFixed(0)} µs of remote-layer cost. What keeps it small: a sequential remote ask reaches B one network round trip after the last, long after the ${o.spinMicros} µs base spin, so B's worker would be parked and B's main thread would sleep through the reply (two thread wake-ups, tens of µs each on a VM); the adaptive spin (spinMaxMicros, ${A.options.spinMaxMicros} µs here: the next spin covers 1.5× the last gap) keeps B's worker awake between asks, and B's main thread wakes its reply pump to spin right after relaying each ask. The rest is PID resolution and encoding on A, relay and reply on B, and per-turn flushes on both.`,
         `Frames: the baseline writes the real tell envelope bytes (${tellFrame.length} B + 4 B prefix) built like RemoteEndpoint.#encode; "wire bytes/frame" of the candidate is the transport's own bytesOut per tell (includes the credit asks and gossip); its tells travel as tell batches (remote/tell-batches.ts: one transport frame per target partition and event-loop turn, copied into B's worker ring as one block), "tells/transport frame" says how many per frame. Ask rows: request / reply wire bytes.`,
