@@ -202,50 +202,15 @@ export class NodeMetrics {
         for (const [status, n] of Object.entries(view.statusCounts())) this.set({ status }, n)
       },
     })
-    new Gauge({
-      name: `${prefix}members_unreachable`,
-      help: 'Active members flagged unreachable in this node’s merged view.',
-      registers: [this.registry],
-      collect() {
-        this.set(view.unreachableCount())
-      },
-    })
-    new Gauge({
-      name: `${prefix}minority`,
-      help: '1 while this node is on the minority side of a partition (membership writes refused).',
-      registers: [this.registry],
-      collect() {
-        this.set(view.isMinority() ? 1 : 0)
-      },
-    })
-    new Gauge({
-      name: `${prefix}gossip_confirmed`,
-      help: '1 when the latest membership version is Confirmed, 0 while Diffusing or Reconciling.',
-      registers: [this.registry],
-      collect() {
-        this.set(view.convergenceState() === 'confirmed' ? 1 : 0)
-      },
-    })
+    this.#followGauge(`${prefix}members_unreachable`, 'Active members flagged unreachable in this node’s merged view.', () => view.unreachableCount())
+    this.#followGauge(`${prefix}minority`, '1 while this node is on the minority side of a partition (membership writes refused).', () => view.isMinority() ? 1 : 0)
+    this.#followGauge(`${prefix}gossip_confirmed`, '1 when the latest membership version is Confirmed, 0 while Diffusing or Reconciling.', () => view.convergenceState() === 'confirmed' ? 1 : 0)
   }
 
   /** Gauges of the remote associations, read at scrape time. */
   observeAssociations(read: () => { deferredMessages: number; deferredBytes: number; connected: number; disconnected: number; quarantined: number }, prefix = 'graincluster_'): void {
-    new Gauge({
-      name: `${prefix}association_deferred_messages`,
-      help: 'Messages waiting in deferred queues of disconnected authorities.',
-      registers: [this.registry],
-      collect() {
-        this.set(read().deferredMessages)
-      },
-    })
-    new Gauge({
-      name: `${prefix}association_deferred_bytes`,
-      help: 'Bytes waiting in deferred queues.',
-      registers: [this.registry],
-      collect() {
-        this.set(read().deferredBytes)
-      },
-    })
+    this.#followGauge(`${prefix}association_deferred_messages`, 'Messages waiting in deferred queues of disconnected authorities.', () => read().deferredMessages)
+    this.#followGauge(`${prefix}association_deferred_bytes`, 'Bytes waiting in deferred queues.', () => read().deferredBytes)
     new Gauge({
       name: `${prefix}associations`,
       help: 'Associations by state.',
@@ -262,62 +227,44 @@ export class NodeMetrics {
 
   /** Sender-side flow control and the transport's outbound buffers, read at scrape time. */
   observeRemoteFlow(read: () => { waits: number; waitedMs: number; outboundBufferedBytes: number }, prefix = 'graincluster_'): void {
-    const last = { waits: 0, waitedMs: 0 }
-    new Counter({
-      name: `${prefix}remote_flow_waits_total`,
-      help: 'whenWritable(pid) calls that had to wait for a remote authority to take more (sender-side flow control).',
-      registers: [this.registry],
-      collect() {
-        const now = read().waits
-        if (now > last.waits) this.inc(now - last.waits)
-        last.waits = now
-      },
-    })
-    new Counter({
-      name: `${prefix}remote_flow_wait_seconds_total`,
-      help: 'Time whenWritable(pid) callers spent waiting, in all.',
-      registers: [this.registry],
-      collect() {
-        const now = read().waitedMs
-        if (now > last.waitedMs) this.inc((now - last.waitedMs) / 1000)
-        last.waitedMs = now
-      },
-    })
-    new Gauge({
-      name: `${prefix}transport_outbound_buffered_bytes`,
-      help: 'Bytes waiting to go out to other nodes (queued this turn plus the sockets\' own buffers).',
-      registers: [this.registry],
-      collect() {
-        this.set(read().outboundBufferedBytes)
-      },
-    })
+    this.#followCounter(`${prefix}remote_flow_waits_total`, 'whenWritable(pid) calls that had to wait for a remote authority to take more (sender-side flow control).', () => read().waits)
+    this.#followCounter(`${prefix}remote_flow_wait_seconds_total`, 'Time whenWritable(pid) callers spent waiting, in all.', () => read().waitedMs, 1 / 1000)
+    this.#followGauge(`${prefix}transport_outbound_buffered_bytes`, "Bytes waiting to go out to other nodes (queued this turn plus the sockets' own buffers).", () => read().outboundBufferedBytes)
   }
 
   /** PidCache counters (placement), read at scrape time. */
   observePidCache(read: () => { hits: number; misses: number; expired: number; evicted: number; invalidated: number; size: number }, prefix = 'graincluster_'): void {
-    const last = { hits: 0, misses: 0, evicted: 0, invalidated: 0 }
-    const counter = (field: keyof typeof last, help: string): void => {
-      new Counter({
-        name: `${prefix}pid_cache_${field}_total`,
-        help,
-        registers: [this.registry],
-        collect() {
-          const now = read()[field]
-          if (now > last[field]) this.inc(now - last[field])
-          last[field] = now
-        },
-      })
-    }
+    const counter = (field: 'hits' | 'misses' | 'evicted' | 'invalidated', help: string): void => this.#followCounter(`${prefix}pid_cache_${field}_total`, help, () => read()[field])
     counter('hits', 'Placement lookups answered from the PidCache.')
     counter('misses', 'Placement lookups that had to compute the owner (includes expired entries).')
     counter('evicted', 'PidCache entries evicted because the cache was full (LRU).')
     counter('invalidated', 'PidCache entries dropped by membership changes or quarantine.')
+    this.#followGauge(`${prefix}pid_cache_entries`, 'Keys whose owner is cached.', () => read().size)
+  }
+
+  /** An unlabelled Gauge set from `value` at scrape time. */
+  #followGauge(name: string, help: string, value: () => number): void {
     new Gauge({
-      name: `${prefix}pid_cache_entries`,
-      help: 'Keys whose owner is cached.',
+      name,
+      help,
       registers: [this.registry],
       collect() {
-        this.set(read().size)
+        this.set(value())
+      },
+    })
+  }
+
+  /** A Counter that follows a running total kept elsewhere, read at scrape time (`scale` converts its unit). */
+  #followCounter(name: string, help: string, total: () => number, scale = 1): void {
+    let last = 0
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const now = total()
+        if (now > last) this.inc((now - last) * scale)
+        last = now
       },
     })
   }
