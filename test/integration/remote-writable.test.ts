@@ -106,6 +106,23 @@ describe('remote isWritable / whenWritable', () => {
     expect(events.filter((ev) => ev.type === 'deadletter')).toEqual([])
   }, 60_000)
 
+  it('waits out a cut connection: writable again once it is back and the deferred messages have gone out', async () => {
+    const { a, b, events } = await pair()
+    nodes.push(a, b)
+    const pid = b.pid('counter', 'writable-cut')
+    expect(await a.askPid(pid, 'add', 0)).toBe(0)
+    a.cluster!.transport.disconnect(b.cluster!.authority, 'test cut')
+    expect(a.isWritable(pid)).toBe(false)
+    for (let i = 0; i < 60; i++) a.tellPid(pid, 'add', 1)
+    expect(a.isWritable(pid)).toBe(false)
+    await a.whenWritable(pid, { timeoutMs: 30_000 })
+    expect(a.isWritable(pid)).toBe(true)
+    // Writable means nothing is left deferred: the drain was reported before.
+    const drained = events.filter((e) => e.type === 'association.drained')
+    expect(drained.reduce((n, e) => n + (e.type === 'association.drained' ? e.drained : 0), 0)).toBe(60)
+    expect(await a.askPid(pid, 'get')).toBe(60)
+  })
+
   it('refuses what a send refuses: a PID of no member (removed), a malformed PID, a bad timeout', async () => {
     const { a, b } = await pair()
     nodes.push(a, b)
