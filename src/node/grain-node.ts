@@ -85,7 +85,7 @@ export interface GrainNodeOptions {
   startTimeoutMs?: number
   /** Join a cluster: membership, transport and remote delivery. Omit for a single node. */
   cluster?: Omit<ClusterNodeOptions, 'events' | 'acceptPeer' | 'schemas'>
-  /** Deferred queue and quarantine settings of remote associations. */
+  /** Remote associations: deferred queue, quarantine, inbound and sender-side flow control (see AssociationConfig). */
   associations?: Partial<AssociationConfig>
   /** How long a new owner waits for the previous owner to hand a key's state over (ms). Default 3 000. */
   handoffTimeoutMs?: number
