@@ -535,10 +535,8 @@ export class GrainNode {
    * _QUARANTINED, _REMOVED).
    */
   isWritable(pid?: string | Pid): boolean {
-    if (pid === undefined) return this.#host.ringBacklog === 0
-    const p = this.#parse(pid)
-    if (this.#isLocal(p)) return this.#host.ringBacklog === 0
-    return this.#remote!.isWritable(p)
+    const remote = this.#remotePid(pid)
+    return remote === undefined ? this.#host.ringBacklog === 0 : this.#remote!.isWritable(remote)
   }
 
   /**
@@ -550,17 +548,19 @@ export class GrainNode {
    * (default askTimeoutMs).
    */
   async whenWritable(pid?: string | Pid, options?: { timeoutMs?: number }): Promise<void> {
-    if (pid !== undefined) {
-      const p = this.#parse(pid)
-      if (!this.#isLocal(p)) {
-        const timeoutMs = options?.timeoutMs ?? this.options.askTimeoutMs
-        if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-          throw new GrainClusterError('ERR_CONFIG_INVALID', `whenWritable timeoutMs must be a positive number (got ${String(timeoutMs)})`, { issues: ['timeoutMs must be > 0'] })
-        }
-        return this.#remote!.whenWritable(p, timeoutMs)
-      }
-    }
-    return this.#host.whenWritable()
+    const remote = this.#remotePid(pid)
+    if (remote === undefined) return this.#host.whenWritable()
+    // The same bounds as a call's timeoutMs.
+    const issues = checkRpcSettings(options, 'whenWritable options')
+    if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid whenWritable options: ${issues.join('; ')}`, { issues })
+    return this.#remote!.whenWritable(remote, options?.timeoutMs ?? this.options.askTimeoutMs)
+  }
+
+  /** The parsed PID when it names another node; undefined for no PID or one of this node (the local rings). */
+  #remotePid(pid: string | Pid | undefined): Pid | undefined {
+    if (pid === undefined) return undefined
+    const p = this.#parse(pid)
+    return this.#isLocal(p) ? undefined : p
   }
 
   #statelessPool(): StatelessPool {

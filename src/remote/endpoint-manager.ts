@@ -494,9 +494,9 @@ export class RemoteEndpoint {
   /** Sender-side flow control: whenWritable calls that had to wait, and how long they waited in all. */
   readonly flowStats = { waits: 0, waitedMs: 0 }
 
+  /** Called once isWritable(pid) said no; returns once it says yes. */
   async #waitWritable(pid: Pid, deadline: number, timeoutMs: number): Promise<void> {
-    for (;;) {
-      if (this.isWritable(pid)) return
+    do {
       const left = deadline - performance.now()
       const assoc = this.#o.associations.get(pid.authority)
       const mark = this.#o.associations.config.writableBufferedBytes
@@ -518,7 +518,7 @@ export class RemoteEndpoint {
       // connection at the moment, messages deferred) is looked at again soon.
       if (assoc.writableNow() && buffered > mark) await this.#o.transport.whenBuffered(pid.authority, mark, Math.min(left, WRITABLE_RECHECK_MS * 10))
       else await new Promise((r) => setTimeout(r, Math.min(left, WRITABLE_RECHECK_MS)))
-    }
+    } while (!this.isWritable(pid))
   }
 
   /** `pidText`: the canonical text of `pid` when the caller has it (saves formatting it again). */

@@ -312,11 +312,7 @@ export class EnvelopeReader {
     if (
       vtSize === VTABLE_BYTES &&
       tblSize === TABLE_BYTES &&
-      // The scalars in EnvelopeWriter's slots, two entries per word where adjacent:
-      dv.getUint32(f + 2 * F_CORRELATION, true) === (S_CORRELATION | (S_MESSAGE_TYPE << 16)) &&
-      dv.getUint32(f + 2 * F_SCHEMA_VERSION, true) === (S_SCHEMA_VERSION | (S_FLAGS << 16)) &&
-      dv.getUint16(f + 2 * F_PARTITION, true) === S_PARTITION &&
-      dv.getUint16(f + 2 * F_REPLY_TO, true) === S_REPLY_TO
+      writerScalarSlots(dv, f)
     ) {
       // Strings and vectors: in their slot or absent (0); anything else takes the general path.
       const kindAt = dv.getUint16(f + 2 * F_KIND, true)
@@ -548,8 +544,7 @@ export function peekRouting(buf: Uint8Array, off: number, len: number): number {
       dv.getUint32(d, true) === TABLE_AT &&
       dv.getUint32(d + VTABLE_AT, true) === (VTABLE_BYTES | (TABLE_BYTES << 16)) &&
       dv.getInt32(d + TABLE_AT, true) === VTABLE_BYTES &&
-      dv.getUint16(d + VTABLE_AT + 4 + 2 * F_PARTITION, true) === S_PARTITION &&
-      dv.getUint16(d + VTABLE_AT + 4 + 2 * F_FLAGS, true) === S_FLAGS
+      writerScalarSlots(dv, d + VTABLE_AT + 4)
     ) {
       return dv.getUint32(d + TABLE_AT + S_PARTITION, true) * 65536 + dv.getUint16(d + TABLE_AT + S_FLAGS, true)
     }
@@ -576,6 +571,21 @@ export function peekRoutingGeneral(buf: Uint8Array, off: number, len: number): n
 }
 
 const routingViews = new ViewCache()
+
+/**
+ * True when the vtable entries starting at `f` (one u16 per field id, in
+ * `dv`'s coordinates) put the scalars in EnvelopeWriter's slots: the check
+ * both fast paths (EnvelopeReader.reset, peekRouting) build on. Adjacent
+ * entries are compared two per word.
+ */
+function writerScalarSlots(dv: DataView, f: number): boolean {
+  return (
+    dv.getUint32(f + 2 * F_CORRELATION, true) === (S_CORRELATION | (S_MESSAGE_TYPE << 16)) &&
+    dv.getUint32(f + 2 * F_SCHEMA_VERSION, true) === (S_SCHEMA_VERSION | (S_FLAGS << 16)) &&
+    dv.getUint16(f + 2 * F_PARTITION, true) === S_PARTITION &&
+    dv.getUint16(f + 2 * F_REPLY_TO, true) === S_REPLY_TO
+  )
+}
 
 /** Absolute position of `field` (`width` bytes) of the table at `t`; -1 when absent, -2 when outside the table. */
 function slotAt(buf: Uint8Array, vt: number, vtSize: number, t: number, tblSize: number, field: number, width: number): number {

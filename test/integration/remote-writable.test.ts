@@ -16,7 +16,8 @@ const MARK = 256 * 1024
 const TELLS = 200_000
 const BLOCK_MS = 2_000
 
-async function pair(): Promise<{ a: GrainNode; b: GrainNode; events: RuntimeEvent[] }> {
+/** A pair started for one test (closed after it, through `nodes`), and, given a key, B's counter `key` activated from A. */
+async function pair(nodes: GrainNode[], key?: string): Promise<{ a: GrainNode; b: GrainNode; events: RuntimeEvent[]; pid: string }> {
   const [a, b] = await startPair('writable-it', {
     grains: GRAINS,
     ringBytes: 1 << 14,
@@ -26,8 +27,12 @@ async function pair(): Promise<{ a: GrainNode; b: GrainNode; events: RuntimeEven
   })
   const events: RuntimeEvent[] = []
   for (const n of [a, b]) n.events.subscribe('*', (e) => void events.push(e))
+  nodes.push(a, b)
   await waitUntil(() => a.resolve(b.pid('counter', 'probe')).status === 'ready', { what: 'b ready from a' })
-  return { a, b, events }
+  const pid = b.pid('counter', key ?? 'probe')
+  // Activated, association warm.
+  if (key !== undefined) expect(await a.askPid(pid, 'add', 0)).toBe(0)
+  return { a, b, events, pid }
 }
 
 describe('remote isWritable / whenWritable', () => {
@@ -37,10 +42,7 @@ describe('remote isWritable / whenWritable', () => {
   })
 
   it('holds a stream of tells back while the receiver cannot take them, and loses nothing', async () => {
-    const { a, b, events } = await pair()
-    nodes.push(a, b)
-    const pid = b.pid('counter', 'writable-stream')
-    expect(await a.askPid(pid, 'add', 0)).toBe(0)
+    const { a, events, pid } = await pair(nodes, 'writable-stream')
     expect(a.isWritable(pid)).toBe(true)
     await a.whenWritable(pid)
 
@@ -76,10 +78,7 @@ describe('remote isWritable / whenWritable', () => {
   }, 60_000)
 
   it('gives up after timeoutMs with ERR_AUTHORITY_NOT_WRITABLE naming the authority, and is writable again once the receiver catches up', async () => {
-    const { a, b, events } = await pair()
-    nodes.push(a, b)
-    const pid = b.pid('counter', 'writable-timeout')
-    expect(await a.askPid(pid, 'add', 0)).toBe(0)
+    const { a, b, events, pid } = await pair(nodes, 'writable-timeout')
     // Longer than the fill below can take on a loaded machine: the mark must be crossed while B is still stuck.
     a.tellPid(pid, 'block', 2.5 * BLOCK_MS)
     let sent = 0
@@ -107,10 +106,7 @@ describe('remote isWritable / whenWritable', () => {
   }, 60_000)
 
   it('waits out a cut connection: writable again once it is back and the deferred messages have gone out', async () => {
-    const { a, b, events } = await pair()
-    nodes.push(a, b)
-    const pid = b.pid('counter', 'writable-cut')
-    expect(await a.askPid(pid, 'add', 0)).toBe(0)
+    const { a, b, events, pid } = await pair(nodes, 'writable-cut')
     a.cluster!.transport.disconnect(b.cluster!.authority, 'test cut')
     expect(a.isWritable(pid)).toBe(false)
     for (let i = 0; i < 60; i++) a.tellPid(pid, 'add', 1)
@@ -124,8 +120,7 @@ describe('remote isWritable / whenWritable', () => {
   })
 
   it('refuses what a send refuses: a PID of no member (removed), a malformed PID, a bad timeout', async () => {
-    const { a, b } = await pair()
-    nodes.push(a, b)
+    const { a, b } = await pair(nodes)
     const stranger = b.pid('counter', 'k').replace(b.cluster!.authority, '127.0.0.1:9')
     expect(() => a.isWritable(stranger)).toThrow(expect.objectContaining({ code: 'ERR_AUTHORITY_REMOVED', details: expect.objectContaining({ authority: '127.0.0.1:9', key: 'k' }) }))
     await expect(a.whenWritable(stranger)).rejects.toMatchObject({ code: 'ERR_AUTHORITY_REMOVED' })

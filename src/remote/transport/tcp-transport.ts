@@ -407,6 +407,12 @@ interface Waiter {
   reject: (e: GrainClusterError) => void
 }
 
+/** See TcpTransport.bufferedBytes. */
+function bufferedOf(c: Connection | undefined): number {
+  if (c === undefined || c.state !== 'established' || !c.socket.writable) return -1
+  return c.queuedBytes + c.socket.writableLength
+}
+
 interface DrainWaiter {
   atMost: number
   resolve: () => void
@@ -534,7 +540,7 @@ export class TcpTransport {
     let pending = 0
     for (const c of this.#conns) if (c.state === 'handshaking' || c.state === 'connecting') pending++
     let buffered = 0
-    for (const authority of this.#active.keys()) buffered += Math.max(0, this.bufferedBytes(authority))
+    for (const c of this.#active.values()) buffered += Math.max(0, bufferedOf(c))
     return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size, outboundBufferedBytes: buffered, slabsAllocated: this.#slabs.allocated, slabsReused: this.#slabs.reused }
   }
 
@@ -688,9 +694,7 @@ export class TcpTransport {
    * established, writable connection.
    */
   bufferedBytes(authority: string): number {
-    const c = this.#active.get(authority)
-    if (c === undefined || c.state !== 'established' || !c.socket.writable) return -1
-    return c.queuedBytes + c.socket.writableLength
+    return bufferedOf(this.#active.get(authority))
   }
 
   /**
