@@ -16,6 +16,20 @@ export interface GrainContext<S = unknown> {
   tellPid(pid: string, method: string, payload?: unknown): void
   /** Request/response to a grain by PID, on any node; rejects with a GrainClusterError. */
   askPid<R = unknown>(pid: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R>
+  /**
+   * Backpressure for a grain that streams tells. Without `pid`: resolves once
+   * this worker's ring to the main thread has no backlog. With a PID:
+   * resolves once the node may send to it (GrainNode.whenWritable: its
+   * authority connected, nothing deferred, the transport under
+   * `associations.writableBufferedBytes`), counting this grain's earlier
+   * calls; rejects with what a send would throw (ERR_AUTHORITY_UNREACHABLE,
+   * …) or ERR_AUTHORITY_NOT_WRITABLE after `timeoutMs` (default
+   * askTimeoutMs). One round trip to the main thread: call it every
+   * thousand tells or so, not before each, but often enough that a burst
+   * between two calls fits this worker's ring and overflow queue
+   * (`maxOverflowFrames`); past them a tell throws ERR_RING_FULL.
+   */
+  whenWritable(pid?: string, options?: { timeoutMs?: number }): Promise<void>
   /** Ask the runtime to passivate this activation after the current message. */
   deactivate(): void
 }

@@ -319,6 +319,7 @@ export class GrainNode {
     }
     events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
     const node = new GrainNode(o, events, host, metrics, cluster, remote, placement)
+    host.onWritableRequest = (pid, timeoutMs) => node.whenWritable(pid, timeoutMs === undefined ? undefined : { timeoutMs })
     node.#handoff = handoff
     if (handoff !== undefined && cluster !== undefined) {
       const parker = handoff

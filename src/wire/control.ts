@@ -49,6 +49,14 @@ export const CONTROL_TYPES = {
   RELEASE_REPLY: 6,
   /** main → worker: { kind, key } — this node owns the key again: lift its tombstone. */
   UNTOMB: 7,
+  /**
+   * worker → main, flagged ASK (correlation id, reply_to): { pid, timeoutMs? }
+   * from a grain's ctx.whenWritable(pid). The main thread answers with an
+   * ordinary reply (empty payload) once the node may send to `pid`
+   * (GrainNode.whenWritable), or an error reply. It rides the worker's ring
+   * behind the grain's earlier calls, so those are accounted for first.
+   */
+  WRITABLE_REQUEST: 8,
 } as const
 export type ControlType = (typeof CONTROL_TYPES)[keyof typeof CONTROL_TYPES]
 

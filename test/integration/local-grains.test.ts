@@ -87,6 +87,13 @@ describe('local grains on worker threads', () => {
     expect(err.details.kind).toBe('no-such-kind')
   })
 
+  it("answers a grain's ctx.whenWritable: its own ring without a PID; PIDs need cluster options", async () => {
+    const grain = node.grain(Counter, 'writable-local')
+    expect(await grain.writableOutcome({})).toBe('writable')
+    expect(await grain.writableOutcome({ pid: 'grain://127.0.0.1:7000/counter/k' })).toMatchObject({ code: 'ERR_CONFIG_MISSING' })
+    expect(await grain.writableOutcome({ pid: 'not a pid' })).toMatchObject({ code: 'ERR_PID_INVALID' })
+  })
+
   it('refuses unknown kinds, unknown methods and invalid keys with typed errors', async () => {
     const e1 = await expectCode(node.ask('nope', 'k', 'x'), 'ERR_GRAIN_UNKNOWN_KIND')
     expect(e1.details).toMatchObject({ kind: 'nope', key: 'k' })

@@ -131,3 +131,64 @@ describe('remote isWritable / whenWritable', () => {
     await a.whenWritable(a.pid('counter', 'k'))
   })
 })
+
+describe("grains' ctx.whenWritable", () => {
+  const nodes: GrainNode[] = []
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.close()))
+  })
+
+  it('holds a grain streaming tells to another node back while the receiver cannot take them, and loses nothing', async () => {
+    const { a, events, pid } = await pair(nodes, 'grain-stream-target')
+    // The producer runs on A: a PID of A is served there.
+    const producer = a.pid('counter', 'grain-stream-producer')
+    a.tellPid(pid, 'block', BLOCK_MS)
+    // What piles up in A's transport while B is stuck (this process hosts A's main thread).
+    let peakBuffered = 0
+    const probe = setInterval(() => {
+      peakBuffered = Math.max(peakBuffered, a.cluster!.transport.stats.outboundBufferedBytes)
+    }, 2)
+    let waitedMs: number
+    try {
+      waitedMs = await a.askPid<number>(producer, 'streamTo', { pid, n: TELLS, every: 1_024 }, { timeoutMs: 60_000 })
+    } finally {
+      clearInterval(probe)
+    }
+    // Held back: at most the mark plus about one burst (1,024 tells, ~140 KB)
+    // waited in A's transport; unchecked, the ~23 MB would have piled up there.
+    expect(peakBuffered).toBeGreaterThan(0)
+    expect(peakBuffered).toBeLessThan(MARK + 1024 * 1024)
+    expect(waitedMs).toBeGreaterThan(BLOCK_MS / 4)
+    expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(TELLS)
+    expect(events.filter((e) => e.type === 'deadletter')).toEqual([])
+    expect(Number(/^graincluster_remote_flow_waits_total (\d+)/m.exec(await a.metricsText())?.[1])).toBeGreaterThan(0)
+  }, 60_000)
+
+  it('answers with the typed error a send would get, ERR_AUTHORITY_NOT_WRITABLE after timeoutMs, and resolves for its own rings', async () => {
+    const { a, b, pid } = await pair(nodes, 'grain-timeout-target')
+    const producer = a.pid('counter', 'grain-timeout-producer')
+    const outcome = (p: { pid?: string; timeoutMs?: number }): Promise<unknown> => a.askPid(producer, 'writableOutcome', p, { timeoutMs: 30_000 })
+    expect(await outcome({})).toBe('writable')
+    expect(await outcome({ pid })).toBe('writable')
+    expect(await outcome({ pid: a.pid('counter', 'k') })).toBe('writable')
+    expect(await outcome({ pid: 'grain://nowhere' })).toMatchObject({ code: 'ERR_PID_INVALID' })
+    const stranger = b.pid('counter', 'k').replace(b.cluster!.authority, '127.0.0.1:9')
+    expect(await outcome({ pid: stranger })).toMatchObject({ code: 'ERR_AUTHORITY_REMOVED', details: { authority: '127.0.0.1:9' } })
+    expect(await outcome({ pid, timeoutMs: 0 })).toMatchObject({ code: 'ERR_CONFIG_INVALID' })
+
+    // Past A's mark while B is stuck: the grain gets the node's verdict.
+    a.tellPid(pid, 'block', 2.5 * BLOCK_MS)
+    let sent = 0
+    await waitUntil(
+      async () => {
+        for (let i = 0; i < 8_192; i++, sent++) a.tellPid(pid, 'add', 1)
+        await new Promise((r) => setImmediate(r))
+        return !a.isWritable(pid)
+      },
+      { timeoutMs: 20_000, intervalMs: 1, what: "A's buffer past its mark" },
+    )
+    expect(await outcome({ pid, timeoutMs: 100 })).toMatchObject({ code: 'ERR_AUTHORITY_NOT_WRITABLE', details: { authority: b.cluster!.authority, pid, key: 'grain-timeout-target' } })
+    expect(await outcome({ pid, timeoutMs: 60_000 })).toBe('writable')
+    expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(sent)
+  }, 60_000)
+})

@@ -24,7 +24,7 @@ import { kindKeyOf, messageTypeId as messageTypeIdOf, partitionOf, workerOfParti
 import type { KindDescriptor } from '../../grains/kind-registry.js'
 import type { EventStream } from '../../observability/event-stream.js'
 import type { EventInit, RuntimeEvent } from '../../observability/events.js'
-import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, workerOfThread } from '../../wire/control.js'
+import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThread } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
@@ -375,6 +375,7 @@ export class WorkerHost {
       } else if ((flags & FLAGS.CONTROL) !== 0) {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
         else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(from, r.payload())
+        else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
         else this.#onHandoffControl(link, r)
       } else this.#routeRequest(from, r, data, off, len)
     }
@@ -463,6 +464,53 @@ export class WorkerHost {
     if ((r.flags & FLAGS.ASK) !== 0) this.sendErrorReply(r.replyTo, r.correlationId, err)
     else this.#events.publish({ type: 'deadletter', kind: r.kind(), key: r.key(), messageType: r.messageType, code: err.code, reason: err.reason })
   }
+
+  /**
+   * A grain's ctx.whenWritable(pid): answer its worker once `onWritableRequest`
+   * resolves (an empty reply) or with the typed error it rejects with.
+   */
+  #onWritableRequest(link: WorkerLink, r: EnvelopeReader): void {
+    const thread = r.replyTo
+    const corr = r.correlationId
+    if ((r.flags & FLAGS.ASK) === 0 || thread !== threadOfWorker(link.index)) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} control frame`, reason: `writable request from thread ${thread} without a reply route to it` })
+      return
+    }
+    let wait: Promise<void>
+    try {
+      const msg = this.codec.decode(r.buf, r.payloadOff, r.payloadLen) as { pid?: unknown; timeoutMs?: unknown } | null
+      if (typeof msg !== 'object' || msg === null || typeof msg.pid !== 'string') throw new GrainClusterError('ERR_FRAME_MALFORMED', 'writable request without a PID')
+      const { pid } = msg
+      const timeoutMs = msg.timeoutMs === undefined ? undefined : (msg.timeoutMs as number)
+      if (this.onWritableRequest === undefined) {
+        throw new GrainClusterError('ERR_CONFIG_MISSING', `whenWritable(${pid}): this node was started without cluster options, so PIDs cannot be routed`, { pid })
+      }
+      wait = this.onWritableRequest(pid, timeoutMs)
+    } catch (e) {
+      wait = Promise.reject(toGrainClusterError(e, 'ERR_FRAME_MALFORMED'))
+    }
+    wait.then(
+      () => {
+        if (link.state === 'crashed' || link.state === 'stopped') return // the asking worker died; its wait died with it
+        const w = this.#writer.reset()
+        w.flags = FLAGS.REPLY
+        w.correlationId = corr
+        w.replyTo = thread
+        try {
+          link.sender.send(w)
+        } catch {
+          // The grain's own timer reports it.
+        }
+      },
+      (e: unknown) => this.#sendErrorReply(thread, corr, toGrainClusterError(e)),
+    )
+  }
+
+  /**
+   * Set by the node: resolves once the node may send to `pid` (GrainNode.whenWritable),
+   * for grains' ctx.whenWritable. Unset: such calls fail with ERR_CONFIG_MISSING.
+   */
+  onWritableRequest: ((pid: string, timeoutMs: number | undefined) => Promise<void>) | undefined
 
   /** Hand a reply envelope to the worker thread its reply-to names (bytes are copied). */
   deliverToThread(reply: Uint8Array): void {

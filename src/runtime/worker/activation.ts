@@ -37,6 +37,7 @@ export interface ActivationHost {
   ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R>
   tellPid(pid: string, method: string, payload: unknown): void
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R>
+  whenWritable(pid: string | undefined, timeoutMs: number | undefined): Promise<void>
 }
 
 export class Activation extends KeyMailbox<QueuedMessage> implements GrainContext {
@@ -92,6 +93,10 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
 
   askPid<R = unknown>(pid: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R> {
     return this.host.askPid<R>(pid, method, payload, options?.timeoutMs)
+  }
+
+  whenWritable(pid?: string, options?: { timeoutMs?: number }): Promise<void> {
+    return this.host.whenWritable(pid, options?.timeoutMs)
   }
 
   deactivate(): void {

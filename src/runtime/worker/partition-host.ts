@@ -57,6 +57,10 @@ interface PendingAsk {
 export const CATEGORY_BITS = { grain: 1, worker: 2, ring: 4, deadletter: 8, frame: 16, node: 32, rpc: 1 << EVENT_CATEGORIES.indexOf('rpc'), placement: 1 << EVENT_CATEGORIES.indexOf('placement') } as const
 
 const textEncoder = new TextEncoder()
+/** How long past its own timeout a ctx.whenWritable waits for the main thread's answer. */
+const WRITABLE_REPLY_GRACE_MS = 1_000
+/** setTimeout's largest delay (2^31 - 1 ms); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Records / tombstoned keys per RELEASE_REPLY part (each part must fit the ring). */
 const RELEASE_REPLY_PART = 1_024
@@ -913,6 +917,30 @@ export class PartitionHost implements ActivationHost {
       return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { pid, method }))
     }
     return this.#await<R>(corr, target.kind, target.key, method, timeoutMs)
+  }
+
+  /** ctx.whenWritable (see GrainContext). */
+  whenWritable(pid: string | undefined, timeoutMs: number | undefined): Promise<void> {
+    if (pid === undefined) return this.sender.whenDrained()
+    const corr = this.#nextCorrelation
+    this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
+    let target: Pid
+    try {
+      target = parsePid(pid)
+      const w = this.#writer.reset()
+      w.flags = FLAGS.CONTROL | FLAGS.ASK
+      w.messageType = CONTROL_TYPES.WRITABLE_REQUEST
+      w.correlationId = corr
+      w.replyTo = this.self
+      w.payloadBytes = encodeToBytes(this.codec, timeoutMs === undefined ? { pid } : { pid, timeoutMs })
+      this.sender.send(w)
+    } catch (e) {
+      return Promise.reject(toGrainClusterError(e, 'ERR_PID_INVALID', { pid }))
+    }
+    // The main thread answers by `timeoutMs` (ERR_AUTHORITY_NOT_WRITABLE) and
+    // checks it; this timer only covers a main thread that never answers.
+    const ms = typeof timeoutMs === 'number' && timeoutMs > 0 ? Math.min(timeoutMs, MAX_TIMER_MS - WRITABLE_REPLY_GRACE_MS) : this.askTimeoutMs
+    return this.#await<void>(corr, target.kind, target.key, 'whenWritable', ms + WRITABLE_REPLY_GRACE_MS)
   }
 
   #await<R>(corr: number, kind: string, key: string, method: string, timeoutMs: number | undefined): Promise<R> {
