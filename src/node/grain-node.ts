@@ -10,7 +10,7 @@ import { setFlagsFromString } from 'node:v8'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
-import { formatPid, type Pid, parsePid } from '../common/pid.js'
+import { formatPid, ParsedPids, type Pid } from '../common/pid.js'
 import { type GrainDefinition, type PayloadOf, type ResultOf, type StatelessGrainDefinition } from '../grains/define-grain.js'
 import { EventStream } from '../observability/event-stream.js'
 import { NodeMetrics } from '../observability/metrics.js'
@@ -280,8 +280,8 @@ export class GrainNode {
         const transport = cluster.transport
         cluster.metrics?.observeRemoteFlow(() => ({ ...endpoint.flowStats, outboundBufferedBytes: transport.stats.outboundBufferedBytes }))
         const self = cluster
-        host.onPidRequest = (pid, envelope) =>
-          endpoint.fromWorker(pid, envelope, (p) => p.authority === self.authority && (p.nodeId === undefined || p.nodeId === self.nodeId))
+        const isSelf = (p: Pid): boolean => p.authority === self.authority && (p.nodeId === undefined || p.nodeId === self.nodeId)
+        host.onPidRequest = (pid, envelope) => endpoint.fromWorker(pid, envelope, isSelf)
         const router = new PlacementRouter(cluster, events)
         placement = router
         cluster.metrics?.observePidCache(() => ({ ...router.cache.stats, size: router.cache.size }))
@@ -354,17 +354,9 @@ export class GrainNode {
   }
 
   #parse(pid: string | Pid): Pid {
-    if (typeof pid !== 'string') return pid
-    let p = this.#parsed.get(pid)
-    if (p === undefined) {
-      p = parsePid(pid)
-      // Hot PIDs are few; a bounded map avoids re-parsing them on every call.
-      if (this.#parsed.size >= 10_000) this.#parsed.clear()
-      this.#parsed.set(pid, p)
-    }
-    return p
+    return typeof pid === 'string' ? this.#parsed.parse(pid) : pid
   }
-  readonly #parsed = new Map<string, Pid>()
+  readonly #parsed = new ParsedPids()
 
   /**
    * A PID call served here skips placement, so it checks the serving lease

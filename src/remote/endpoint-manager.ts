@@ -21,7 +21,7 @@
 
 import { type ErrorDetails, GrainClusterError, toGrainClusterError } from '../common/errors.js'
 import { messageTypeId, partitionOf } from '../common/hash.js'
-import { formatPid, type Pid, parsePid } from '../common/pid.js'
+import { formatPid, ParsedPids, type Pid } from '../common/pid.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { MemberStatus } from '../observability/events.js'
 import type { WorkerHost } from '../runtime/host/worker-host.js'
@@ -45,6 +45,8 @@ const WRITABLE_RECHECK_MS = 5
 
 /** Frames at least this large are written by reference by the transport (tcp-transport.ts). */
 const LARGE_FRAME_BYTES = 16 * 1024
+
+const EMPTY = new Uint8Array(0)
 
 /** First byte of a transport frame that carries one grain envelope. */
 export const FRAME_ENVELOPE = 0x02
@@ -371,13 +373,18 @@ export class RemoteEndpoint {
     // Outside the try: a schema mismatch is the caller's error as it is, not a failed encoding.
     const t = this.#prepare(pid, method, payload, 0, 0)
     try {
-      this.#batchAuthority = assoc.authority
-      if (!this.#batches.append(assoc.authority, t.partition, this.#writeEnvelope, this.#sendFullBatch)) return false
+      return this.#appendToBatch(assoc, t.partition, this.#writeEnvelope)
     } catch (e) {
       throw this.#encodeFailed(pid, method, e, assoc)
     } finally {
       this.#payloadValue = undefined
     }
+  }
+
+  /** One envelope (written by `write`) into the open batch of `partition` to assoc's node; false when it must travel on its own. */
+  #appendToBatch(assoc: Association, partition: number, write: (buf: Uint8Array, off: number, max: number) => number): boolean {
+    this.#batchAuthority = assoc.authority
+    if (!this.#batches.append(assoc.authority, partition, write, this.#sendFullBatch)) return false
     assoc.wrote()
     this.#o.transport.requestFlush()
     return true
@@ -385,6 +392,14 @@ export class RemoteEndpoint {
   readonly #batches = new TellBatches()
   #batchAuthority = ''
   readonly #writeEnvelope = (buf: Uint8Array, off: number, max: number): number => this.#writer.writeInto(buf, off, max)
+  /** An envelope encoded elsewhere (a worker's tell), copied in by #copyEncoded. */
+  #encoded: Uint8Array = EMPTY
+  readonly #copyEncoded = (buf: Uint8Array, off: number, max: number): number => {
+    const e = this.#encoded
+    if (e.length > max) return -1
+    buf.set(e, off)
+    return e.length
+  }
   readonly #sendFullBatch = (frame: Uint8Array): void => this.#sendBatch(this.#batchAuthority, frame)
 
   /** Send the open batches of `authority` now (before anything else goes to it, and at each transport flush). */
@@ -550,11 +565,14 @@ export class RemoteEndpoint {
     return p
   }
 
+  readonly #pids = new ParsedPids()
+
   /**
    * A grain on a worker of this node called `pidText` (PID_REQUEST): route
    * its envelope — to a local worker, or to the remote node through the
-   * association, relaying the reply back to the asking worker. The envelope
-   * is patched in place, never re-encoded.
+   * association (a tell in the open batch of its partition), relaying the
+   * reply back to the asking worker. The envelope is patched in place, never
+   * re-encoded; it may be a view of ring memory, so what is kept is copied.
    */
   fromWorker(pidText: string, envelope: Uint8Array, isLocal: (pid: Pid) => boolean): void {
     const host = this.#o.host
@@ -563,6 +581,7 @@ export class RemoteEndpoint {
     const thread = r.replyTo
     const workerCorr = r.correlationId
     const method = `#${r.messageType}`
+    // A tell's failure reads r (this.#reader, reset by the next call), so it is reported at once; an ask's, later too, needs only its thread and id.
     const failCaller = (err: GrainClusterError): void => {
       if (isAsk) host.sendErrorReply(thread, workerCorr, err)
       else this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: err.reason })
@@ -570,17 +589,24 @@ export class RemoteEndpoint {
     let pid: Pid
     let assoc: Association
     try {
-      pid = parsePid(pidText)
+      pid = this.#pids.parse(pidText)
       if (isLocal(pid)) {
         host.relayRequest(envelope, (reply) => host.deliverToThread(reply))
         return
       }
       this.#checkOpen()
       assoc = this.#refuse(pid, method)
-      r.patchSchemaVersion(this.#versionFor(pid, method))
+      r.patchSchemaVersion(this.#targetOf(pid, method).schemaVersion)
     } catch (e) {
       failCaller(toGrainClusterError(e))
       return
+    }
+    // A grain's tell rides the open batch of its partition, as node.tellPid's do.
+    if (!isAsk && assoc.writableNow()) {
+      this.#encoded = envelope
+      const batched = this.#appendToBatch(assoc, r.partition, this.#copyEncoded)
+      this.#encoded = EMPTY
+      if (batched) return
     }
     const meta: OutboundMeta = { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType: r.messageType }
     let askId: number | undefined

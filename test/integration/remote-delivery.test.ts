@@ -80,6 +80,10 @@ describe('remote delivery between two nodes', () => {
     for (let i = 0; i < 20; i++) await a.ask('counter', 'caller-4', 'tellByPid', { pid: b.pid('counter', 'g2g-order'), method: 'record', payload: i })
     await waitUntil(async () => (await a.askPid<number[]>(b.pid('counter', 'g2g-order'), 'seen')).length === 20, { what: 'tells by PID' })
     expect(await a.askPid(b.pid('counter', 'g2g-order'), 'seen')).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    // A burst of tells by PID (they share the node's tell batches), asks in between: nothing overtakes.
+    const stream = b.pid('counter', 'g2g-stream')
+    expect(await a.askPid(a.pid('counter', 'caller-8'), 'recordStream', { pid: stream, n: 3_000, every: 250 })).toEqual([])
+    expect(await a.askPid(stream, 'seen')).toEqual(Array.from({ length: 3_000 }, (_, i) => i))
     // Errors cross both hops with their codes.
     const e = await expectCode(a.ask('counter', 'caller-5', 'askByPid', { pid: onB, method: 'fail', payload: 'two hops' }), 'ERR_GRAIN_HANDLER_FAILED')
     expect(e.reason).toContain('two hops')

@@ -37,6 +37,9 @@ import type { GrainWorkerData, MainToWorker, WorkerToMain } from '../worker/work
 import { PendingCalls } from './pending-calls.js'
 import { workerEntry } from './worker-entry.js'
 
+/** One decoder for the thread: constructing one costs more than a short decode. */
+const utf8Decoder = new TextDecoder()
+
 export interface WorkerHostOptions {
   workers: number
   partitions: number
@@ -400,7 +403,7 @@ export class WorkerHost {
         return
       }
       if (pid !== undefined) {
-        this.onPidRequest(pid, data.slice(off, off + len))
+        this.onPidRequest(pid, data.subarray(off, off + len))
         return
       }
     }
@@ -428,7 +431,8 @@ export class WorkerHost {
 
   /**
    * Set by the node when it is in a cluster: routes a grain call a worker
-   * addressed by PID. `envelope` is a private copy the handler may patch.
+   * addressed by PID. `envelope` may be a view of ring memory: the handler
+   * may patch it in place during the call, and copies what it keeps.
    */
   onPidRequest: ((pid: string, envelope: Uint8Array) => void) | undefined
 
@@ -453,8 +457,9 @@ export class WorkerHost {
       this.#events.publish({ type: 'frame.malformed', source: `worker ${from} PID request`, reason: 'truncated PID request' })
       return
     }
-    const pid = new TextDecoder().decode(body.subarray(2, 2 + pidLen))
-    const envelope = body.slice(2 + pidLen)
+    const pid = utf8Decoder.decode(body.subarray(2, 2 + pidLen))
+    // A view of ring memory, valid during the call (see onPidRequest).
+    const envelope = body.subarray(2 + pidLen)
     if (this.onPidRequest !== undefined) {
       this.onPidRequest(pid, envelope)
       return
@@ -815,7 +820,7 @@ export class WorkerHost {
 
   #publishWorkerEvent(bytes: Uint8Array): void {
     try {
-      this.#events.publish(JSON.parse(new TextDecoder().decode(bytes)) as EventInit<RuntimeEvent>)
+      this.#events.publish(JSON.parse(utf8Decoder.decode(bytes)) as EventInit<RuntimeEvent>)
     } catch {
       this.#events.publish({ type: 'frame.malformed', source: 'worker event', reason: 'event payload is not JSON' })
     }

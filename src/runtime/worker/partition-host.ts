@@ -16,7 +16,7 @@
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
 import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
-import { type Pid, parsePid } from '../../common/pid.js'
+import { ParsedPids, type Pid } from '../../common/pid.js'
 import { methodById, type KindEntry, type KindRegistry, type MethodEntry } from '../../grains/kind-registry.js'
 import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
@@ -857,11 +857,13 @@ export class PartitionHost implements ActivationHost {
   #sendPidRequest(pidText: string, method: string, payload: unknown, flags: number, corr: number): void {
     let pid: Pid
     try {
-      pid = parsePid(pidText)
+      pid = this.#pids.parse(pidText)
     } catch (e) {
       throw toGrainClusterError(e, 'ERR_PID_INVALID')
     }
-    const w = this.#writer.reset()
+    // The request is written straight into the ring, inside the control
+    // frame's payload (#writePidRequest): no intermediate copies.
+    const w = this.#inner.reset()
     w.kind = this.#kindBytes(pid.kind)
     w.key = pid.key
     w.partition = partitionOf(pid.key, this.partitions)
@@ -873,23 +875,39 @@ export class PartitionHost implements ActivationHost {
     w.replyTo = this.self
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
-    let env: Uint8Array
-    try {
-      env = w.toBytes()
-    } finally {
-      this.#payloadValue = undefined
+    if (pidText !== this.#pidText) {
+      this.#pidBytes = textEncoder.encode(pidText)
+      this.#pidText = pidText
     }
-    const pidBytes = textEncoder.encode(pidText)
-    const body = new Uint8Array(2 + pidBytes.length + env.length)
-    body[0] = pidBytes.length & 0xff
-    body[1] = pidBytes.length >>> 8
-    body.set(pidBytes, 2)
-    body.set(env, 2 + pidBytes.length)
     const c = this.#writer.reset()
     c.flags = FLAGS.CONTROL
     c.messageType = CONTROL_TYPES.PID_REQUEST
-    c.payloadBytes = body
-    this.sender.send(c)
+    c.payloadWriter = this.#writePidRequest
+    try {
+      this.sender.send(c)
+    } finally {
+      this.#payloadValue = undefined
+    }
+  }
+
+  readonly #pids = new ParsedPids()
+  /** The request envelope inside a PID_REQUEST (the outer control frame uses #writer). */
+  readonly #inner = new EnvelopeWriter()
+  /** UTF-8 of the PID addressed last: a grain streaming to one PID encodes it once. */
+  #pidText = ''
+  #pidBytes = new Uint8Array(0)
+
+  /** PID_REQUEST payload: [u16 pid length][pid UTF-8][request envelope from #inner]. */
+  readonly #writePidRequest = (buf: Uint8Array, off: number, max: number): number => {
+    const pb = this.#pidBytes
+    const head = 2 + pb.length
+    if (head > max) return -1
+    const n = this.#inner.writeInto(buf, off + head, max - head)
+    if (n < 0) return -1
+    buf[off] = pb.length & 0xff
+    buf[off + 1] = pb.length >>> 8
+    buf.set(pb, off + 2)
+    return head + n
   }
 
   #kindBytes(kind: string): InternedString {
@@ -910,7 +928,7 @@ export class PartitionHost implements ActivationHost {
     this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
     let target: Pid | undefined
     try {
-      target = parsePid(pid)
+      target = this.#pids.parse(pid)
       this.#sendPidRequest(pid, method, payload, FLAGS.ASK, corr)
     } catch (e) {
       if (target !== undefined) this.#requestEncodeFailed(e, target.kind, target.key, method)
@@ -926,7 +944,7 @@ export class PartitionHost implements ActivationHost {
     this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
     let target: Pid
     try {
-      target = parsePid(pid)
+      target = this.#pids.parse(pid)
       const w = this.#writer.reset()
       w.flags = FLAGS.CONTROL | FLAGS.ASK
       w.messageType = CONTROL_TYPES.WRITABLE_REQUEST
