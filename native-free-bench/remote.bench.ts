@@ -64,6 +64,9 @@ const GRAINS = [new URL('./grains/bench-grains.ts', import.meta.url), new URL('.
 const PEER = new URL('./remote/peer.ts', import.meta.url)
 const COUNTER = 'bench-counter'
 const RECORDER = 'bench-recorder'
+const STREAMER = 'bench-streamer'
+/** (a''): the grain awaits ctx.whenWritable once per this many tells. */
+const GRAIN_WINDOW = 1_024
 const PIDS = 16 // power of two
 const PARTITIONS = 16
 const YIELD_EVERY = 8_192 // power of two
@@ -223,12 +226,9 @@ type TellFlow = 'credits' | 'writable'
 /** Candidate: `n` tells inc(1) round-robin over `pids`, held back by `flow`; verified by the counts. */
 async function remoteTells(a: GrainNode, pids: readonly string[], n: number, expectedTotal: number, w: Watch, flow: TellFlow = 'credits'): Promise<TellStats> {
   const mask = pids.length - 1
-  const t = a.cluster!.transport
-  const s0 = t.stats
-  const dead0 = w.deadA
+  const round = startTells(a, w)
   const markers: Promise<unknown>[] = []
   let waitMs = 0
-  const t0 = performance.now()
   for (let i = 0; i < n; i++) {
     a.tellPid(pids[i & mask]!, 'inc', 1)
     if ((i & (YIELD_EVERY - 1)) === YIELD_EVERY - 1) {
@@ -253,18 +253,43 @@ async function remoteTells(a: GrainNode, pids: readonly string[], n: number, exp
       await yieldToLoop()
     }
   }
-  const sendMs = performance.now() - t0
+  const sendMs = performance.now() - round.t0
   await Promise.all(markers)
-  const sum = await sumCounts(a, pids)
-  const ms = performance.now() - t0
-  const s1 = t.stats
-  if (sum !== expectedTotal) throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated`)
-  if (w.deadA !== dead0) throw new Error(`remote tells: node A published ${w.deadA - dead0} dead letters`)
-  if (s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: the transport refused ${s1.sendsRefused - s0.sendsRefused} sends (backpressure)`)
-  const p = await w.peer()
-  if (p.deadletters + p.framesRejected > 0) throw new Error(`remote tells: node B published ${p.deadletters} dead letters and rejected ${p.framesRejected} frames`)
-  // Per tell, not per transport frame: tells travel in batches of many per frame.
-  return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: (s1.bytesOut - s0.bytesOut) / n, framesPerTell: (s1.framesOut - s0.framesOut) / n }
+  return round.finish(pids, n, expectedTotal, sendMs, waitMs)
+}
+
+/**
+ * (a''): `n` tells inc(1) round-robin over `pids`, sent by a grain on A
+ * (BenchStreamer, held back by ctx.whenWritable every GRAIN_WINDOW tells);
+ * verified by the counts as (a) is.
+ */
+async function grainTells(a: GrainNode, pids: readonly string[], n: number, expectedTotal: number, w: Watch): Promise<TellStats> {
+  const round = startTells(a, w)
+  const waitMs = await a.askPid<number>(a.pid(STREAMER, 'streamer'), 'stream', { pids, n, every: GRAIN_WINDOW, timeoutMs: ASK_TIMEOUT_MS }, { timeoutMs: 600_000 })
+  return round.finish(pids, n, expectedTotal, performance.now() - round.t0, waitMs)
+}
+
+/** The clock and counters of one round of remote tells; finish() checks that every tell was counted on B and none was dropped anywhere. */
+function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly string[], n: number, expectedTotal: number, sendMs: number, waitMs: number): Promise<TellStats> } {
+  const t = a.cluster!.transport
+  const s0 = t.stats
+  const dead0 = w.deadA
+  const t0 = performance.now()
+  return {
+    t0,
+    async finish(pids, n, expectedTotal, sendMs, waitMs) {
+      const sum = await sumCounts(a, pids)
+      const ms = performance.now() - t0
+      const s1 = t.stats
+      if (sum !== expectedTotal) throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated`)
+      if (w.deadA !== dead0) throw new Error(`remote tells: node A published ${w.deadA - dead0} dead letters`)
+      if (s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: the transport refused ${s1.sendsRefused - s0.sendsRefused} sends (backpressure)`)
+      const p = await w.peer()
+      if (p.deadletters + p.framesRejected > 0) throw new Error(`remote tells: node B published ${p.deadletters} dead letters and rejected ${p.framesRejected} frames`)
+      // Per tell, not per transport frame: tells travel in batches of many per frame.
+      return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: (s1.bytesOut - s0.bytesOut) / n, framesPerTell: (s1.framesOut - s0.framesOut) / n }
+    },
+  }
 }
 
 /** Baseline: the same frames, length-prefixed, copied into 64 KiB slabs; verified by the receiver's frame count. */
@@ -488,6 +513,11 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     // (a') info: one more round held back by ask credits, as (a) was measured before sender-side flow control existed.
     const creditRound = await remoteTells(A, pids, perRound, (s.rounds + 1) * perRound, watch, 'credits')
     o.log(`remote: credit-windowed round: GrainNode ${Math.round(tellRate(creditRound)).toLocaleString('en-US')} tells/s (waited ${Math.round(creditRound.waitMs)} ms)`)
+    // (a'') info: the same tells sent by a grain on A (worker → A's main thread → B).
+    const warmGrain = s.warmTells >>> 2
+    await grainTells(A, warmPids, warmGrain, s.warmTells + warmGrain, watch)
+    const grainRound = await grainTells(A, pids, perRound, (s.rounds + 2) * perRound, watch)
+    o.log(`remote: grain-sent round: ${Math.round(tellRate(grainRound)).toLocaleString('en-US')} tells/s (waited ${Math.round(grainRound.waitMs)} ms)`)
 
     // ---- (b) asks: warm-up (also measures the reply frame), then interleaved slices
     let replyBytes = 0
@@ -519,7 +549,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     }
     const { type: _local, ...localLat } = await request(child, { type: 'local-asks', n: s.asks, warm: s.warmAsks }, 'local-asks', 120_000)
     const total = await sumCounts(A, pids)
-    if (total !== (s.rounds + 1) * perRound + s.asks) throw new Error(`remote: final counts sum to ${total}, expected ${(s.rounds + 1) * perRound + s.asks}`)
+    if (total !== (s.rounds + 2) * perRound + s.asks) throw new Error(`remote: final counts sum to ${total}, expected ${(s.rounds + 2) * perRound + s.asks}`)
     const candLat = summarizeLatencies(candUs)
     const baseLat = summarizeLatencies(baseUs)
     o.log(`remote: asks p50 ${candLat.p50Us.toFixed(1)} µs (raw ${baseLat.p50Us.toFixed(1)} µs)`)
@@ -588,6 +618,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       tellRow('(a) tell: GrainNode A → B (peer process), 1 association', cand, cTell, false),
       tellRow('(a) tell: raw net.Socket, same frames, 64 KiB writes', base, bTell, true),
       tellRow("(a') info: as (a), held back by ask credits instead (the method before 2026-12-01), 1 round", [creditRound], creditRound, false),
+      tellRow(`(a'') info: as (a), sent by a grain on A (ctx.tellPid, ctx.whenWritable every ${GRAIN_WINDOW}), 1 round`, [grainRound], grainRound, false),
       askRow('(b) ask: GrainNode A → B, sequential', candLat, candAskMs, `${reqWire} / ${repWire}`, false),
       askRow('(b) ask: raw net.Socket echo, same sizes, sequential', baseLat, baseAskMs, `${reqWire} / ${repWire}`, true),
       askRow('(b) info: local ask on B itself (ring hop, no network)', localLat, null, null, false, true),

@@ -1,8 +1,9 @@
 /**
- * Grain kind of the remote scope's deferred-queue check (remote.bench.ts,
- * part c): records which numbers arrived and whether they arrived in order,
- * in O(1) state (BenchCounter only counts). Every worker of both nodes
- * imports this module, next to grains/bench-grains.ts.
+ * Grain kinds of the remote scope (remote.bench.ts): BenchRecorder for the
+ * deferred-queue check (part c) records which numbers arrived and whether
+ * they arrived in order, in O(1) state (BenchCounter only counts);
+ * BenchStreamer sends the grain-to-grain tells of (a''). Every worker of
+ * both nodes imports this module, next to grains/bench-grains.ts.
  */
 
 import { defineGrain } from '../../src/index.js'
@@ -30,6 +31,31 @@ export const BenchRecorder = defineGrain({
     },
     summary(ctx): RecorderSummary {
       return { ...ctx.state }
+    },
+  },
+})
+
+/**
+ * (a''): a grain on node A streaming tells inc(1) round-robin to `pids` on
+ * node B, held back by ctx.whenWritable every `every` tells (every PID lives
+ * on B: one authority, one answer). Returns the ms spent in those waits.
+ */
+export const BenchStreamer = defineGrain({
+  kind: 'bench-streamer',
+  state: () => ({}),
+  handlers: {
+    async stream(ctx, p: { pids: string[]; n: number; every: number; timeoutMs: number }) {
+      const mask = p.pids.length - 1
+      let waitMs = 0
+      for (let i = 0; i < p.n; i++) {
+        if (i % p.every === 0) {
+          const t0 = performance.now()
+          await ctx.whenWritable(p.pids[0], { timeoutMs: p.timeoutMs })
+          waitMs += performance.now() - t0
+        }
+        ctx.tellPid(p.pids[i & mask]!, 'inc', 1)
+      }
+      return waitMs
     },
   },
 })

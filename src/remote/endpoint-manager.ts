@@ -566,6 +566,24 @@ export class RemoteEndpoint {
   }
 
   readonly #pids = new ParsedPids()
+  readonly #toThread = (reply: Uint8Array): void => this.#o.host.deliverToThread(reply)
+
+  /** A worker's call that cannot go out now (`r` still reads its envelope): an error reply for an ask, a DeadLetter for a tell. */
+  #failWorkerCall(r: EnvelopeReader, err: GrainClusterError): void {
+    if ((r.flags & FLAGS.ASK) !== 0) this.#o.host.sendErrorReply(r.replyTo, r.correlationId, err)
+    else this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: err.reason })
+  }
+  #lastType = -1
+  #lastTypeName = ''
+
+  /** A message type's name in errors and events (`#<id>`: the name is not on the wire), the last one reused. */
+  #methodName(messageType: number): string {
+    if (messageType !== this.#lastType) {
+      this.#lastTypeName = `#${messageType}`
+      this.#lastType = messageType
+    }
+    return this.#lastTypeName
+  }
 
   /**
    * A grain on a worker of this node called `pidText` (PID_REQUEST): route
@@ -580,25 +598,20 @@ export class RemoteEndpoint {
     const isAsk = (r.flags & FLAGS.ASK) !== 0
     const thread = r.replyTo
     const workerCorr = r.correlationId
-    const method = `#${r.messageType}`
-    // A tell's failure reads r (this.#reader, reset by the next call), so it is reported at once; an ask's, later too, needs only its thread and id.
-    const failCaller = (err: GrainClusterError): void => {
-      if (isAsk) host.sendErrorReply(thread, workerCorr, err)
-      else this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: err.reason })
-    }
+    const method = this.#methodName(r.messageType)
     let pid: Pid
     let assoc: Association
     try {
       pid = this.#pids.parse(pidText)
       if (isLocal(pid)) {
-        host.relayRequest(envelope, (reply) => host.deliverToThread(reply))
+        host.relayRequest(envelope, this.#toThread)
         return
       }
       this.#checkOpen()
       assoc = this.#refuse(pid, method)
       r.patchSchemaVersion(this.#targetOf(pid, method).schemaVersion)
     } catch (e) {
-      failCaller(toGrainClusterError(e))
+      this.#failWorkerCall(r, toGrainClusterError(e))
       return
     }
     // A grain's tell rides the open batch of its partition, as node.tellPid's do.
@@ -608,7 +621,13 @@ export class RemoteEndpoint {
       this.#encoded = EMPTY
       if (batched) return
     }
-    const meta: OutboundMeta = { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType: r.messageType }
+    const messageType = r.messageType
+    const meta: OutboundMeta = { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType }
+    // Failures from here on may come when r (this.#reader) holds another envelope.
+    const failCaller = (err: GrainClusterError): void => {
+      if (isAsk) host.sendErrorReply(thread, workerCorr, err)
+      else this.#o.events.publish({ type: 'deadletter', kind: pid.kind, key: pid.key, messageType, code: err.code, reason: err.reason })
+    }
     let askId: number | undefined
     if (isAsk) {
       askId = host.pending.nextId()
