@@ -66,28 +66,6 @@ export function parseAuthorityText(text: string, whole: string = text): { host: 
   return { host, port, authority: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` }
 }
 
-/**
- * parsePid memoised per text, bounded: a sender addresses a few hot PIDs
- * over and over, and a parse runs several regular expressions (it was the
- * largest cost of a grain's remote tell). The Pid objects are shared, so
- * treat them as the read-only values they are typed as.
- */
-export class ParsedPids {
-  readonly #byText = new Map<string, Pid>()
-  constructor(readonly maxEntries = 10_000) {}
-
-  /** parsePid(text), from the cache when it is there; throws as parsePid does (nothing is cached then). */
-  parse(text: string): Pid {
-    let p = this.#byText.get(text)
-    if (p === undefined) {
-      p = parsePid(text)
-      if (this.#byText.size >= this.maxEntries) this.#byText.clear()
-      this.#byText.set(text, p)
-    }
-    return p
-  }
-}
-
 export function parsePid(text: unknown): Pid {
   if (typeof text !== 'string') throw invalid(text, `a PID is a string, got ${typeof text}`)
   if (text.length === 0) throw invalid(text, 'empty string')

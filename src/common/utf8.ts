@@ -106,7 +106,11 @@ export class Utf8StringCache {
    * caller keeps anyway), so a few thousand live keys rarely share a set
    * beyond its ways.
    */
-  constructor(slots = 16_384) {
+  constructor(
+    slots = 16_384,
+    /** Longer texts are decoded each time, not cached. */
+    readonly maxBytes = CACHED_MAX_BYTES,
+  ) {
     this.slots = slots
     this.#entries = new Array<unknown>(2 * slots).fill(undefined)
     this.#hashes = new Int32Array(slots)
@@ -119,7 +123,7 @@ export class Utf8StringCache {
    * buf[0] at `delta` (the caller's cached view, so nothing allocates).
    */
   read(buf: Uint8Array, off: number, len: number, dv: DataView, delta: number): string {
-    if (len > CACHED_MAX_BYTES) {
+    if (len > this.maxBytes) {
       this.slot = -1
       return readUtf8(buf, off, len)
     }

@@ -10,7 +10,8 @@ import { setFlagsFromString } from 'node:v8'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
-import { formatPid, ParsedPids, type Pid } from '../common/pid.js'
+import { formatPid, type Pid, parsePid } from '../common/pid.js'
+import { TextMemo } from '../common/text-memo.js'
 import { type GrainDefinition, type PayloadOf, type ResultOf, type StatelessGrainDefinition } from '../grains/define-grain.js'
 import { EventStream } from '../observability/event-stream.js'
 import { NodeMetrics } from '../observability/metrics.js'
@@ -354,9 +355,10 @@ export class GrainNode {
   }
 
   #parse(pid: string | Pid): Pid {
-    return typeof pid === 'string' ? this.#parsed.parse(pid) : pid
+    return typeof pid === 'string' ? this.#parsed.get(pid) : pid
   }
-  readonly #parsed = new ParsedPids()
+  /** Hot PIDs are few: each is parsed once. */
+  readonly #parsed = new TextMemo(parsePid)
 
   /**
    * A PID call served here skips placement, so it checks the serving lease

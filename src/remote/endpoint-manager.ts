@@ -21,7 +21,8 @@
 
 import { type ErrorDetails, GrainClusterError, toGrainClusterError } from '../common/errors.js'
 import { messageTypeId, partitionOf } from '../common/hash.js'
-import { formatPid, ParsedPids, type Pid } from '../common/pid.js'
+import { formatPid, type Pid, parsePid } from '../common/pid.js'
+import { TextMemo } from '../common/text-memo.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { MemberStatus } from '../observability/events.js'
 import type { WorkerHost } from '../runtime/host/worker-host.js'
@@ -565,7 +566,8 @@ export class RemoteEndpoint {
     return p
   }
 
-  readonly #pids = new ParsedPids()
+  /** PIDs grains address, parsed once each. */
+  readonly #pids = new TextMemo(parsePid)
   readonly #toThread = (reply: Uint8Array): void => this.#o.host.deliverToThread(reply)
 
   /** A worker's call that cannot go out now (`r` still reads its envelope): an error reply for an ask, a DeadLetter for a tell. */
@@ -602,7 +604,7 @@ export class RemoteEndpoint {
     let pid: Pid
     let assoc: Association
     try {
-      pid = this.#pids.parse(pidText)
+      pid = this.#pids.get(pidText)
       if (isLocal(pid)) {
         host.relayRequest(envelope, this.#toThread)
         return

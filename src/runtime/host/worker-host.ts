@@ -28,6 +28,7 @@ import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThr
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
+import { Utf8StringCache } from '../../common/utf8.js'
 import { codecByName, encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
 import { FrameSender } from '../ring/frame-sender.js'
@@ -377,7 +378,7 @@ export class WorkerHost {
         }
       } else if ((flags & FLAGS.CONTROL) !== 0) {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
-        else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(from, r.payload())
+        else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(from, r)
         else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
         else this.#onHandoffControl(link, r)
       } else this.#routeRequest(from, r, data, off, len)
@@ -451,24 +452,35 @@ export class WorkerHost {
     Atomics.store(new Int32Array(this.#interest), 1, on ? 1 : 0)
   }
 
-  #onPidRequest(from: number, body: Uint8Array): void {
-    const pidLen = body.length >= 2 ? body[0]! | (body[1]! << 8) : -1
-    if (pidLen < 0 || 2 + pidLen > body.length) {
-      this.#events.publish({ type: 'frame.malformed', source: `worker ${from} PID request`, reason: 'truncated PID request' })
+  /** PID_REQUEST (control.ts): its payload is [u16 PID length][PID UTF-8][request envelope]. */
+  #onPidRequest(from: number, r: EnvelopeReader): void {
+    const buf = r.buf
+    const at = r.payloadOff
+    const n = r.payloadLen
+    const pidLen = at >= 0 && n >= 2 ? buf[at]! | (buf[at + 1]! << 8) : -1
+    let pid: string
+    try {
+      if (pidLen < 0 || 2 + pidLen > n) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'truncated PID request')
+      // Grains repeat the PIDs they address: the cache returns the same string without decoding.
+      pid = r.textAt(at + 2, pidLen, this.#pidTexts, 'PID')
+    } catch (e) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${from} PID request`, reason: toGrainClusterError(e).reason })
       return
     }
-    const pid = utf8Decoder.decode(body.subarray(2, 2 + pidLen))
     // A view of ring memory, valid during the call (see onPidRequest).
-    const envelope = body.subarray(2 + pidLen)
+    const envelope = buf.subarray(at + 2 + pidLen, at + n)
     if (this.onPidRequest !== undefined) {
       this.onPidRequest(pid, envelope)
       return
     }
-    const r = this.#relayReader.reset(envelope, 0, envelope.length)
+    const req = this.#relayReader.reset(envelope, 0, envelope.length)
     const err = new GrainClusterError('ERR_CONFIG_MISSING', `grain call to ${pid}: this node was started without cluster options, so PIDs cannot be routed`, { pid })
-    if ((r.flags & FLAGS.ASK) !== 0) this.sendErrorReply(r.replyTo, r.correlationId, err)
-    else this.#events.publish({ type: 'deadletter', kind: r.kind(), key: r.key(), messageType: r.messageType, code: err.code, reason: err.reason })
+    if ((req.flags & FLAGS.ASK) !== 0) this.sendErrorReply(req.replyTo, req.correlationId, err)
+    else this.#events.publish({ type: 'deadletter', kind: req.kind(), key: req.key(), messageType: req.messageType, code: err.code, reason: err.reason })
   }
+
+  /** PID texts of PID_REQUESTs by their bytes (up to 256: longer ones are decoded each time). */
+  readonly #pidTexts = new Utf8StringCache(1_024, 256)
 
   /**
    * A grain's ctx.whenWritable(pid): answer its worker once `onWritableRequest`

@@ -16,7 +16,8 @@
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
 import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
-import { ParsedPids, type Pid } from '../../common/pid.js'
+import { type Pid, parsePid } from '../../common/pid.js'
+import { TextMemo } from '../../common/text-memo.js'
 import { methodById, type KindEntry, type KindRegistry, type MethodEntry } from '../../grains/kind-registry.js'
 import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
@@ -855,19 +856,24 @@ export class PartitionHost implements ActivationHost {
    * knows the cluster and routes it (remote node or this one).
    */
   #sendPidRequest(pidText: string, method: string, payload: unknown, flags: number, corr: number): void {
-    let pid: Pid
+    let target: { pid: Pid; utf8: Uint8Array }
     try {
-      pid = this.#pids.parse(pidText)
+      target = this.#pids.get(pidText)
     } catch (e) {
       throw toGrainClusterError(e, 'ERR_PID_INVALID')
     }
+    const pid = target.pid
     // The request is written straight into the ring, inside the control
     // frame's payload (#writePidRequest): no intermediate copies.
     const w = this.#inner.reset()
     w.kind = this.#kindBytes(pid.kind)
     w.key = pid.key
     w.partition = partitionOf(pid.key, this.partitions)
-    w.messageType = messageTypeId(method)
+    if (method !== this.#lastMethod) {
+      this.#lastMethodId = messageTypeId(method)
+      this.#lastMethod = method
+    }
+    w.messageType = this.#lastMethodId
     // The version this node speaks for the kind; 0 (unspecified) for a kind it does not serve.
     w.schemaVersion = this.registry.kinds.get(pid.kind)?.schemaVersion ?? 0
     w.flags = flags
@@ -875,10 +881,7 @@ export class PartitionHost implements ActivationHost {
     w.replyTo = this.self
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
-    if (pidText !== this.#pidText) {
-      this.#pidBytes = textEncoder.encode(pidText)
-      this.#pidText = pidText
-    }
+    this.#pidBytes = target.utf8
     const c = this.#writer.reset()
     c.flags = FLAGS.CONTROL
     c.messageType = CONTROL_TYPES.PID_REQUEST
@@ -890,12 +893,15 @@ export class PartitionHost implements ActivationHost {
     }
   }
 
-  readonly #pids = new ParsedPids()
+  /** PIDs grains address, parsed and encoded once each. */
+  readonly #pids = new TextMemo((text) => ({ pid: parsePid(text), utf8: textEncoder.encode(text) }))
   /** The request envelope inside a PID_REQUEST (the outer control frame uses #writer). */
   readonly #inner = new EnvelopeWriter()
-  /** UTF-8 of the PID addressed last: a grain streaming to one PID encodes it once. */
-  #pidText = ''
-  #pidBytes = new Uint8Array(0)
+  /** The UTF-8 PID of the request #inner holds (for #writePidRequest). */
+  #pidBytes: Uint8Array = new Uint8Array(0)
+  /** Grains mostly repeat one method: its id is hashed once. */
+  #lastMethod = ''
+  #lastMethodId = messageTypeId('')
 
   /** PID_REQUEST payload: [u16 pid length][pid UTF-8][request envelope from #inner]. */
   readonly #writePidRequest = (buf: Uint8Array, off: number, max: number): number => {
@@ -928,7 +934,7 @@ export class PartitionHost implements ActivationHost {
     this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
     let target: Pid | undefined
     try {
-      target = this.#pids.parse(pid)
+      target = this.#pids.get(pid).pid
       this.#sendPidRequest(pid, method, payload, FLAGS.ASK, corr)
     } catch (e) {
       if (target !== undefined) this.#requestEncodeFailed(e, target.kind, target.key, method)
@@ -944,7 +950,7 @@ export class PartitionHost implements ActivationHost {
     this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
     let target: Pid
     try {
-      target = this.#pids.parse(pid)
+      target = this.#pids.get(pid).pid
       const w = this.#writer.reset()
       w.flags = FLAGS.CONTROL | FLAGS.ASK
       w.messageType = CONTROL_TYPES.WRITABLE_REQUEST
