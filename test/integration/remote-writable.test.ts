@@ -35,6 +35,26 @@ async function pair(nodes: GrainNode[], key?: string): Promise<{ a: GrainNode; b
   return { a, b, events, pid }
 }
 
+/**
+ * Block B's grain `pid` and tell it add(1) until A holds more than its mark
+ * for B (B's ring, its overflow bound, both kernel buffers, then A's
+ * transport); resolves with the number of tells sent.
+ */
+async function fillPastMark(a: GrainNode, pid: string): Promise<number> {
+  // Longer than the fill can take on a loaded machine: the mark must be crossed while B is still stuck.
+  a.tellPid(pid, 'block', 2.5 * BLOCK_MS)
+  let sent = 0
+  await waitUntil(
+    async () => {
+      for (let i = 0; i < 8_192; i++, sent++) a.tellPid(pid, 'add', 1)
+      await new Promise((r) => setImmediate(r))
+      return !a.isWritable(pid)
+    },
+    { timeoutMs: 20_000, intervalMs: 1, what: "A's buffer past its mark" },
+  )
+  return sent
+}
+
 describe('remote isWritable / whenWritable', () => {
   const nodes: GrainNode[] = []
   afterEach(async () => {
@@ -79,18 +99,7 @@ describe('remote isWritable / whenWritable', () => {
 
   it('gives up after timeoutMs with ERR_AUTHORITY_NOT_WRITABLE naming the authority, and is writable again once the receiver catches up', async () => {
     const { a, b, events, pid } = await pair(nodes, 'writable-timeout')
-    // Longer than the fill below can take on a loaded machine: the mark must be crossed while B is still stuck.
-    a.tellPid(pid, 'block', 2.5 * BLOCK_MS)
-    let sent = 0
-    // Fill B's ring, its overflow bound, both kernel buffers and A's mark.
-    await waitUntil(
-      async () => {
-        for (let i = 0; i < 8_192; i++, sent++) a.tellPid(pid, 'add', 1)
-        await new Promise((r) => setImmediate(r))
-        return !a.isWritable(pid)
-      },
-      { timeoutMs: 20_000, intervalMs: 1, what: "A's buffer past its mark" },
-    )
+    const sent = await fillPastMark(a, pid)
     const buffered = Number(/^graincluster_transport_outbound_buffered_bytes (\d+)/m.exec(await a.metricsText())?.[1])
     expect(buffered).toBeGreaterThan(MARK)
     const e = await a.whenWritable(pid, { timeoutMs: 100 }).then(
@@ -177,16 +186,7 @@ describe("grains' ctx.whenWritable", () => {
     expect(await outcome({ pid, timeoutMs: 0 })).toMatchObject({ code: 'ERR_CONFIG_INVALID' })
 
     // Past A's mark while B is stuck: the grain gets the node's verdict.
-    a.tellPid(pid, 'block', 2.5 * BLOCK_MS)
-    let sent = 0
-    await waitUntil(
-      async () => {
-        for (let i = 0; i < 8_192; i++, sent++) a.tellPid(pid, 'add', 1)
-        await new Promise((r) => setImmediate(r))
-        return !a.isWritable(pid)
-      },
-      { timeoutMs: 20_000, intervalMs: 1, what: "A's buffer past its mark" },
-    )
+    const sent = await fillPastMark(a, pid)
     expect(await outcome({ pid, timeoutMs: 100 })).toMatchObject({ code: 'ERR_AUTHORITY_NOT_WRITABLE', details: { authority: b.cluster!.authority, pid, key: 'grain-timeout-target' } })
     expect(await outcome({ pid, timeoutMs: 60_000 })).toBe('writable')
     expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(sent)
