@@ -227,6 +227,22 @@ describe('bad input at the ring boundary', () => {
     const seen = await node.ask(Counter, 'flood', 'seen')
     expect(seen).toEqual(Array.from({ length: accepted }, (_, i) => i))
   })
+
+  it("delivers a grain's reply even when its worker's ring to the main thread and that ring's overflow queue are full", async () => {
+    const lost = (): number => events.filter((e) => e.type === 'deadletter' && e.reason.includes('reply lost')).length
+    const lost0 = lost()
+    const reply = node.ask(Counter, 'flooder', 'floodRing', 2_000, { timeoutMs: 10_000 })
+    // Let the ask reach the worker, then keep the main thread from reading
+    // the worker's ring while the grain floods it and replies.
+    await new Promise((r) => setImmediate(r))
+    const until = performance.now() + 1_500
+    while (performance.now() < until) {
+      /* the main thread reads nothing meanwhile */
+    }
+    const refused = await reply
+    expect(refused).toBeGreaterThan(0) // the ring and its overflow were full when the grain replied
+    expect(lost()).toBe(lost0)
+  })
 })
 
 describe('worker supervision', () => {

@@ -374,7 +374,8 @@ export class WorkerHost {
         else {
           link.forwardedAsks.delete(forwardKey(r.replyTo, r.correlationId))
           const target = this.#links[workerOfThread(r.replyTo)]
-          if (target !== undefined && target.state !== 'crashed') this.#forward(target, data, off, len)
+          // A reply is never refused for a full overflow queue (FrameSender.send).
+          if (target !== undefined && target.state !== 'crashed') target.sender.sendBytes(data, off, len, false)
         }
       } else if ((flags & FLAGS.CONTROL) !== 0) {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
@@ -514,7 +515,7 @@ export class WorkerHost {
         w.correlationId = corr
         w.replyTo = thread
         try {
-          link.sender.send(w)
+          link.sender.send(w, false)
         } catch {
           // The grain's own timer reports it.
         }
@@ -538,7 +539,7 @@ export class WorkerHost {
     }
     const link = this.#links[workerOfThread(r.replyTo)]
     if (link === undefined || link.state === 'crashed') return // the asking worker died; its ask died with it
-    link.sender.sendBytes(reply, 0, reply.length)
+    link.sender.sendBytes(reply, 0, reply.length, false)
   }
 
   /** Answer thread `thread`'s ask `corr` with a typed error (main thread included). */
@@ -556,7 +557,7 @@ export class WorkerHost {
     if (link === undefined || link.state === 'crashed') return
     const w = prepareErrorReply(this.#writer, corr, thread, err)
     try {
-      link.sender.send(w)
+      link.sender.send(w, false)
     } catch {
       // The asking grain's own timeout reports it.
     }

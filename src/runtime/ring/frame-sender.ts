@@ -85,8 +85,14 @@ export class FrameSender {
     return this.#overflowHead === this.#overflow.length && this.#open === null
   }
 
-  /** Encode `w` into the ring. Throws the writer's encode errors unchanged. */
-  send(w: EnvelopeWriter): void {
+  /**
+   * Encode `w` into the ring. Throws the writer's encode errors unchanged.
+   * `bounded: false` for replies: they may queue past maxOverflowFrames,
+   * since each answers a call already accepted (their number is bounded by
+   * the calls in flight), and dropping one would leave its caller waiting
+   * out its timeout.
+   */
+  send(w: EnvelopeWriter, bounded = true): void {
     const p = this.producer
     // With a backlog, try to move it into the ring on every MOVE_EVERY-th
     // send only: a block needs a large contiguous room, so each try re-reads
@@ -108,7 +114,7 @@ export class FrameSender {
     }
     // The ring is full (or has a backlog ahead of this frame): encode into
     // the open overflow block, which later enters the ring in one copy.
-    if (this.#appendOpen(w)) return
+    if (this.#appendOpen(w, bounded)) return
     // Slow path: the frame did not fit in the contiguous room (ring nearly
     // full, near the wrap point, or a large frame): encode it on the side.
     const n = w.writeInto(scratch, 0, scratch.length)
@@ -119,11 +125,11 @@ export class FrameSender {
         limit: p.maxFrameBytes,
       })
     }
-    this.#sendOwned(bytes)
+    this.#sendOwned(bytes, bounded)
   }
 
-  /** Copy an already-encoded frame (routing without re-encoding). */
-  sendBytes(src: Uint8Array, off: number, len: number): void {
+  /** Copy an already-encoded frame (routing without re-encoding); `bounded` as for send(). */
+  sendBytes(src: Uint8Array, off: number, len: number, bounded = true): void {
     const p = this.producer
     if (this.#nothingQueued() || this.#moveOverflow()) {
       let at = p.reserve(len) // throws ERR_RING_FRAME_TOO_LARGE
@@ -142,7 +148,7 @@ export class FrameSender {
     } else if (len > p.maxFrameBytes) {
       p.reserve(len) // throws the typed error
     }
-    this.#enqueue(src.slice(off, off + len))
+    this.#enqueue(src.slice(off, off + len), bounded)
   }
 
   /**
@@ -173,7 +179,7 @@ export class FrameSender {
     return true
   }
 
-  #sendOwned(bytes: Uint8Array): void {
+  #sendOwned(bytes: Uint8Array, bounded: boolean): void {
     const p = this.producer
     if (this.#nothingQueued()) {
       let at = p.reserve(bytes.length)
@@ -188,7 +194,7 @@ export class FrameSender {
         return
       }
     }
-    this.#enqueue(bytes)
+    this.#enqueue(bytes, bounded)
   }
 
   /**
@@ -199,8 +205,8 @@ export class FrameSender {
    * False, having queued nothing, when the frame needs a block of its own
    * size (the caller queues it alone) or the queue is at its bound.
    */
-  #appendOpen(w: EnvelopeWriter): boolean {
-    if (this.#closed || this.#backlog >= this.maxOverflowFrames) return false
+  #appendOpen(w: EnvelopeWriter, bounded: boolean): boolean {
+    if (this.#closed || (bounded && this.#backlog >= this.maxOverflowFrames)) return false
     let b = this.#open
     if (b !== null) {
       const n = w.writeInto(b, this.#openUsed + 4, b.length - this.#openUsed - 4)
@@ -272,9 +278,9 @@ export class FrameSender {
     return true
   }
 
-  #enqueue(bytes: Uint8Array): void {
+  #enqueue(bytes: Uint8Array, bounded: boolean): void {
     if (this.#closed) throw new GrainClusterError('ERR_WORKER_UNAVAILABLE', 'the ring is closed')
-    if (this.backlog >= this.maxOverflowFrames) {
+    if (bounded && this.backlog >= this.maxOverflowFrames) {
       throw new GrainClusterError('ERR_RING_FULL', `ring full and ${this.backlog} frames already queued (limit ${this.maxOverflowFrames})`, {
         limit: this.maxOverflowFrames,
       })

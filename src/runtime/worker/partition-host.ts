@@ -785,10 +785,10 @@ export class PartitionHost implements ActivationHost {
     }
   }
 
-  /** Send to a thread: this worker's own thread short-circuits the rings. */
+  /** Send a reply to a thread: this worker's own thread short-circuits the rings; replies are never refused for a full overflow queue. */
   #sendTo(thread: number, w: EnvelopeWriter): void {
     if (thread === this.self) this.#pushLocal(w.toBytes())
-    else this.sender.send(w)
+    else this.sender.send(w, false)
   }
 
   #pushLocal(bytes: Uint8Array): void {

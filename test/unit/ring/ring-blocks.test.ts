@@ -190,6 +190,24 @@ describe('FrameSender.sendBlock', () => {
     expect(left.map((f) => r.reset(f, 0, f.length).correlationId)).toEqual(Array.from({ length: 50 }, (_, i) => inRing + i))
   })
 
+  it('send(w, false) and sendBytes(…, false) (replies) queue past the bound, in order behind what waits', () => {
+    const sab = createRingBuffer(4096)
+    const s = new FrameSender(sab, { maxOverflowFrames: 5 })
+    const w = new EnvelopeWriter()
+    let seq = 0
+    while (s.backlog < 5) s.send(envelope(w, seq++, 40))
+    expect(() => s.send(envelope(w, seq, 40))).toThrow(expect.objectContaining({ code: 'ERR_RING_FULL' }))
+    s.send(envelope(w, seq++, 40), false)
+    const bytes = envelope(w, seq++, 40).toBytes()
+    expect(() => s.sendBytes(bytes, 0, bytes.length)).toThrow(expect.objectContaining({ code: 'ERR_RING_FULL' }))
+    s.sendBytes(bytes, 0, bytes.length, false)
+    expect(s.backlog).toBe(7)
+    const r = new EnvelopeReader()
+    const left = s.close().map((f) => r.reset(f, 0, f.length).correlationId)
+    expect(left.slice(-2)).toEqual([seq - 2, seq - 1])
+    expect(left).toEqual([...left].sort((x, y) => x - y))
+  })
+
   it('send() on a full ring: the queued envelopes reach the consumer in order once it frees room', async () => {
     const sab = createRingBuffer(4096)
     const s = new FrameSender(sab)
