@@ -12,6 +12,11 @@ export class TextMemo<V> {
     readonly maxEntries = 10_000,
   ) {}
 
+  /** Forget every value. */
+  clear(): void {
+    this.#byText.clear()
+  }
+
   get(text: string): V {
     let v = this.#byText.get(text)
     if (v === undefined) {

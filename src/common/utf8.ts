@@ -106,11 +106,7 @@ export class Utf8StringCache {
    * caller keeps anyway), so a few thousand live keys rarely share a set
    * beyond its ways.
    */
-  constructor(
-    slots = 16_384,
-    /** Longer texts are decoded each time, not cached. */
-    readonly maxBytes = CACHED_MAX_BYTES,
-  ) {
+  constructor(slots = 16_384) {
     this.slots = slots
     this.#entries = new Array<unknown>(2 * slots).fill(undefined)
     this.#hashes = new Int32Array(slots)
@@ -123,7 +119,7 @@ export class Utf8StringCache {
    * buf[0] at `delta` (the caller's cached view, so nothing allocates).
    */
   read(buf: Uint8Array, off: number, len: number, dv: DataView, delta: number): string {
-    if (len > this.maxBytes) {
+    if (len > CACHED_MAX_BYTES) {
       this.slot = -1
       return readUtf8(buf, off, len)
     }

@@ -23,9 +23,12 @@ export const CONTROL_TYPES = {
   /** worker → main: a RuntimeEvent (JSON) for the EventStream. */
   EVENT: 1,
   /**
-   * worker → main: a grain call addressed by PID. Payload:
-   * [u16 pid length][pid UTF-8][request envelope]. The main thread routes
-   * the envelope to the node the PID names (this one included).
+   * worker → main: a grain call addressed by PID. Payload: [u16 index]
+   * [u16 text length][PID UTF-8][request envelope]. The worker numbers the
+   * PIDs it addresses; the first request with an index carries the text,
+   * later ones only the index (text length 0), which the main thread looks
+   * up in the table it keeps per worker. The main thread routes the
+   * envelope to the node the PID names (this one included).
    */
   PID_REQUEST: 2,
   /*

@@ -429,20 +429,6 @@ export class EnvelopeReader {
   kind(): string {
     return this.#str(this.kindOff, this.kindLen, 'kind')
   }
-
-  /**
-   * The UTF-8 text at buf[off, off+len) of this envelope (e.g. inside its
-   * payload), through `cache`: a repeated text comes back as the same
-   * string without decoding. Throws ERR_FRAME_MALFORMED for invalid UTF-8.
-   */
-  textAt(off: number, len: number, cache: Utf8StringCache, name: string): string {
-    if (off < this.start || off + len > this.start + this.length) throw malformed(`${name} lies outside the frame`)
-    try {
-      return cache.read(this.buf, off, len, this.#views.view, this.#views.delta)
-    } catch {
-      throw malformed(`${name} is not valid UTF-8`)
-    }
-  }
   /**
    * The key cache itself: `keyCache.slot` is the slot of the last key() (or
    * -1), for a receiver that keeps a value per key (Utf8StringCache.setValue).

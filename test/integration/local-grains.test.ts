@@ -87,6 +87,18 @@ describe('local grains on worker threads', () => {
     expect(err.details.kind).toBe('no-such-kind')
   })
 
+  it('routes PID calls by the index a worker gives each PID, across more PIDs than indexes (65,536)', async () => {
+    // Without cluster options every PID call is a DeadLetter naming the PID the main thread read: it must be the one the grain called.
+    const n = 70_000
+    const lag = 300
+    const from = events.length
+    await node.grain(Counter, 'many-pids').tellManyPids({ n, lag })
+    const mine = (): RuntimeEvent[] => events.slice(from).filter((e) => e.type === 'deadletter' && e.key.startsWith('many-'))
+    await waitUntil(() => mine().length === 2 * n - lag, { timeoutMs: 60_000, what: 'a DeadLetter per PID call' })
+    const wrong = mine().filter((e) => e.type === 'deadletter' && !(e.code === 'ERR_CONFIG_MISSING' && e.reason.includes(`/counter/${e.key}:`)))
+    expect(wrong).toEqual([])
+  }, 90_000)
+
   it("answers a grain's ctx.whenWritable: its own ring without a PID; PIDs need cluster options", async () => {
     const grain = node.grain(Counter, 'writable-local')
     expect(await grain.writableOutcome({})).toBe('writable')

@@ -28,7 +28,6 @@ import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThr
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
-import { Utf8StringCache } from '../../common/utf8.js'
 import { codecByName, encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
 import { FrameSender } from '../ring/frame-sender.js'
@@ -97,6 +96,8 @@ class WorkerLink {
   pump: FramePump | undefined
   /** Grain-to-grain asks routed into this worker: (thread << 32) + correlation id. */
   readonly forwardedAsks = new Set<number>()
+  /** PIDs this worker's grains address, by the index its PID_REQUESTs name them with. */
+  readonly pidTexts: (string | undefined)[] = []
 
   constructor(
     readonly index: number,
@@ -379,7 +380,7 @@ export class WorkerHost {
         }
       } else if ((flags & FLAGS.CONTROL) !== 0) {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
-        else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(from, r)
+        else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(link, r)
         else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
         else this.#onHandoffControl(link, r)
       } else this.#routeRequest(from, r, data, off, len)
@@ -453,23 +454,28 @@ export class WorkerHost {
     Atomics.store(new Int32Array(this.#interest), 1, on ? 1 : 0)
   }
 
-  /** PID_REQUEST (control.ts): its payload is [u16 PID length][PID UTF-8][request envelope]. */
-  #onPidRequest(from: number, r: EnvelopeReader): void {
+  /**
+   * PID_REQUEST (control.ts): [u16 index][u16 text length][PID UTF-8][request
+   * envelope]. The text comes with an index's first use only; later requests
+   * name the PID by its index into the worker link's table.
+   */
+  #onPidRequest(link: WorkerLink, r: EnvelopeReader): void {
     const buf = r.buf
     const at = r.payloadOff
     const n = r.payloadLen
-    const pidLen = at >= 0 && n >= 2 ? buf[at]! | (buf[at + 1]! << 8) : -1
-    let pid: string
-    try {
-      if (pidLen < 0 || 2 + pidLen > n) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'truncated PID request')
-      // Grains repeat the PIDs they address: the cache returns the same string without decoding.
-      pid = r.textAt(at + 2, pidLen, this.#pidTexts, 'PID')
-    } catch (e) {
-      this.#events.publish({ type: 'frame.malformed', source: `worker ${from} PID request`, reason: toGrainClusterError(e).reason })
+    const index = at >= 0 && n >= 4 ? buf[at]! | (buf[at + 1]! << 8) : -1
+    const textLen = index >= 0 ? buf[at + 2]! | (buf[at + 3]! << 8) : 0
+    let pid: string | undefined
+    if (index >= 0 && 4 + textLen <= n) {
+      if (textLen > 0) link.pidTexts[index] = pid = utf8Decoder.decode(buf.subarray(at + 4, at + 4 + textLen))
+      else pid = link.pidTexts[index]
+    }
+    if (pid === undefined) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID request`, reason: index < 0 || 4 + textLen > n ? 'truncated PID request' : `PID index ${index} was never defined` })
       return
     }
     // A view of ring memory, valid during the call (see onPidRequest).
-    const envelope = buf.subarray(at + 2 + pidLen, at + n)
+    const envelope = buf.subarray(at + 4 + textLen, at + n)
     if (this.onPidRequest !== undefined) {
       this.onPidRequest(pid, envelope)
       return
@@ -479,9 +485,6 @@ export class WorkerHost {
     if ((req.flags & FLAGS.ASK) !== 0) this.sendErrorReply(req.replyTo, req.correlationId, err)
     else this.#events.publish({ type: 'deadletter', kind: req.kind(), key: req.key(), messageType: req.messageType, code: err.code, reason: err.reason })
   }
-
-  /** PID texts of PID_REQUESTs by their bytes (up to 256: longer ones are decoded each time). */
-  readonly #pidTexts = new Utf8StringCache(1_024, 256)
 
   /**
    * A grain's ctx.whenWritable(pid): answer its worker once `onWritableRequest`

@@ -45,6 +45,20 @@ export interface PartitionHostOptions {
   routeViaMain?: () => boolean
 }
 
+/**
+ * A PID this worker's grains address. PID_REQUESTs name it by `index`; the
+ * first one (until `defined`) also carries its text, which the main thread
+ * keeps per worker: a repeated PID is neither decoded nor hashed there.
+ */
+interface PidTarget {
+  readonly pid: Pid
+  readonly utf8: Uint8Array
+  readonly index: number
+  defined: boolean
+}
+
+const EMPTY_BYTES = new Uint8Array(0)
+
 interface PendingAsk {
   resolve: (v: unknown) => void
   reject: (e: GrainClusterError) => void
@@ -856,7 +870,7 @@ export class PartitionHost implements ActivationHost {
    * knows the cluster and routes it (remote node or this one).
    */
   #sendPidRequest(pidText: string, method: string, payload: unknown, flags: number, corr: number): void {
-    let target: { pid: Pid; utf8: Uint8Array }
+    let target: PidTarget
     try {
       target = this.#pids.get(pidText)
     } catch (e) {
@@ -881,38 +895,55 @@ export class PartitionHost implements ActivationHost {
     w.replyTo = this.self
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
-    this.#pidBytes = target.utf8
+    this.#pidTarget = target
     const c = this.#writer.reset()
     c.flags = FLAGS.CONTROL
     c.messageType = CONTROL_TYPES.PID_REQUEST
     c.payloadWriter = this.#writePidRequest
     try {
       this.sender.send(c)
+      // In the ring or its overflow queue, ahead of every later use of the index.
+      target.defined = true
     } finally {
       this.#payloadValue = undefined
     }
   }
 
-  /** PIDs grains address, parsed and encoded once each. */
-  readonly #pids = new TextMemo((text) => ({ pid: parsePid(text), utf8: textEncoder.encode(text) }))
+  /** PIDs grains address, each parsed and encoded once, with its index (see PidTarget). */
+  readonly #pids = new TextMemo<PidTarget>((text) => this.#newPidTarget(text))
+  #nextPidIndex = 0
+
+  #newPidTarget(text: string): PidTarget {
+    const pid = parsePid(text) // a malformed PID takes no index
+    if (this.#nextPidIndex > 0xffff) {
+      // Indexes are u16: start over, and every live PID is sent with its text again.
+      this.#pids.clear()
+      this.#nextPidIndex = 0
+    }
+    return { pid, utf8: textEncoder.encode(text), index: this.#nextPidIndex++, defined: false }
+  }
+
   /** The request envelope inside a PID_REQUEST (the outer control frame uses #writer). */
   readonly #inner = new EnvelopeWriter()
-  /** The UTF-8 PID of the request #inner holds (for #writePidRequest). */
-  #pidBytes: Uint8Array = new Uint8Array(0)
+  /** The PID of the request #inner holds (for #writePidRequest). */
+  #pidTarget: PidTarget | undefined = undefined
   /** Grains mostly repeat one method: its id is hashed once. */
   #lastMethod = ''
   #lastMethodId = messageTypeId('')
 
-  /** PID_REQUEST payload: [u16 pid length][pid UTF-8][request envelope from #inner]. */
+  /** PID_REQUEST payload (control.ts): [u16 index][u16 text length][PID UTF-8, first use only][request envelope from #inner]. */
   readonly #writePidRequest = (buf: Uint8Array, off: number, max: number): number => {
-    const pb = this.#pidBytes
-    const head = 2 + pb.length
+    const t = this.#pidTarget!
+    const text = t.defined ? EMPTY_BYTES : t.utf8
+    const head = 4 + text.length
     if (head > max) return -1
     const n = this.#inner.writeInto(buf, off + head, max - head)
     if (n < 0) return -1
-    buf[off] = pb.length & 0xff
-    buf[off + 1] = pb.length >>> 8
-    buf.set(pb, off + 2)
+    buf[off] = t.index & 0xff
+    buf[off + 1] = t.index >>> 8
+    buf[off + 2] = text.length & 0xff
+    buf[off + 3] = text.length >>> 8
+    buf.set(text, off + 4)
     return head + n
   }
 

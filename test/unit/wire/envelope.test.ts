@@ -6,7 +6,6 @@ import { ENVELOPE_FIXED_BYTES, EnvelopeReader, EnvelopeWriter, FLAGS, InternedSt
 import { Envelope } from '../../../src/wire/generated/graincluster/wire/envelope.js'
 import { binaryCodec } from '../../../src/wire/payload-codec.js'
 import { catchErr } from '../../helpers/catch-error.js'
-import { Utf8StringCache } from '../../../src/common/utf8.js'
 
 const te = new TextEncoder()
 const CANARY = 0xa5
@@ -293,21 +292,6 @@ describe('EnvelopeWriter -> EnvelopeReader', () => {
         } else expect(r.keyCache.slot).toBe(-1)
       }
     }
-  })
-
-  it('textAt reads text inside the frame through a cache, and refuses text outside it or invalid UTF-8', () => {
-    const pid = 'grain://127.0.0.1:7000/counter/k#0123456789abcdef'
-    const body = new TextEncoder().encode(`..${pid}`)
-    body[0] = 0xff // not UTF-8
-    const bytes = writer({ ...FULL, payload: body }).toBytes()
-    const r = new EnvelopeReader().reset(bytes, 0, bytes.length)
-    const cache = new Utf8StringCache(16, 256)
-    const first = r.textAt(r.payloadOff + 2, body.length - 2, cache, 'PID')
-    expect(first).toBe(pid)
-    expect(cache.slot).toBeGreaterThanOrEqual(0)
-    expect(r.textAt(r.payloadOff + 2, body.length - 2, cache, 'PID')).toBe(first)
-    expect(catchErr(() => r.textAt(r.payloadOff, 1, cache, 'PID'))).toMatchObject({ code: 'ERR_FRAME_MALFORMED', reason: expect.stringContaining('PID is not valid UTF-8') })
-    expect(catchErr(() => r.textAt(bytes.length - 2, 4, cache, 'PID'))).toMatchObject({ code: 'ERR_FRAME_MALFORMED', reason: expect.stringContaining('outside the frame') })
   })
 
   it('exposes the flags bit set', () => {
