@@ -36,6 +36,8 @@ export class PendingCalls {
   readonly #calls = new Map<number, Call>()
   /** Calls waiting on each local worker (index = worker): what its ring pump may spin for. */
   #onWorker: number[] = []
+  /** When the latest call to each local worker was registered (monotonic ms). */
+  #lastCallAt: number[] = []
   #next = 1
   #sweeper: ReturnType<typeof setInterval> | undefined
   readonly defaultTimeoutMs: number
@@ -55,6 +57,11 @@ export class PendingCalls {
     return this.#onWorker[worker] ?? 0
   }
 
+  /** When the latest call to local worker `worker` was registered (monotonic ms; -Infinity before any). */
+  lastCallAt(worker: number): number {
+    return this.#lastCallAt[worker] ?? Number.NEGATIVE_INFINITY
+  }
+
   /** Next correlation id (never 0, wraps at 2^32). */
   nextId(): number {
     const id = this.#next
@@ -66,6 +73,7 @@ export class PendingCalls {
   add<R>(id: number, info: CallInfo, timeoutMs: number | undefined): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const ms = timeoutMs ?? this.defaultTimeoutMs
+      const now = monotonicMs()
       const call: Call = {
         kind: info.kind,
         key: info.key,
@@ -74,7 +82,7 @@ export class PendingCalls {
         ...(info.authority === undefined ? {} : { authority: info.authority }),
         resolve: resolve as (v: unknown) => void,
         reject,
-        deadline: monotonicMs() + ms,
+        deadline: now + ms,
         timeoutMs: ms,
         timer: undefined,
         raw: undefined,
@@ -86,7 +94,10 @@ export class PendingCalls {
         this.#sweeper.unref()
       }
       this.#calls.set(id, call)
-      if (info.worker >= 0) this.#onWorker[info.worker] = (this.#onWorker[info.worker] ?? 0) + 1
+      if (info.worker >= 0) {
+        this.#onWorker[info.worker] = (this.#onWorker[info.worker] ?? 0) + 1
+        this.#lastCallAt[info.worker] = now
+      }
     })
   }
 
@@ -146,6 +157,7 @@ export class PendingCalls {
     }
     this.#calls.clear()
     this.#onWorker = []
+    this.#lastCallAt = []
     this.#stopSweeper()
     return n
   }

@@ -34,6 +34,7 @@ import { FrameSender } from '../ring/frame-sender.js'
 import { createRingBuffer, RingConsumer } from '../ring/spsc-ring.js'
 import type { ReleasedRecord } from '../worker/activation.js'
 import type { GrainWorkerData, MainToWorker, WorkerToMain } from '../worker/worker-data.js'
+import { monotonicMs } from '../../common/deadline.js'
 import { PendingCalls } from './pending-calls.js'
 import { workerEntry } from './worker-entry.js'
 
@@ -126,6 +127,8 @@ class WorkerLink {
  * anyway.
  */
 const MAIN_SPIN_MAX_MICROS = 100
+/** The main thread spins for a worker's replies only within this long of its latest call to it. */
+const MAIN_SPIN_FOR_CALLS_MS = 1
 
 /** Calls in flight from the main thread from which publishes wait for the end of the loop turn. */
 const DEFER_PUBLISH_AT_IN_FLIGHT = 8
@@ -235,7 +238,11 @@ export class WorkerHost {
       spinMaxMicros: Math.min(o.spinMaxMicros, MAIN_SPIN_MAX_MICROS), // FramePump keeps it >= spinMicros
       // Only calls this worker will answer: a remote call's reply comes
       // through a socket, and spinning would only hold up the event loop.
-      spinWhile: () => this.pending.onWorker(link.index) > 0,
+      // And only while one of them is fresh: a reply still missing after
+      // MAIN_SPIN_FOR_CALLS_MS comes from a handler that waits on something
+      // (a timer, a remote grain), and spinning for it would hold up the
+      // sockets and timers that something needs.
+      spinWhile: () => this.pending.onWorker(link.index) > 0 && monotonicMs() - this.pending.lastCallAt(link.index) < MAIN_SPIN_FOR_CALLS_MS,
       onError: (e) => this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} outbound ring`, reason: toGrainClusterError(e).reason }),
     })
     link.pump.start()

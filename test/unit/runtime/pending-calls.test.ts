@@ -8,6 +8,24 @@ const err = (): GrainClusterError => new GrainClusterError('ERR_NODE_CLOSED', 't
 
 /** Counts per local worker drive the reply pumps' spinning: every way a call ends must release it. */
 describe('PendingCalls.onWorker', () => {
+  it('lastCallAt: when the latest call to each local worker was registered (remote calls count for none)', async () => {
+    const p = new PendingCalls(60_000)
+    expect(p.lastCallAt(0)).toBe(Number.NEGATIVE_INFINITY)
+    const t0 = performance.now()
+    const first = p.add(p.nextId(), info(0), undefined).catch(() => undefined)
+    const at0 = p.lastCallAt(0)
+    expect(at0).toBeGreaterThanOrEqual(t0)
+    expect(at0).toBeLessThanOrEqual(performance.now())
+    await waitUntil(() => performance.now() > at0 + 2, { what: 'the clock to move' })
+    const remote = p.add(p.nextId(), info(-1, 'peer:1'), undefined).catch(() => undefined)
+    expect(p.lastCallAt(0)).toBe(at0)
+    const second = p.add(p.nextId(), info(0), undefined).catch(() => undefined)
+    expect(p.lastCallAt(0)).toBeGreaterThan(at0)
+    expect(p.lastCallAt(1)).toBe(Number.NEGATIVE_INFINITY)
+    p.failAll(err)
+    await Promise.all([first, remote, second])
+  })
+
   it('counts calls per local worker only, and every way a call ends releases its count', async () => {
     const p = new PendingCalls(60_000)
     const settled: Promise<unknown>[] = []
