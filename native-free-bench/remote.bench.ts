@@ -548,6 +548,10 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       baseAskMs += performance.now() - w0
     }
     const { type: _local, ...localLat } = await request(child, { type: 'local-asks', n: s.asks, warm: s.warmAsks }, 'local-asks', 120_000)
+    // (b'') info: the same asks made by a grain on A (worker → A's main → B → A's main → worker).
+    const grainAsk = (n: number): Promise<number[]> => A.askPid<number[]>(A.pid(STREAMER, 'asker'), 'asks', { pids, n, timeoutMs: ASK_TIMEOUT_MS }, { timeoutMs: 600_000 })
+    await grainAsk(s.warmAsks >>> 2)
+    const grainLat = summarizeLatencies(Float64Array.from(await grainAsk(s.asks >>> 2)))
     const total = await sumCounts(A, pids)
     if (total !== (s.rounds + 2) * perRound + s.asks) throw new Error(`remote: final counts sum to ${total}, expected ${(s.rounds + 2) * perRound + s.asks}`)
     const candLat = summarizeLatencies(candUs)
@@ -622,6 +626,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       askRow('(b) ask: GrainNode A → B, sequential', candLat, candAskMs, `${reqWire} / ${repWire}`, false),
       askRow('(b) ask: raw net.Socket echo, same sizes, sequential', baseLat, baseAskMs, `${reqWire} / ${repWire}`, true),
       askRow('(b) info: local ask on B itself (ring hop, no network)', localLat, null, null, false, true),
+      askRow("(b'') info: as (b), asked by a grain on A (ctx.askPid), a quarter as many", grainLat, null, null, false, true),
       deferredRow(`(c) deferred, cut: first L = ${L} tells queued`, L, d.deadAfterL, d.growthL),
       deferredRow(`(c) deferred, cut: 10 × L = ${10 * L} tells (9L dropped)`, 10 * L, d.dead, d.growth10L),
     ]

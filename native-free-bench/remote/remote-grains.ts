@@ -36,9 +36,10 @@ export const BenchRecorder = defineGrain({
 })
 
 /**
- * (a''): a grain on node A streaming tells inc(1) round-robin to `pids` on
- * node B, held back by ctx.whenWritable every `every` tells (every PID lives
- * on B: one authority, one answer). Returns the ms spent in those waits.
+ * A grain on node A calling grains on node B. stream, (a''): tells inc(1)
+ * round-robin to `pids`, held back by ctx.whenWritable every `every` tells
+ * (every PID lives on B: one authority, one answer); returns the ms spent in
+ * those waits. asks, (b''): `n` sequential asks get; returns each one's µs.
  */
 export const BenchStreamer = defineGrain({
   kind: 'bench-streamer',
@@ -56,6 +57,16 @@ export const BenchStreamer = defineGrain({
         ctx.tellPid(p.pids[i & mask]!, 'inc', 1)
       }
       return waitMs
+    },
+    async asks(ctx, p: { pids: string[]; n: number; timeoutMs: number }) {
+      const mask = p.pids.length - 1
+      const us: number[] = []
+      for (let i = 0; i < p.n; i++) {
+        const t0 = performance.now()
+        await ctx.askPid(p.pids[i & mask]!, 'get', undefined, { timeoutMs: p.timeoutMs })
+        us.push((performance.now() - t0) * 1000)
+      }
+      return us
     },
   },
 })
