@@ -478,7 +478,17 @@ export class WorkerHost {
       else pid = link.pidTexts[index]
     }
     if (pid === undefined) {
-      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID request`, reason: index < 0 || 4 + textLen > n ? 'truncated PID request' : `PID index ${index} was never defined` })
+      const reason = index < 0 || 4 + textLen > n ? 'truncated PID request' : `PID index ${index} was never defined`
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID request`, reason })
+      // An ask must not wait out its timeout for a call that went nowhere.
+      if (index >= 0 && 4 + textLen <= n) {
+        try {
+          const req = this.#relayReader.reset(buf, at + 4 + textLen, n - 4 - textLen)
+          if ((req.flags & FLAGS.ASK) !== 0) this.sendErrorReply(req.replyTo, req.correlationId, new GrainClusterError('ERR_FRAME_MALFORMED', `grain call by PID: ${reason}`))
+        } catch {
+          // Not an envelope either: nothing to answer.
+        }
+      }
       return
     }
     // A view of ring memory, valid during the call (see onPidRequest).
