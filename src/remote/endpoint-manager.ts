@@ -570,10 +570,10 @@ export class RemoteEndpoint {
   readonly #pids = new TextMemo(parsePid)
   readonly #toThread = (reply: Uint8Array): void => this.#o.host.deliverToThread(reply)
 
-  /** A worker's call that cannot go out now (`r` still reads its envelope): an error reply for an ask, a DeadLetter for a tell. */
-  #failWorkerCall(r: EnvelopeReader, err: GrainClusterError): void {
-    if ((r.flags & FLAGS.ASK) !== 0) this.#o.host.sendErrorReply(r.replyTo, r.correlationId, err)
-    else this.#o.events.publish({ type: 'deadletter', kind: safeKind(r), key: safeKey(r), messageType: r.messageType, code: err.code, reason: err.reason })
+  /** A worker's call that cannot go out: an error reply to the asking thread (`thread` ≥ 0), else a DeadLetter for the tell. */
+  #failWorkerCall(thread: number, corr: number, kind: string, key: string, messageType: number, err: GrainClusterError): void {
+    if (thread >= 0) this.#o.host.sendErrorReply(thread, corr, err)
+    else this.#o.events.publish({ type: 'deadletter', kind, key, messageType, code: err.code, reason: err.reason })
   }
   #lastType = -1
   #lastTypeName = ''
@@ -600,7 +600,10 @@ export class RemoteEndpoint {
     const isAsk = (r.flags & FLAGS.ASK) !== 0
     const thread = r.replyTo
     const workerCorr = r.correlationId
-    const method = this.#methodName(r.messageType)
+    // Where a failure is answered: the asking thread, or -1 (a tell: a DeadLetter).
+    const failTo = isAsk ? thread : -1
+    const messageType = r.messageType
+    const method = this.#methodName(messageType)
     let pid: Pid
     let assoc: Association
     try {
@@ -613,7 +616,7 @@ export class RemoteEndpoint {
       assoc = this.#refuse(pid, method)
       r.patchSchemaVersion(this.#targetOf(pid, method).schemaVersion)
     } catch (e) {
-      this.#failWorkerCall(r, toGrainClusterError(e))
+      this.#failWorkerCall(failTo, workerCorr, safeKind(r), safeKey(r), messageType, toGrainClusterError(e))
       return
     }
     // A grain's tell rides the open batch of its partition, as node.tellPid's do.
@@ -623,13 +626,9 @@ export class RemoteEndpoint {
       this.#encoded = EMPTY
       if (batched) return
     }
-    const messageType = r.messageType
     const meta: OutboundMeta = { pid: formatPid(pid), kind: pid.kind, key: pid.key, messageType }
     // Failures from here on may come when r (this.#reader) holds another envelope.
-    const failCaller = (err: GrainClusterError): void => {
-      if (isAsk) host.sendErrorReply(thread, workerCorr, err)
-      else this.#o.events.publish({ type: 'deadletter', kind: pid.kind, key: pid.key, messageType, code: err.code, reason: err.reason })
-    }
+    const failCaller = (err: GrainClusterError): void => this.#failWorkerCall(failTo, workerCorr, pid.kind, pid.key, messageType, err)
     let askId: number | undefined
     if (isAsk) {
       askId = host.pending.nextId()

@@ -382,8 +382,7 @@ export class WorkerHost {
         else {
           link.forwardedAsks.delete(forwardKey(r.replyTo, r.correlationId))
           const target = this.#links[workerOfThread(r.replyTo)]
-          // A reply is never refused for a full overflow queue (FrameSender.send).
-          if (target !== undefined && target.state !== 'crashed') target.sender.sendBytes(data, off, len, false)
+          if (target !== undefined && target.state !== 'crashed') this.#forward(target, data, off, len)
         }
       } else if ((flags & FLAGS.CONTROL) !== 0) {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
@@ -472,16 +471,17 @@ export class WorkerHost {
     const n = r.payloadLen
     const index = at >= 0 && n >= 4 ? buf[at]! | (buf[at + 1]! << 8) : -1
     const textLen = index >= 0 ? buf[at + 2]! | (buf[at + 3]! << 8) : 0
+    const whole = index >= 0 && 4 + textLen <= n
     let pid: string | undefined
-    if (index >= 0 && 4 + textLen <= n) {
+    if (whole) {
       if (textLen > 0) link.pidTexts[index] = pid = utf8Decoder.decode(buf.subarray(at + 4, at + 4 + textLen))
       else pid = link.pidTexts[index]
     }
     if (pid === undefined) {
-      const reason = index < 0 || 4 + textLen > n ? 'truncated PID request' : `PID index ${index} was never defined`
+      const reason = whole ? `PID index ${index} was never defined` : 'truncated PID request'
       this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID request`, reason })
       // An ask must not wait out its timeout for a call that went nowhere.
-      if (index >= 0 && 4 + textLen <= n) {
+      if (whole) {
         try {
           const req = this.#relayReader.reset(buf, at + 4 + textLen, n - 4 - textLen)
           if ((req.flags & FLAGS.ASK) !== 0) this.sendErrorReply(req.replyTo, req.correlationId, new GrainClusterError('ERR_FRAME_MALFORMED', `grain call by PID: ${reason}`))
@@ -535,7 +535,7 @@ export class WorkerHost {
         w.correlationId = corr
         w.replyTo = thread
         try {
-          link.sender.send(w, false)
+          link.sender.send(w)
         } catch {
           // The grain's own timer reports it.
         }
@@ -559,7 +559,7 @@ export class WorkerHost {
     }
     const link = this.#links[workerOfThread(r.replyTo)]
     if (link === undefined || link.state === 'crashed') return // the asking worker died; its ask died with it
-    link.sender.sendBytes(reply, 0, reply.length, false)
+    link.sender.sendBytes(reply, 0, reply.length)
   }
 
   /** Answer thread `thread`'s ask `corr` with a typed error (main thread included). */
@@ -577,7 +577,7 @@ export class WorkerHost {
     if (link === undefined || link.state === 'crashed') return
     const w = prepareErrorReply(this.#writer, corr, thread, err)
     try {
-      link.sender.send(w, false)
+      link.sender.send(w)
     } catch {
       // The asking grain's own timeout reports it.
     }

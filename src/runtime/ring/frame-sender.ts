@@ -12,10 +12,26 @@
  */
 
 import { GrainClusterError } from '../../common/errors.js'
-import type { EnvelopeWriter } from '../../wire/envelope.js'
+import { type EnvelopeWriter, FLAGS, peekRouting } from '../../wire/envelope.js'
 import { closeRingEntry, RingProducer, ringEntries } from './spsc-ring.js'
 
 export const DEFAULT_MAX_OVERFLOW_FRAMES = 65_536
+
+/**
+ * Replies are never refused for a full overflow queue: each answers a call
+ * already accepted (so their number is bounded by the calls in flight), and
+ * refusing one would leave its caller waiting out its timeout. Asked only
+ * once the queue is at its bound, so the hot path never reads the flags.
+ */
+function isReply(flags: number): boolean {
+  return (flags & FLAGS.REPLY) !== 0
+}
+
+/** isReply for an encoded frame (not an envelope: not a reply). */
+function isReplyFrame(bytes: Uint8Array): boolean {
+  const r = peekRouting(bytes, 0, bytes.length)
+  return r >= 0 && isReply(r % 65_536)
+}
 /** Frames committed in one synchronous burst before an early publish. */
 const PUBLISH_EVERY_FRAMES = 256
 
@@ -85,14 +101,8 @@ export class FrameSender {
     return this.#overflowHead === this.#overflow.length && this.#open === null
   }
 
-  /**
-   * Encode `w` into the ring. Throws the writer's encode errors unchanged.
-   * `bounded: false` for replies: they may queue past maxOverflowFrames,
-   * since each answers a call already accepted (their number is bounded by
-   * the calls in flight), and dropping one would leave its caller waiting
-   * out its timeout.
-   */
-  send(w: EnvelopeWriter, bounded = true): void {
+  /** Encode `w` into the ring. Throws the writer's encode errors unchanged. Replies may queue past the bound (isReply). */
+  send(w: EnvelopeWriter): void {
     const p = this.producer
     // With a backlog, try to move it into the ring on every MOVE_EVERY-th
     // send only: a block needs a large contiguous room, so each try re-reads
@@ -114,7 +124,7 @@ export class FrameSender {
     }
     // The ring is full (or has a backlog ahead of this frame): encode into
     // the open overflow block, which later enters the ring in one copy.
-    if (this.#appendOpen(w, bounded)) return
+    if (this.#appendOpen(w)) return
     // Slow path: the frame did not fit in the contiguous room (ring nearly
     // full, near the wrap point, or a large frame): encode it on the side.
     const n = w.writeInto(scratch, 0, scratch.length)
@@ -125,11 +135,11 @@ export class FrameSender {
         limit: p.maxFrameBytes,
       })
     }
-    this.#sendOwned(bytes, bounded)
+    this.#sendOwned(bytes)
   }
 
-  /** Copy an already-encoded frame (routing without re-encoding); `bounded` as for send(). */
-  sendBytes(src: Uint8Array, off: number, len: number, bounded = true): void {
+  /** Copy an already-encoded frame (routing without re-encoding). */
+  sendBytes(src: Uint8Array, off: number, len: number): void {
     const p = this.producer
     if (this.#nothingQueued() || this.#moveOverflow()) {
       let at = p.reserve(len) // throws ERR_RING_FRAME_TOO_LARGE
@@ -148,7 +158,7 @@ export class FrameSender {
     } else if (len > p.maxFrameBytes) {
       p.reserve(len) // throws the typed error
     }
-    this.#enqueue(src.slice(off, off + len), bounded)
+    this.#enqueue(src.slice(off, off + len))
   }
 
   /**
@@ -179,7 +189,7 @@ export class FrameSender {
     return true
   }
 
-  #sendOwned(bytes: Uint8Array, bounded: boolean): void {
+  #sendOwned(bytes: Uint8Array): void {
     const p = this.producer
     if (this.#nothingQueued()) {
       let at = p.reserve(bytes.length)
@@ -194,7 +204,7 @@ export class FrameSender {
         return
       }
     }
-    this.#enqueue(bytes, bounded)
+    this.#enqueue(bytes)
   }
 
   /**
@@ -205,8 +215,8 @@ export class FrameSender {
    * False, having queued nothing, when the frame needs a block of its own
    * size (the caller queues it alone) or the queue is at its bound.
    */
-  #appendOpen(w: EnvelopeWriter, bounded: boolean): boolean {
-    if (this.#closed || (bounded && this.#backlog >= this.maxOverflowFrames)) return false
+  #appendOpen(w: EnvelopeWriter): boolean {
+    if (this.#closed || (this.#backlog >= this.maxOverflowFrames && !isReply(w.flags))) return false
     let b = this.#open
     if (b !== null) {
       const n = w.writeInto(b, this.#openUsed + 4, b.length - this.#openUsed - 4)
@@ -278,9 +288,9 @@ export class FrameSender {
     return true
   }
 
-  #enqueue(bytes: Uint8Array, bounded: boolean): void {
+  #enqueue(bytes: Uint8Array): void {
     if (this.#closed) throw new GrainClusterError('ERR_WORKER_UNAVAILABLE', 'the ring is closed')
-    if (bounded && this.backlog >= this.maxOverflowFrames) {
+    if (this.backlog >= this.maxOverflowFrames && !isReplyFrame(bytes)) {
       throw new GrainClusterError('ERR_RING_FULL', `ring full and ${this.backlog} frames already queued (limit ${this.maxOverflowFrames})`, {
         limit: this.maxOverflowFrames,
       })

@@ -799,10 +799,10 @@ export class PartitionHost implements ActivationHost {
     }
   }
 
-  /** Send a reply to a thread: this worker's own thread short-circuits the rings; replies are never refused for a full overflow queue. */
+  /** Send to a thread: this worker's own thread short-circuits the rings. */
   #sendTo(thread: number, w: EnvelopeWriter): void {
     if (thread === this.self) this.#pushLocal(w.toBytes())
-    else this.sender.send(w, false)
+    else this.sender.send(w)
   }
 
   #pushLocal(bytes: Uint8Array): void {
@@ -869,13 +869,7 @@ export class PartitionHost implements ActivationHost {
    * Wrap a request for `pid` in a PID_REQUEST control frame: the main thread
    * knows the cluster and routes it (remote node or this one).
    */
-  #sendPidRequest(pidText: string, method: string, payload: unknown, flags: number, corr: number): void {
-    let target: PidTarget
-    try {
-      target = this.#pids.get(pidText)
-    } catch (e) {
-      throw toGrainClusterError(e, 'ERR_PID_INVALID')
-    }
+  #sendPidRequest(target: PidTarget, method: string, payload: unknown, flags: number, corr: number): void {
     const pid = target.pid
     // The request is written straight into the ring, inside the control
     // frame's payload (#writePidRequest): no intermediate copies.
@@ -911,6 +905,15 @@ export class PartitionHost implements ActivationHost {
 
   /** PIDs grains address, each parsed and encoded once, with its index (see PidTarget). */
   readonly #pids = new TextMemo<PidTarget>((text) => this.#newPidTarget(text))
+
+  /** The PidTarget of `pidText`; throws ERR_PID_INVALID for a malformed PID. */
+  #target(pidText: string): PidTarget {
+    try {
+      return this.#pids.get(pidText)
+    } catch (e) {
+      throw toGrainClusterError(e, 'ERR_PID_INVALID')
+    }
+  }
   #nextPidIndex = 0
 
   #newPidTarget(text: string): PidTarget {
@@ -957,21 +960,21 @@ export class PartitionHost implements ActivationHost {
   readonly #foreignKinds = new Map<string, InternedString>()
 
   tellPid(pid: string, method: string, payload: unknown): void {
-    this.#sendPidRequest(pid, method, payload, 0, 0)
+    this.#sendPidRequest(this.#target(pid), method, payload, 0, 0)
   }
 
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {
     const corr = this.#nextCorrelation
     this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
-    let target: Pid | undefined
+    let target: PidTarget | undefined
     try {
-      target = this.#pids.get(pid).pid
-      this.#sendPidRequest(pid, method, payload, FLAGS.ASK, corr)
+      target = this.#target(pid)
+      this.#sendPidRequest(target, method, payload, FLAGS.ASK, corr)
     } catch (e) {
-      if (target !== undefined) this.#requestEncodeFailed(e, target.kind, target.key, method)
+      if (target !== undefined) this.#requestEncodeFailed(e, target.pid.kind, target.pid.key, method)
       return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { pid, method }))
     }
-    return this.#await<R>(corr, target.kind, target.key, method, timeoutMs)
+    return this.#await<R>(corr, target.pid.kind, target.pid.key, method, timeoutMs)
   }
 
   /** ctx.whenWritable (see GrainContext). */
@@ -981,7 +984,7 @@ export class PartitionHost implements ActivationHost {
     this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
     let target: Pid
     try {
-      target = this.#pids.get(pid).pid
+      target = this.#target(pid).pid
       const w = this.#writer.reset()
       w.flags = FLAGS.CONTROL | FLAGS.ASK
       w.messageType = CONTROL_TYPES.WRITABLE_REQUEST

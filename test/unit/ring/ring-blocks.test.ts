@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { FrameSender } from '../../../src/runtime/ring/frame-sender.js'
 import { RingConsumer, RingProducer, createRingBuffer } from '../../../src/runtime/ring/spsc-ring.js'
-import { EnvelopeReader, EnvelopeWriter } from '../../../src/wire/envelope.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS } from '../../../src/wire/envelope.js'
 
 const align4 = (n: number): number => (n + 3) & ~3
 
@@ -190,17 +190,22 @@ describe('FrameSender.sendBlock', () => {
     expect(left.map((f) => r.reset(f, 0, f.length).correlationId)).toEqual(Array.from({ length: 50 }, (_, i) => inRing + i))
   })
 
-  it('send(w, false) and sendBytes(…, false) (replies) queue past the bound, in order behind what waits', () => {
+  it('replies (send and sendBytes) queue past the bound, in order behind what waits; requests get ERR_RING_FULL', () => {
     const sab = createRingBuffer(4096)
     const s = new FrameSender(sab, { maxOverflowFrames: 5 })
     const w = new EnvelopeWriter()
+    const reply = (seq: number): EnvelopeWriter => {
+      envelope(w, seq, 40).flags = FLAGS.REPLY
+      return w
+    }
     let seq = 0
     while (s.backlog < 5) s.send(envelope(w, seq++, 40))
     expect(() => s.send(envelope(w, seq, 40))).toThrow(expect.objectContaining({ code: 'ERR_RING_FULL' }))
-    s.send(envelope(w, seq++, 40), false)
-    const bytes = envelope(w, seq++, 40).toBytes()
-    expect(() => s.sendBytes(bytes, 0, bytes.length)).toThrow(expect.objectContaining({ code: 'ERR_RING_FULL' }))
-    s.sendBytes(bytes, 0, bytes.length, false)
+    s.send(reply(seq++))
+    const request = envelope(w, seq, 40).toBytes()
+    expect(() => s.sendBytes(request, 0, request.length)).toThrow(expect.objectContaining({ code: 'ERR_RING_FULL' }))
+    const bytes = reply(seq++).toBytes()
+    s.sendBytes(bytes, 0, bytes.length)
     expect(s.backlog).toBe(7)
     const r = new EnvelopeReader()
     const left = s.close().map((f) => r.reset(f, 0, f.length).correlationId)
