@@ -55,12 +55,13 @@ async function fillPastMark(a: GrainNode, pid: string): Promise<number> {
   return sent
 }
 
-describe('remote isWritable / whenWritable', () => {
-  const nodes: GrainNode[] = []
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((n) => n.close()))
-  })
+/** Nodes a test started; every test's are closed after it. */
+const nodes: GrainNode[] = []
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map((n) => n.close()))
+})
 
+describe('remote isWritable / whenWritable', () => {
   it('holds a stream of tells back while the receiver cannot take them, and loses nothing', async () => {
     const { a, events, pid } = await pair(nodes, 'writable-stream')
     expect(a.isWritable(pid)).toBe(true)
@@ -142,11 +143,6 @@ describe('remote isWritable / whenWritable', () => {
 })
 
 describe("grains' ctx.whenWritable", () => {
-  const nodes: GrainNode[] = []
-  afterEach(async () => {
-    await Promise.all(nodes.splice(0).map((n) => n.close()))
-  })
-
   it('holds a grain streaming tells to another node back while the receiver cannot take them, and loses nothing', async () => {
     const { a, events, pid } = await pair(nodes, 'grain-stream-target')
     // The producer runs on A: a PID of A is served there.
