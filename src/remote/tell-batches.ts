@@ -193,7 +193,7 @@ export function checkTellBatch(frame: Uint8Array, maxEntryBytes: number): TellBa
     const r = peekRouting(frame, at + 4, len)
     if (r < 0) return tellBatchError(`entry at byte ${at} has no readable routing header`)
     const flags = r % 65536
-    if ((flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) return tellBatchError(`entry at byte ${at} is not a tell (flags ${flags})`)
+    if ((flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL | FLAGS.TELL_RUN)) !== 0) return tellBatchError(`entry at byte ${at} is not a tell (flags ${flags})`)
     if ((r - flags) / 65536 !== partition) return tellBatchError(`entry at byte ${at} is for partition ${(r - flags) / 65536}, the batch for ${partition}`)
     frames++
     at = next

@@ -30,6 +30,8 @@ export const FLAGS = {
   REPLY: 2,
   ERROR: 4,
   CONTROL: 8,
+  /** Many tells of one kind and method in one envelope (wire/tell-run.ts); only inside a node's own rings. */
+  TELL_RUN: 16,
 } as const
 export type Flags = (typeof FLAGS)[keyof typeof FLAGS]
 
@@ -441,8 +443,12 @@ export class EnvelopeReader {
       this.#keys.slot = -1
       return ''
     }
+    return this.keyAt(this.keyOff, this.keyLen)
+  }
+  /** A key stored elsewhere in this frame (a tell run's entry), through the same cache. */
+  keyAt(off: number, len: number): string {
     try {
-      return this.#keys.read(this.buf, this.keyOff, this.keyLen, this.#views.view, this.#views.delta)
+      return this.#keys.read(this.buf, off, len, this.#views.view, this.#views.delta)
     } catch {
       throw malformed('key is not valid UTF-8')
     }

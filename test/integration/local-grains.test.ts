@@ -8,6 +8,9 @@ import { messageTypeId, partitionOf, workerOfPartition } from '../../src/common/
 import { GrainClusterError, GrainNode, type RuntimeEvent } from '../../src/index.js'
 import { Counter, Hasher, Lifecycle } from '../fixtures/grains/test-grains.js'
 import { waitUntil } from '../helpers/wait-until.js'
+import { EnvelopeReader, InternedString } from '../../src/wire/envelope.js'
+import { binaryCodec } from '../../src/wire/payload-codec.js'
+import { TELL_RUN_ENTRY_HEADER_BYTES, TellRunEntries, TellRunWriter } from '../../src/wire/tell-run.js'
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
 const WORKERS = 2
@@ -142,6 +145,49 @@ describe('local grains on worker threads', () => {
     node.workerHost.injectFrame(0, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]))
     await waitUntil(() => events.some((e) => e.type === 'frame.malformed'), { what: 'frame.malformed event' })
     expect(await node.ask(Counter, keyOnWorker(0, 'after-garbage'), 'add', 1)).toBe(1)
+  })
+
+  it('a tell run on the ring: entries run in order; an unknown kind dead-letters each entry; broken framing keeps the entries before it', async () => {
+    /** The envelope of a run of record(value) tells (what node.tell batches into the ring), optionally with its last entry's payload length broken. */
+    const run = (kind: string, tells: Array<[string, number]>, breakLast = false): Uint8Array => {
+      const w = new TellRunWriter()
+      w.open(new InternedString(kind), messageTypeId('record'), 0)
+      for (const [key, v] of tells) expect(w.append(key, (b, o, m) => binaryCodec.encodeInto(v, b, o, m))).toBe(true)
+      w.finish()
+      const env = w.buf.slice(4, 4 + new DataView(w.buf.buffer).getUint32(0, true))
+      if (breakLast) {
+        const r = new EnvelopeReader().reset(env, 0, env.length)
+        const it = new TellRunEntries().reset(env, r.payloadOff, r.payloadLen)
+        let last = -1
+        while (it.next()) last = it.keyOff - TELL_RUN_ENTRY_HEADER_BYTES
+        new DataView(env.buffer).setUint32(last + 2, 0xffff, true)
+      }
+      return env
+    }
+    const k = keyOnWorker(0, 'run')
+    node.workerHost.injectFrame(0, run('counter', [[k, 1], [k, 2], [k, 3]]))
+    expect(await node.ask(Counter, k, 'seen')).toEqual([1, 2, 3])
+
+    const before = events.length
+    node.workerHost.injectFrame(0, run('no-such-kind', [['u1', 1], ['u2', 2]]))
+    const dead = await waitUntil(() => {
+      const d = events.slice(before).filter((e) => e.type === 'deadletter')
+      return d.length >= 2 ? d : undefined
+    }, { what: 'two dead letters' })
+    expect(dead.map((e) => e.type === 'deadletter' && [e.key, e.code])).toEqual([
+      ['u1', 'ERR_GRAIN_UNKNOWN_KIND'],
+      ['u2', 'ERR_GRAIN_UNKNOWN_KIND'],
+    ])
+
+    const k2 = keyOnWorker(0, 'run-broken')
+    node.workerHost.injectFrame(0, run('counter', [[k2, 10], [k2, 11], [k2, 12]], true))
+    expect(await node.ask(Counter, k2, 'seen')).toEqual([10, 11])
+    await waitUntil(() => events.slice(before).some((e) => e.type === 'frame.malformed' && e.reason.includes('tell run') && e.reason.includes('overruns')), { what: 'frame.malformed for the run' })
+
+    // Runs are a ring's own: relayed from a peer or a worker, one is refused.
+    const relayed = run('counter', [[k, 4]])
+    expect(() => node.workerHost.relayRequest(relayed, () => {})).toThrow(expect.objectContaining({ code: 'ERR_FRAME_MALFORMED' }))
+    expect(await node.ask(Counter, k, 'seen')).toEqual([1, 2, 3])
   })
 
   it('fails activation with a typed error when state() or onActivate throws', async () => {

@@ -28,6 +28,7 @@ import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThr
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
+import { TellRunEntries } from '../../wire/tell-run.js'
 import { codecByName, encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
 import { FrameSender } from '../ring/frame-sender.js'
@@ -344,12 +345,19 @@ export class WorkerHost {
     this.#restartTimers.add(timer)
   }
 
+  readonly #runEntries = new TellRunEntries()
+
   #deadLetterFrame(bytes: Uint8Array, off: number, len: number, worker: number, reason: string): void {
     const r = this.#reader
     try {
       r.reset(bytes, off, len)
       if ((r.flags & (FLAGS.REPLY | FLAGS.CONTROL | FLAGS.ASK)) !== 0) return // asks/replies are failed via their callers
-      this.#events.publish({ type: 'deadletter', kind: r.kind(), key: r.key(), messageType: r.messageType, code: 'ERR_WORKER_CRASHED', reason: `worker ${worker} crashed before reading the message: ${reason}`, worker })
+      const deadLetter = (key: string): void =>
+        this.#events.publish({ type: 'deadletter', kind: r.kind(), key, messageType: r.messageType, code: 'ERR_WORKER_CRASHED', reason: `worker ${worker} crashed before reading the message: ${reason}`, worker })
+      if ((r.flags & FLAGS.TELL_RUN) === 0) return deadLetter(r.key())
+      const entries = this.#runEntries.reset(r.buf, r.payloadOff, r.payloadLen)
+      while (entries.next()) deadLetter(r.keyAt(entries.keyOff, entries.keyLen))
+      if (entries.error !== undefined) throw new Error(entries.error)
     } catch {
       this.#events.publish({ type: 'frame.malformed', source: `worker ${worker} ring after crash`, reason: 'unreadable frame' })
     }
@@ -619,7 +627,8 @@ export class WorkerHost {
    */
   relayRequest(bytes: Uint8Array, onReply: (reply: Uint8Array) => void, timeoutMs?: number, validated?: EnvelopeReader): void {
     const r = validated ?? this.#relayReader.reset(bytes, 0, bytes.length)
-    if ((r.flags & (FLAGS.REPLY | FLAGS.CONTROL)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'a relayed envelope must be a request')
+    // A tell run comes only from this node's own tell(): a peer or a worker never sends one.
+    if ((r.flags & (FLAGS.REPLY | FLAGS.CONTROL | FLAGS.TELL_RUN)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'a relayed envelope must be a request (not a reply, control frame or tell run)')
     if (r.partition >= this.partitions) throw new GrainClusterError('ERR_FRAME_MALFORMED', `partition ${r.partition} out of range (this node has ${this.partitions}: partitions must match cluster-wide)`)
     if (this.#closed) throw new GrainClusterError('ERR_NODE_CLOSED', 'the node is closed')
     const link = this.#links[workerOfPartition(r.partition, this.workers)]!
@@ -924,8 +933,9 @@ export class WorkerHost {
   /** Fire-and-forget. Throws ERR_RING_FULL under backpressure (see whenWritable). */
   tell(kind: string, key: string, method: string, payload: unknown): void {
     const link = this.#prepare(kind, key, method, payload)
+    const w = this.#writer
     try {
-      link.sender.send(this.#writer)
+      if (!link.sender.sendTell(w.kind!, w.messageType, w.schemaVersion, key, this.#encodePayload)) link.sender.send(w)
     } catch (e) {
       const err = toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { kind, key, method })
       if (err.code === 'ERR_GRAIN_PAYLOAD_ENCODE') this.#serializationFailed(kind, key, method, 'encode', 'request', err)

@@ -14,6 +14,11 @@ import type { FrameHandler, RingConsumer } from './spsc-ring.js'
 export interface FramePumpOptions {
   /** Frames per drain call before yielding. */
   batchFrames?: number
+  /**
+   * Bytes of frames per drain call before yielding (default 128 KiB, about
+   * 1024 single envelopes): a tell run is one frame of hundreds of tells.
+   */
+  batchBytes?: number
   /** Called before each drain (refresh coarse clocks). */
   beforeBatch?: () => void
   /** Called after each non-empty batch (publish replies, flush queues). */
@@ -44,6 +49,7 @@ export class FramePump {
   readonly #consumer: RingConsumer
   readonly #onFrame: FrameHandler
   readonly #batch: number
+  readonly #batchBytes: number
   readonly #afterBatch: () => void
   readonly #beforeBatch: () => void
   readonly #gate: (() => Promise<void> | undefined) | undefined
@@ -59,6 +65,7 @@ export class FramePump {
     this.#consumer = consumer
     this.#onFrame = onFrame
     this.#batch = options.batchFrames ?? 1024
+    this.#batchBytes = options.batchBytes ?? 128 * 1024
     this.#afterBatch = options.afterBatch ?? noop
     this.#beforeBatch = options.beforeBatch ?? noop
     this.#gate = options.gate
@@ -94,7 +101,7 @@ export class FramePump {
 
   #drainOnce(): number {
     try {
-      return this.#consumer.drain(this.#onFrame, this.#batch)
+      return this.#consumer.drain(this.#onFrame, this.#batch, this.#batchBytes)
     } catch (e) {
       // drain() advanced past the bad frame before rethrowing.
       this.#onError(e)

@@ -12,7 +12,8 @@
  */
 
 import { GrainClusterError } from '../../common/errors.js'
-import { type EnvelopeWriter, FLAGS, peekRouting } from '../../wire/envelope.js'
+import { type EnvelopeWriter, FLAGS, type InternedString, type PayloadWriter, peekRouting } from '../../wire/envelope.js'
+import { TELL_RUN_BYTES, TellRunWriter } from '../../wire/tell-run.js'
 import { closeRingEntry, RingProducer, ringEntries } from './spsc-ring.js'
 
 export const DEFAULT_MAX_OVERFLOW_FRAMES = 65_536
@@ -70,6 +71,8 @@ export class FrameSender {
   #openUsed = 0
   #openFrames = 0
   #drainWaiters: (() => void)[] = []
+  /** The open tell run (sendTell), created on first use: only the main thread's senders carry runs. */
+  #run: TellRunWriter | null = null
   readonly #onFull: ((queued: number) => void) | undefined
   readonly #onDrained: (() => void) | undefined
   readonly #deferPublish: (() => boolean) | undefined
@@ -87,9 +90,9 @@ export class FrameSender {
     return this.#backlog
   }
 
-  /** True when nothing waits: no backlog, and the consumer has read every frame in the ring. */
+  /** True when nothing waits: no backlog, no open tell run, and the consumer has read every frame in the ring. */
   get idle(): boolean {
-    return this.#nothingQueued() && this.producer.consumerCaughtUp()
+    return this.#nothingQueued() && (this.#run === null || this.#run.entries === 0) && this.producer.consumerCaughtUp()
   }
 
   get maxFrameBytes(): number {
@@ -103,6 +106,7 @@ export class FrameSender {
 
   /** Encode `w` into the ring. Throws the writer's encode errors unchanged. Replies may queue past the bound (isReply). */
   send(w: EnvelopeWriter): void {
+    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
     const p = this.producer
     // With a backlog, try to move it into the ring on every MOVE_EVERY-th
     // send only: a block needs a large contiguous room, so each try re-reads
@@ -140,6 +144,7 @@ export class FrameSender {
 
   /** Copy an already-encoded frame (routing without re-encoding). */
   sendBytes(src: Uint8Array, off: number, len: number): void {
+    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
     const p = this.producer
     if (this.#nothingQueued() || this.#moveOverflow()) {
       let at = p.reserve(len) // throws ERR_RING_FRAME_TOO_LARGE
@@ -169,24 +174,73 @@ export class FrameSender {
    * does not fit gets its own ERR_RING_FULL.
    */
   sendBlock(src: Uint8Array, off: number, len: number, frames: number): boolean {
-    const p = this.producer
+    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
     // Larger than one side of the ring: only its frames one by one can get in.
-    if (len > p.maxFrameBytes + 4) return false
-    if (this.#nothingQueued() || this.#moveOverflow()) {
-      let ok = p.writeBlock(src, off, len, frames)
-      if (!ok) {
-        p.publish()
-        ok = p.writeBlock(src, off, len, frames)
-      }
-      if (ok) {
-        this.#sincePublish += frames - 1
-        this.#committed()
-        return true
-      }
-    }
+    if (len > this.producer.maxFrameBytes + 4) return false
+    if (this.#writeBlock(src, off, len, frames)) return true
     if (this.#closed || this.#backlog + frames > this.maxOverflowFrames) return false
     this.#push(src.slice(off, off + len), frames)
     return true
+  }
+
+  /** A block straight into the ring, when nothing queues ahead of it and it fits now. */
+  #writeBlock(src: Uint8Array, off: number, len: number, frames: number): boolean {
+    if (!this.#nothingQueued() && !this.#moveOverflow()) return false
+    const p = this.producer
+    let ok = p.writeBlock(src, off, len, frames)
+    if (!ok) {
+      p.publish()
+      ok = p.writeBlock(src, off, len, frames)
+    }
+    if (!ok) return false
+    this.#sincePublish += frames - 1
+    this.#committed()
+    return true
+  }
+
+  /**
+   * Add a tell to the open tell run of this ring (wire/tell-run.ts),
+   * opening one if needed: runs of tells of one kind and method cost the
+   * ring ~20 bytes a tell instead of a whole envelope. The run enters the
+   * ring before any other frame sent here and at the next flush, so it
+   * keeps its place in the send order. It counts as its tells against
+   * maxOverflowFrames: ERR_RING_FULL when the ring is full and that many
+   * already wait. False, having taken nothing, when the tell does not fit
+   * in a run (send it as an envelope) or the ring is closed.
+   */
+  sendTell(kind: InternedString, messageType: number, schemaVersion: number, key: string, payload: PayloadWriter): boolean {
+    if (this.#closed) return false
+    let r = this.#run
+    if (r === null) r = this.#run = new TellRunWriter(Math.min(TELL_RUN_BYTES, (this.producer.maxFrameBytes + 4) & ~3))
+    for (let tries = 0; tries < 2; tries++) {
+      if (r.entries > 0 && (tries > 0 || !r.isFor(kind, messageType, schemaVersion) || this.#backlog + r.entries >= this.maxOverflowFrames)) this.#closeRun(r)
+      if (r.entries === 0) {
+        if (this.#backlog >= this.maxOverflowFrames) throw this.#ringFull()
+        if (!r.open(kind, messageType, schemaVersion)) return false
+        this.#schedulePublish()
+      }
+      if (r.append(key, payload)) return true
+      // Too large even for an empty run: a frame of its own.
+      if (r.entries === 0) return false
+    }
+    return false
+  }
+
+  /**
+   * Put the open run into the ring, or behind the overflow queue. Never
+   * refused: its tells were admitted one by one against the bound.
+   */
+  #closeRun(r: TellRunWriter): void {
+    const frames = r.entries
+    const len = r.finish()
+    if (this.#writeBlock(r.buf, 0, len, frames)) return
+    this.#push(r.buf.slice(0, len), frames)
+  }
+
+  #ringFull(): GrainClusterError {
+    return new GrainClusterError('ERR_RING_FULL', `ring full and ${this.backlog} frames already queued (limit ${this.maxOverflowFrames})`, {
+      limit: this.maxOverflowFrames,
+    })
   }
 
   #sendOwned(bytes: Uint8Array): void {
@@ -290,11 +344,7 @@ export class FrameSender {
 
   #enqueue(bytes: Uint8Array): void {
     if (this.#closed) throw new GrainClusterError('ERR_WORKER_UNAVAILABLE', 'the ring is closed')
-    if (this.backlog >= this.maxOverflowFrames && !isReplyFrame(bytes)) {
-      throw new GrainClusterError('ERR_RING_FULL', `ring full and ${this.backlog} frames already queued (limit ${this.maxOverflowFrames})`, {
-        limit: this.maxOverflowFrames,
-      })
-    }
+    if (this.backlog >= this.maxOverflowFrames && !isReplyFrame(bytes)) throw this.#ringFull()
     this.#push(bytes, 0)
   }
 
@@ -374,6 +424,8 @@ export class FrameSender {
 
   /** Publish everything committed so far (once per batch, not per frame). */
   readonly flush = (): void => {
+    // Before the flag drops, so the run's commit does not schedule another flush.
+    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
     this.#publishScheduled = false
     this.#sincePublish = 0
     if (this.producer.unpublished) this.producer.publish()
@@ -384,6 +436,8 @@ export class FrameSender {
    * owner can dead-letter them or fail their callers.
    */
   close(): Uint8Array[] {
+    // The open run's tells were accepted: they join the leftovers.
+    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
     this.#sealOpen()
     this.#closed = true
     const left: Uint8Array[] = []

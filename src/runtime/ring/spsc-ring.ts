@@ -300,14 +300,17 @@ export class RingConsumer extends RingView {
 
   /**
    * Hand up to `maxFrames` published frames to `onFrame`, in order, then
-   * release their space. The frame bytes are only valid during the callback.
-   * Returns the number of frames delivered.
+   * release their space; stop early once `maxBytes` of frames have gone
+   * (a tell run carries hundreds of messages in one frame). The frame bytes
+   * are only valid during the callback. Returns the number of frames
+   * delivered.
    */
-  drain(onFrame: FrameHandler, maxFrames = 4096): number {
+  drain(onFrame: FrameHandler, maxFrames = 4096, maxBytes = Number.MAX_SAFE_INTEGER): number {
     const tail = Atomics.load(this.ctl, kTail) >>> 0
-    let head = this.#head
+    const start = this.#head
+    let head = start
     let n = 0
-    while (head !== tail && n < maxFrames) {
+    while (head !== tail && n < maxFrames && ((head - start) >>> 0) < maxBytes) {
       const idx = head & this.mask
       const len = this.words[idx >>> 2]!
       if (len === kWrapMarker) {

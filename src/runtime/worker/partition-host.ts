@@ -23,6 +23,7 @@ import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/contro
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
+import { TellRunEntries } from '../../wire/tell-run.js'
 import { encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import type { FrameSender } from '../ring/frame-sender.js'
 import { Activation, type ActivationHost, type QueuedMessage, type ReleasedRecord } from './activation.js'
@@ -114,6 +115,7 @@ export class PartitionHost implements ActivationHost {
   /** The reader's key cache; its value per slot is the live activation that key had last (see #handleRequest). */
   readonly #keyCache = this.#reader.keyCache
   readonly #writer = new EnvelopeWriter()
+  readonly #runEntries = new TellRunEntries()
   readonly #activations = new Map<KindEntry, Map<string, Activation>>()
   readonly #pending = new Map<number, PendingAsk>()
   #nextCorrelation = 1
@@ -159,9 +161,106 @@ export class PartitionHost implements ActivationHost {
       this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} inbound ring`, reason: reasonOf(e) })
       return
     }
-    if ((r.flags & FLAGS.REPLY) !== 0) this.#completeAsk(r)
-    else if ((r.flags & FLAGS.CONTROL) === 0) this.#handleRequest(r)
-    else this.#handleControl(r)
+    const flags = r.flags
+    if ((flags & FLAGS.REPLY) !== 0) this.#completeAsk(r)
+    else if ((flags & FLAGS.CONTROL) !== 0) this.#handleControl(r)
+    else if ((flags & FLAGS.TELL_RUN) === 0) this.#handleRequest(r)
+    else this.#handleRun(r)
+  }
+
+  /**
+   * A tell run (wire/tell-run.ts): the kind, method and version checked
+   * once, then each entry delivered as the tell it stands for, in order.
+   */
+  #handleRun(r: EnvelopeReader): void {
+    const entries = this.#runEntries.reset(r.buf, r.payloadOff, r.payloadLen)
+    let entry: KindEntry | undefined
+    let kindName = ''
+    try {
+      entry = this.#kindOf(r)
+      kindName = this.#kindName
+    } catch (e) {
+      this.#malformedRun(r, `kind: ${reasonOf(e)}`)
+      return
+    }
+    const method = entry === undefined ? undefined : methodById(entry, r.messageType)
+    const version = r.schemaVersion
+    if (entry === undefined || method === undefined || (version !== 0 && version !== entry.schemaVersion && !entry.supportedSchemaVersions.includes(version))) {
+      // Each tell refused as it would be on its own (a DeadLetter each).
+      while (entries.next()) {
+        let key: string
+        try {
+          key = r.keyAt(entries.keyOff, entries.keyLen)
+        } catch {
+          continue
+        }
+        if (entry === undefined) this.#refuse(-1, 0, r.messageType, 'ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kindName}" is registered on worker ${this.worker}`, { kind: kindName, key })
+        else if (method === undefined) this.#refuse(-1, 0, r.messageType, 'ERR_GRAIN_UNKNOWN_METHOD', `grain kind ${kindName} has no method with message type ${r.messageType}`, { kind: kindName, key })
+        else this.#schemaMismatch(entry, key, method, version, -1, 0)
+      }
+      if (entries.error !== undefined) this.#malformedRun(r, entries.error)
+      return
+    }
+    const cache = this.#keyCache
+    while (entries.next()) {
+      let key: string
+      try {
+        key = r.keyAt(entries.keyOff, entries.keyLen)
+      } catch (e) {
+        this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} inbound ring`, reason: `tell run entry of ${kindName}: ${reasonOf(e)}` })
+        continue
+      }
+      const slot = cache.slot
+      let payload: unknown
+      try {
+        payload = entries.payloadLen === 0 ? undefined : this.codec.decode(r.buf, entries.payloadOff, entries.payloadLen)
+      } catch (e) {
+        const reason = `request payload of ${kindName}.${method.name} could not be decoded: ${reasonOf(e)}`
+        this.#serializationFailed(kindName, key, method.name, 'decode', 'request', 'ERR_GRAIN_PAYLOAD_DECODE', reason)
+        this.#deadLetter(kindName, key, method.id, 'ERR_GRAIN_PAYLOAD_DECODE', reason)
+        continue
+      }
+      this.#deliverCached(entry, key, slot, method, payload, -1, 0)
+    }
+    if (entries.error !== undefined) this.#malformedRun(r, entries.error)
+  }
+
+  /** A run whose framing broke: the entries before the break were delivered; the rest are unreadable. */
+  #malformedRun(r: EnvelopeReader, reason: string): void {
+    this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} inbound ring`, reason: `tell run (message type ${r.messageType}): ${reason}` })
+  }
+
+  /**
+   * The registered kind an envelope names, and its name. Traffic comes in
+   * runs of one kind: compare bytes instead of decoding the kind string and
+   * looking it up for every frame. Throws ERR_FRAME_MALFORMED.
+   */
+  #kindOf(r: EnvelopeReader): KindEntry | undefined {
+    const last = this.#lastKind
+    if (last !== undefined && r.kindEquals(last.kindBytes)) {
+      this.#kindName = last.kind
+      return last
+    }
+    const name = (this.#kindName = r.kind())
+    const entry = this.registry.kinds.get(name)
+    if (entry !== undefined) this.#lastKind = entry
+    return entry
+  }
+
+  /** The kind name #kindOf read last (set even when no kind of that name is registered). */
+  #kindName = ''
+
+  /**
+   * Deliver to the activation this key's cache slot led to last time: most
+   * requests skip the activation Map. A slot's value is a live activation
+   * (#discard clears it) of any kind; the cache drops it when the slot takes
+   * another key, and the key compare (the same string object on a hit) keeps
+   * this path right without relying on that.
+   */
+  #deliverCached(entry: KindEntry, key: string, slot: number, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+    let act = slot < 0 ? undefined : (this.#keyCache.valueAt(slot) as Activation | undefined)
+    if (act !== undefined && (act.key !== key || act.entry !== entry)) act = undefined
+    this.deliver(entry, key, method, payload, replyTo, corr, act, slot)
   }
 
   #handleRequest(r: EnvelopeReader): void {
@@ -170,16 +269,10 @@ export class PartitionHost implements ActivationHost {
     let kindName = ''
     let key = ''
     let slot = -1
-    // Traffic comes in runs of one kind: compare bytes instead of decoding
-    // the kind string and looking it up for every frame.
-    let entry = this.#lastKind
+    let entry: KindEntry | undefined
     try {
-      if (entry !== undefined && r.kindEquals(entry.kindBytes)) kindName = entry.kind
-      else {
-        kindName = r.kind()
-        entry = this.registry.kinds.get(kindName)
-        if (entry !== undefined) this.#lastKind = entry
-      }
+      entry = this.#kindOf(r)
+      kindName = this.#kindName
       key = r.key()
       slot = this.#keyCache.slot
     } catch (e) {
@@ -217,14 +310,7 @@ export class PartitionHost implements ActivationHost {
       this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_PAYLOAD_DECODE', reason, { kind: kindName, key, method: method.name })
       return
     }
-    // The activation this key's cache slot led to last time: most requests
-    // skip the activation Map. A slot's value is a live activation (#discard
-    // clears it) of any kind; the cache drops it when the slot takes another
-    // key, and the key compare (the same string object on a hit) keeps this
-    // path right without relying on that.
-    let act = slot < 0 ? undefined : (this.#keyCache.valueAt(slot) as Activation | undefined)
-    if (act !== undefined && (act.key !== key || act.entry !== entry)) act = undefined
-    this.deliver(entry, key, method, payload, replyTo, corr, act, slot)
+    this.#deliverCached(entry, key, slot, method, payload, replyTo, corr)
   }
 
   /** A request that cannot be delivered: error reply for an ask, DeadLetter for a tell. */

@@ -8,7 +8,8 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { FrameSender } from '../../../src/runtime/ring/frame-sender.js'
 import { RingConsumer, RingProducer, createRingBuffer } from '../../../src/runtime/ring/spsc-ring.js'
-import { EnvelopeReader, EnvelopeWriter, FLAGS } from '../../../src/wire/envelope.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../../src/wire/envelope.js'
+import { TellRunEntries } from '../../../src/wire/tell-run.js'
 
 const align4 = (n: number): number => (n + 3) & ~3
 
@@ -71,12 +72,17 @@ function envelope(w: EnvelopeWriter, seq: number, n: number): EnvelopeWriter {
   return w
 }
 
+const TELL_KIND = new InternedString('k')
+/** A tell's code in the order checks: apart from raw frames (positive) and envelopes (negative multiples of 1000 minus < 1000). */
+const tellCode = (seq: number, method: number, n: number): number => 1e9 + seq * 1000 + method * 200 + n
+
 /** Raw test frames are one repeated byte; an envelope starts with its root offset 28 then three zeros. */
 const isEnvelope = (d: Uint8Array, off: number, len: number): boolean => len >= 8 && d[off] === 28 && d[off + 1] === 0 && d[off + 2] === 0 && d[off + 3] === 0
 
 describe('FrameSender.sendBlock', () => {
-  it('fast-check: blocks, single frames and encoded envelopes, sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {
+  it('fast-check: blocks, single frames, encoded envelopes and tells (runs), sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {
     const reader = new EnvelopeReader()
+    const entries = new TellRunEntries()
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -84,6 +90,8 @@ describe('FrameSender.sendBlock', () => {
             fc.array(fc.integer({ min: 1, max: 60 }), { minLength: 1, maxLength: 6 }),
             fc.integer({ min: 1, max: 90 }),
             fc.record({ env: fc.integer({ min: 0, max: 150 }) }),
+            // Tells of two methods: a change of method closes the run.
+            fc.record({ tell: fc.integer({ min: 0, max: 120 }), method: fc.constantFrom(1, 2) }),
           ),
           { minLength: 1, maxLength: 80 },
         ),
@@ -102,6 +110,16 @@ describe('FrameSender.sendBlock', () => {
             c.drain((d, off, len) => {
               if (!isEnvelope(d, off, len)) return void seen.push(d[off]! | (len << 8))
               reader.reset(d, off, len)
+              if ((reader.flags & FLAGS.TELL_RUN) !== 0) {
+                entries.reset(d, reader.payloadOff, reader.payloadLen)
+                while (entries.next()) {
+                  const tellSeq = Number(reader.keyAt(entries.keyOff, entries.keyLen).slice(1))
+                  if (d.subarray(entries.payloadOff, entries.payloadOff + entries.payloadLen).some((b) => b !== (tellSeq & 0xff))) throw new Error(`tell ${tellSeq}: payload torn`)
+                  seen.push(tellCode(tellSeq, reader.messageType, entries.payloadLen))
+                }
+                if (entries.error !== undefined) throw new Error(entries.error)
+                return
+              }
               const p = reader.payload()
               // Negative: never collides with a raw frame's code.
               seen.push(-(reader.correlationId + 1) * 1000 - p.length)
@@ -109,7 +127,18 @@ describe('FrameSender.sendBlock', () => {
             }, 1 << 20)
           }
           sends.forEach((x, k) => {
-            if (typeof x === 'object' && !Array.isArray(x)) {
+            if (typeof x === 'object' && 'tell' in x) {
+              const n = x.tell
+              const fill = seq & 0xff
+              const payload = (buf: Uint8Array, off: number, max: number): number => (n > max ? -1 : (buf.fill(fill, off, off + n), n))
+              // A tell too large for a run goes as an envelope (as WorkerHost.tell does); so does its code here.
+              if (s.sendTell(TELL_KIND, x.method, 1, `t${seq}`, payload)) expected.push(tellCode(seq, x.method, n))
+              else {
+                expected.push(-(seq + 1) * 1000 - n)
+                s.send(envelope(w, seq, n))
+              }
+              seq++
+            } else if (typeof x === 'object' && !Array.isArray(x)) {
               expected.push(-(seq + 1) * 1000 - x.env)
               s.send(envelope(w, seq, x.env))
               seq++
@@ -188,6 +217,42 @@ describe('FrameSender.sendBlock', () => {
     const left = s.close()
     const r = new EnvelopeReader()
     expect(left.map((f) => r.reset(f, 0, f.length).correlationId)).toEqual(Array.from({ length: 50 }, (_, i) => inRing + i))
+  })
+
+  it('tells in runs count one by one against the bound; close() hands back the open and the queued runs', () => {
+    const sab = createRingBuffer(4096)
+    const s = new FrameSender(sab, { maxOverflowFrames: 50 })
+    const r = new EnvelopeReader()
+    const entries = new TellRunEntries()
+    const one = (buf: Uint8Array, off: number, max: number): number => (max < 1 ? -1 : ((buf[off] = 1), 1))
+    let seq = 0
+    // A run stays outside the ring until something closes it: not idle meanwhile.
+    expect(s.sendTell(TELL_KIND, 1, 1, `t${seq++}`, one)).toBe(true)
+    expect(s.idle).toBe(false)
+    // Fill the ring and 50 queued tells, one run after another (small payloads: many per run).
+    let thrown: unknown
+    try {
+      for (; seq < 100_000; seq++) expect(s.sendTell(TELL_KIND, 1, 1, `t${seq}`, one)).toBe(true)
+    } catch (e) {
+      thrown = e
+    }
+    expect(thrown).toMatchObject({ code: 'ERR_RING_FULL' })
+    // Accepted: every tell before the refused one; at most the bound wait outside the ring.
+    expect(s.backlog).toBeLessThanOrEqual(50)
+    const keys: number[] = []
+    const collect = (d: Uint8Array, off: number, len: number): void => {
+      r.reset(d, off, len)
+      expect(r.flags).toBe(FLAGS.TELL_RUN)
+      entries.reset(d, r.payloadOff, r.payloadLen)
+      while (entries.next()) keys.push(Number(r.keyAt(entries.keyOff, entries.keyLen).slice(1)))
+    }
+    new RingConsumer(sab).drain(collect, 1 << 20)
+    const inRing = keys.length
+    expect(inRing).toBeGreaterThan(0)
+    for (const f of s.close()) collect(f, 0, f.length)
+    expect(keys).toEqual(Array.from({ length: seq }, (_, i) => i))
+    expect(keys.length - inRing).toBeGreaterThan(40) // the queue held tells up to about its bound
+    expect(keys.length - inRing).toBeLessThanOrEqual(50)
   })
 
   it('replies (send and sendBytes) queue past the bound, in order behind what waits; requests get ERR_RING_FULL', () => {

@@ -313,6 +313,19 @@ describe('RingProducer / RingConsumer (one thread)', () => {
     expect(c.drain(() => undefined)).toBe(0)
   })
 
+  it('drain() stops once maxBytes of frames have gone (at least one frame per call)', () => {
+    const { p, c } = ring(1024)
+    for (let i = 0; i < 6; i++) expect(p.tryWrite(new Uint8Array(60).fill(i))).toBe(true) // 64 ring bytes each
+    p.publish()
+    const seen: number[] = []
+    const on = (d: Uint8Array, o: number): void => void seen.push(d[o]!)
+    expect(c.drain(on, 100, 128)).toBe(2)
+    expect(c.drain(on, 100, 129)).toBe(3)
+    expect(c.drain(on, 100, 1)).toBe(1)
+    expect(c.drain(on, 100, 1)).toBe(0)
+    expect(seen).toEqual([0, 1, 2, 3, 4, 5])
+  })
+
   it('a throwing frame handler loses only its own frame', () => {
     const { p, c } = ring(256)
     for (let i = 0; i < 3; i++) p.tryWrite(Uint8Array.of(i))
