@@ -35,6 +35,7 @@ import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
 import { PeerSchemas, type SchemaVersions, mismatchReason, schemaVersionsOf } from './schema-negotiation.js'
 import { InboundFlow } from './inbound-flow.js'
 import { FRAME_TELL_BATCH, TellBatches, batchEntries, checkTellBatch } from './tell-batches.js'
+import { forEachTell } from '../wire/tell-run.js'
 
 /** How long one connection attempt for deferred traffic may take before it counts as a failure. */
 const CONNECT_TIMEOUT_MS = 2_000
@@ -118,7 +119,8 @@ export class RemoteEndpoint {
 
   constructor(o: RemoteEndpointOptions) {
     this.#o = o
-    // Pause at half the overflow bound: the rest of a socket chunk already read (up to ~600 small frames) still lands.
+    // Pause at half the overflow bound: a pause stops at the next frame (FrameDecoder.pause), so at most
+    // one more frame lands (a tell batch: up to TELL_BATCH_MAX_TELLS tells).
     const bound = o.host.maxOverflowFrames
     this.#flow = new InboundFlow({
       highWater: Math.max(1, bound >>> 1),
@@ -373,8 +375,12 @@ export class RemoteEndpoint {
     if (!assoc.writableNow()) return false
     // Outside the try: a schema mismatch is the caller's error as it is, not a failed encoding.
     const t = this.#prepare(pid, method, payload, 0, 0)
+    const w = this.#writer
     try {
-      return this.#appendToBatch(assoc, t.partition, this.#writeEnvelope)
+      this.#batchAuthority = assoc.authority
+      if (!this.#batches.appendTell(assoc.authority, t.partition, t.kind, w.messageType, w.schemaVersion, pid.key, this.#encodePayload, this.#sendFullBatch)) return false
+      this.#wroteBatch(assoc)
+      return true
     } catch (e) {
       throw this.#encodeFailed(pid, method, e, assoc)
     } finally {
@@ -386,13 +392,16 @@ export class RemoteEndpoint {
   #appendToBatch(assoc: Association, partition: number, write: (buf: Uint8Array, off: number, max: number) => number): boolean {
     this.#batchAuthority = assoc.authority
     if (!this.#batches.append(assoc.authority, partition, write, this.#sendFullBatch)) return false
+    this.#wroteBatch(assoc)
+    return true
+  }
+
+  #wroteBatch(assoc: Association): void {
     assoc.wrote()
     this.#o.transport.requestFlush()
-    return true
   }
   readonly #batches = new TellBatches()
   #batchAuthority = ''
-  readonly #writeEnvelope = (buf: Uint8Array, off: number, max: number): number => this.#writer.writeInto(buf, off, max)
   /** An envelope encoded elsewhere (a worker's tell), copied in by #copyEncoded. */
   #encoded: Uint8Array = EMPTY
   readonly #copyEncoded = (buf: Uint8Array, off: number, max: number): number => {
@@ -423,11 +432,11 @@ export class RemoteEndpoint {
     const r = this.#reader
     // Runs of tells to one PID share their metadata, so the queue keeps one set of strings for them.
     let meta: OutboundMeta | undefined
-    for (const [off, len] of batchEntries(frame)) {
-      const env = new Uint8Array(len + 1)
+    const defer = (tell: Uint8Array): void => {
+      const env = new Uint8Array(tell.length + 1)
       env[0] = FRAME_ENVELOPE
-      env.set(frame.subarray(off, off + len), 1)
-      r.reset(env, 1, len)
+      env.set(tell, 1)
+      r.reset(env, 1, tell.length)
       const kind = r.kind()
       const key = r.key()
       const messageType = r.messageType
@@ -436,6 +445,9 @@ export class RemoteEndpoint {
       }
       msgs.push({ frame: env, meta, enqueuedAtMs: now })
     }
+    // This node's own batch: a run expands to the envelopes of its tells (the queue counts and drops tells one by one),
+    // each laid out as #encode lays it out behind the frame type byte.
+    for (const [off, len] of batchEntries(frame)) forEachTell(frame, off, len, defer, 1)
     // Newer than anything queued (every other send flushed the batches first): to the back, in order.
     assoc.deferAll(msgs, now)
     if (this.#o.transport.isConnected(authority)) this.#retryLater(assoc)
@@ -813,7 +825,18 @@ export class RemoteEndpoint {
         return
       }
     }
-    for (const [off, len] of batchEntries(frame)) this.#onEnvelope(peer, frame.subarray(off, off + len), true)
+    for (const [off, len] of batchEntries(frame)) {
+      let broken: string | undefined
+      try {
+        // A run goes tell by tell too: each is delivered, redirected or refused on its own.
+        broken = forEachTell(frame, off, len, (tell) => void this.#onEnvelope(peer, tell, true))
+      } catch {
+        // Not a readable envelope: reported as any bad entry is.
+        this.#onEnvelope(peer, frame.subarray(off, off + len), true)
+        continue
+      }
+      if (broken !== undefined) this.#o.events.publish({ type: 'transport.frame-rejected', remote: peer.authority, code: 'ERR_FRAME_MALFORMED', reason: `tell run: ${broken}` })
+    }
   }
 
   /**

@@ -95,7 +95,7 @@ export class InboundFlow {
     clearTimeout(this.#timer)
     this.#timer = undefined
     const now = this.#now()
-    for (const [authority, since] of this.#paused) this.#resume(authority, since, now, 'closed')
+    for (const [authority, since] of [...this.#paused]) this.#resume(authority, since, now, 'closed')
     this.#holdOff.clear()
   }
 
@@ -110,9 +110,11 @@ export class InboundFlow {
 
   #poll(): void {
     const now = this.#now()
-    const drained = this.#o.backlog() <= this.#o.lowWater
-    for (const [authority, since] of this.#paused) {
-      if (drained) this.#resume(authority, since, now, 'drained')
+    // Over a snapshot, with the backlog read for each: resuming hands over the
+    // frames a pause held back at once, which may pause a connection again.
+    for (const [authority, since] of [...this.#paused]) {
+      if (this.#paused.get(authority) !== since) continue
+      if (this.#o.backlog() <= this.#o.lowWater) this.#resume(authority, since, now, 'drained')
       else if (now - since >= this.#o.maxPauseMs) {
         this.#holdOff.set(authority, now + this.#o.maxPauseMs)
         this.#resume(authority, since, now, 'pause-limit')
@@ -123,7 +125,8 @@ export class InboundFlow {
 
   #resume(authority: string, since: number, now: number, cause: ResumeCause): void {
     this.#paused.delete(authority)
-    this.#o.setPaused(authority, false)
+    // Reported first: reading again may pause the connection again at once.
     this.#o.events.publish({ type: 'transport.inbound-resumed', authority, cause, pausedMs: now - since, backlog: this.#o.backlog() })
+    this.#o.setPaused(authority, false)
   }
 }

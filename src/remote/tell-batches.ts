@@ -7,8 +7,10 @@
  *   frame  [0x04][0][0][0][u32 partition][entry]...
  *   entry  [u32 length][envelope bytes][pad to 4]   (the SPSC ring's frame format)
  *
- * The sender encodes each envelope straight into its group's buffer (no
- * scratch copy); groups are flushed once per event-loop turn, when a
+ * An entry is a tell's envelope, or a tell run (wire/tell-run.ts): the
+ * node API's tells of one kind and method to one partition share one
+ * envelope, ~20 bytes a tell. The sender encodes each envelope or run
+ * entry straight into its group's buffer (no scratch copy); groups are flushed once per event-loop turn, when a
  * group is full, and before anything else is sent on the same association
  * (so an ask never overtakes the tells before it: per-PID order holds,
  * because a PID always maps to one partition, hence one group).
@@ -19,7 +21,8 @@
 
 import { GrainClusterError } from '../common/errors.js'
 import { closeRingEntry, ringEntries } from '../runtime/ring/spsc-ring.js'
-import { FLAGS, peekRouting } from '../wire/envelope.js'
+import { FLAGS, type InternedString, type PayloadWriter, peekRouting } from '../wire/envelope.js'
+import { runTells, TellRunWriter } from '../wire/tell-run.js'
 import { putU32le, u32le } from '../wire/le.js'
 
 /** First byte of a transport frame that carries a tell batch. */
@@ -32,12 +35,21 @@ export const TELL_BATCH_HEADER_BYTES = 8
  * the buffer is reused at once; ~70 tells of a typical 110-byte envelope.
  */
 export const TELL_BATCH_BYTES = 15 * 1024
+/**
+ * Most tells in one batch. Runs pack ~20 bytes a tell, so bytes alone would
+ * let a batch carry ~750: the receiver weighs its overflow bound and its
+ * inbound flow control in tells, and one frame it has read must fit in the
+ * room left above the high-water mark (as batches of ~120-byte envelopes did).
+ */
+export const TELL_BATCH_MAX_TELLS = 128
 
 /** Encodes one envelope at buf[off, off + max); returns its length, or -1 when it does not fit. */
 export type EnvelopeWrite = (buf: Uint8Array, off: number, max: number) => number
 
 /** A group's TELL_BATCH_BYTES of space: `slab[base, base + TELL_BATCH_BYTES)`. */
 class Space {
+  /** The run of tells of one kind and method open in this space (appendTell); kept with the space when it is recycled. */
+  run: TellRunWriter | null = null
   constructor(
     /** The whole slab, one Uint8Array shared by every space carved from it (see #buffer). */
     readonly slab: Uint8Array,
@@ -46,7 +58,9 @@ class Space {
 }
 
 class Group {
+  /** End of the closed entries; an open run starts here. */
   pos = TELL_BATCH_HEADER_BYTES
+  /** Tells in the group, its open run's included. */
   count = 0
   constructor(
     readonly partition: number,
@@ -99,10 +113,10 @@ export class TellBatches {
    * that had no room left, before the envelope goes into a fresh one.
    */
   append(authority: string, partition: number, write: EnvelopeWrite, flushFull: (frame: Uint8Array) => void): boolean {
-    let p = this.#byAuthority.get(authority)
-    if (p === undefined) this.#byAuthority.set(authority, (p = new Pending()))
-    let g = p.groups.get(partition)
-    if (g === undefined) p.groups.set(partition, (g = new Group(partition, this.#buffer())))
+    const p = this.#pending(authority)
+    const g = this.#group(p, partition)
+    closeRun(g)
+    if (g.count >= TELL_BATCH_MAX_TELLS) this.#restart(g, flushFull)
     const { slab, base } = g.space
     for (let attempt = 0; ; attempt++) {
       const room = TELL_BATCH_BYTES - g.pos - 4
@@ -117,10 +131,67 @@ export class TellBatches {
         return false
       }
       // Full: send what it holds and start the group over in the same buffer.
-      flushFull(this.#seal(g))
-      g.pos = TELL_BATCH_HEADER_BYTES
-      g.count = 0
+      this.#restart(g, flushFull)
     }
+  }
+
+  /**
+   * A tell into the open run of (authority, partition) for this kind,
+   * method and version, opening one at the end of the group (runs:
+   * wire/tell-run.ts; ~20 bytes a tell instead of an envelope). Returns
+   * false when it is too large for a group even on its own (the caller
+   * sends it as an envelope frame). `flushFull` as for append().
+   */
+  appendTell(
+    authority: string,
+    partition: number,
+    kind: InternedString,
+    messageType: number,
+    schemaVersion: number,
+    key: string,
+    payload: PayloadWriter,
+    flushFull: (frame: Uint8Array) => void,
+  ): boolean {
+    const p = this.#pending(authority)
+    const g = this.#group(p, partition)
+    let r = g.space.run
+    if (r === null) r = g.space.run = new TellRunWriter()
+    else if (r.entries > 0 && !r.isFor(kind, messageType, schemaVersion)) closeRun(g)
+    if (g.count >= TELL_BATCH_MAX_TELLS) this.#restart(g, flushFull)
+    const { slab, base } = g.space
+    for (let attempt = 0; ; attempt++) {
+      if (r.entries > 0 || r.open(slab, base + g.pos, base + TELL_BATCH_BYTES, kind, messageType, schemaVersion, partition)) {
+        if (r.append(key, payload)) {
+          g.count++
+          return true
+        }
+      }
+      if (g.count === 0 || attempt > 0) {
+        if (g.count === 0) this.#release(p, g)
+        return false
+      }
+      // Full: send what it holds and start the group over with a fresh run.
+      this.#restart(g, flushFull)
+    }
+  }
+
+  /** Send what the group holds and start it over in the same buffer. */
+  #restart(g: Group, flushFull: (frame: Uint8Array) => void): void {
+    flushFull(this.#seal(g))
+    g.pos = TELL_BATCH_HEADER_BYTES
+    g.count = 0
+  }
+
+  #pending(authority: string): Pending {
+    let p = this.#byAuthority.get(authority)
+    if (p === undefined) this.#byAuthority.set(authority, (p = new Pending()))
+    return p
+  }
+
+  #group(p: Pending, partition: number): Group {
+    let g = p.groups.get(partition)
+    if (g === undefined) p.groups.set(partition, (g = new Group(partition, this.#buffer())))
+    return g
   }
 
   /**
@@ -149,6 +220,7 @@ export class TellBatches {
   }
 
   #seal(g: Group): Uint8Array {
+    closeRun(g)
     const { slab: b, base } = g.space
     b[base] = FRAME_TELL_BATCH
     b[base + 1] = 0
@@ -157,6 +229,12 @@ export class TellBatches {
     putU32le(b, base + 4, g.partition)
     return b.subarray(base, base + g.pos)
   }
+}
+
+/** Close the group's open run (if any) into its closed entries. */
+function closeRun(g: Group): void {
+  const r = g.space.run
+  if (r !== null && r.entries > 0) g.pos = r.finish() - g.space.base
 }
 
 /** A received tell batch whose entries tile the frame and are all tells of its partition. */
@@ -174,8 +252,10 @@ const tellBatchError = (reason: string): GrainClusterError => new GrainClusterEr
  * Check a received batch frame before its entries are copied into a ring
  * as a block: the entries must tile the frame exactly, each no longer than
  * `maxEntryBytes` (the ring's frame limit), and each must be a plain tell
- * (no ask, reply or control flag) of the batch's partition. Only the
- * routing header of each envelope is read: the worker validates the rest.
+ * or a tell run (no ask, reply or control flag) of the batch's partition.
+ * Only the routing header of each envelope is read, and the framing of a
+ * run's entries (to count them): the worker validates the rest. `frames`
+ * counts tells.
  * Returns the batch, or the typed error saying what is wrong (the caller
  * then handles the well-framed entries one by one: batchEntries()).
  */
@@ -193,9 +273,15 @@ export function checkTellBatch(frame: Uint8Array, maxEntryBytes: number): TellBa
     const r = peekRouting(frame, at + 4, len)
     if (r < 0) return tellBatchError(`entry at byte ${at} has no readable routing header`)
     const flags = r % 65536
-    if ((flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL | FLAGS.TELL_RUN)) !== 0) return tellBatchError(`entry at byte ${at} is not a tell (flags ${flags})`)
+    if ((flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) return tellBatchError(`entry at byte ${at} is not a tell (flags ${flags})`)
     if ((r - flags) / 65536 !== partition) return tellBatchError(`entry at byte ${at} is for partition ${(r - flags) / 65536}, the batch for ${partition}`)
-    frames++
+    if ((flags & FLAGS.TELL_RUN) === 0) frames++
+    else {
+      // A run weighs its tells in the receiving ring's overflow bound.
+      const tells = runTells(frame, at + 4, len)
+      if (typeof tells === 'string') return tellBatchError(`run at byte ${at}: ${tells}`)
+      frames += tells
+    }
     at = next
   }
   return { partition, off: TELL_BATCH_HEADER_BYTES, len: n - TELL_BATCH_HEADER_BYTES, frames }

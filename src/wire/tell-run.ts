@@ -17,64 +17,76 @@
  *
  * The writer builds the run as one ring-format entry ([u32 length][envelope]
  * [pad]) in a side buffer that stays in the producer's cache, and the sender
- * copies it into the ring in one block (see FrameSender.sendTell).
+ * copies it into the ring in one block (see FrameSender.sendTell). Between
+ * nodes a run is an entry of a tell batch (remote/tell-batches.ts); the
+ * receiving node copies it into the ring as it came.
  */
 
-
+import { GrainClusterError } from '../common/errors.js'
 import { writeUtf8 } from '../common/utf8.js'
-import { EnvelopeWriter, FLAGS, type InternedString, type PayloadWriter } from './envelope.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString, type PayloadWriter, peekRouting } from './envelope.js'
 import { putU32le, u32le } from './le.js'
 
 /** Bytes of an entry before its key: u16 key length, u32 payload length. */
 export const TELL_RUN_ENTRY_HEADER_BYTES = 6
 /**
- * A run's buffer, ring length prefix included: fits the producer's L1
- * cache, and ~400 tells of a short key and a small payload.
+ * A ring sender's run buffer, ring length prefix included: fits the
+ * producer's L1 cache, and ~400 tells of a short key and a small payload.
  */
 export const TELL_RUN_BYTES = 8 * 1024
 
 const EMPTY = new Uint8Array(0)
 
+/**
+ * Builds one run at a time as a ring-format entry ([u32 length][envelope]
+ * [pad]) in a region of a buffer: a sender's own side buffer, or the rest of
+ * a tell batch. One writer per region; not shared between open runs.
+ */
 export class TellRunWriter {
-  /** The run as a ring-format entry: [u32 length][envelope][pad]. */
-  readonly buf: Uint8Array
-  /** Tells in the open run (0: none open). */
+  /** The buffer of the open run. */
+  buf: Uint8Array = EMPTY
+  /** Tells in the open run. A run opened but still empty is not open: nothing of it is kept. */
   entries = 0
   #kind: InternedString | null = null
   #messageType = 0
   #schemaVersion = 0
-  /** Where the payload vector's u32 length sits, and where its bytes start. */
+  /** Where the run's ring entry starts, where the payload vector's u32 length sits, where its bytes start, and where the next entry goes. */
+  #start = 0
   #lengthAt = 0
   #entriesAt = 0
   #pos = 0
+  /** The run may not pass this offset of `buf`. */
+  #limit = 0
   readonly #header = new EnvelopeWriter()
-
-  /** `bytes`: the buffer's size, at most the ring's largest block (its largest frame + 4). */
-  constructor(bytes = TELL_RUN_BYTES) {
-    this.buf = new Uint8Array(bytes)
-  }
 
   /** True when the open run carries tells of this kind, method and version. */
   isFor(kind: InternedString, messageType: number, schemaVersion: number): boolean {
-    return this.#kind === kind && this.#messageType === messageType && this.#schemaVersion === schemaVersion
+    return this.entries > 0 && this.#kind === kind && this.#messageType === messageType && this.#schemaVersion === schemaVersion
   }
 
-  /** Start a run (dropping an open one: finish() it first). False when the buffer cannot hold even the header. */
-  open(kind: InternedString, messageType: number, schemaVersion: number): boolean {
+  /**
+   * Start a run at buf[at, limit) (`at` 4-aligned; an empty open run is
+   * dropped). False when not even its header fits.
+   */
+  open(buf: Uint8Array, at: number, limit: number, kind: InternedString, messageType: number, schemaVersion: number, partition = 0): boolean {
     const w = this.#header.reset()
     w.kind = kind
     w.messageType = messageType
     w.schemaVersion = schemaVersion
+    w.partition = partition
     w.flags = FLAGS.TELL_RUN
     w.payloadBytes = EMPTY
-    const n = w.writeInto(this.buf, 4, this.buf.length - 4)
+    const n = limit - at - 4 > 0 ? w.writeInto(buf, at + 4, limit - at - 4) : -1
     if (n < 0) return false
+    this.buf = buf
     this.#kind = kind
     this.#messageType = messageType
     this.#schemaVersion = schemaVersion
+    this.#start = at
+    this.#limit = limit
     // The payload vector is the envelope's last field: entries extend it.
-    this.#lengthAt = 4 + n - 4
-    this.#entriesAt = this.#pos = 4 + n
+    this.#lengthAt = at + 4 + n - 4
+    this.#entriesAt = this.#pos = at + 4 + n
     this.entries = 0
     return true
   }
@@ -89,7 +101,7 @@ export class TellRunWriter {
     const at = this.#pos
     const keyAt = at + TELL_RUN_ENTRY_HEADER_BYTES
     // Entries end 4-aligned once finished; keep room for the pad.
-    const max = b.length - 3 - keyAt
+    const max = this.#limit - 3 - keyAt
     if (key.length > max) return false
     const kl = writeUtf8(key, b, keyAt, max)
     if (kl < 0) return false
@@ -106,7 +118,7 @@ export class TellRunWriter {
     return true
   }
 
-  /** Close the open run: its ring-format length in `buf` (a multiple of 4). Leaves no run open. */
+  /** Close the open run (entries > 0): returns where its ring entry ends in `buf` (4-aligned). Leaves no run open. */
   finish(): number {
     const b = this.buf
     putU32le(b, this.#lengthAt, this.#pos - this.#entriesAt)
@@ -114,8 +126,8 @@ export class TellRunWriter {
     this.#kind = null
     let end = this.#pos
     // Zero the pad (the bytes are a FlatBuffer, and end up in shared memory).
-    while ((end & 3) !== 0) b[end++] = 0
-    putU32le(b, 0, this.#pos - 4)
+    while (((end - this.#start) & 3) !== 0) b[end++] = 0
+    putU32le(b, this.#start, this.#pos - this.#start - 4)
     return end
   }
 }
@@ -169,4 +181,89 @@ export class TellRunEntries {
     this.#at = this.#end
     return false
   }
+}
+
+const probe = new EnvelopeReader()
+const probeEntries = new TellRunEntries()
+
+/**
+ * The number of tells in the run envelope buf[off, off + len), walking its
+ * entries (a receiving node weighs a run by its tells in its ring's
+ * overflow bound), or the reason it is not a well-framed run.
+ */
+export function runTells(buf: Uint8Array, off: number, len: number): number | string {
+  let r: EnvelopeReader
+  try {
+    r = probe.reset(buf, off, len)
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e)
+  }
+  if ((r.flags & FLAGS.TELL_RUN) === 0) return 'not a tell run'
+  const it = probeEntries.reset(r.buf, r.payloadOff, r.payloadLen)
+  let n = 0
+  while (it.next()) n++
+  if (it.error !== undefined) return it.error
+  return n === 0 ? 'an empty tell run' : n
+}
+
+/**
+ * Each tell of an envelope as an envelope of its own: a plain envelope as
+ * it is (a view), a run as one freshly encoded envelope per entry, in order
+ * (for the paths that handle tells one by one: a deferred queue, a node
+ * that redirects or refuses). Returns the reason a run's framing broke
+ * (the entries before it were handed over), else undefined. Throws
+ * ERR_FRAME_MALFORMED for bytes that are not an envelope.
+ *
+ * `lead`: where the caller will place the envelope in its own buffer, mod 4
+ * (1 behind a transport frame's type byte). The writer pads strings to
+ * absolute multiples of 4, so a run's tell then comes out byte for byte as
+ * the same tell encoded there directly (a deferred queue bounded in bytes
+ * sees the same sizes either way). The bytes are valid only during `each`.
+ */
+export function forEachTell(buf: Uint8Array, off: number, len: number, each: (envelope: Uint8Array) => void, lead = 0): string | undefined {
+  // A plain envelope (the common case) is handed over as it is, without building a reader.
+  const routing = peekRouting(buf, off, len)
+  if (routing >= 0 && (routing % 65_536 & FLAGS.TELL_RUN) === 0) {
+    each(buf.subarray(off, off + len))
+    return undefined
+  }
+  // A reader builds a 16,384-slot key cache: one for all runs, unless `each` expands another run meanwhile.
+  const nested = expanding++ > 0
+  try {
+    return expand((nested ? new EnvelopeReader() : expandReader).reset(buf, off, len), buf, off, len, each, lead)
+  } finally {
+    expanding--
+  }
+}
+
+let expanding = 0
+const expandReader = new EnvelopeReader()
+
+function expand(r: EnvelopeReader, buf: Uint8Array, off: number, len: number, each: (envelope: Uint8Array) => void, lead: number): string | undefined {
+  if ((r.flags & FLAGS.TELL_RUN) === 0) {
+    each(buf.subarray(off, off + len))
+    return undefined
+  }
+  if ((r.flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', `a tell run has flags ${r.flags}: runs carry tells only`)
+  const w = new EnvelopeWriter()
+  const kind = new InternedString(r.kind())
+  const it = new TellRunEntries().reset(r.buf, r.payloadOff, r.payloadLen)
+  let out = new Uint8Array(1024)
+  while (it.next()) {
+    w.reset()
+    w.kind = kind
+    w.key = r.keyAt(it.keyOff, it.keyLen)
+    w.partition = r.partition
+    w.messageType = r.messageType
+    w.schemaVersion = r.schemaVersion
+    w.replyTo = r.replyTo
+    w.payloadBytes = r.buf.subarray(it.payloadOff, it.payloadOff + it.payloadLen)
+    let n = w.writeInto(out, lead, out.length - lead)
+    while (n < 0) {
+      out = new Uint8Array(out.length * 2)
+      n = w.writeInto(out, lead, out.length - lead)
+    }
+    each(out.subarray(lead, lead + n))
+  }
+  return it.error
 }

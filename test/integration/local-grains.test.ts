@@ -151,10 +151,11 @@ describe('local grains on worker threads', () => {
     /** The envelope of a run of record(value) tells (what node.tell batches into the ring), optionally with its last entry's payload length broken. */
     const run = (kind: string, tells: Array<[string, number]>, breakLast = false): Uint8Array => {
       const w = new TellRunWriter()
-      w.open(new InternedString(kind), messageTypeId('record'), 0)
+      const buf = new Uint8Array(4096)
+      w.open(buf, 0, buf.length, new InternedString(kind), messageTypeId('record'), 0)
       for (const [key, v] of tells) expect(w.append(key, (b, o, m) => binaryCodec.encodeInto(v, b, o, m))).toBe(true)
       w.finish()
-      const env = w.buf.slice(4, 4 + new DataView(w.buf.buffer).getUint32(0, true))
+      const env = buf.slice(4, 4 + new DataView(buf.buffer).getUint32(0, true))
       if (breakLast) {
         const r = new EnvelopeReader().reset(env, 0, env.length)
         const it = new TellRunEntries().reset(env, r.payloadOff, r.payloadLen)

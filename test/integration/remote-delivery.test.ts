@@ -124,6 +124,9 @@ describe('remote delivery between two nodes', () => {
     const drainedBefore = eventsA.filter((e) => e.type === 'association.drained').length
     a.cluster!.transport.disconnect(b.cluster!.authority, 'test cut')
     for (let i = 0; i < 150; i++) a.tellPid(p, 'record', i)
+    // The cut reaches the association a moment later: tells sent before that wait in the open
+    // tell batch and are deferred (oldest first dropped) when it is flushed and refused.
+    await waitUntil(() => eventsA.filter((e) => e.type === 'deadletter').length - deadBefore >= 50, { what: '50 dead letters' })
     const dead = eventsA.filter((e) => e.type === 'deadletter').slice(deadBefore)
     expect(dead).toHaveLength(50)
     expect(dead.every((d) => d.type === 'deadletter' && d.code === 'ERR_AUTHORITY_QUEUE_OVERFLOW' && d.messageType === messageTypeId('record'))).toBe(true)

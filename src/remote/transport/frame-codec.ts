@@ -74,6 +74,10 @@ export class FrameDecoder {
   #failure: unknown = undefined
   #failed = false
   #closed = false
+  /** pause(): frames stop being handed over, even inside a chunk; what is left waits here, in order. */
+  #paused = false
+  #held: Uint8Array[] = []
+  #resuming = false
 
   constructor(options: FrameDecoderOptions) {
     this.maxFrameBytes = options.maxFrameBytes
@@ -96,8 +100,45 @@ export class FrameDecoder {
     return this.#headerFill + this.#bodyFill
   }
 
+  /** True between pause() and resume(). */
+  get paused(): boolean {
+    return this.#paused
+  }
+
+  /** Bytes received but held back by a pause (not yet decoded). */
+  get heldBytes(): number {
+    let n = 0
+    for (const c of this.#held) n += c.length
+    return n
+  }
+
+  /**
+   * Hand over no more frames until resume(): the rest of the chunk being
+   * decoded (pause() may be called from inside onFrame) and later pushes
+   * are held, in order. A reader that stops the socket when its consumer
+   * is full would otherwise still deliver everything one read returned
+   * (up to 64 KiB), however far past the consumer's bound that goes.
+   */
+  pause(): void {
+    this.#paused = true
+  }
+
+  /** Decode what a pause held back (and go on taking pushes); stops again if onFrame pauses. */
+  resume(onFrame: FrameHandler): void {
+    this.#paused = false
+    // Called from inside a frame of the resume loop below: that loop goes on.
+    if (this.#resuming) return
+    this.#resuming = true
+    try {
+      while (this.#held.length > 0 && !this.#paused && !this.closed) this.push(this.#held.shift()!, onFrame)
+    } finally {
+      this.#resuming = false
+    }
+  }
+
   /** Stop decoding and drop any partial frame; later pushes are ignored. */
   close(): void {
+    this.#held = []
     this.#closed = true
     this.#body = null
     this.#bodyFill = 0
@@ -108,6 +149,10 @@ export class FrameDecoder {
   push(chunk: Uint8Array, onFrame: FrameHandler): void {
     if (this.#failed) throw this.#failure
     if (this.#closed) return
+    if (this.#paused || (this.#held.length > 0 && !this.#resuming)) {
+      this.#held.push(chunk)
+      return
+    }
     try {
       this.#push(chunk, onFrame)
     } catch (e) {
@@ -136,6 +181,7 @@ export class FrameDecoder {
           this.#body = null
           this.#bodyFill = 0
           onFrame(body)
+          if (this.#paused) return this.#hold(chunk, p)
         }
         continue
       }
@@ -161,11 +207,17 @@ export class FrameDecoder {
         const frame = new Uint8Array(chunk.buffer, chunk.byteOffset + p, len)
         p += len
         onFrame(frame)
+        if (this.#paused) return this.#hold(chunk, p)
       } else {
         this.#body = new Uint8Array(len)
         this.#bodyFill = 0
       }
     }
+  }
+
+  /** Keep chunk[p, …) for resume(), ahead of anything held after it. */
+  #hold(chunk: Uint8Array, p: number): void {
+    if (p < chunk.length) this.#held.unshift(chunk.subarray(p))
   }
 }
 

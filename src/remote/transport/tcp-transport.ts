@@ -558,14 +558,24 @@ export class TcpTransport {
   /**
    * Stop (paused = true) or resume reading every connection established with
    * `authority`. While a connection is not read, the kernel's buffers fill
-   * and TCP flow control holds the sender back. Frames of a chunk already
-   * read are still delivered.
+   * and TCP flow control holds the sender back. The frames left in a chunk
+   * already read wait too (from the next frame on: this may be called from
+   * a frame listener), so a pause holds the reader to what it has taken.
    */
   setReadPaused(authority: string, paused: boolean): void {
     for (const c of this.#conns) {
       if (c.peer?.authority !== authority || c.state === 'closed') continue
-      if (paused) c.socket.pause()
-      else c.socket.resume()
+      if (paused) {
+        c.decoder.pause()
+        c.socket.pause()
+        continue
+      }
+      c.socket.resume()
+      try {
+        c.decoder.resume(c.onFrame)
+      } catch (e) {
+        this.#rejectFrame(c, e)
+      }
     }
   }
 

@@ -73,6 +73,7 @@ export class FrameSender {
   #drainWaiters: (() => void)[] = []
   /** The open tell run (sendTell), created on first use: only the main thread's senders carry runs. */
   #run: TellRunWriter | null = null
+  #runBuf = new Uint8Array(0)
   readonly #onFull: ((queued: number) => void) | undefined
   readonly #onDrained: (() => void) | undefined
   readonly #deferPublish: (() => boolean) | undefined
@@ -211,12 +212,15 @@ export class FrameSender {
   sendTell(kind: InternedString, messageType: number, schemaVersion: number, key: string, payload: PayloadWriter): boolean {
     if (this.#closed) return false
     let r = this.#run
-    if (r === null) r = this.#run = new TellRunWriter(Math.min(TELL_RUN_BYTES, (this.producer.maxFrameBytes + 4) & ~3))
+    if (r === null) {
+      r = this.#run = new TellRunWriter()
+      this.#runBuf = new Uint8Array(Math.min(TELL_RUN_BYTES, (this.producer.maxFrameBytes + 4) & ~3))
+    }
     for (let tries = 0; tries < 2; tries++) {
       if (r.entries > 0 && (tries > 0 || !r.isFor(kind, messageType, schemaVersion) || this.#backlog + r.entries >= this.maxOverflowFrames)) this.#closeRun(r)
       if (r.entries === 0) {
         if (this.#backlog >= this.maxOverflowFrames) throw this.#ringFull()
-        if (!r.open(kind, messageType, schemaVersion)) return false
+        if (!r.open(this.#runBuf, 0, this.#runBuf.length, kind, messageType, schemaVersion)) return false
         this.#schedulePublish()
       }
       if (r.append(key, payload)) return true
@@ -233,8 +237,8 @@ export class FrameSender {
   #closeRun(r: TellRunWriter): void {
     const frames = r.entries
     const len = r.finish()
-    if (this.#writeBlock(r.buf, 0, len, frames)) return
-    this.#push(r.buf.slice(0, len), frames)
+    if (this.#writeBlock(this.#runBuf, 0, len, frames)) return
+    this.#push(this.#runBuf.slice(0, len), frames)
   }
 
   #ringFull(): GrainClusterError {

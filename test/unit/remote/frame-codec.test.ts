@@ -154,6 +154,59 @@ describe('FrameDecoder', () => {
     expect(got).toEqual([1])
   })
 
+  it('pause() from inside a frame holds the rest of the chunk and later chunks; resume() hands them over in order (any split, any pause points)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 30 }),
+        fc.array(fc.nat(2_000), { maxLength: 8 }),
+        fc.array(fc.nat(29), { maxLength: 10 }),
+        (sizes, cuts, pauseAt) => {
+          const frames = sizes.map((n, i) => new Uint8Array(n).fill(i))
+          const d = new FrameDecoder({ maxFrameBytes: 100 })
+          const got: number[] = []
+          const pauses = new Set(pauseAt)
+          const onFrame = (f: Uint8Array): void => {
+            // Nothing is handed over while paused, not even the rest of the chunk that paused it.
+            expect(d.paused).toBe(false)
+            got.push(got.length)
+            expect(f.every((b) => b === got.length - 1)).toBe(true)
+            if (pauses.delete(got.length - 1)) d.pause()
+          }
+          for (const c of splitAt(concat(frames.map(encodeFrame)), cuts)) {
+            d.push(c, onFrame)
+            // Nothing is handed over while paused.
+            const before = got.length
+            if (d.paused) d.push(new Uint8Array(0), onFrame)
+            expect(got.length).toBe(before)
+          }
+          for (let i = 0; i < 40 && got.length < frames.length; i++) d.resume(onFrame)
+          expect(got).toEqual(frames.map((_, i) => i))
+          expect(d.heldBytes).toBe(0)
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  it('a paused decoder hands over nothing, however much arrives, and counts what it holds', () => {
+    const d = new FrameDecoder({ maxFrameBytes: 100 })
+    const got: number[] = []
+    const first = concat([encodeFrame(Uint8Array.of(1)), encodeFrame(Uint8Array.of(2))])
+    d.push(first, (f) => {
+      got.push(f[0]!)
+      d.pause()
+    })
+    expect(got).toEqual([1])
+    d.push(encodeFrame(Uint8Array.of(3)), (f) => got.push(f[0]!))
+    expect(got).toEqual([1])
+    expect(d.heldBytes).toBe(2 * (FRAME_HEADER_BYTES + 1))
+    d.resume((f) => got.push(f[0]!))
+    expect(got).toEqual([1, 2, 3])
+    expect([d.paused, d.heldBytes]).toEqual([false, 0])
+    d.push(encodeFrame(Uint8Array.of(4)), (f) => got.push(f[0]!))
+    expect(got).toEqual([1, 2, 3, 4])
+  })
+
   it('encodes the u32 little-endian prefix and refuses lengths that do not fit', () => {
     expect(Array.from(encodeFrame(new Uint8Array([7, 8])))).toEqual([2, 0, 0, 0, 7, 8])
     const b = new Uint8Array(4)

@@ -91,6 +91,39 @@ describe('InboundFlow', () => {
     expect(vi.getTimerCount()).toBe(0)
   })
 
+  it('a connection that pauses again while it resumes (held frames handed over at once) stays paused until the backlog drains again', () => {
+    const events = new EventStream()
+    const seen: RuntimeEvent[] = []
+    events.subscribe('transport.*', (e) => void seen.push(e))
+    const state = { backlog: 0 }
+    const calls: string[] = []
+    const flow: InboundFlow = new InboundFlow({
+      highWater: 50,
+      lowWater: 10,
+      maxPauseMs: 10_000,
+      backlog: () => state.backlog,
+      // Resuming hands over held frames synchronously, as the transport does: they fill the backlog again.
+      setPaused: (a, p) => {
+        calls.push(`${p ? 'pause' : 'resume'} ${a}`)
+        if (!p) {
+          state.backlog = 60
+          flow.afterFrame(a)
+        }
+      },
+      events,
+      now: () => Date.now(),
+    })
+    state.backlog = 50
+    flow.afterFrame('b:1')
+    state.backlog = 5
+    vi.advanceTimersByTime(10)
+    // Resumed once, paused again by its own held frames, and not resumed a second time on a stale "drained".
+    expect(calls).toEqual(['pause b:1', 'resume b:1', 'pause b:1'])
+    expect(flow.paused).toEqual(['b:1'])
+    expect(seen.map((e) => e.type)).toEqual(['transport.inbound-paused', 'transport.inbound-resumed', 'transport.inbound-paused'])
+    flow.close()
+  })
+
   it('refuses marks that cannot work', () => {
     const events = new EventStream()
     const o = { maxPauseMs: 1, backlog: () => 0, setPaused: () => {}, events }

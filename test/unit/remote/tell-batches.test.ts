@@ -6,7 +6,8 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { GrainClusterError } from '../../../src/common/errors.js'
-import { FRAME_TELL_BATCH, TELL_BATCH_BYTES, TELL_BATCH_HEADER_BYTES, TellBatches, batchEntries, checkTellBatch } from '../../../src/remote/tell-batches.js'
+import { FRAME_TELL_BATCH, TELL_BATCH_BYTES, TELL_BATCH_HEADER_BYTES, TELL_BATCH_MAX_TELLS, TellBatches, batchEntries, checkTellBatch } from '../../../src/remote/tell-batches.js'
+import { forEachTell } from '../../../src/wire/tell-run.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString, peekRouting, peekRoutingGeneral } from '../../../src/wire/envelope.js'
 
 const KIND = new InternedString('counter')
@@ -66,6 +67,84 @@ describe('TellBatches (sender)', () => {
     expect([...sent, ...rest].flatMap(keysOf)).toEqual(Array.from({ length: n }, (_, i) => `k${i}`))
     expect(b.append('a:1', 5, tell(5, 'huge', new Uint8Array(TELL_BATCH_BYTES)), () => {})).toBe(false)
     expect(b.has('a:1')).toBe(false)
+  })
+})
+
+describe('TellBatches: tell runs (appendTell)', () => {
+  const byte = (v: number) => (buf: Uint8Array, off: number, max: number): number => (max < 1 ? -1 : ((buf[off] = v), 1))
+  /** Every tell of a frame as [key, first payload byte], runs expanded as a node that handles them one by one does. */
+  const tellsOf = (frame: Uint8Array): Array<[string, number]> => {
+    const r = new EnvelopeReader()
+    const out: Array<[string, number]> = []
+    for (const [off, len] of batchEntries(frame)) forEachTell(frame, off, len, (e) => void out.push([r.reset(e, 0, e.length).key(), r.payload()[0]!]))
+    return out
+  }
+
+  it('packs tells of one kind and method into runs, keeps order with envelopes and other methods, and weighs each run by its tells', () => {
+    const b = new TellBatches()
+    const sent: Uint8Array[] = []
+    const push = (f: Uint8Array): void => void sent.push(f.slice())
+    const expected: Array<[string, number]> = []
+    for (let i = 0; i < 100; i++) {
+      const key = `k${i}`
+      if (i % 17 === 0) expect(b.append('a:1', 3, tell(3, key, Uint8Array.of(i)), push)).toBe(true) // a grain's envelope
+      else expect(b.appendTell('a:1', 3, KIND, i % 40 < 20 ? 7 : 8, 1, key, byte(i), push)).toBe(true)
+      expected.push([key, i])
+    }
+    const frames = [...sent, ...flushed(b, 'a:1')]
+    expect(frames.flatMap(tellsOf)).toEqual(expected)
+    for (const f of frames) {
+      const c = checkTellBatch(f, 1 << 16)
+      if (c instanceof GrainClusterError) throw c
+      expect(c.frames).toBe(tellsOf(f).length)
+      // Runs, not one envelope per tell: far fewer entries than tells.
+      expect(batchEntries(f).length).toBeLessThan(c.frames / 2)
+    }
+  })
+
+  it(`hands a group over at ${TELL_BATCH_MAX_TELLS} tells: the receiver's flow control counts tells`, () => {
+    const b = new TellBatches()
+    const sent: Uint8Array[] = []
+    for (let i = 0; i < 3 * TELL_BATCH_MAX_TELLS + 5; i++) expect(b.appendTell('a:1', 0, KIND, 7, 1, `k${i}`, byte(i & 0xff), (f) => void sent.push(f.slice()))).toBe(true)
+    expect(sent.map((f) => (checkTellBatch(f, 1 << 16) as { frames: number }).frames)).toEqual([TELL_BATCH_MAX_TELLS, TELL_BATCH_MAX_TELLS, TELL_BATCH_MAX_TELLS])
+    expect(flushed(b, 'a:1').flatMap(tellsOf)).toHaveLength(5)
+  })
+
+  it('a run too large for a group on its own is refused; a damaged run fails the check', () => {
+    const b = new TellBatches()
+    const big = (buf: Uint8Array, off: number, max: number): number => (max < TELL_BATCH_BYTES ? -1 : TELL_BATCH_BYTES)
+    expect(b.appendTell('a:1', 0, KIND, 7, 1, 'huge', big, () => {})).toBe(false)
+    expect(b.has('a:1')).toBe(false)
+    for (let i = 0; i < 3; i++) b.appendTell('a:1', 0, KIND, 7, 1, `k${i}`, byte(i), () => {})
+    const [f] = flushed(b, 'a:1')
+    const [[off, len]] = batchEntries(f!) as [[number, number]]
+    // The last entry ([u16 2][u32 1]['k2'][1 byte]) claims more payload than the run holds.
+    const r = new EnvelopeReader().reset(f!, off, len)
+    const last = r.payloadOff + r.payloadLen - 9
+    expect(f![last]).toBe(2)
+    new DataView(f!.buffer).setUint32(last + 2, 200, true)
+    expect(checkTellBatch(f!, 1 << 16)).toMatchObject({ code: 'ERR_FRAME_MALFORMED', reason: expect.stringContaining('overruns') })
+  })
+
+  it("a run's tells expanded for the one-by-one paths are byte for byte the envelopes the sender would have written there", () => {
+    const b = new TellBatches()
+    b.appendTell('a:1', 9, KIND, 7, 2, 'deferred', (buf, off, max) => (max < 5 ? -1 : (buf.set([1, 2, 3, 4, 5], off), 5)), () => {})
+    const [f] = flushed(b, 'a:1')
+    const [[off, len]] = batchEntries(f!) as [[number, number]]
+    for (const lead of [0, 1]) {
+      const w = new EnvelopeWriter()
+      w.kind = KIND
+      w.key = 'deferred'
+      w.partition = 9
+      w.messageType = 7
+      w.schemaVersion = 2
+      w.payloadBytes = Uint8Array.of(1, 2, 3, 4, 5)
+      const direct = new Uint8Array(256)
+      const n = w.writeInto(direct, lead, 256 - lead)
+      const out: Uint8Array[] = []
+      expect(forEachTell(f!, off, len, (e) => void out.push(e.slice()), lead)).toBeUndefined()
+      expect(out).toEqual([direct.slice(lead, lead + n)])
+    }
   })
 })
 

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest'
 import { EnvelopeReader, FLAGS, InternedString, type PayloadWriter } from '../../../src/wire/envelope.js'
 import { Envelope } from '../../../src/wire/generated/graincluster/wire/envelope.js'
 import { binaryCodec } from '../../../src/wire/payload-codec.js'
-import { TELL_RUN_ENTRY_HEADER_BYTES, TellRunEntries, TellRunWriter } from '../../../src/wire/tell-run.js'
+import { TELL_RUN_BYTES, TELL_RUN_ENTRY_HEADER_BYTES, TellRunEntries, TellRunWriter } from '../../../src/wire/tell-run.js'
 
 const KIND = new InternedString('counter')
 
@@ -38,8 +38,8 @@ describe('TellRunWriter and TellRunEntries', () => {
       fc.property(
         fc.array(fc.tuple(fc.string({ minLength: 1, maxLength: 40, unit: 'binary' }), fc.oneof(fc.integer(), fc.string(), fc.constant(undefined), fc.array(fc.integer(), { maxLength: 20 }))), { minLength: 1, maxLength: 60 }),
         (tells) => {
-          const w = new TellRunWriter(4096)
-          expect(w.open(KIND, 7, 3)).toBe(true)
+          const w = new TellRunWriter()
+          expect(w.open(new Uint8Array(4096), 0, 4096, KIND, 7, 3)).toBe(true)
           const taken: Array<[string, unknown]> = []
           for (const [key, value] of tells) {
             const writer: PayloadWriter = value === undefined ? () => 0 : payloadOf(value)
@@ -69,26 +69,27 @@ describe('TellRunWriter and TellRunEntries', () => {
   })
 
   it('refuses an entry that does not fit, leaving the run as it was; a fresh run takes it', () => {
-    const w = new TellRunWriter(256)
-    w.open(KIND, 1, 1)
+    const w = new TellRunWriter()
+    const buf = new Uint8Array(256)
+    w.open(buf, 0, 256, KIND, 1, 1)
     let n = 0
     while (w.append(`key-${n}`, payloadOf('x'.repeat(20)))) n++
     expect(n).toBeGreaterThan(2)
     const len = w.finish()
     expect(len).toBeLessThanOrEqual(256)
     expect(readRun(w.buf, len).entries.map(([k]) => k)).toEqual(Array.from({ length: n }, (_, i) => `key-${i}`))
-    w.open(KIND, 1, 1)
+    w.open(buf, 0, 256, KIND, 1, 1)
     expect(w.append(`key-${n}`, payloadOf('x'.repeat(20)))).toBe(true)
     expect(readRun(w.buf, w.finish()).entries).toEqual([[`key-${n}`, 'x'.repeat(20)]])
     // Too large for any run of this size.
-    w.open(KIND, 1, 1)
+    w.open(buf, 0, 256, KIND, 1, 1)
     expect(w.append('big', payloadOf('y'.repeat(300)))).toBe(false)
     expect(w.entries).toBe(0)
   })
 
   it('a payload writer that throws leaves no trace of its entry', () => {
     const w = new TellRunWriter()
-    w.open(KIND, 2, 1)
+    w.open(new Uint8Array(TELL_RUN_BYTES), 0, TELL_RUN_BYTES, KIND, 2, 1)
     expect(w.append('a', payloadOf(1))).toBe(true)
     expect(() =>
       w.append('b', () => {
@@ -104,7 +105,9 @@ describe('TellRunWriter and TellRunEntries', () => {
 
   it('isFor names the kind, method and version of the open run only', () => {
     const w = new TellRunWriter()
-    w.open(KIND, 2, 1)
+    w.open(new Uint8Array(TELL_RUN_BYTES), 0, TELL_RUN_BYTES, KIND, 2, 1)
+    expect(w.isFor(KIND, 2, 1)).toBe(false) // open but empty: nothing to join
+    w.append('a', payloadOf(1))
     expect(w.isFor(KIND, 2, 1)).toBe(true)
     expect(w.isFor(KIND, 3, 1)).toBe(false)
     expect(w.isFor(KIND, 2, 2)).toBe(false)
@@ -115,7 +118,7 @@ describe('TellRunWriter and TellRunEntries', () => {
 
   it('the walker stops at a truncated header, an empty key or an overrun, after the good entries', () => {
     const w = new TellRunWriter()
-    w.open(KIND, 1, 1)
+    w.open(new Uint8Array(TELL_RUN_BYTES), 0, TELL_RUN_BYTES, KIND, 1, 1)
     for (const k of ['k1', 'k2', 'k3']) w.append(k, payloadOf(k))
     const len = w.finish()
     const { r } = readRun(w.buf, len)
@@ -143,7 +146,7 @@ describe('TellRunWriter and TellRunEntries', () => {
 
   it('no damage to a run makes the walker read outside it', () => {
     const w = new TellRunWriter()
-    w.open(KIND, 1, 1)
+    w.open(new Uint8Array(TELL_RUN_BYTES), 0, TELL_RUN_BYTES, KIND, 1, 1)
     for (let i = 0; i < 20; i++) w.append(`key-${i}`, payloadOf(i))
     const { r } = readRun(w.buf, w.finish())
     const run = r.buf.slice(r.payloadOff, r.payloadOff + r.payloadLen)
