@@ -30,7 +30,7 @@ export const FLAGS = {
   REPLY: 2,
   ERROR: 4,
   CONTROL: 8,
-  /** Many tells of one kind and method in one envelope (wire/tell-run.ts); only inside a node's own rings. */
+  /** Many tells of one kind and method in one envelope (wire/tell-run.ts); in a node's rings and in tell batches between nodes. */
   TELL_RUN: 16,
 } as const
 export type Flags = (typeof FLAGS)[keyof typeof FLAGS]

@@ -13,7 +13,9 @@
  *   entry  [u16 key length][u32 payload length][key UTF-8][payload]   (little-endian, unaligned)
  *
  * so a tell costs ~20 bytes. It is still an ordinary Envelope (the generated
- * code reads it); only a ring's own two ends produce and accept runs.
+ * code reads it). Runs come only from `node.tell`/`node.tellPid`: a ring
+ * carries them, and so does a tell batch between nodes; a node refuses one
+ * that comes as a frame of its own or relayed from a worker.
  *
  * The writer builds the run as one ring-format entry ([u32 length][envelope]
  * [pad]) in a side buffer that stays in the producer's cache, and the sender

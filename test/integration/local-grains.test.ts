@@ -185,7 +185,7 @@ describe('local grains on worker threads', () => {
     expect(await node.ask(Counter, k2, 'seen')).toEqual([10, 11])
     await waitUntil(() => events.slice(before).some((e) => e.type === 'frame.malformed' && e.reason.includes('tell run') && e.reason.includes('overruns')), { what: 'frame.malformed for the run' })
 
-    // Runs are a ring's own: relayed from a peer or a worker, one is refused.
+    // A run as a request of its own (from a peer, or relayed for a worker) is refused: runs travel only in rings and tell batches.
     const relayed = run('counter', [[k, 4]])
     expect(() => node.workerHost.relayRequest(relayed, () => {})).toThrow(expect.objectContaining({ code: 'ERR_FRAME_MALFORMED' }))
     expect(await node.ask(Counter, k, 'seen')).toEqual([1, 2, 3])
