@@ -113,26 +113,8 @@ export class TellBatches {
    * that had no room left, before the envelope goes into a fresh one.
    */
   append(authority: string, partition: number, write: EnvelopeWrite, flushFull: (frame: Uint8Array) => void): boolean {
-    const p = this.#pending(authority)
-    const g = this.#group(p, partition)
-    closeRun(g)
-    if (g.count >= TELL_BATCH_MAX_TELLS) this.#restart(g, flushFull)
-    const { slab, base } = g.space
-    for (let attempt = 0; ; attempt++) {
-      const room = TELL_BATCH_BYTES - g.pos - 4
-      const n = room > 0 ? write(slab, base + g.pos + 4, room) : -1
-      if (n >= 0) {
-        g.pos = closeRingEntry(slab, base + g.pos, n) - base
-        g.count++
-        return true
-      }
-      if (g.count === 0 || attempt > 0) {
-        if (g.count === 0) this.#release(p, g)
-        return false
-      }
-      // Full: send what it holds and start the group over in the same buffer.
-      this.#restart(g, flushFull)
-    }
+    this.#write = write
+    return this.#fill(authority, partition, flushFull, this.#putEnvelope)
   }
 
   /**
@@ -152,27 +134,81 @@ export class TellBatches {
     payload: PayloadWriter,
     flushFull: (frame: Uint8Array) => void,
   ): boolean {
+    this.#tellKind = kind
+    this.#tellType = messageType
+    this.#tellVersion = schemaVersion
+    this.#tellKey = key
+    this.#tellPayload = payload
+    return this.#fill(authority, partition, flushFull, this.#putTell)
+  }
+
+  /**
+   * Put one tell into the open group of (authority, partition) with `put`:
+   * a full group goes to `flushFull` first and the tell into the emptied
+   * one; false (nothing kept) when it does not fit even an empty group.
+   */
+  #fill(authority: string, partition: number, flushFull: (frame: Uint8Array) => void, put: (g: Group) => boolean): boolean {
     const p = this.#pending(authority)
     const g = this.#group(p, partition)
-    let r = g.space.run
-    if (r === null) r = g.space.run = new TellRunWriter()
-    else if (r.entries > 0 && !r.isFor(kind, messageType, schemaVersion)) closeRun(g)
-    if (g.count >= TELL_BATCH_MAX_TELLS) this.#restart(g, flushFull)
-    const { slab, base } = g.space
+    if (g.count >= TELL_BATCH_MAX_TELLS) this.#restartKeeping(g, flushFull)
     for (let attempt = 0; ; attempt++) {
-      if (r.entries > 0 || r.open(slab, base + g.pos, base + TELL_BATCH_BYTES, kind, messageType, schemaVersion, partition)) {
-        if (r.append(key, payload)) {
-          g.count++
-          return true
-        }
+      if (put(g)) {
+        g.count++
+        return true
       }
       if (g.count === 0 || attempt > 0) {
         if (g.count === 0) this.#release(p, g)
         return false
       }
-      // Full: send what it holds and start the group over with a fresh run.
-      this.#restart(g, flushFull)
+      this.#restartKeeping(g, flushFull)
     }
+  }
+
+  /** #restart, keeping this call's tell: `flushFull` may run code that sends tells (an event subscriber). */
+  #restartKeeping(g: Group, flushFull: (frame: Uint8Array) => void): void {
+    const write = this.#write
+    const kind = this.#tellKind
+    const type = this.#tellType
+    const version = this.#tellVersion
+    const key = this.#tellKey
+    const payload = this.#tellPayload
+    this.#restart(g, flushFull)
+    this.#write = write
+    this.#tellKind = kind
+    this.#tellType = type
+    this.#tellVersion = version
+    this.#tellKey = key
+    this.#tellPayload = payload
+  }
+
+  // What #putEnvelope and #putTell write: set per call (no closure per tell).
+  #write: EnvelopeWrite = () => -1
+  #tellKind: InternedString | null = null
+  #tellType = 0
+  #tellVersion = 0
+  #tellKey = ''
+  #tellPayload: PayloadWriter = () => -1
+
+  /** An envelope as the group's next entry (closing its open run first). */
+  readonly #putEnvelope = (g: Group): boolean => {
+    closeRun(g)
+    const { slab, base } = g.space
+    const room = TELL_BATCH_BYTES - g.pos - 4
+    const n = room > 0 ? this.#write(slab, base + g.pos + 4, room) : -1
+    if (n < 0) return false
+    g.pos = closeRingEntry(slab, base + g.pos, n) - base
+    return true
+  }
+
+  /** A tell into the group's open run for its kind, method and version, or a run opened at the group's end. */
+  readonly #putTell = (g: Group): boolean => {
+    const kind = this.#tellKind!
+    const space = g.space
+    let r = space.run
+    if (r === null) r = space.run = new TellRunWriter()
+    else if (r.entries > 0 && !r.isFor(kind, this.#tellType, this.#tellVersion)) closeRun(g)
+    if (r.entries === 0 && !r.open(space.slab, space.base + g.pos, space.base + TELL_BATCH_BYTES, kind, this.#tellType, this.#tellVersion, g.partition)) return false
+    return r.append(this.#tellKey, this.#tellPayload)
   }
 
   /** Send what the group holds and start it over in the same buffer. */

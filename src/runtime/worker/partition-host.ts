@@ -32,6 +32,10 @@ import { EVENT_CATEGORIES } from '../../observability/events.js'
 import { describeVersions } from '../../grains/limits-and-schemas.js'
 import type { Admission } from './key-limits.js'
 
+
+/** #decodeOrRefuse's answer for a payload that could not be decoded (the call is refused already). */
+const DECODE_FAILED: unique symbol = Symbol('decode failed')
+
 export interface PartitionHostOptions {
   worker: number
   workers: number
@@ -211,16 +215,8 @@ export class PartitionHost implements ActivationHost {
         continue
       }
       const slot = cache.slot
-      let payload: unknown
-      try {
-        payload = entries.payloadLen === 0 ? undefined : this.codec.decode(r.buf, entries.payloadOff, entries.payloadLen)
-      } catch (e) {
-        const reason = `request payload of ${kindName}.${method.name} could not be decoded: ${reasonOf(e)}`
-        this.#serializationFailed(kindName, key, method.name, 'decode', 'request', 'ERR_GRAIN_PAYLOAD_DECODE', reason)
-        this.#deadLetter(kindName, key, method.id, 'ERR_GRAIN_PAYLOAD_DECODE', reason)
-        continue
-      }
-      this.#deliverCached(entry, key, slot, method, payload, -1, 0)
+      const payload = this.#decodeOrRefuse(kindName, key, method, r.buf, entries.payloadOff, entries.payloadLen, -1, 0)
+      if (payload !== DECODE_FAILED) this.#deliverCached(entry, key, slot, method, payload, -1, 0)
     }
     if (entries.error !== undefined) this.#malformedRun(r, entries.error)
   }
@@ -301,16 +297,20 @@ export class PartitionHost implements ActivationHost {
       this.#schemaMismatch(entry, key, method, version, replyTo, corr)
       return
     }
-    let payload: unknown
+    const payload = this.#decodeOrRefuse(kindName, key, method, r.buf, r.payloadOff, r.payloadLen, replyTo, corr)
+    if (payload !== DECODE_FAILED) this.#deliverCached(entry, key, slot, method, payload, replyTo, corr)
+  }
+
+  /** A request's payload; or, when it cannot be decoded, DECODE_FAILED once the call is reported and refused. */
+  #decodeOrRefuse(kindName: string, key: string, method: MethodEntry, buf: Uint8Array, off: number, len: number, replyTo: number, corr: number): unknown {
     try {
-      payload = r.payloadLen === 0 ? undefined : this.codec.decode(r.buf, r.payloadOff, r.payloadLen)
+      return len === 0 ? undefined : this.codec.decode(buf, off, len)
     } catch (e) {
       const reason = `request payload of ${kindName}.${method.name} could not be decoded: ${reasonOf(e)}`
       this.#serializationFailed(kindName, key, method.name, 'decode', 'request', 'ERR_GRAIN_PAYLOAD_DECODE', reason)
-      this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_PAYLOAD_DECODE', reason, { kind: kindName, key, method: method.name })
-      return
+      this.#refuse(replyTo, corr, method.id, 'ERR_GRAIN_PAYLOAD_DECODE', reason, { kind: kindName, key, method: method.name })
+      return DECODE_FAILED
     }
-    this.#deliverCached(entry, key, slot, method, payload, replyTo, corr)
   }
 
   /** A request that cannot be delivered: error reply for an ask, DeadLetter for a tell. */
