@@ -133,7 +133,7 @@ export class FramePump {
       await parked
       this.#parked = false
       // A wake() is not data: it must not teach the spin anything.
-      if (this.#adaptive && !this.#woken) this.#adapt((performance.now() - idleFrom) * 1000)
+      if (this.#adaptive && !this.#woken) this.#adapt(this.#idleGapUs(idleFrom))
       this.#woken = false
     }
   }
@@ -159,6 +159,23 @@ export class FramePump {
    */
   #adapt(idleUs: number): void {
     this.#spinNowUs = idleUs <= this.#spinMaxUs ? Math.max(this.#spinUs, Math.min(this.#spinMaxUs, idleUs * 1.5)) : this.#spinUs
+  }
+
+  /**
+   * How long the ring stayed empty, µs: from `idleFrom` to when the producer
+   * published and woke us, not to when this thread got to run again. A
+   * wake-up can take hundreds of µs on a VM with idle vCPUs; counted in,
+   * it pushed conversational gaps past the ceiling, which set the spin to
+   * its minimum, so the next message found the thread parked again: a
+   * steady exchange could stay in that state, every message paying a
+   * wake-up (remote ask p50 ~670 instead of ~90 µs in one of eight probe
+   * runs). A wake by timeout or without a stamp falls back to the time
+   * until now.
+   */
+  #idleGapUs(idleFrom: number): number {
+    const now = performance.now()
+    const woke = this.#consumer.notifiedAt - performance.timeOrigin
+    return (woke >= idleFrom && woke <= now ? woke - idleFrom : now - idleFrom) * 1000
   }
 
   /** The spin the next park will do, µs (for tests and diagnostics). */

@@ -8,6 +8,7 @@
  *   word  0  kTail             producer's published write position (bytes, u32, wraps)
  *   word 16  kHead             consumer's published read position  (bytes, u32, wraps)
  *   word 32  kConsumerWaiting  1 while the consumer is parked in Atomics.waitAsync
+ *   byte 136 kNotifiedAtF64    float64: when the producer last woke the parked consumer (absolute ms)
  *   word 48  kProducerWaiting  1 while the producer waits for free space
  *   byte 256 ... 256+C         data area, C = capacity, a power of two
  *
@@ -35,6 +36,12 @@ export const kTail = 0
 export const kHead = 16
 export const kConsumerWaiting = 32
 export const kProducerWaiting = 48
+/**
+ * Float64 index (byte 136, on the consumer-waiting line) of when the
+ * producer last woke a parked consumer: absolute ms, timeOrigin + now(),
+ * comparable across the threads of a process.
+ */
+export const kNotifiedAtF64 = 17
 export const HEADER_BYTES = 256
 const kWrapMarker = 0xffffffff
 
@@ -87,6 +94,8 @@ export function closeRingEntry(bytes: Uint8Array, at: number, len: number): numb
 
 class RingView {
   readonly ctl: Int32Array
+  /** The header as float64s: kNotifiedAtF64. */
+  readonly ctlF64: Float64Array
   /** Data area as bytes; frame offsets handed out are indices into it. */
   readonly data: Uint8Array
   readonly words: Uint32Array
@@ -96,6 +105,7 @@ class RingView {
 
   constructor(sab: SharedArrayBuffer) {
     this.ctl = new Int32Array(sab, 0, HEADER_BYTES / 4)
+    this.ctlF64 = new Float64Array(sab, 0, HEADER_BYTES / 8)
     this.capacity = sab.byteLength - HEADER_BYTES
     this.data = new Uint8Array(sab, HEADER_BYTES, this.capacity)
     this.words = new Uint32Array(sab, HEADER_BYTES, this.capacity / 4)
@@ -247,6 +257,8 @@ export class RingProducer extends RingView {
     // The consumer sets kConsumerWaiting before re-checking the tail; with
     // seq-cst atomics either it sees our tail or we see its flag.
     if (Atomics.load(this.ctl, kConsumerWaiting) === 1 && Atomics.compareExchange(this.ctl, kConsumerWaiting, 1, 0) === 1) {
+      // Before the notify (which orders it for the woken consumer): when the data came, for its idle-gap measure.
+      this.ctlF64[kNotifiedAtF64] = performance.timeOrigin + performance.now()
       Atomics.notify(this.ctl, kConsumerWaiting, 1)
       this.stats.notifies++
     }
@@ -291,6 +303,11 @@ export class RingConsumer extends RingView {
 
   get wakeups(): number {
     return this.#wakeups
+  }
+
+  /** When the producer last woke this consumer from a park (absolute ms: timeOrigin + now()); 0 if never. */
+  get notifiedAt(): number {
+    return this.ctlF64[kNotifiedAtF64]!
   }
 
   /** True when no published frame is waiting. */

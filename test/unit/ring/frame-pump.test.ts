@@ -68,6 +68,26 @@ describe('FramePump adaptive spin', () => {
     expect(t.pump.spinNowMicros).toBe(BASE_US)
   })
 
+  it('measures the gap to when the producer woke it, not to when it got to run: a late wake-up does not reset the spin', async () => {
+    const cap = 100_000 // 100 ms
+    const t = setup(cap)
+    t.pump.start()
+    t.send()
+    await waitUntil(() => t.frames() === 1 && t.parked(), { what: 'first frame handled, pump parked' })
+    await sleep(5)
+    // The producer publishes (and stamps the wake); this thread then stays busy far past the
+    // ceiling before the pump may run, as a slow wake-up of a parked thread would.
+    t.send()
+    const until = performance.now() + 2 * (cap / 1000)
+    while (performance.now() < until) {
+      /* busy: the pump cannot run */
+    }
+    await waitUntil(() => t.frames() === 2 && t.parked(), { what: 'second frame handled, pump parked' })
+    // Gap ≈ 5 ms (plus polling), not the ~200 ms until the pump ran: the spin grew instead of resetting.
+    expect(t.pump.spinNowMicros).toBeGreaterThanOrEqual(1.5 * 5_000)
+    expect(t.pump.spinNowMicros).toBeLessThan(cap)
+  })
+
   it('spinMaxMicros equal to spinMicros never adapts', async () => {
     const t = setup(BASE_US)
     t.pump.start()
