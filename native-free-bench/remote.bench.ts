@@ -285,7 +285,7 @@ function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly
       if (w.deadA !== dead0) throw new Error(`remote tells: node A published ${w.deadA - dead0} dead letters`)
       if (s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: the transport refused ${s1.sendsRefused - s0.sendsRefused} sends (backpressure)`)
       const p = await w.peer()
-      if (p.deadletters + p.framesRejected > 0) throw new Error(`remote tells: node B published ${p.deadletters} dead letters and rejected ${p.framesRejected} frames`)
+      if (p.deadletters + p.framesRejected > 0) throw new Error(`remote tells: node B published ${p.deadletters} dead letters and rejected ${p.framesRejected} frames (${p.problems.join('; ')})`)
       // Per tell, not per transport frame: tells travel in batches of many per frame.
       return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: (s1.bytesOut - s0.bytesOut) / n, framesPerTell: (s1.framesOut - s0.framesOut) / n }
     },
@@ -568,7 +568,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       throw new Error(`deferred: after the reconnect B recorded ${JSON.stringify(sm)}; expected the newest ${L} in order (count ${L}, first ${9 * L}, last ${10 * L - 1}, gaps 0)`)
     }
     const finalPeer = await peerStats(child)
-    if (finalPeer.deadletters + finalPeer.framesRejected > 0) throw new Error(`node B published ${finalPeer.deadletters} dead letters and rejected ${finalPeer.framesRejected} frames`)
+    if (finalPeer.deadletters + finalPeer.framesRejected > 0) throw new Error(`node B published ${finalPeer.deadletters} dead letters and rejected ${finalPeer.framesRejected} frames (${finalPeer.problems.join('; ')})`)
 
     // ---- report
     const cTell = aggregate(cand)

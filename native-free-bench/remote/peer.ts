@@ -20,7 +20,10 @@ let node: GrainNode | undefined
 let server: Server | undefined
 const rawSockets = new Set<Socket>()
 let closing: Promise<void> | undefined
-const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed'> = { deadletters: 0, framesRejected: 0, ringFull: 0 }
+const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed'> = { deadletters: 0, framesRejected: 0, ringFull: 0, problems: [] }
+const note = (e: { code: string; reason: string }): void => {
+  if (stats.problems.length < 5) stats.problems.push(`${e.code}: ${e.reason}`)
+}
 
 function send(m: FromPeer): void {
   if (process.connected) process.send?.(m)
@@ -53,8 +56,14 @@ async function start(m: Extract<ToPeer, { type: 'start' }>): Promise<void> {
       servingLeaseMs: 3_600_000,
     },
   })
-  node.events.subscribe('deadletter', () => void stats.deadletters++)
-  node.events.subscribe('transport.frame-rejected', () => void stats.framesRejected++)
+  node.events.subscribe('deadletter', (e) => {
+    stats.deadletters++
+    note(e)
+  })
+  node.events.subscribe('transport.frame-rejected', (e) => {
+    stats.framesRejected++
+    note(e)
+  })
   node.events.subscribe('ring.full', () => void stats.ringFull++)
   await node.cluster!.whenUp()
   send({ type: 'ready', authority: node.cluster!.authority, nodeId: node.cluster!.nodeId, rawPort: (srv.address() as AddressInfo).port, workers: node.options.workers })

@@ -32,6 +32,8 @@ export type ToPeer =
 export interface PeerStats {
   deadletters: number
   framesRejected: number
+  /** The first few rejections and dead letters (code: reason), for the scope's error message. */
+  problems: string[]
   ringFull: number
   framesIn: number
   bytesIn: number
