@@ -65,6 +65,8 @@ class Group {
   constructor(
     readonly partition: number,
     readonly space: Space,
+    /** Its authority's open groups. */
+    readonly pending: Pending,
   ) {}
 }
 
@@ -113,8 +115,11 @@ export class TellBatches {
    * that had no room left, before the envelope goes into a fresh one.
    */
   append(authority: string, partition: number, write: EnvelopeWrite, flushFull: (frame: Uint8Array) => void): boolean {
-    this.#write = write
-    return this.#fill(authority, partition, flushFull, this.#putEnvelope)
+    const g = this.#groupFor(authority, partition, flushFull)
+    for (let attempt = 0; ; attempt++) {
+      if (this.#putEnvelope(g, write)) return this.#took(g)
+      if (!this.#makeRoom(g, attempt, flushFull)) return false
+    }
   }
 
   /**
@@ -134,81 +139,61 @@ export class TellBatches {
     payload: PayloadWriter,
     flushFull: (frame: Uint8Array) => void,
   ): boolean {
-    this.#tellKind = kind
-    this.#tellType = messageType
-    this.#tellVersion = schemaVersion
-    this.#tellKey = key
-    this.#tellPayload = payload
-    return this.#fill(authority, partition, flushFull, this.#putTell)
-  }
-
-  /**
-   * Put one tell into the open group of (authority, partition) with `put`:
-   * a full group goes to `flushFull` first and the tell into the emptied
-   * one; false (nothing kept) when it does not fit even an empty group.
-   */
-  #fill(authority: string, partition: number, flushFull: (frame: Uint8Array) => void, put: (g: Group) => boolean): boolean {
-    const p = this.#pending(authority)
-    const g = this.#group(p, partition)
-    if (g.count >= TELL_BATCH_MAX_TELLS) this.#restartKeeping(g, flushFull)
+    const g = this.#groupFor(authority, partition, flushFull)
     for (let attempt = 0; ; attempt++) {
-      if (put(g)) {
-        g.count++
-        return true
-      }
-      if (g.count === 0 || attempt > 0) {
-        if (g.count === 0) this.#release(p, g)
-        return false
-      }
-      this.#restartKeeping(g, flushFull)
+      if (this.#putTell(g, kind, messageType, schemaVersion, key, payload)) return this.#took(g)
+      if (!this.#makeRoom(g, attempt, flushFull)) return false
     }
   }
 
-  /** #restart, keeping this call's tell: `flushFull` may run code that sends tells (an event subscriber). */
-  #restartKeeping(g: Group, flushFull: (frame: Uint8Array) => void): void {
-    const write = this.#write
-    const kind = this.#tellKind
-    const type = this.#tellType
-    const version = this.#tellVersion
-    const key = this.#tellKey
-    const payload = this.#tellPayload
-    this.#restart(g, flushFull)
-    this.#write = write
-    this.#tellKind = kind
-    this.#tellType = type
-    this.#tellVersion = version
-    this.#tellKey = key
-    this.#tellPayload = payload
+  /** The open group of (authority, partition), handed over first if it holds TELL_BATCH_MAX_TELLS. */
+  #groupFor(authority: string, partition: number, flushFull: (frame: Uint8Array) => void): Group {
+    let p = this.#byAuthority.get(authority)
+    if (p === undefined) this.#byAuthority.set(authority, (p = new Pending()))
+    let g = p.groups.get(partition)
+    if (g === undefined) p.groups.set(partition, (g = new Group(partition, this.#buffer(), p)))
+    if (g.count >= TELL_BATCH_MAX_TELLS) this.#restart(g, flushFull)
+    return g
   }
 
-  // What #putEnvelope and #putTell write: set per call (no closure per tell).
-  #write: EnvelopeWrite = () => -1
-  #tellKind: InternedString | null = null
-  #tellType = 0
-  #tellVersion = 0
-  #tellKey = ''
-  #tellPayload: PayloadWriter = () => -1
+  #took(g: Group): true {
+    g.count++
+    return true
+  }
+
+  /**
+   * A tell did not fit: hand over a group that holds tells and try again in
+   * it, emptied (true). False when even an empty group was too small, or
+   * this was that second try (an empty group is released).
+   */
+  #makeRoom(g: Group, attempt: number, flushFull: (frame: Uint8Array) => void): boolean {
+    if (g.count > 0 && attempt === 0) {
+      this.#restart(g, flushFull)
+      return true
+    }
+    if (g.count === 0) this.#release(g)
+    return false
+  }
 
   /** An envelope as the group's next entry (closing its open run first). */
-  readonly #putEnvelope = (g: Group): boolean => {
+  #putEnvelope(g: Group, write: EnvelopeWrite): boolean {
     closeRun(g)
     const { slab, base } = g.space
     const room = TELL_BATCH_BYTES - g.pos - 4
-    const n = room > 0 ? this.#write(slab, base + g.pos + 4, room) : -1
+    const n = room > 0 ? write(slab, base + g.pos + 4, room) : -1
     if (n < 0) return false
     g.pos = closeRingEntry(slab, base + g.pos, n) - base
     return true
   }
 
   /** A tell into the group's open run for its kind, method and version, or a run opened at the group's end. */
-  readonly #putTell = (g: Group): boolean => {
-    const kind = this.#tellKind!
+  #putTell(g: Group, kind: InternedString, messageType: number, schemaVersion: number, key: string, payload: PayloadWriter): boolean {
     const space = g.space
     let r = space.run
     if (r === null) r = space.run = new TellRunWriter()
-    else if (r.entries > 0 && !r.isFor(kind, this.#tellType, this.#tellVersion)) closeRun(g)
-    if (r.entries === 0 && !r.open(space.slab, space.base + g.pos, space.base + TELL_BATCH_BYTES, kind, this.#tellType, this.#tellVersion, g.partition)) return false
-    return r.append(this.#tellKey, this.#tellPayload)
+    else if (!r.isFor(kind, messageType, schemaVersion)) closeRun(g)
+    if (r.entries === 0 && !r.open(space.slab, space.base + g.pos, space.base + TELL_BATCH_BYTES, kind, messageType, schemaVersion, g.partition)) return false
+    return r.append(key, payload)
   }
 
   /** Send what the group holds and start it over in the same buffer. */
@@ -216,18 +201,6 @@ export class TellBatches {
     flushFull(this.#seal(g))
     g.pos = TELL_BATCH_HEADER_BYTES
     g.count = 0
-  }
-
-  #pending(authority: string): Pending {
-    let p = this.#byAuthority.get(authority)
-    if (p === undefined) this.#byAuthority.set(authority, (p = new Pending()))
-    return p
-  }
-
-  #group(p: Pending, partition: number): Group {
-    let g = p.groups.get(partition)
-    if (g === undefined) p.groups.set(partition, (g = new Group(partition, this.#buffer())))
-    return g
   }
 
   /**
@@ -250,8 +223,8 @@ export class TellBatches {
     return [...this.#byAuthority.keys()]
   }
 
-  #release(p: Pending, g: Group): void {
-    p.groups.delete(g.partition)
+  #release(g: Group): void {
+    g.pending.groups.delete(g.partition)
     if (this.#spare.length < TellBatches.maxSpare) this.#spare.push(g.space)
   }
 

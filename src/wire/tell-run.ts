@@ -185,7 +185,12 @@ export class TellRunEntries {
   }
 }
 
-const probe = new EnvelopeReader()
+/**
+ * Readers for runTells and forEachTell, made on first use: a reader builds a
+ * 16,384-slot key cache (~300 KB), and every thread imports this module.
+ */
+let probe: EnvelopeReader | undefined
+let expandReader: EnvelopeReader | undefined
 const probeEntries = new TellRunEntries()
 
 /**
@@ -196,7 +201,7 @@ const probeEntries = new TellRunEntries()
 export function runTells(buf: Uint8Array, off: number, len: number): number | string {
   let r: EnvelopeReader
   try {
-    r = probe.reset(buf, off, len)
+    r = (probe ??= new EnvelopeReader()).reset(buf, off, len)
   } catch (e) {
     return e instanceof Error ? e.message : String(e)
   }
@@ -229,17 +234,16 @@ export function forEachTell(buf: Uint8Array, off: number, len: number, each: (en
     each(buf.subarray(off, off + len))
     return undefined
   }
-  // A reader builds a 16,384-slot key cache: one for all runs, unless `each` expands another run meanwhile.
+  // One reader for all runs, unless `each` expands another run meanwhile.
   const nested = expanding++ > 0
   try {
-    return expand((nested ? new EnvelopeReader() : expandReader).reset(buf, off, len), buf, off, len, each, lead)
+    return expand((nested ? new EnvelopeReader() : (expandReader ??= new EnvelopeReader())).reset(buf, off, len), buf, off, len, each, lead)
   } finally {
     expanding--
   }
 }
 
 let expanding = 0
-const expandReader = new EnvelopeReader()
 
 function expand(r: EnvelopeReader, buf: Uint8Array, off: number, len: number, each: (envelope: Uint8Array) => void, lead: number): string | undefined {
   if ((r.flags & FLAGS.TELL_RUN) === 0) {

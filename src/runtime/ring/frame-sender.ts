@@ -93,7 +93,7 @@ export class FrameSender {
 
   /** True when nothing waits: no backlog, no open tell run, and the consumer has read every frame in the ring. */
   get idle(): boolean {
-    return this.#nothingQueued() && (this.#run === null || this.#run.entries === 0) && this.producer.consumerCaughtUp()
+    return this.#nothingQueued() && !this.#runOpen() && this.producer.consumerCaughtUp()
   }
 
   get maxFrameBytes(): number {
@@ -107,7 +107,7 @@ export class FrameSender {
 
   /** Encode `w` into the ring. Throws the writer's encode errors unchanged. Replies may queue past the bound (isReply). */
   send(w: EnvelopeWriter): void {
-    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
+    this.#closeOpenRun()
     const p = this.producer
     // With a backlog, try to move it into the ring on every MOVE_EVERY-th
     // send only: a block needs a large contiguous room, so each try re-reads
@@ -145,7 +145,7 @@ export class FrameSender {
 
   /** Copy an already-encoded frame (routing without re-encoding). */
   sendBytes(src: Uint8Array, off: number, len: number): void {
-    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
+    this.#closeOpenRun()
     const p = this.producer
     if (this.#nothingQueued() || this.#moveOverflow()) {
       let at = p.reserve(len) // throws ERR_RING_FRAME_TOO_LARGE
@@ -175,7 +175,7 @@ export class FrameSender {
    * does not fit gets its own ERR_RING_FULL.
    */
   sendBlock(src: Uint8Array, off: number, len: number, frames: number): boolean {
-    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
+    this.#closeOpenRun()
     // Larger than one side of the ring: only its frames one by one can get in.
     if (len > this.producer.maxFrameBytes + 4) return false
     if (this.#writeBlock(src, off, len, frames)) return true
@@ -228,6 +228,15 @@ export class FrameSender {
       if (r.entries === 0) return false
     }
     return false
+  }
+
+  #runOpen(): boolean {
+    return this.#run !== null && this.#run.entries > 0
+  }
+
+  /** Close the open tell run (if any): any other frame, a flush or close() goes behind it. */
+  #closeOpenRun(): void {
+    if (this.#runOpen()) this.#closeRun(this.#run!)
   }
 
   /**
@@ -429,7 +438,7 @@ export class FrameSender {
   /** Publish everything committed so far (once per batch, not per frame). */
   readonly flush = (): void => {
     // Before the flag drops, so the run's commit does not schedule another flush.
-    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
+    this.#closeOpenRun()
     this.#publishScheduled = false
     this.#sincePublish = 0
     if (this.producer.unpublished) this.producer.publish()
@@ -441,7 +450,7 @@ export class FrameSender {
    */
   close(): Uint8Array[] {
     // The open run's tells were accepted: they join the leftovers.
-    if (this.#run !== null && this.#run.entries > 0) this.#closeRun(this.#run)
+    this.#closeOpenRun()
     this.#sealOpen()
     this.#closed = true
     const left: Uint8Array[] = []

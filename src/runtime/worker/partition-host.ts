@@ -32,9 +32,13 @@ import { EVENT_CATEGORIES } from '../../observability/events.js'
 import { describeVersions } from '../../grains/limits-and-schemas.js'
 import type { Admission } from './key-limits.js'
 
-
 /** #decodeOrRefuse's answer for a payload that could not be decoded (the call is refused already). */
 const DECODE_FAILED: unique symbol = Symbol('decode failed')
+
+/** A kind serves a caller's schema version; 0 is a caller that does not know the kind (e.g. a pure client): accepted. */
+function servesVersion(entry: KindEntry, version: number): boolean {
+  return version === 0 || version === entry.schemaVersion || entry.supportedSchemaVersions.includes(version)
+}
 
 export interface PartitionHostOptions {
   worker: number
@@ -187,36 +191,27 @@ export class PartitionHost implements ActivationHost {
       this.#malformedRun(r, `kind: ${reasonOf(e)}`)
       return
     }
-    const method = entry === undefined ? undefined : methodById(entry, r.messageType)
+    const messageType = r.messageType
     const version = r.schemaVersion
-    if (entry === undefined || method === undefined || (version !== 0 && version !== entry.schemaVersion && !entry.supportedSchemaVersions.includes(version))) {
-      // Each tell refused as it would be on its own (a DeadLetter each).
-      while (entries.next()) {
-        let key: string
-        try {
-          key = r.keyAt(entries.keyOff, entries.keyLen)
-        } catch {
-          continue
-        }
-        if (entry === undefined) this.#refuse(-1, 0, r.messageType, 'ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kindName}" is registered on worker ${this.worker}`, { kind: kindName, key })
-        else if (method === undefined) this.#refuse(-1, 0, r.messageType, 'ERR_GRAIN_UNKNOWN_METHOD', `grain kind ${kindName} has no method with message type ${r.messageType}`, { kind: kindName, key })
-        else this.#schemaMismatch(entry, key, method, version, -1, 0)
-      }
-      if (entries.error !== undefined) this.#malformedRun(r, entries.error)
-      return
-    }
+    const method = entry === undefined ? undefined : methodById(entry, messageType)
+    // Checked once for the run; a run that cannot be served is refused tell by tell (a DeadLetter each), as its tells would be.
+    const served = method !== undefined && servesVersion(entry!, version)
     const cache = this.#keyCache
     while (entries.next()) {
       let key: string
       try {
         key = r.keyAt(entries.keyOff, entries.keyLen)
       } catch (e) {
-        this.#emit({ type: 'frame.malformed', source: `worker ${this.worker} inbound ring`, reason: `tell run entry of ${kindName}: ${reasonOf(e)}` })
+        this.#malformedRun(r, `entry key: ${reasonOf(e)}`)
+        continue
+      }
+      if (!served) {
+        this.#methodOrRefuse(entry, kindName, key, messageType, version, -1, 0)
         continue
       }
       const slot = cache.slot
       const payload = this.#decodeOrRefuse(kindName, key, method, r.buf, entries.payloadOff, entries.payloadLen, -1, 0)
-      if (payload !== DECODE_FAILED) this.#deliverCached(entry, key, slot, method, payload, -1, 0)
+      if (payload !== DECODE_FAILED) this.#deliverCached(entry!, key, slot, method, payload, -1, 0)
     }
     if (entries.error !== undefined) this.#malformedRun(r, entries.error)
   }
@@ -276,29 +271,32 @@ export class PartitionHost implements ActivationHost {
       if (replyTo >= 0) this.#replyError(replyTo, corr, toGrainClusterError(e, 'ERR_FRAME_MALFORMED'))
       return
     }
-    if (entry === undefined) {
-      this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kindName}" is registered on worker ${this.worker}`, {
-        kind: kindName,
-        key,
-      })
-      return
-    }
-    const method = methodById(entry, r.messageType)
-    if (method === undefined) {
-      this.#refuse(replyTo, corr, r.messageType, 'ERR_GRAIN_UNKNOWN_METHOD', `grain kind ${kindName} has no method with message type ${r.messageType}`, {
-        kind: kindName,
-        key,
-      })
-      return
-    }
-    // 0 = a caller that does not know the kind (e.g. a pure client): accepted.
-    const version = r.schemaVersion
-    if (version !== 0 && version !== entry.schemaVersion && !entry.supportedSchemaVersions.includes(version)) {
-      this.#schemaMismatch(entry, key, method, version, replyTo, corr)
-      return
-    }
+    const method = this.#methodOrRefuse(entry, kindName, key, r.messageType, r.schemaVersion, replyTo, corr)
+    if (method === undefined) return
     const payload = this.#decodeOrRefuse(kindName, key, method, r.buf, r.payloadOff, r.payloadLen, replyTo, corr)
-    if (payload !== DECODE_FAILED) this.#deliverCached(entry, key, slot, method, payload, replyTo, corr)
+    if (payload !== DECODE_FAILED) this.#deliverCached(entry!, key, slot, method, payload, replyTo, corr)
+  }
+
+  /**
+   * The method an envelope's message type names, when this worker serves
+   * its kind, method and schema version; else undefined, once the call is
+   * refused (error reply for an ask, DeadLetter for a tell).
+   */
+  #methodOrRefuse(entry: KindEntry | undefined, kindName: string, key: string, messageType: number, version: number, replyTo: number, corr: number): MethodEntry | undefined {
+    if (entry === undefined) {
+      this.#refuse(replyTo, corr, messageType, 'ERR_GRAIN_UNKNOWN_KIND', `no grain kind "${kindName}" is registered on worker ${this.worker}`, { kind: kindName, key })
+      return undefined
+    }
+    const method = methodById(entry, messageType)
+    if (method === undefined) {
+      this.#refuse(replyTo, corr, messageType, 'ERR_GRAIN_UNKNOWN_METHOD', `grain kind ${kindName} has no method with message type ${messageType}`, { kind: kindName, key })
+      return undefined
+    }
+    if (!servesVersion(entry, version)) {
+      this.#schemaMismatch(entry, key, method, version, replyTo, corr)
+      return undefined
+    }
+    return method
   }
 
   /** A request's payload; or, when it cannot be decoded, DECODE_FAILED once the call is reported and refused. */
