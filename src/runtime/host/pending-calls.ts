@@ -11,6 +11,7 @@
 
 import { GrainClusterError } from '../../common/errors.js'
 import { monotonicMs } from '../../common/deadline.js'
+import { IdTable } from '../../common/id-table.js'
 import type { EnvelopeReader } from '../../wire/envelope.js'
 
 export interface CallInfo {
@@ -33,12 +34,11 @@ interface Call extends CallInfo {
 }
 
 export class PendingCalls {
-  readonly #calls = new Map<number, Call>()
+  readonly #calls = new IdTable<Call>()
   /** Calls waiting on each local worker (index = worker): what its ring pump may spin for. */
   #onWorker: number[] = []
   /** When the latest call to each local worker was registered (monotonic ms). */
   #lastCallAt: number[] = []
-  #next = 1
   #sweeper: ReturnType<typeof setInterval> | undefined
   readonly defaultTimeoutMs: number
   readonly #sweepMs: number
@@ -64,9 +64,7 @@ export class PendingCalls {
 
   /** Next correlation id (never 0, wraps at 2^32). */
   nextId(): number {
-    const id = this.#next
-    this.#next = (id + 1) >>> 0 || 1
-    return id
+    return this.#calls.reserve()
   }
 
   /** Register call `id`; the promise settles on complete/fail/timeout. */
@@ -128,34 +126,36 @@ export class PendingCalls {
   /** Fail every call waiting on a reply from `authority` (it became unreachable). Returns how many. */
   failAuthority(authority: string, makeError: (c: CallInfo) => GrainClusterError): number {
     let n = 0
-    for (const [id, c] of this.#calls) {
-      if (c.authority !== authority) continue
+    this.#calls.forEach((c, id) => {
+      if (c.authority !== authority) return
       this.#remove(id, c)
       c.reject(makeError(c))
       n++
-    }
+    })
     return n
   }
 
   /** Fail every call waiting on `worker` (it crashed). Returns how many. */
   failWorker(worker: number, makeError: (c: CallInfo) => GrainClusterError): number {
     let n = 0
-    for (const [id, c] of this.#calls) {
-      if (c.worker !== worker) continue
+    this.#calls.forEach((c, id) => {
+      if (c.worker !== worker) return
       this.#remove(id, c)
       c.reject(makeError(c))
       n++
-    }
+    })
     return n
   }
 
   failAll(makeError: (c: CallInfo) => GrainClusterError): number {
     const n = this.#calls.size
-    for (const c of this.#calls.values()) {
+    const calls: Call[] = []
+    this.#calls.forEach((c) => calls.push(c))
+    this.#calls.clear()
+    for (const c of calls) {
       if (c.timer !== undefined) clearTimeout(c.timer)
       c.reject(makeError(c))
     }
-    this.#calls.clear()
     this.#onWorker = []
     this.#lastCallAt = []
     this.#stopSweeper()
@@ -171,12 +171,11 @@ export class PendingCalls {
 
   readonly #sweep = (): void => {
     const now = monotonicMs()
-    for (const [id, c] of this.#calls) {
-      if (c.timer !== undefined) continue
-      if (c.deadline > now) break
+    this.#calls.forEach((c, id) => {
+      if (c.timer !== undefined || c.deadline > now) return
       this.#remove(id, c)
       c.reject(timeoutError(c))
-    }
+    })
     if (this.#calls.size === 0) this.#stopSweeper()
   }
 

@@ -13,6 +13,7 @@
  * arrives while an async handler is pending waits in the activation's queue.
  */
 
+import { IdTable } from '../../common/id-table.js'
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
 import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
@@ -125,8 +126,8 @@ export class PartitionHost implements ActivationHost {
   readonly #writer = new EnvelopeWriter()
   readonly #runEntries = new TellRunEntries()
   readonly #activations = new Map<KindEntry, Map<string, Activation>>()
-  readonly #pending = new Map<number, PendingAsk>()
-  #nextCorrelation = 1
+  /** Not a Map: see IdTable (a Map's replaced tables keep finished asks alive into the old generation). */
+  readonly #pending = new IdTable<PendingAsk>()
   #lastKind: KindEntry | undefined = undefined
   #local: Uint8Array[] = []
   #localScheduled = false
@@ -1048,8 +1049,7 @@ export class PartitionHost implements ActivationHost {
   }
 
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {
-    const corr = this.#nextCorrelation
-    this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
+    const corr = this.#pending.reserve()
     let target: PidTarget | undefined
     try {
       target = this.#target(pid)
@@ -1064,8 +1064,7 @@ export class PartitionHost implements ActivationHost {
   /** ctx.whenWritable (see GrainContext). */
   whenWritable(pid: string | undefined, timeoutMs: number | undefined): Promise<void> {
     if (pid === undefined) return this.sender.whenDrained()
-    const corr = this.#nextCorrelation
-    this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
+    const corr = this.#pending.reserve()
     let target: Pid
     try {
       target = this.#target(pid).pid
@@ -1104,8 +1103,7 @@ export class PartitionHost implements ActivationHost {
       return Promise.reject(toGrainClusterError(e))
     }
     const { w, target } = prepared
-    const corr = this.#nextCorrelation
-    this.#nextCorrelation = (this.#nextCorrelation + 1) >>> 0 || 1
+    const corr = this.#pending.reserve()
     w.flags = FLAGS.ASK
     w.correlationId = corr
     w.replyTo = this.self
@@ -1145,11 +1143,13 @@ export class PartitionHost implements ActivationHost {
 
   /** Fail every ask this worker's grains are waiting on (shutdown). */
   failPending(err: (p: { kind: string; key: string; method: string }) => GrainClusterError): void {
-    for (const p of this.#pending.values()) {
+    const pending: PendingAsk[] = []
+    this.#pending.forEach((p) => pending.push(p))
+    this.#pending.clear()
+    for (const p of pending) {
       clearTimeout(p.timer)
       p.reject(err(p))
     }
-    this.#pending.clear()
   }
 
   // ----------------------------------------------------------------- events
