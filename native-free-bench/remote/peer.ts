@@ -20,7 +20,7 @@ let node: GrainNode | undefined
 let server: Server | undefined
 const rawSockets = new Set<Socket>()
 let closing: Promise<void> | undefined
-const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed'> = { deadletters: 0, framesRejected: 0, ringFull: 0, problems: [] }
+const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed'> = { deadletters: 0, framesRejected: 0, unsentTo: [], ringFull: 0, problems: [] }
 const note = (e: { code: string; reason: string }): void => {
   if (stats.problems.length < 5) stats.problems.push(`${e.code}: ${e.reason}`)
 }
@@ -61,6 +61,10 @@ async function start(m: Extract<ToPeer, { type: 'start' }>): Promise<void> {
     note(e)
   })
   node.events.subscribe('transport.frame-rejected', (e) => {
+    if (e.code === 'ERR_AUTHORITY_UNREACHABLE') {
+      if (!stats.unsentTo.includes(e.remote)) stats.unsentTo.push(e.remote)
+      return
+    }
     stats.framesRejected++
     note(e)
   })

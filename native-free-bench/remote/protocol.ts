@@ -31,7 +31,15 @@ export type ToPeer =
 /** Counters of node B since it started (events counted by subscription, transport from its stats). */
 export interface PeerStats {
   deadletters: number
+  /** Frames B refused (malformed, undecodable, ...): must stay 0. */
   framesRejected: number
+  /**
+   * Peers B had bytes queued for when their connection closed (transport
+   * 'frame-rejected' ERR_AUTHORITY_UNREACHABLE: outbound, never sent). (c)
+   * cuts A2's connection on purpose, which may catch a heartbeat or gossip
+   * frame to A2 in the queue: expected for A2, a failure for anyone else.
+   */
+  unsentTo: string[]
   /** The first few rejections and dead letters (code: reason), for the scope's error message. */
   problems: string[]
   ringFull: number
