@@ -286,7 +286,12 @@ function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly
       const sum = await sumCounts(a, pids)
       const ms = performance.now() - t0
       const s1 = t.stats
-      if (sum !== expectedTotal) throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated`)
+      if (sum !== expectedTotal) {
+        const p = await w.peer()
+        throw new Error(
+          `remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused; B: ${p.deadletters} dead letters, ${p.framesRejected} frames rejected, ring full ${p.ringFull} times, unsent to [${p.unsentTo.join(', ')}]; ${p.problems.join('; ')})`,
+        )
+      }
       if (w.deadA !== dead0) throw new Error(`remote tells: node A published ${w.deadA - dead0} dead letters`)
       if (s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: the transport refused ${s1.sendsRefused - s0.sendsRefused} sends (backpressure)`)
       const p = await w.peer()

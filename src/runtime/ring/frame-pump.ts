@@ -9,6 +9,7 @@
  */
 
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import type { CpuHeadroom } from './cpu-headroom.js'
 import type { FrameHandler, RingConsumer } from './spsc-ring.js'
 
 export interface FramePumpOptions {
@@ -37,6 +38,8 @@ export interface FramePumpOptions {
   spinMaxMicros?: number
   /** Spin only while this holds (e.g. while asks are outstanding). Default: always. */
   spinWhile?: () => boolean
+  /** Spin past spinMicros (the adaptive spin) only while the machine has a spare CPU (see CpuHeadroom). Default: no such check. */
+  headroom?: CpuHeadroom
   /** Called when a handler throws; the frame is skipped, the pump continues. */
   onError?: (e: unknown) => void
 }
@@ -60,6 +63,9 @@ export class FramePump {
   #spinNowUs: number
   readonly #onError: (e: unknown) => void
   readonly #spinWhile: () => boolean
+  readonly #headroom: CpuHeadroom | undefined
+  /** ms spun since the last headroom check. */
+  #spunMs = 0
 
   constructor(consumer: RingConsumer, onFrame: FrameHandler, options: FramePumpOptions = {}) {
     this.#consumer = consumer
@@ -76,6 +82,7 @@ export class FramePump {
     this.#spinNowUs = this.#spinUs
     this.#onError = options.onError ?? noop
     this.#spinWhile = options.spinWhile ?? always
+    this.#headroom = options.headroom
   }
 
   start(): void {
@@ -126,7 +133,7 @@ export class FramePump {
       }
       // One clock read serves the spin's deadline and the idle gap.
       const idleFrom = this.#spinUs > 0 ? performance.now() : 0
-      if (this.#spinUs > 0 && this.#spinWhile() && this.#spin(idleFrom)) continue
+      if (this.#spinUs > 0 && this.#spinWhile() && this.#spin(idleFrom, this.#hasHeadroom(idleFrom) ? this.#spinNowUs : this.#spinUs)) continue
       const parked = c.waitForData()
       if (parked === undefined) continue
       this.#parked = true
@@ -183,12 +190,27 @@ export class FramePump {
     return this.#spinNowUs
   }
 
-  #spin(from: number): boolean {
+  #hasHeadroom(now: number): boolean {
+    if (this.#headroom === undefined) return true
+    const spun = this.#spunMs
+    this.#spunMs = 0
+    return this.#headroom.allows(now, spun)
+  }
+
+  #spin(from: number, us: number): boolean {
     // performance.now(), not hrtime.bigint(): no BigInt allocated per poll.
-    const until = from + this.#spinNowUs / 1000
+    const until = from + us / 1000
     const c = this.#consumer
-    while (performance.now() < until) if (!c.isEmpty()) return true
-    return false
+    let now = from
+    let caught = false
+    while ((now = performance.now()) < until) {
+      if (!c.isEmpty()) {
+        caught = true
+        break
+      }
+    }
+    if (this.#headroom !== undefined) this.#spunMs += now - from
+    return caught
   }
 }
 

@@ -9,6 +9,7 @@ import { parentPort, threadId, workerData } from 'node:worker_threads'
 import { GrainClusterError, toGrainClusterError, toWire } from '../../common/errors.js'
 import { KindRegistry } from '../../grains/kind-registry.js'
 import { codecByName } from '../../wire/payload-codec.js'
+import { CpuHeadroom } from '../ring/cpu-headroom.js'
 import { FramePump } from '../ring/frame-pump.js'
 import { FrameSender } from '../ring/frame-sender.js'
 import { RingConsumer } from '../ring/spsc-ring.js'
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     gate: () => (sender.backlog > 0 ? sender.whenDrained() : undefined),
     spinMicros: data.spinMicros,
     spinMaxMicros: data.spinMaxMicros,
+    headroom: new CpuHeadroom(),
   })
 
   const ttl = host.minIdleTtlMs
