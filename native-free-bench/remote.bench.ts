@@ -208,6 +208,17 @@ async function peerStats(child: ChildProcess): Promise<PeerStats> {
   return s
 }
 
+/** Node B's trouble counters in one line, for an error message. */
+function describePeer(p: PeerStats): string {
+  const first = p.problems.length === 0 ? '' : `; first: ${p.problems.join('; ')}`
+  return `node B: ${p.deadletters} dead letters, ${p.framesRejected} frames rejected, ring full ${p.ringFull} times, bytes left unsent to [${p.unsentTo.join(', ')}]${first}`
+}
+
+/** Whether B dead-lettered or rejected anything, or left bytes unsent to a peer other than `cutOnPurpose`. */
+function peerFailed(p: PeerStats, cutOnPurpose?: string): boolean {
+  return p.deadletters + p.framesRejected > 0 || p.unsentTo.some((r) => r !== cutOnPurpose)
+}
+
 // ------------------------------------------------------------------ (a) tells
 
 async function sumCounts(node: GrainNode, pids: readonly string[]): Promise<number> {
@@ -286,17 +297,11 @@ function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly
       const sum = await sumCounts(a, pids)
       const ms = performance.now() - t0
       const s1 = t.stats
-      if (sum !== expectedTotal) {
-        const p = await w.peer()
-        throw new Error(
-          `remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused; B: ${p.deadletters} dead letters, ${p.framesRejected} frames rejected, ring full ${p.ringFull} times, unsent to [${p.unsentTo.join(', ')}]; ${p.problems.join('; ')})`,
-        )
-      }
-      if (w.deadA !== dead0) throw new Error(`remote tells: node A published ${w.deadA - dead0} dead letters`)
-      if (s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: the transport refused ${s1.sendsRefused - s0.sendsRefused} sends (backpressure)`)
       const p = await w.peer()
-      if (p.deadletters + p.framesRejected > 0) throw new Error(`remote tells: node B published ${p.deadletters} dead letters and rejected ${p.framesRejected} frames (${p.problems.join('; ')})`)
-      if (p.unsentTo.length > 0) throw new Error(`remote tells: node B had queued bytes it could not send to ${p.unsentTo.join(', ')} (connection closed)`)
+      const onA = `node A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused (backpressure)`
+      if (sum !== expectedTotal) throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (${onA}; ${describePeer(p)})`)
+      if (w.deadA !== dead0 || s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: ${onA}`)
+      if (peerFailed(p)) throw new Error(`remote tells: ${describePeer(p)}`)
       // Per tell, not per transport frame: tells travel in batches of many per frame.
       return { tells: n, ms, sendMs, waitMs, wireBytesPerFrame: (s1.bytesOut - s0.bytesOut) / n, framesPerTell: (s1.framesOut - s0.framesOut) / n }
     },
@@ -579,10 +584,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       throw new Error(`deferred: after the reconnect B recorded ${JSON.stringify(sm)}; expected the newest ${L} in order (count ${L}, first ${9 * L}, last ${10 * L - 1}, gaps 0)`)
     }
     const finalPeer = await peerStats(child)
-    if (finalPeer.deadletters + finalPeer.framesRejected > 0) throw new Error(`node B published ${finalPeer.deadletters} dead letters and rejected ${finalPeer.framesRejected} frames (${finalPeer.problems.join('; ')})`)
-    const a2Authority = A2.cluster!.authority
-    const lostTo = finalPeer.unsentTo.filter((r) => r !== a2Authority)
-    if (lostTo.length > 0) throw new Error(`node B had queued bytes it could not send to ${lostTo.join(', ')} (connection closed); only A2's connection is cut on purpose`)
+    if (peerFailed(finalPeer, A2.cluster!.authority)) throw new Error(`${describePeer(finalPeer)} (only A2's connection is cut on purpose)`)
 
     // ---- report
     const cTell = aggregate(cand)

@@ -93,10 +93,14 @@ export class IdTable<V> {
     if (this.#overflow.size > 0) for (const [id, v] of [...this.#overflow]) visit(v, id)
   }
 
-  clear(): void {
+  /** Remove every entry and return them (shutdown and fail-all paths settle them after). */
+  takeAll(): V[] {
+    const all: V[] = []
+    this.forEach((v) => all.push(v))
     this.#vals.fill(undefined)
     this.#size = 0
     this.#overflow.clear()
+    return all
   }
 
   #grow(): void {

@@ -2,11 +2,11 @@
  * Asks issued by the main thread that wait for a reply, keyed by
  * correlation id.
  *
- * Timeouts without a timer per call: calls that use the default timeout
- * are inserted in deadline order (Map keeps insertion order), so one
- * periodic sweep stops at the first call that has not expired. Calls with
- * their own timeout get their own timer. A call therefore fails between its
- * deadline and deadline + sweep interval.
+ * Timeouts without a timer per call: one periodic sweep fails the calls
+ * with the default timeout whose deadline passed (a scan of the table's
+ * slots, a few thousand at most). Calls with their own timeout get their
+ * own timer. A call therefore fails between its deadline and deadline +
+ * sweep interval.
  */
 
 import { GrainClusterError } from '../../common/errors.js'
@@ -148,10 +148,7 @@ export class PendingCalls {
   }
 
   failAll(makeError: (c: CallInfo) => GrainClusterError): number {
-    const n = this.#calls.size
-    const calls: Call[] = []
-    this.#calls.forEach((c) => calls.push(c))
-    this.#calls.clear()
+    const calls = this.#calls.takeAll()
     for (const c of calls) {
       if (c.timer !== undefined) clearTimeout(c.timer)
       c.reject(makeError(c))
@@ -159,7 +156,7 @@ export class PendingCalls {
     this.#onWorker = []
     this.#lastCallAt = []
     this.#stopSweeper()
-    return n
+    return calls.length
   }
 
   #expire(id: number): void {

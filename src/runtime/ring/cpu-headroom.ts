@@ -7,7 +7,7 @@
  * are idle. Where all cores are busy (the HTTP front beside its load
  * generator on 2 vCPUs), the spinning worker takes the core the main
  * thread and the clients need: /rpc at peak ran at 0.59-0.78x the bare
- * route with the worker's adaptive spin, 0.81-1.03x with this gate. A
+ * route with the worker's adaptive spin, 0.79-1.04x with this gate. A
  * remote ask needs the spin (p50 ~80 us with it, ~300 us without) and
  * leaves a core idle. Per-thread signals did not tell the two apart
  * (run-queue waits per switch were alike); the machine's idle time does.
@@ -82,14 +82,12 @@ export class CpuHeadroom {
     // Ticks of all CPUs; a window shorter than one tick per CPU says nothing: keep the last answer.
     if (this.#from !== Number.NEGATIVE_INFINITY && total >= this.#cpus) {
       const share = (t.idle - this.#idle0 + Math.min(this.#spun / TICK_MS, total)) / total
-      if (this.#probing || !this.#allow) {
-        // A window without the spin: the others' demand shows in full.
-        this.#allow = share >= this.#share
-        this.#probing = false
-        this.#sinceProbe = 0
-      } else if (share < this.#share) {
-        this.#allow = false
-      } else if (++this.#sinceProbe >= PROBE_EVERY) {
+      // A window without the spin (off, or a probe) shows the others' demand in full.
+      const withoutSpin = this.#probing || !this.#allow
+      this.#allow = share >= this.#share
+      this.#probing = false
+      if (!this.#allow || withoutSpin) this.#sinceProbe = 0
+      else if (++this.#sinceProbe >= PROBE_EVERY) {
         // With the spin on, the spin's own time counts as idle, but threads
         // it kept waiting do not show their demand in full (the HTTP front
         // at peak read 0.27-0.34 spinning, 0-0.1 not). Every so often one

@@ -1143,10 +1143,7 @@ export class PartitionHost implements ActivationHost {
 
   /** Fail every ask this worker's grains are waiting on (shutdown). */
   failPending(err: (p: { kind: string; key: string; method: string }) => GrainClusterError): void {
-    const pending: PendingAsk[] = []
-    this.#pending.forEach((p) => pending.push(p))
-    this.#pending.clear()
-    for (const p of pending) {
+    for (const p of this.#pending.takeAll()) {
       clearTimeout(p.timer)
       p.reject(err(p))
     }

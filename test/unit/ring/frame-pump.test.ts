@@ -48,6 +48,16 @@ function setup(spinMaxMicros: number, headroom?: { allows(now: number, spunMs: n
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/** Start the pump and send two frames `gapMs` apart: the spin it learns is 1.5× that gap. */
+async function learnFromGap(t: ReturnType<typeof setup>, gapMs: number): Promise<void> {
+  t.pump.start()
+  t.send()
+  await waitUntil(() => t.frames() === 1 && t.parked(), { what: 'first frame handled, pump parked' })
+  await sleep(gapMs)
+  t.send()
+  await waitUntil(() => t.frames() === 2 && t.parked(), { what: 'second frame handled, pump parked' })
+}
+
 describe('FramePump adaptive spin', () => {
   it('after a short gap spins 1.5× that gap next time; after a gap over the ceiling, the minimum again', async () => {
     const t = setup(CAP_US)
@@ -102,12 +112,7 @@ describe('FramePump adaptive spin', () => {
 
   it('wake() unparks the pump to spin, and the wake-up teaches the spin nothing', async () => {
     const t = setup(CAP_US)
-    t.pump.start()
-    t.send()
-    await waitUntil(() => t.frames() === 1 && t.parked(), { what: 'first frame handled, pump parked' })
-    await sleep(5)
-    t.send()
-    await waitUntil(() => t.frames() === 2 && t.parked(), { what: 'second frame handled, pump parked' })
+    await learnFromGap(t, 5)
     const learnt = t.pump.spinNowMicros
     expect(learnt).toBeGreaterThan(BASE_US)
 
@@ -135,12 +140,7 @@ describe('FramePump adaptive spin', () => {
           return spare
         },
       })
-      t.pump.start()
-      t.send()
-      await waitUntil(() => t.frames() === 1 && t.parked(), { what: 'first frame handled, pump parked' })
-      await sleep(100) // teaches a spin of ~150 ms
-      t.send()
-      await waitUntil(() => t.frames() === 2 && t.parked(), { what: 'second frame handled, pump parked' })
+      await learnFromGap(t, 100) // teaches a spin of ~150 ms
       expect(t.pump.spinNowMicros).toBeGreaterThan(100_000)
       // The spin runs on this thread: how long until it parks again is how long it spun.
       const t0 = performance.now()
