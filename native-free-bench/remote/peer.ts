@@ -20,9 +20,13 @@ let node: GrainNode | undefined
 let server: Server | undefined
 const rawSockets = new Set<Socket>()
 let closing: Promise<void> | undefined
-const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed'> = { deadletters: 0, framesRejected: 0, unsentTo: [], ringFull: 0, problems: [] }
+const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed' | 'upMembers'> = { deadletters: 0, framesRejected: 0, unsentTo: [], released: 0, ringFull: 0, problems: [] }
 const note = (e: { code: string; reason: string }): void => {
   if (stats.problems.length < 5) stats.problems.push(`${e.code}: ${e.reason}`)
+}
+
+function upMembers(n: GrainNode | undefined): number {
+  return n?.cluster?.members().filter((m) => m.status === 'up').length ?? 0
 }
 
 function send(m: FromPeer): void {
@@ -69,6 +73,7 @@ async function start(m: Extract<ToPeer, { type: 'start' }>): Promise<void> {
     note(e)
   })
   node.events.subscribe('ring.full', () => void stats.ringFull++)
+  node.events.subscribe('placement.rebalanced', (e) => void (stats.released += e.released))
   await node.cluster!.whenUp()
   send({ type: 'ready', authority: node.cluster!.authority, nodeId: node.cluster!.nodeId, rawPort: (srv.address() as AddressInfo).port, workers: node.options.workers })
 }
@@ -89,7 +94,7 @@ async function handle(m: ToPeer): Promise<void> {
       return
     case 'stats': {
       const t = node?.cluster?.transport.stats
-      send({ type: 'stats', ...stats, framesIn: t?.framesIn ?? 0, bytesIn: t?.bytesIn ?? 0, heapUsed: process.memoryUsage().heapUsed })
+      send({ type: 'stats', ...stats, framesIn: t?.framesIn ?? 0, bytesIn: t?.bytesIn ?? 0, heapUsed: process.memoryUsage().heapUsed, upMembers: upMembers(node) })
       return
     }
     case 'local-asks': {

@@ -40,6 +40,10 @@ export interface PeerStats {
    * frame to A2 in the queue: expected for A2, a failure for anyone else.
    */
   unsentTo: string[]
+  /** Activations B released to rebalance (placement.rebalanced): a released counter loses its count. */
+  released: number
+  /** Members B sees Up. */
+  upMembers: number
   /** The first few rejections and dead letters (code: reason), for the scope's error message. */
   problems: string[]
   ringFull: number
