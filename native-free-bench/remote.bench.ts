@@ -298,7 +298,7 @@ function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly
       const ms = performance.now() - t0
       const s1 = t.stats
       const p = await w.peer()
-      const onA = `node A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused (backpressure)`
+      const onA = `node A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused (backpressure), ${s1.bytesDropped - s0.bytesDropped} queued bytes dropped with a closed connection`
       if (sum !== expectedTotal) throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (${onA}; ${describePeer(p)})`)
       if (w.deadA !== dead0 || s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: ${onA}`)
       if (peerFailed(p)) throw new Error(`remote tells: ${describePeer(p)}`)
