@@ -54,6 +54,7 @@ import { EnvelopeWriter, FLAGS, InternedString } from '../src/wire/envelope.js'
 import { binaryCodec, encodeToBytes } from '../src/wire/payload-codec.js'
 import { check, latencySpeedup, speedup, type BenchOptions, type Row, type ScopeName, type ScopeResult } from './lib/report.js'
 import { summarizeLatencies, type LatencySummary } from './lib/stats.js'
+import { type LifecycleLog, lifecycleLog } from './remote/lifecycle-log.js'
 import { request, type PeerStats } from './remote/protocol.js'
 import { RawClient } from './remote/raw-client.js'
 import { RAW_ECHO, RAW_ECHO_REPLY, rawFrame } from './remote/raw-frames.js'
@@ -229,6 +230,10 @@ async function sumCounts(node: GrainNode, pids: readonly string[]): Promise<numb
 interface Watch {
   deadA: number
   peer: () => Promise<PeerStats>
+  /** When A's log began (performance.now()). */
+  t0A: number
+  /** A's last connection and membership events. */
+  logA: () => string[]
 }
 
 /**
@@ -298,8 +303,11 @@ function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly
       const ms = performance.now() - t0
       const s1 = t.stats
       const p = await w.peer()
-      const onA = `node A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused (backpressure), ${s1.bytesDropped - s0.bytesDropped} queued bytes dropped with a closed connection`
-      if (sum !== expectedTotal) throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (${onA}; ${describePeer(p)})`)
+      const onA = `node A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused (backpressure), ${s1.bytesDropped - s0.bytesDropped} queued bytes dropped with a closed connection, ${s1.framesReturned - s0.framesReturned} frames written again after one`
+      if (sum !== expectedTotal) {
+        const logs = `events on A (round began at +${Math.round(t0 - w.t0A)}ms): ${w.logA().join(' | ') || 'none'}; events on B: ${p.log.join(' | ') || 'none'}`
+        throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (${onA}; ${describePeer(p)}; ${logs})`)
+      }
       if (w.deadA !== dead0 || s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: ${onA}`)
       if (peerFailed(p)) throw new Error(`remote tells: ${describePeer(p)}`)
       // Per tell, not per transport frame: tells travel in batches of many per frame.
@@ -482,6 +490,8 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
   let a: GrainNode | undefined
   let a2: GrainNode | undefined
   let raw: RawClient | undefined
+  let logA: LifecycleLog | undefined
+  let logA2: LifecycleLog | undefined
   try {
     const started = await Promise.allSettled([
       request(child, { type: 'start', port: portB, ...cluster, workers: 1, partitions: PARTITIONS, spinMicros: o.spinMicros, failureDetector: FAILURE_DETECTOR }, 'ready', 60_000),
@@ -495,6 +505,9 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     const ready = (started[0] as PromiseFulfilledResult<{ authority: string; nodeId: string; rawPort: number; workers: number }>).value
     const A = a!
     const A2 = a2!
+    const t0A = performance.now()
+    logA = lifecycleLog(A.events, t0A)
+    logA2 = lifecycleLog(A2.events, t0A)
     await Promise.all([A.cluster!.whenUp(), A2.cluster!.whenUp()])
     // Every node must see all three Up before any counter is activated: a
     // node whose view grows later rebalances, releasing the activations whose
@@ -522,6 +535,8 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
         return deadA
       },
       peer: () => peerStats(child),
+      t0A,
+      logA: () => logA?.lines() ?? [],
     }
     o.log(`remote: cluster up in ${Math.round(performance.now() - t0)} ms; B at ${ready.authority} (${ready.workers} worker)`)
 
@@ -707,6 +722,17 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       startedAt,
       durationMs: performance.now() - t0,
     }
+  } catch (e) {
+    // Whatever failed, what the connections and members did meanwhile (a lost frame, a cut, a view change) is the first clue.
+    if (!(e instanceof Error) || logA === undefined || e.message.includes('events on A')) throw e
+    const onB = await peerStats(child).then(
+      (p) => p.log.join(' | ') || 'none',
+      (err: unknown) => `unavailable (${String(err)})`,
+    )
+    const logs = `[events on A: ${logA.lines().join(' | ') || 'none'}; on A2: ${logA2?.lines().join(' | ') || 'none'}; on B: ${onB}]`
+    e.message += ` ${logs}`
+    e.stack = `${e.stack ?? ''}\n${logs}`
+    throw e
   } finally {
     await raw?.close()
     await Promise.allSettled([a?.close(), a2?.close()])

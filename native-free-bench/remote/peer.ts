@@ -12,6 +12,7 @@ import { formatPid } from '../../src/common/pid.js'
 import { GrainNode } from '../../src/index.js'
 import { summarizeLatencies } from '../lib/stats.js'
 import type { FromPeer, PeerStats, ToPeer } from './protocol.js'
+import { type LifecycleLog, lifecycleLog } from './lifecycle-log.js'
 import { serveRawConnection } from './raw-frames.js'
 
 const GRAINS = [new URL('../grains/bench-grains.ts', import.meta.url), new URL('./remote-grains.ts', import.meta.url)]
@@ -20,7 +21,8 @@ let node: GrainNode | undefined
 let server: Server | undefined
 const rawSockets = new Set<Socket>()
 let closing: Promise<void> | undefined
-const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed' | 'upMembers'> = { deadletters: 0, framesRejected: 0, unsentTo: [], released: 0, ringFull: 0, problems: [] }
+let log: LifecycleLog | undefined
+const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed' | 'upMembers' | 'log'> = { deadletters: 0, framesRejected: 0, unsentTo: [], released: 0, ringFull: 0, problems: [] }
 const note = (e: { code: string; reason: string }): void => {
   if (stats.problems.length < 5) stats.problems.push(`${e.code}: ${e.reason}`)
 }
@@ -60,6 +62,7 @@ async function start(m: Extract<ToPeer, { type: 'start' }>): Promise<void> {
       servingLeaseMs: 3_600_000,
     },
   })
+  log = lifecycleLog(node.events)
   node.events.subscribe('deadletter', (e) => {
     stats.deadletters++
     note(e)
@@ -94,7 +97,7 @@ async function handle(m: ToPeer): Promise<void> {
       return
     case 'stats': {
       const t = node?.cluster?.transport.stats
-      send({ type: 'stats', ...stats, framesIn: t?.framesIn ?? 0, bytesIn: t?.bytesIn ?? 0, heapUsed: process.memoryUsage().heapUsed, upMembers: upMembers(node) })
+      send({ type: 'stats', ...stats, framesIn: t?.framesIn ?? 0, bytesIn: t?.bytesIn ?? 0, heapUsed: process.memoryUsage().heapUsed, upMembers: upMembers(node), log: log?.lines() ?? [] })
       return
     }
     case 'local-asks': {

@@ -46,6 +46,8 @@ export interface PeerStats {
   upMembers: number
   /** The first few rejections and dead letters (code: reason), for the scope's error message. */
   problems: string[]
+  /** B's last connection and membership events (lifecycle-log.ts), for an error message. */
+  log: string[]
   ringFull: number
   framesIn: number
   bytesIn: number

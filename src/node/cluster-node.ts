@@ -271,6 +271,7 @@ export class ClusterNode {
   #run(): void {
     const o = this.#o
     const s = this.detectorSettings
+    this.transport.acceptFrameType(FRAME_CLUSTER)
     this.transport.on('frame', (peer, frame) => {
       if (frame[0] !== FRAME_CLUSTER) return // other frame types belong to other layers
       const now = performance.now()

@@ -87,6 +87,7 @@ export class HandoffCoordinator {
     this.#o = o
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_HANDOFF_TIMEOUT_MS
     this.#inboxTtlMs = o.inboxTtlMs ?? DEFAULT_HANDOFF_INBOX_TTL_MS
+    o.transport.acceptFrameType(FRAME_HANDOFF)
     this.#unsubscribe = o.transport.on('frame', (peer, frame) => {
       if (frame[0] === FRAME_HANDOFF) this.#onFrame(peer.authority, frame)
     })

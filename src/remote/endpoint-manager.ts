@@ -35,6 +35,7 @@ import type { PeerIdentity, TcpTransport } from './transport/tcp-transport.js'
 import { PeerSchemas, type SchemaVersions, mismatchReason, schemaVersionsOf } from './schema-negotiation.js'
 import { InboundFlow } from './inbound-flow.js'
 import { FRAME_TELL_BATCH, TellBatches, batchEntries, checkTellBatch } from './tell-batches.js'
+import { LARGE_FRAME_BYTES } from './transport/outbound-queue.js'
 import { forEachTell } from '../wire/tell-run.js'
 
 /** How long one connection attempt for deferred traffic may take before it counts as a failure. */
@@ -44,9 +45,6 @@ const CONNECT_TIMEOUT_MS = 2_000
 const BACKPRESSURE_RETRY_MS = 5
 /** whenWritable: how often it looks again while the association (not the transport buffer) is in the way. */
 const WRITABLE_RECHECK_MS = 5
-
-/** Frames at least this large are written by reference by the transport (tcp-transport.ts). */
-const LARGE_FRAME_BYTES = 16 * 1024
 
 const EMPTY = new Uint8Array(0)
 
@@ -132,6 +130,8 @@ export class RemoteEndpoint {
     })
     this.#schemas = new PeerSchemas(schemaVersionsOf(o.host.kinds))
     const t = o.transport
+    t.acceptFrameType(FRAME_ENVELOPE)
+    t.acceptFrameType(FRAME_TELL_BATCH)
     this.#unsubscribe.push(
       t.on('frame', (peer, frame) => {
         // Only requests feed the worker rings: a peer that sends us replies is never paused for it.
@@ -145,6 +145,8 @@ export class RemoteEndpoint {
         this.#negotiate(peer, info.schemas)
         this.#onPeerUp(peer)
       }),
+      // Accepted by the transport, never written (the connection went first): older than anything queued.
+      t.on('unsent', (peer, frames) => this.#requeue(peer.authority, frames)),
       t.on('peer-down', (peer, reason) => {
         this.#flow.disconnected(peer.authority)
         // Tells still in open batches were accepted: they join the deferred queue first, in order.
@@ -429,6 +431,21 @@ export class RemoteEndpoint {
     const assoc = this.#o.associations.get(authority)
     const now = performance.now()
     const msgs: DeferredMessage[] = []
+    this.#tellsOfBatch(authority, frame, msgs, now)
+    // Newer than anything queued (every other send flushed the batches first): to the back, in order.
+    assoc.deferAll(msgs, now)
+    if (this.#o.transport.isConnected(authority)) this.#retryLater(assoc)
+    else this.#connect(assoc)
+    this.#flushOutputs()
+  }
+
+  /**
+   * This node's own tell batch to `authority`, as the messages the queue
+   * keeps (appended to `msgs`): a run expands to the envelopes of its tells
+   * (the queue counts and drops tells one by one), each laid out as #encode
+   * lays it out behind the frame type byte.
+   */
+  #tellsOfBatch(authority: string, frame: Uint8Array, msgs: DeferredMessage[], now: number): void {
     const r = this.#reader
     // Runs of tells to one PID share their metadata, so the queue keeps one set of strings for them.
     let meta: OutboundMeta | undefined
@@ -445,11 +462,43 @@ export class RemoteEndpoint {
       }
       msgs.push({ frame: env, meta, enqueuedAtMs: now })
     }
-    // This node's own batch: a run expands to the envelopes of its tells (the queue counts and drops tells one by one),
-    // each laid out as #encode lays it out behind the frame type byte.
     for (const [off, len] of batchEntries(frame)) forEachTell(frame, off, len, defer, 1)
-    // Newer than anything queued (every other send flushed the batches first): to the back, in order.
-    assoc.deferAll(msgs, now)
+  }
+
+  /**
+   * Frames the transport accepted for `authority` but never wrote (the
+   * connection stopped being writable before its flush): back to the front
+   * of the association's queue, in order. Every frame queued there was
+   * refused after these were accepted, so they go first. Other layers'
+   * frames (membership, hand-off) are theirs to repeat.
+   */
+  #requeue(authority: string, frames: readonly Uint8Array[]): void {
+    if (this.#closed) return
+    const now = performance.now()
+    const msgs: DeferredMessage[] = []
+    const r = this.#reader
+    for (const f of frames) {
+      if (f[0] === FRAME_TELL_BATCH) this.#tellsOfBatch(authority, f, msgs, now)
+      else if (f[0] === FRAME_ENVELOPE) {
+        r.reset(f, 1, f.length - 1)
+        const flags = r.flags
+        const meta: OutboundMeta =
+          (flags & FLAGS.REPLY) !== 0
+            ? { pid: `reply:${authority}` }
+            : {
+                pid: formatPid({ authority, kind: r.kind(), key: r.key() }),
+                kind: r.kind(),
+                key: r.key(),
+                messageType: r.messageType,
+                // This node's asks wait on the main thread under their correlation id (ask(), fromWorker()).
+                ...((flags & FLAGS.ASK) !== 0 && r.replyTo === MAIN_THREAD ? { askId: r.correlationId } : {}),
+              }
+        msgs.push({ frame: f, meta, enqueuedAtMs: now })
+      }
+    }
+    if (msgs.length === 0) return
+    const assoc = this.#o.associations.get(authority)
+    assoc.unsent(msgs, now)
     if (this.#o.transport.isConnected(authority)) this.#retryLater(assoc)
     else this.#connect(assoc)
     this.#flushOutputs()

@@ -118,6 +118,32 @@ describe('remote delivery between two nodes', () => {
     expect(auditA.some((l) => /association .* connected/.test(l))).toBe(true)
   })
 
+  it('sends again, in order, the tells and the ask its transport accepted but could not write before the connection was cut', async () => {
+    const p = b.pid('counter', 'unwritten')
+    const ta = a.cluster!.transport
+    const returnedBefore = ta.stats.framesReturned
+    let ask: Promise<number[]> | undefined
+    // B sends a marker frame and, in the same write, one that makes A cut the connection.
+    // Between the two, A queues tells (a batch) and an ask: accepted, never written.
+    const off = ta.on('frame', (_peer, f) => {
+      if (f.length !== 2 || f[0] !== 0x01 || f[1] !== 0xfe || ask !== undefined) return
+      for (let i = 0; i < 60; i++) a.tellPid(p, 'record', i)
+      ask = a.askPid<number[]>(p, 'seen', undefined, { timeoutMs: 30_000 })
+    })
+    try {
+      const tb = b.cluster!.transport
+      expect(tb.send(a.cluster!.authority, Uint8Array.of(0x01, 0xfe))).toBe(true)
+      expect(tb.send(a.cluster!.authority, Uint8Array.of(0x66))).toBe(true)
+      await waitUntil(() => ask !== undefined, { what: 'the marker frame on A' })
+      expect(await ask).toEqual(Array.from({ length: 60 }, (_, i) => i))
+      // The batch and the ask went back to the association (not dropped), and nothing was dead-lettered.
+      expect(ta.stats.framesReturned - returnedBefore).toBe(2)
+      expect(eventsA.some((e) => e.type === 'transport.frame-rejected' && e.code === 'ERR_AUTHORITY_UNREACHABLE')).toBe(false)
+    } finally {
+      off()
+    }
+  })
+
   it('drops exactly the oldest overflow to DeadLetter when the deferred queue is full', async () => {
     const p = b.pid('counter', 'overflow')
     const deadBefore = eventsA.filter((e) => e.type === 'deadletter').length

@@ -310,6 +310,62 @@ describe('TcpTransport', () => {
     await waitUntil(() => atB.includes(`a:${64 * 1024}`), { what: 'legal frame after reconnect' })
   })
 
+  it('cuts a connection that delivers a frame of a type no layer declared (its framing is lost), after the frames before it', async () => {
+    const b = await start({ nodeId: 'b' })
+    const a = await start({ nodeId: 'a' })
+    b.t.acceptFrameType(0x07)
+    await connectedPair(a, b)
+    const atB: number[] = []
+    b.t.on('frame', (_p, f) => atB.push(f[1]!))
+    // One flush, so all three leave in one write and arrive in one read.
+    expect(a.t.send(b.t.authority, Uint8Array.of(0x07, 1))).toBe(true)
+    expect(a.t.send(b.t.authority, Uint8Array.of(0x2d, 2, 3))).toBe(true)
+    expect(a.t.send(b.t.authority, Uint8Array.of(0x07, 3))).toBe(true)
+    await waitUntil(() => b.downs.length === 1, { what: 'peer-down for the desynchronised connection' })
+    expect(eventsOf(b, 'transport.frame-rejected')).toMatchObject([{ code: 'ERR_FRAME_MALFORMED', reason: "a frame of unknown type 0x2d (3 bytes): the stream's framing is lost" }])
+    expect(atB).toEqual([1])
+    expect(b.t.stats.framesRejected).toBe(1)
+    // a wanted b: it reconnects, and declared frames flow again.
+    await waitUntil(() => a.t.isConnected(b.t.authority) && b.t.isConnected(a.t.authority), { timeoutMs: 10_000, what: 'reconnected' })
+    expect(a.t.send(b.t.authority, Uint8Array.of(0x07, 4))).toBe(true)
+    await waitUntil(() => atB.includes(4), { what: 'a declared frame after the reconnect' })
+  })
+
+  it('hands the frames it accepted but could not write back to its unsent listeners, in order; with none it counts them dropped', async () => {
+    const a = await start({ nodeId: 'a' })
+    const b = await start({ nodeId: 'b' })
+    a.t.acceptFrameType(0x07)
+    await connectedPair(a, b)
+    const returned: number[][] = []
+    const offUnsent = a.t.on('unsent', (peer, frames) => {
+      expect(peer.nodeId).toBe('b')
+      returned.push(frames.map((f) => f[1]!))
+    })
+    // A legal frame then one that cuts the connection, in one chunk: a's listener sends
+    // in between, so its frames are queued when the connection is destroyed.
+    let sendFrom = 1
+    a.t.on('frame', () => {
+      for (let i = 0; i < 3; i++) expect(a.t.send(b.t.authority, Uint8Array.of(0x07, sendFrom++, 0, 0))).toBe(true)
+    })
+    const cut = (): void => {
+      expect(b.t.send(a.t.authority, Uint8Array.of(0x07))).toBe(true)
+      expect(b.t.send(a.t.authority, Uint8Array.of(0x66))).toBe(true)
+    }
+    cut()
+    await waitUntil(() => returned.length === 1, { what: 'unsent frames handed back' })
+    expect(returned).toEqual([[1, 2, 3]])
+    expect(a.t.stats).toMatchObject({ framesReturned: 3, bytesDropped: 0 })
+    expect(eventsOf(a, 'transport.frame-rejected').filter((e) => e.code === 'ERR_AUTHORITY_UNREACHABLE')).toEqual([])
+
+    // No listener: dropped, counted and reported.
+    offUnsent()
+    await waitUntil(() => a.t.isConnected(b.t.authority) && b.t.isConnected(a.t.authority), { timeoutMs: 10_000, what: 'reconnected' })
+    cut()
+    await waitUntil(() => a.t.stats.bytesDropped > 0, { what: 'dropped bytes counted' })
+    expect(a.t.stats).toMatchObject({ framesReturned: 3, bytesDropped: 3 * (4 + 4) })
+    expect(eventsOf(a, 'transport.frame-rejected').filter((e) => e.code === 'ERR_AUTHORITY_UNREACHABLE')).toMatchObject([{ reason: '24 queued bytes were not sent: the connection closed first' }])
+  })
+
   it('answers a frame before the handshake, and an unknown protocol version, with a REFUSE and an event', async () => {
     const a = await start()
     // 1. An application frame first.

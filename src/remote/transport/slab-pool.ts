@@ -7,13 +7,13 @@
  * every ~100 ms, 2–12 ms each.
  *
  * A slab may be reused once it is retired (frames are packed into another
- * one now) and no socket write holding a view of it is still in flight.
- * Writes complete in order and their callbacks run after the bytes left for
- * the kernel, so by then nothing reads the slab any more.
+ * one now) and no view of it is still queued or being written. Writes
+ * complete in order and their callbacks run after the bytes left for the
+ * kernel, so by then nothing reads the slab any more.
  */
 
 export class Slab {
-  /** Socket writes in flight that hold a view of this slab. */
+  /** Views of this slab queued for a write or being written (OutboundQueue holds one per chunk). */
   writes = 0
   /** Frames are packed into another slab now. */
   retired = false
@@ -52,9 +52,19 @@ export class SlabPool {
     s.writes++
   }
 
-  /** A socket write holding a view of `s` completed (or failed). */
+  /** A socket write holding a view of `s` completed (or failed), or its queued view was dropped. */
   release(s: Slab): void {
     s.writes--
+    this.#recycle(s)
+  }
+
+  /** Frames are packed into another slab now: `s` is reusable once nothing holds it. */
+  retire(s: Slab): void {
+    s.retired = true
+    this.#recycle(s)
+  }
+
+  #recycle(s: Slab): void {
     if (s.writes === 0 && s.retired && s.buf.length === this.slabBytes && this.#spare.length < this.maxSpare) this.#spare.push(s)
   }
 

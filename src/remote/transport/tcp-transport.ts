@@ -11,7 +11,7 @@
  *   NodeIds, so they agree without another message. Frames that arrive on
  *   the losing connection before it closes are still delivered.
  * - Writes are batched: send() appends the frame (prefix included) to the
- *   connection's outbound slab, and one flush per event-loop turn
+ *   connection's outbound queue (outbound-queue.ts), and one flush per event-loop turn
  *   (setImmediate) writes everything queued under cork()/uncork(), i.e. as
  *   one writev. Small frames are copied into the slab at send(); frames of
  *   LARGE_FRAME_BYTES or more are written by reference, so treat a frame as
@@ -35,7 +35,7 @@ import * as tls from 'node:tls'
 import { GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { utf8Length } from '../../common/utf8.js'
 import type { EventStream } from '../../observability/event-stream.js'
-import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, FrameDecoder, MAX_ENCODABLE_FRAME_BYTES, encodeFrame, writeFrameHeader } from './frame-codec.js'
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, MAX_ENCODABLE_FRAME_BYTES, encodeFrame } from './frame-codec.js'
 import {
   Handshake,
   type HandshakeRefusal,
@@ -48,7 +48,8 @@ import {
 } from './handshake.js'
 
 import type { SchemaVersions } from '../schema-negotiation.js'
-import { type Slab, SlabPool } from './slab-pool.js'
+import { framesOf, OutboundQueue } from './outbound-queue.js'
+import { SlabPool } from './slab-pool.js'
 export type { PeerIdentity, HandshakeRefusal } from './handshake.js'
 
 /** Interface bound when `host` is not given. */
@@ -62,8 +63,6 @@ export const DEFAULT_MAX_PENDING_HANDSHAKES = 1_024
 const CLOSE_GRACE_MS = 2_000 // 2 s
 /** Outbound slab size: small frames are packed into slabs of this size. */
 const SLAB_BYTES = 64 * 1024
-/** Frames at least this large are written by reference instead of copied. */
-const LARGE_FRAME_BYTES = 16 * 1024
 
 /** 'outbound' when this node dialed the connection. */
 export type ConnectionDirection = 'inbound' | 'outbound'
@@ -141,8 +140,16 @@ export interface TcpTransportEvents {
   frame: [peer: PeerIdentity, frame: Uint8Array]
   'peer-up': [peer: PeerIdentity, info: PeerUpInfo]
   'peer-down': [peer: PeerIdentity, reason: string]
+  /**
+   * Frames send() accepted for `peer` that were never written: their
+   * connection stopped being writable before the flush. Emitted (before
+   * 'peer-down' when the connection closed) so the layer above can queue
+   * them again, oldest first; without a listener they are dropped
+   * (bytesDropped, and a frame-rejected event).
+   */
+  unsent: [peer: PeerIdentity, frames: Uint8Array[]]
 }
-/** 'frame' | 'peer-up' | 'peer-down'. */
+/** 'frame' | 'peer-up' | 'peer-down' | 'unsent'. */
 export type TcpTransportEventName = keyof TcpTransportEvents
 
 /** Counters since listen() and gauges of now; see TcpTransport.stats. */
@@ -153,8 +160,10 @@ export interface TcpTransportStats {
   bytesOut: number
   /** Oversized or truncated frames; each closed its connection. */
   framesRejected: number
-  /** Bytes accepted by send() but never written because their connection closed first. */
+  /** Bytes accepted by send() but never written because their connection closed first, with no 'unsent' listener to take them back. */
   bytesDropped: number
+  /** Frames accepted by send() but never written, handed back to the 'unsent' listeners. */
+  framesReturned: number
   /** Handshakes that failed, refused by either side or cut short. */
   handshakesRefused: number
   /** send() calls that returned false because the connection's buffer was full. */
@@ -326,14 +335,8 @@ class Connection {
   rejected = false
   readonly onFrame: (frame: Uint8Array) => void
 
-  // Outbound batch: chunks ready to write, plus the slab small frames are packed into.
-  chunks: Uint8Array[] = []
-  /** Parallel to chunks: the slab each chunk is a view of (undefined: a large frame written by reference). */
-  chunkSlabs: Array<Slab | undefined> = []
-  queuedBytes = 0
-  #slab: Slab | undefined
-  #slabPos = 0
-  #slabStart = 0
+  /** Frames queued since the last flush. */
+  readonly out: OutboundQueue
 
   constructor(
     readonly socket: net.Socket,
@@ -341,64 +344,12 @@ class Connection {
     /** Outbound only: the authority we dialed. */
     readonly dialed: string | undefined,
     onFrame: (c: Connection, frame: Uint8Array) => void,
-    readonly slabs: SlabPool,
+    slabs: SlabPool,
   ) {
     this.state = direction === 'inbound' ? 'handshaking' : 'connecting'
     this.remote = socket.remoteAddress === undefined ? (dialed ?? 'unknown') : remoteOf(socket)
     this.onFrame = (frame) => onFrame(this, frame)
-  }
-
-  enqueue(frame: Uint8Array): void {
-    const n = frame.length
-    if (n >= LARGE_FRAME_BYTES) {
-      const at = this.#reserve(FRAME_HEADER_BYTES)
-      writeFrameHeader(this.#slab!.buf, at, n)
-      this.#slabPos = at + FRAME_HEADER_BYTES
-      this.#cut()
-      this.chunks.push(frame)
-      this.chunkSlabs.push(undefined)
-    } else {
-      const at = this.#reserve(FRAME_HEADER_BYTES + n)
-      const slab = this.#slab!.buf
-      writeFrameHeader(slab, at, n)
-      slab.set(frame, at + FRAME_HEADER_BYTES)
-      this.#slabPos = at + FRAME_HEADER_BYTES + n
-    }
-    this.queuedBytes += FRAME_HEADER_BYTES + n
-  }
-
-  /**
-   * Move everything queued out, with the slabs the chunks are views of (count
-   * a write on each, and release them when it completes); the slab's unused
-   * tail stays for later frames.
-   */
-  takeChunks(): { chunks: Uint8Array[]; slabs: Array<Slab | undefined> } {
-    this.#cut()
-    const out = { chunks: this.chunks, slabs: this.chunkSlabs }
-    this.chunks = []
-    this.chunkSlabs = []
-    this.queuedBytes = 0
-    return out
-  }
-
-  /** Position in the slab with room for `need` bytes (bytes already handed to the socket are never rewritten). */
-  #reserve(need: number): number {
-    if (this.#slab === undefined || this.#slab.buf.length - this.#slabPos < need) {
-      this.#cut()
-      if (this.#slab !== undefined) this.#slab.retired = true
-      this.#slab = this.slabs.take(need)
-      this.#slabPos = 0
-      this.#slabStart = 0
-    }
-    return this.#slabPos
-  }
-
-  #cut(): void {
-    if (this.#slab !== undefined && this.#slabPos > this.#slabStart) {
-      this.chunks.push(this.#slab.buf.subarray(this.#slabStart, this.#slabPos))
-      this.chunkSlabs.push(this.#slab)
-      this.#slabStart = this.#slabPos
-    }
+    this.out = new OutboundQueue(slabs)
   }
 }
 
@@ -410,7 +361,7 @@ interface Waiter {
 /** See TcpTransport.bufferedBytes. */
 function bufferedOf(c: Connection | undefined): number {
   if (c === undefined || c.state !== 'established' || !c.socket.writable) return -1
-  return c.queuedBytes + c.socket.writableLength
+  return c.out.queuedBytes + c.socket.writableLength
 }
 
 interface DrainWaiter {
@@ -457,7 +408,7 @@ export class TcpTransport {
   readonly #dirty = new Set<Connection>()
   #flushScheduled = false
 
-  #listeners: ListenerMap = { frame: [], 'peer-up': [], 'peer-down': [] }
+  #listeners: ListenerMap = { frame: [], 'peer-up': [], 'peer-down': [], unsent: [] }
   readonly #stats = {
     framesIn: 0,
     bytesIn: 0,
@@ -465,6 +416,7 @@ export class TcpTransport {
     bytesOut: 0,
     framesRejected: 0,
     bytesDropped: 0,
+    framesReturned: 0,
     handshakesRefused: 0,
     sendsRefused: 0,
     inboundAccepted: 0,
@@ -554,6 +506,20 @@ export class TcpTransport {
       ;(this.#listeners as Record<K, unknown>)[event] = now.filter((f) => f !== fn)
     }
   }
+
+  /**
+   * Declare that a layer handles frames whose first byte is `type`. Once
+   * any type is declared, an established connection that delivers a frame
+   * of an undeclared type is cut (frame-rejected, ERR_FRAME_MALFORMED): on
+   * an authenticated stream that means its framing was lost, and every
+   * length read after it is garbage that could swallow real frames unseen.
+   */
+  acceptFrameType(type: number): void {
+    this.#frameTypes[type & 0xff] = 1
+    this.#anyFrameType = true
+  }
+  readonly #frameTypes = new Uint8Array(256)
+  #anyFrameType = false
 
   /**
    * Stop (paused = true) or resume reading every connection established with
@@ -684,11 +650,11 @@ export class TcpTransport {
         limit: this.#o.maxFrameBytes,
       })
     }
-    if (c.queuedBytes + c.socket.writableLength > this.#o.maxBufferedBytes) {
+    if (c.out.queuedBytes + c.socket.writableLength > this.#o.maxBufferedBytes) {
       this.#stats.sendsRefused++
       return false
     }
-    c.enqueue(frame)
+    c.out.enqueue(frame)
     this.#stats.framesOut++
     this.#dirty.add(c)
     if (!this.#flushScheduled) {
@@ -896,6 +862,11 @@ export class TcpTransport {
     if (peer !== undefined) {
       // Established (possibly the losing duplicate, still draining): an authenticated frame.
       if (this.#closed) return
+      if (this.#anyFrameType && (frame.length === 0 || this.#frameTypes[frame[0]!] === 0)) {
+        const what = frame.length === 0 ? 'an empty frame' : `a frame of unknown type 0x${frame[0]!.toString(16).padStart(2, '0')} (${frame.length} bytes)`
+        this.#rejectFrame(c, new GrainClusterError('ERR_FRAME_MALFORMED', `${what}: the stream's framing is lost`, { authority: peer.authority }))
+        return
+      }
       this.#stats.framesIn++
       const ls = this.#listeners.frame
       for (let i = 0; i < ls.length; i++) {
@@ -1045,6 +1016,8 @@ export class TcpTransport {
     this.#conns.delete(c)
     this.#inboundHandshaking.delete(c)
     this.#dirty.delete(c)
+    // Closed between a send() and the flush (the peer reset it, or it was destroyed).
+    this.#dropQueued(c)
     const partial = c.decoder.partial
     c.decoder.close()
     const reason =
@@ -1163,27 +1136,40 @@ export class TcpTransport {
     this.#dirty.clear()
   }
 
-  #flush(c: Connection): void {
-    const { chunks, slabs } = c.takeChunks()
-    if (chunks.length === 0) return
-    const socket = c.socket
-    if (socket.destroyed || !socket.writable) {
-      // Never silent: frames accepted by send() could not be written.
-      let lost = 0
-      for (const chunk of chunks) lost += chunk.length
-      this.#stats.bytesDropped += lost
-      this.#o.events.publish({
-        type: 'transport.frame-rejected',
-        remote: c.peer?.authority ?? c.dialed ?? 'unknown',
-        code: 'ERR_AUTHORITY_UNREACHABLE',
-        reason: `${lost} queued bytes were not sent: the connection closed first`,
-      })
+  /** Frames accepted by send() that can no longer be written: back to the layer above, else dropped, never silently. */
+  #dropQueued(c: Connection): void {
+    const lost = c.out.queuedBytes
+    if (lost === 0) return
+    const { chunks, slabs } = c.out.take()
+    const peer = c.peer
+    if (peer !== undefined && this.#listeners.unsent.length > 0) {
+      const frames = framesOf(chunks)
+      c.out.release(slabs)
+      this.#stats.framesReturned += frames.length
+      this.#emit('unsent', peer, frames)
       return
     }
-    for (const s of slabs) if (s !== undefined) this.#slabs.hold(s)
+    c.out.release(slabs)
+    this.#stats.bytesDropped += lost
+    this.#o.events.publish({
+      type: 'transport.frame-rejected',
+      remote: c.peer?.authority ?? c.dialed ?? 'unknown',
+      code: 'ERR_AUTHORITY_UNREACHABLE',
+      reason: `${lost} queued bytes were not sent: the connection closed first`,
+    })
+  }
+
+  #flush(c: Connection): void {
+    const socket = c.socket
+    if (socket.destroyed || !socket.writable) {
+      this.#dropQueued(c)
+      return
+    }
+    const { chunks, slabs } = c.out.take()
+    if (chunks.length === 0) return
     // Called once the last chunk (hence every chunk: writes complete in order) left for the kernel, or failed.
     const written = (): void => {
-      for (const s of slabs) if (s !== undefined) this.#slabs.release(s)
+      c.out.release(slabs)
       const authority = c.peer?.authority
       if (authority !== undefined && this.#drainWaiters.size > 0) this.#wakeDrainWaiters(authority, false)
     }
