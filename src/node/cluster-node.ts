@@ -63,6 +63,12 @@ export interface ClusterNodeOptions {
   /** Schema versions per grain kind this node serves, exchanged in the handshake (the GrainNode fills it in). */
   schemas?: SchemaVersions
   /**
+   * Frame types of the layers the GrainNode adds once this node is started
+   * (remote delivery, hand-off): declared before the transport listens, so
+   * a peer's frame of one of them is never taken for lost framing.
+   */
+  frameTypes?: readonly number[]
+  /**
    * Serve grains only while a majority was heard from within this window
    * (ms), so a node cut off from the others stops before they re-activate
    * its keys. Default: the failure detector's acceptableHeartbeatPauseMs
@@ -213,6 +219,7 @@ export class ClusterNode {
       ...(o.advertisedAuthority === undefined ? {} : { advertisedAuthority: o.advertisedAuthority }),
       ...(o.tls === undefined ? {} : { tls: o.tls }),
       ...(o.schemas === undefined ? {} : { schemas: o.schemas }),
+      frameTypes: [FRAME_CLUSTER, ...(o.frameTypes ?? [])],
       // Spec 1.4: a second incarnation of a member's authority is refused in the handshake.
       accept: (peer) => {
         const r = ref.core?.checkPeer(peer.authority, peer.nodeId) ?? o.acceptPeer?.(peer)
@@ -271,7 +278,6 @@ export class ClusterNode {
   #run(): void {
     const o = this.#o
     const s = this.detectorSettings
-    this.transport.acceptFrameType(FRAME_CLUSTER)
     this.transport.on('frame', (peer, frame) => {
       if (frame[0] !== FRAME_CLUSTER) return // other frame types belong to other layers
       const now = performance.now()

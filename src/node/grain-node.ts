@@ -22,10 +22,11 @@ import { type KindInfo, WorkerHost } from '../runtime/host/worker-host.js'
 import { DEFAULT_CODEC } from '../wire/payload-codec.js'
 import type { AssociationConfig } from '../remote/association/association-config.js'
 import { AssociationRegistry } from '../remote/association/association-registry.js'
-import { RemoteEndpoint, type ResolveResult } from '../remote/endpoint-manager.js'
+import { FRAME_ENVELOPE, RemoteEndpoint, type ResolveResult } from '../remote/endpoint-manager.js'
+import { FRAME_TELL_BATCH } from '../remote/tell-batches.js'
 import { schemaVersionsOf } from '../remote/schema-negotiation.js'
 import { ClusterNode, type ClusterNodeOptions } from './cluster-node.js'
-import { HandoffCoordinator } from './handoff-coordinator.js'
+import { FRAME_HANDOFF, HandoffCoordinator } from './handoff-coordinator.js'
 import { PlacementRouter } from './placement-router.js'
 import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
 import { createGrainProxy, type GrainProxy, type GrainTellProxy, type UntypedGrainProxy, type UntypedGrainTellProxy } from '../rpc/grain-proxy.js'
@@ -260,7 +261,7 @@ export class GrainNode {
     if (options.cluster !== undefined) {
       try {
         const associations = new AssociationRegistry({ config: options.associations ?? {}, wallClock: Date.now })
-        cluster = await ClusterNode.start({ ...options.cluster, metrics: metrics ?? false, events, acceptPeer: RemoteEndpoint.acceptHook(associations), schemas: schemaVersionsOf(host.kinds) })
+        cluster = await ClusterNode.start({ ...options.cluster, metrics: metrics ?? false, events, acceptPeer: RemoteEndpoint.acceptHook(associations), schemas: schemaVersionsOf(host.kinds), frameTypes: [FRAME_ENVELOPE, FRAME_TELL_BATCH, FRAME_HANDOFF] })
         const core = cluster.core
         remote = new RemoteEndpoint({
           transport: cluster.transport,

@@ -311,9 +311,8 @@ describe('TcpTransport', () => {
   })
 
   it('cuts a connection that delivers a frame of a type no layer declared (its framing is lost), after the frames before it', async () => {
-    const b = await start({ nodeId: 'b' })
+    const b = await start({ nodeId: 'b', frameTypes: [0x07] })
     const a = await start({ nodeId: 'a' })
-    b.t.acceptFrameType(0x07)
     await connectedPair(a, b)
     const atB: number[] = []
     b.t.on('frame', (_p, f) => atB.push(f[1]!))

@@ -115,6 +115,8 @@ export interface TcpTransportOptions {
   welcome?: (peer: PeerIdentity, direction: ConnectionDirection) => Uint8Array | undefined
   /** Schema versions per grain kind this node serves, exchanged in the handshake (schema-negotiation.ts). */
   schemas?: SchemaVersions
+  /** Frame types declared before the first connection (see acceptFrameType): the layers that subscribe later. */
+  frameTypes?: readonly number[]
   /** Use TLS (node:tls) on both the server and the dialed connections. */
   tls?: TcpTransportTlsOptions
 }
@@ -428,6 +430,7 @@ export class TcpTransport {
   /** Bind and listen; resolves once listening. Throws ERR_CONFIG_INVALID for bad options or a failed bind. */
   static async listen(options: TcpTransportOptions): Promise<TcpTransport> {
     const t = new TcpTransport(resolveOptions(options))
+    for (const type of options.frameTypes ?? []) t.acceptFrameType(type)
     await t.#listen()
     return t
   }
