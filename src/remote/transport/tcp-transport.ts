@@ -588,7 +588,8 @@ export class TcpTransport {
     }
     this.#wanted.add(authority)
     const active = this.#active.get(authority)
-    if (active?.peer !== undefined && active.state === 'established') return Promise.resolve(active.peer)
+    // Not one the peer already ended: the caller wants to write, so it waits for the next one.
+    if (active?.peer !== undefined && active.state === 'established' && active.socket.writable) return Promise.resolve(active.peer)
     const p = new Promise<PeerIdentity>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined
       const w: Waiter = {
@@ -976,6 +977,8 @@ export class TcpTransport {
     if (this.#prefer(c, existing)) {
       this.#active.set(peer.authority, c)
       this.#closeGracefully(existing, reason)
+      // Callers of connect() may be waiting because the other one stopped being writable.
+      this.#resolveWaiters(peer)
     } else {
       this.#closeGracefully(c, reason)
     }
@@ -999,6 +1002,10 @@ export class TcpTransport {
     this.#reconnectTimers.delete(peer.authority)
     this.#o.events.publish({ type: 'transport.connected', authority: peer.authority, nodeId: peer.nodeId, direction: c.direction })
     this.#emit('peer-up', peer, { direction: c.direction, welcome, ...(c.schemas === undefined ? {} : { schemas: c.schemas }) })
+    this.#resolveWaiters(peer)
+  }
+
+  #resolveWaiters(peer: PeerIdentity): void {
     const waiters = this.#waiters.get(peer.authority)
     this.#waiters.delete(peer.authority)
     if (waiters !== undefined) for (const w of waiters) w.resolve(peer)
