@@ -563,7 +563,8 @@ export class TcpTransport {
 
   /**
    * Keep a connection to `authority` (idempotent). Resolves with the peer
-   * once a connection (either direction) is established; rejects with the
+   * once a connection (either direction) is established and writable (not
+   * one the peer already ended); rejects with the
    * handshake error if the handshake is refused (either side), with
    * ERR_AUTHORITY_UNREACHABLE after `timeoutMs` (if given), on disconnect()
    * or close(), and with ERR_CONFIG_INVALID for a malformed authority.
