@@ -212,12 +212,12 @@ async function peerStats(child: ChildProcess): Promise<PeerStats> {
 /** Node B's trouble counters in one line, for an error message. */
 function describePeer(p: PeerStats): string {
   const first = p.problems.length === 0 ? '' : `; first: ${p.problems.join('; ')}`
-  return `node B: ${p.deadletters} dead letters, ${p.framesRejected} frames rejected, ${p.released} activations released to rebalance, ring full ${p.ringFull} times, bytes left unsent to [${p.unsentTo.join(', ')}]${first}`
+  return `node B: ${p.deadletters} dead letters, ${p.framesRejected} frames rejected, ${p.released} activations released to rebalance, ring full ${p.ringFull} times, ${p.framesReturned} frames written again after a closed connection${first}`
 }
 
-/** Whether B dead-lettered or rejected anything, or left bytes unsent to a peer other than `cutOnPurpose`. */
-function peerFailed(p: PeerStats, cutOnPurpose?: string): boolean {
-  return p.deadletters + p.framesRejected > 0 || p.unsentTo.some((r) => r !== cutOnPurpose)
+/** Whether B dead-lettered or rejected anything. */
+function peerFailed(p: PeerStats): boolean {
+  return p.deadletters + p.framesRejected > 0
 }
 
 // ------------------------------------------------------------------ (a) tells
@@ -230,10 +230,8 @@ async function sumCounts(node: GrainNode, pids: readonly string[]): Promise<numb
 interface Watch {
   deadA: number
   peer: () => Promise<PeerStats>
-  /** When A's log began (performance.now()). */
+  /** When the event logs began (performance.now()): a failure appends them (see run()). */
   t0A: number
-  /** A's last connection and membership events. */
-  logA: () => string[]
 }
 
 /**
@@ -305,8 +303,7 @@ function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly
       const p = await w.peer()
       const onA = `node A: ${w.deadA - dead0} dead letters, ${s1.sendsRefused - s0.sendsRefused} sends refused (backpressure), ${s1.bytesDropped - s0.bytesDropped} queued bytes dropped with a closed connection, ${s1.framesReturned - s0.framesReturned} frames written again after one`
       if (sum !== expectedTotal) {
-        const logs = `events on A (round began at +${Math.round(t0 - w.t0A)}ms): ${w.logA().join(' | ') || 'none'}; events on B: ${p.log.join(' | ') || 'none'}`
-        throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (${onA}; ${describePeer(p)}; ${logs})`)
+        throw new Error(`remote tells: counters on B sum to ${sum} after ${n} tells, expected ${expectedTotal}: tells were lost or duplicated (${onA}; ${describePeer(p)}; the round began at +${Math.round(t0 - w.t0A)}ms on the clock of A's and A2's event logs)`)
       }
       if (w.deadA !== dead0 || s1.sendsRefused !== s0.sendsRefused) throw new Error(`remote tells: ${onA}`)
       if (peerFailed(p)) throw new Error(`remote tells: ${describePeer(p)}`)
@@ -536,7 +533,6 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       },
       peer: () => peerStats(child),
       t0A,
-      logA: () => logA?.lines() ?? [],
     }
     o.log(`remote: cluster up in ${Math.round(performance.now() - t0)} ms; B at ${ready.authority} (${ready.workers} worker)`)
 
@@ -613,7 +609,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       throw new Error(`deferred: after the reconnect B recorded ${JSON.stringify(sm)}; expected the newest ${L} in order (count ${L}, first ${9 * L}, last ${10 * L - 1}, gaps 0)`)
     }
     const finalPeer = await peerStats(child)
-    if (peerFailed(finalPeer, A2.cluster!.authority)) throw new Error(`${describePeer(finalPeer)} (only A2's connection is cut on purpose)`)
+    if (peerFailed(finalPeer)) throw new Error(describePeer(finalPeer))
 
     // ---- report
     const cTell = aggregate(cand)
@@ -724,7 +720,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     }
   } catch (e) {
     // Whatever failed, what the connections and members did meanwhile (a lost frame, a cut, a view change) is the first clue.
-    if (!(e instanceof Error) || logA === undefined || e.message.includes('events on A')) throw e
+    if (!(e instanceof Error) || logA === undefined) throw e
     const onB = await peerStats(child).then(
       (p) => p.log.join(' | ') || 'none',
       (err: unknown) => `unavailable (${String(err)})`,

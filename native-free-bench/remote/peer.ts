@@ -22,7 +22,7 @@ let server: Server | undefined
 const rawSockets = new Set<Socket>()
 let closing: Promise<void> | undefined
 let log: LifecycleLog | undefined
-const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'heapUsed' | 'upMembers' | 'log'> = { deadletters: 0, framesRejected: 0, unsentTo: [], released: 0, ringFull: 0, problems: [] }
+const stats: Omit<PeerStats, 'framesIn' | 'bytesIn' | 'framesReturned' | 'heapUsed' | 'upMembers' | 'log'> = { deadletters: 0, framesRejected: 0, released: 0, ringFull: 0, problems: [] }
 const note = (e: { code: string; reason: string }): void => {
   if (stats.problems.length < 5) stats.problems.push(`${e.code}: ${e.reason}`)
 }
@@ -68,10 +68,6 @@ async function start(m: Extract<ToPeer, { type: 'start' }>): Promise<void> {
     note(e)
   })
   node.events.subscribe('transport.frame-rejected', (e) => {
-    if (e.code === 'ERR_AUTHORITY_UNREACHABLE') {
-      if (!stats.unsentTo.includes(e.remote)) stats.unsentTo.push(e.remote)
-      return
-    }
     stats.framesRejected++
     note(e)
   })
@@ -97,7 +93,7 @@ async function handle(m: ToPeer): Promise<void> {
       return
     case 'stats': {
       const t = node?.cluster?.transport.stats
-      send({ type: 'stats', ...stats, framesIn: t?.framesIn ?? 0, bytesIn: t?.bytesIn ?? 0, heapUsed: process.memoryUsage().heapUsed, upMembers: upMembers(node), log: log?.lines() ?? [] })
+      send({ type: 'stats', ...stats, framesIn: t?.framesIn ?? 0, bytesIn: t?.bytesIn ?? 0, framesReturned: t?.framesReturned ?? 0, heapUsed: process.memoryUsage().heapUsed, upMembers: upMembers(node), log: log?.lines() ?? [] })
       return
     }
     case 'local-asks': {

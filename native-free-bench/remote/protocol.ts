@@ -34,12 +34,12 @@ export interface PeerStats {
   /** Frames B refused (malformed, undecodable, ...): must stay 0. */
   framesRejected: number
   /**
-   * Peers B had bytes queued for when their connection closed (transport
-   * 'frame-rejected' ERR_AUTHORITY_UNREACHABLE: outbound, never sent). (c)
-   * cuts A2's connection on purpose, which may catch a heartbeat or gossip
-   * frame to A2 in the queue: expected for A2, a failure for anyone else.
+   * Frames B's transport had accepted but not written when their connection
+   * closed, handed back to be sent again (transport.stats.framesReturned):
+   * (c) cuts A2's connection on purpose, which may catch a reply or a
+   * heartbeat in the queue.
    */
-  unsentTo: string[]
+  framesReturned: number
   /** Activations B released to rebalance (placement.rebalanced): a released counter loses its count. */
   released: number
   /** Members B sees Up. */

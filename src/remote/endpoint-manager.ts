@@ -434,8 +434,7 @@ export class RemoteEndpoint {
     this.#tellsOfBatch(authority, frame, msgs, now)
     // Newer than anything queued (every other send flushed the batches first): to the back, in order.
     assoc.deferAll(msgs, now)
-    if (this.#o.transport.isConnected(authority)) this.#retryLater(assoc)
-    else this.#connect(assoc)
+    this.#sendLater(assoc)
     this.#flushOutputs()
   }
 
@@ -482,25 +481,19 @@ export class RemoteEndpoint {
       else if (f[0] === FRAME_ENVELOPE) {
         r.reset(f, 1, f.length - 1)
         const flags = r.flags
-        const meta: OutboundMeta =
-          (flags & FLAGS.REPLY) !== 0
-            ? { pid: `reply:${authority}` }
-            : {
-                pid: formatPid({ authority, kind: r.kind(), key: r.key() }),
-                kind: r.kind(),
-                key: r.key(),
-                messageType: r.messageType,
-                // This node's asks wait on the main thread under their correlation id (ask(), fromWorker()).
-                ...((flags & FLAGS.ASK) !== 0 && r.replyTo === MAIN_THREAD ? { askId: r.correlationId } : {}),
-              }
+        let meta: OutboundMeta = { pid: `reply:${authority}` }
+        if ((flags & FLAGS.REPLY) === 0) {
+          const kind = r.kind()
+          const key = r.key()
+          meta = { pid: formatPid({ authority, kind, key }), kind, key, messageType: r.messageType }
+          // This node's asks wait on the main thread under their correlation id (ask(), fromWorker()).
+          if ((flags & FLAGS.ASK) !== 0 && r.replyTo === MAIN_THREAD) meta = { ...meta, askId: r.correlationId }
+        }
         msgs.push({ frame: f, meta, enqueuedAtMs: now })
       }
     }
     if (msgs.length === 0) return
-    const assoc = this.#o.associations.get(authority)
-    assoc.unsent(msgs, now)
-    if (this.#o.transport.isConnected(authority)) this.#retryLater(assoc)
-    else this.#connect(assoc)
+    this.#unsent(this.#o.associations.get(authority), msgs, now)
     this.#flushOutputs()
   }
 
@@ -725,7 +718,8 @@ export class RemoteEndpoint {
       assoc.wrote()
       // The deferred queue copies what it keeps, so a borrowed frame can go back as it is.
       if (this.#o.transport.send(assoc.authority, frame)) return undefined
-      this.#unsent(assoc, frame, typeof metaOf === 'function' ? metaOf() : metaOf, performance.now())
+      const now = performance.now()
+      this.#unsent(assoc, [{ frame, meta: typeof metaOf === 'function' ? metaOf() : metaOf, enqueuedAtMs: now }], now)
       this.#flushOutputs()
       return undefined
     }
@@ -736,16 +730,21 @@ export class RemoteEndpoint {
     if (out.action === 'write') {
       // The transport may keep a large frame it cannot write at once: not a view of a reused buffer, then.
       if (borrowed) frame = frame.slice()
-      if (!this.#o.transport.send(assoc.authority, frame)) this.#unsent(assoc, frame, meta, now)
+      if (!this.#o.transport.send(assoc.authority, frame)) this.#unsent(assoc, [{ frame, meta, enqueuedAtMs: now }], now)
     } else if (out.action === 'deferred') this.#connect(assoc)
     else refused = out.error
     this.#flushOutputs()
     return refused
   }
 
-  /** The transport would not take a frame (not connected after all, or backpressure): keep it, in order, and retry. */
-  #unsent(assoc: Association, frame: Uint8Array, meta: OutboundMeta, now: number): void {
-    assoc.unsent([{ frame, meta, enqueuedAtMs: now }], now)
+  /** The transport would not take these (not connected after all, or backpressure), or took them but never wrote them: keep them in front, in order, and retry. */
+  #unsent(assoc: Association, msgs: DeferredMessage[], now: number): void {
+    assoc.unsent(msgs, now)
+    this.#sendLater(assoc)
+  }
+
+  /** The association holds a backlog: write it again shortly if connected (backpressure), else (re)connect first. */
+  #sendLater(assoc: Association): void {
     if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
     else this.#connect(assoc)
   }
@@ -809,10 +808,7 @@ export class RemoteEndpoint {
       if (this.#closed) return
       const now = performance.now()
       this.#write(assoc, assoc.flush(now), now)
-      if (assoc.queue.size > 0) {
-        if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
-        else this.#connect(assoc)
-      }
+      if (assoc.queue.size > 0) this.#sendLater(assoc)
       this.#flushOutputs()
     }, BACKPRESSURE_RETRY_MS)
     t.unref()
@@ -841,11 +837,9 @@ export class RemoteEndpoint {
   #write(assoc: Association, msgs: DeferredMessage[], now: number): void {
     for (let i = 0; i < msgs.length; i++) {
       if (!this.#o.transport.send(assoc.authority, msgs[i]!.frame)) {
-        assoc.unsent(msgs.slice(i), now)
-        // Backpressure: retry shortly. Not connected (e.g. peer-up fired before the
-        // transport made the connection current): reconnect/resync, never strand them.
-        if (this.#o.transport.isConnected(assoc.authority)) this.#retryLater(assoc)
-        else this.#connect(assoc)
+        // Not connected (e.g. peer-up fired before the transport made the
+        // connection current): reconnect/resync, never strand them.
+        this.#unsent(assoc, msgs.slice(i), now)
         return
       }
     }

@@ -14,6 +14,7 @@
 
 import { FRAME_HEADER_BYTES, writeFrameHeader } from './frame-codec.js'
 import type { Slab, SlabPool } from './slab-pool.js'
+import { u32le } from '../../wire/le.js'
 
 /** Frames this large or larger are queued by reference: treat such a frame as handed over. */
 export const LARGE_FRAME_BYTES = 16 * 1024
@@ -29,7 +30,7 @@ export function framesOf(chunks: readonly Uint8Array[]): Uint8Array[] {
   const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
   const out: Uint8Array[] = []
   for (let at = 0; at + FRAME_HEADER_BYTES <= all.length; ) {
-    const n = (all[at]! | (all[at + 1]! << 8) | (all[at + 2]! << 16) | (all[at + 3]! << 24)) >>> 0
+    const n = u32le(all, at)
     at += FRAME_HEADER_BYTES
     out.push(new Uint8Array(all.subarray(at, at + n)))
     at += n

@@ -1153,18 +1153,18 @@ export class TcpTransport {
     if (lost === 0) return
     const { chunks, slabs } = c.out.take()
     const peer = c.peer
-    if (peer !== undefined && this.#listeners.unsent.length > 0) {
-      const frames = framesOf(chunks)
-      c.out.release(slabs)
+    // Copied out before the slabs are released.
+    const frames = peer !== undefined && this.#listeners.unsent.length > 0 ? framesOf(chunks) : undefined
+    c.out.release(slabs)
+    if (frames !== undefined && peer !== undefined) {
       this.#stats.framesReturned += frames.length
       this.#emit('unsent', peer, frames)
       return
     }
-    c.out.release(slabs)
     this.#stats.bytesDropped += lost
     this.#o.events.publish({
       type: 'transport.frame-rejected',
-      remote: c.peer?.authority ?? c.dialed ?? 'unknown',
+      remote: peer?.authority ?? c.dialed ?? 'unknown',
       code: 'ERR_AUTHORITY_UNREACHABLE',
       reason: `${lost} queued bytes were not sent: the connection closed first`,
     })
