@@ -66,6 +66,8 @@ export interface KindDescriptor {
   supportedSchemaVersions?: number[]
   /** Declares snapshot/restore hooks (state hand-off). */
   handoff?: boolean
+  /** Activation fails instead of starting fresh when the previous owner's snapshot cannot be obtained. */
+  requiresSnapshot?: boolean
   /** RPC defaults the kind declares (defineGrain({ rpc })). */
   rpc?: RpcCallSettings | undefined
 }
@@ -151,7 +153,7 @@ export class KindRegistry {
   describe(): KindDescriptor[] {
     const out: KindDescriptor[] = []
     for (const e of this.kinds.values()) {
-      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions] })
+      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, requiresSnapshot: e.def.requiresSnapshot === true, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions] })
     }
     for (const d of this.stateless.values()) {
       out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true })

@@ -50,18 +50,34 @@ interface InboxEntry {
   record: ReleasedRecord
   from: string
   expiresAtMs: number
-  /** Parked by this node itself when its serving lease lapsed. */
+  /**
+   * Only a fallback when the key activates here: parked by this node itself
+   * when its serving lease lapsed, or an answer it could not deliver (below).
+   */
   parked?: boolean
+  /**
+   * An answer this node could not deliver, of a kind that starts without its
+   * snapshot: it goes only to that same request asked again. Its requester
+   * starts fresh once it gives up, so any other request means the record is
+   * stale.
+   */
+  answers?: { to: string; id: number }
 }
 
 interface PullWait {
   resolve: (r: { records: ReleasedRecord[]; error?: string }) => void
   timer: ReturnType<typeof setTimeout>
+  /** The holder asked, and the request, so it can be asked again after a reconnect. */
+  authority: string
+  kind: string
+  key: string
+  /** The request may not have reached the holder (not sent, handed back unwritten, or its connection went down): ask again on peer-up. */
+  lost: boolean
 }
 
 export interface HandoffCoordinatorOptions {
   /** This node: its NodeId, and whether it may serve (rebalancing waits while it may not). */
-  self: { readonly nodeId: string; mayServe(nowMs: number): boolean }
+  self: { readonly nodeId: string; readonly authority: string; mayServe(nowMs: number): boolean }
   transport: TcpTransport
   host: WorkerHost
   router: PlacementRouter
@@ -79,18 +95,28 @@ export class HandoffCoordinator {
   readonly #pulls = new Map<number, PullWait>()
   /** Requests in flight by key: a push that arrives meanwhile answers them. */
   readonly #waiting = new Map<string, (e: InboxEntry) => void>()
+  /** Keys this node is releasing for a request, by kind/key: settles once answered, with whether the answer went out. */
+  readonly #releasing = new Map<string, Promise<boolean>>()
   #nextId = 1
   readonly #unsubscribe: () => void
-  readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0, rebalanced: 0 }
+  readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0, rebalanced: 0, views: 0, retained: 0, pullsRepeated: 0 }
 
   constructor(o: HandoffCoordinatorOptions) {
     this.#o = o
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_HANDOFF_TIMEOUT_MS
     this.#inboxTtlMs = o.inboxTtlMs ?? DEFAULT_HANDOFF_INBOX_TTL_MS
     o.transport.acceptFrameType(FRAME_HANDOFF)
-    this.#unsubscribe = o.transport.on('frame', (peer, frame) => {
-      if (frame[0] === FRAME_HANDOFF) this.#onFrame(peer.authority, frame)
-    })
+    const off = [
+      o.transport.on('frame', (peer, frame) => {
+        if (frame[0] === FRAME_HANDOFF) this.#onFrame(peer.authority, frame)
+      }),
+      o.transport.on('unsent', (peer, frames) => this.#onUnsent(peer.authority, frames)),
+      o.transport.on('peer-down', (peer) => this.#markLost(peer.authority)),
+      o.transport.on('peer-up', (peer) => this.#askAgain(peer.authority)),
+    ]
+    this.#unsubscribe = () => {
+      for (const f of off) f()
+    }
     o.host.onHandoffRequest = (kind, key) => this.#request(kind, key)
     // Membership changes move keys: rebalance once the burst of events settles.
     this.#unsubscribeMembers = o.events.subscribe('member.*', () => this.#scheduleRebalance())
@@ -127,6 +153,7 @@ export class HandoffCoordinator {
     if (members === this.#rebalancedFor || members.length === 0) return
     const first = this.#rebalancedFor === undefined
     this.#rebalancedFor = members
+    this.stats.views++
     if (first) return // the view this node started with: nothing of ours can have moved yet
     this.#rebalancing = true
     try {
@@ -221,40 +248,131 @@ export class HandoffCoordinator {
     return { outcome: 'record', version: rec.version, snapshot: rec.snapshot }
   }
 
+  /**
+   * Ask one holder to release the key. A request that may not have reached
+   * it (no connection now, handed back unwritten, or its connection went
+   * down before the answer) is asked again when the holder is back, within
+   * the same timeout: the holder keeps a record it could not deliver
+   * (#retain), so the second request finds it.
+   */
   #pull(authority: string, kind: string, key: string): Promise<{ records: ReleasedRecord[]; error?: string }> {
     const id = this.#nextId++
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
+        const w = this.#pulls.get(id)
         this.#pulls.delete(id)
-        resolve({ records: [], error: `no answer within ${this.#timeoutMs} ms` })
+        resolve({ records: [], error: w?.lost === true ? `not connected to it for ${this.#timeoutMs} ms` : `no answer within ${this.#timeoutMs} ms` })
       }, this.#timeoutMs)
-      this.#pulls.set(id, { resolve, timer })
-      if (!this.#send(authority, { op: 'pull', id, kind, key })) {
-        clearTimeout(timer)
-        this.#pulls.delete(id)
-        resolve({ records: [], error: 'not connected' })
-      }
+      const w: PullWait = { resolve, timer, authority, kind, key, lost: false }
+      this.#pulls.set(id, w)
+      if (!this.#send(authority, { op: 'pull', id, kind, key })) w.lost = true
     })
+  }
+
+  #markLost(authority: string): void {
+    for (const w of this.#pulls.values()) if (w.authority === authority) w.lost = true
+  }
+
+  #askAgain(authority: string): void {
+    for (const [id, w] of this.#pulls) {
+      if (w.authority !== authority || !w.lost) continue
+      if (this.#send(authority, { op: 'pull', id, kind: w.kind, key: w.key })) {
+        w.lost = false
+        this.stats.pullsRepeated++
+      }
+    }
+  }
+
+  /**
+   * Frames the transport accepted but never wrote (their connection closed
+   * first). They go out again at once when another connection to the peer
+   * is up (a duplicate connection that lost); otherwise a request is asked
+   * again on peer-up, and records this node released stay here (#retain),
+   * where that request finds them: this node already deactivated and
+   * tombstoned the key, so these records are the only copy of its state.
+   */
+  #onUnsent(authority: string, frames: readonly Uint8Array[]): void {
+    const why = 'its connection closed before they were written'
+    for (const frame of frames) {
+      if (frame[0] !== FRAME_HANDOFF) continue
+      const m = this.#decode(authority, frame)
+      if (m === undefined) continue
+      if (m.op === 'pull') {
+        const w = this.#pulls.get(m.id)
+        if (w !== undefined) w.lost = true
+      } else if (m.op === 'pulled') this.#answer(authority, m.id, Array.isArray(m.records) ? m.records : [], why)
+      else if (Array.isArray(m.records) && !this.#send(authority, m)) this.#retain(authority, m.records, `not delivered to ${authority}: ${why}`, 'push')
+    }
+    this.#askAgain(authority)
+  }
+
+  /**
+   * Keep released records this node could not deliver, as if pushed here:
+   * a later request for the key, from any node (or this one activating it
+   * again), takes them. Records without a snapshot carry no state to keep.
+   *
+   * An answer to a request, of a kind that can start without its snapshot,
+   * goes only to the same request asked again (InboxEntry.answers).
+   */
+  #retain(peer: string, records: readonly ReleasedRecord[], what: string, kept: 'push' | 'late answer' | { answering: number }): void {
+    const now = performance.now()
+    for (const record of records) {
+      if (this.#o.router.leaving) {
+        // Nobody asks a Leaving member: kept here, the records would go when it stops.
+        this.stats.failed++
+        this.#o.events.publish({ type: 'placement.handoff', kind: record.kind, key: record.key, outcome: 'failed', peer, version: record.version, reason: `${what}; this node is leaving` })
+        continue
+      }
+      if (record.snapshot === undefined) continue
+      // The record came from `peer` when it answered late; otherwise this node released it.
+      const entry: InboxEntry = { record, from: kept === 'late answer' ? peer : this.#o.self.authority, expiresAtMs: now + this.#inboxTtlMs }
+      if (typeof kept === 'object' && this.#o.host.kinds.get(record.kind)?.requiresSnapshot !== true) {
+        entry.answers = { to: peer, id: kept.answering }
+        entry.parked = true
+      }
+      if (!this.#box(entry)) continue
+      this.stats.retained++
+      this.#o.events.publish({ type: 'placement.handoff', kind: record.kind, key: record.key, outcome: 'retained', peer, version: record.version, reason: `${what}; kept for the next request` })
+    }
+    this.#sweepInbox()
+  }
+
+  /** Put a record in the inbox unless a newer one of its key is there; false when not kept. */
+  #box(entry: InboxEntry): boolean {
+    const k = kindKeyOf(entry.record.kind, entry.record.key)
+    const old = this.#inbox.get(k)
+    if (old !== undefined && old.record.version > entry.record.version) return false
+    this.#inbox.set(k, entry)
+    return true
   }
 
   // ----------------------------------------------------------- giving side
 
-  #onFrame(from: string, frame: Uint8Array): void {
-    let m: HandoffMessage
+  #decode(from: string, frame: Uint8Array): HandoffMessage | undefined {
     try {
-      m = this.#o.codec.decode(frame, 1, frame.length - 1) as HandoffMessage
+      const m = this.#o.codec.decode(frame, 1, frame.length - 1) as HandoffMessage
       if (typeof m !== 'object' || m === null || typeof (m as { op?: unknown }).op !== 'string') throw new Error('not a hand-off message')
+      return m
     } catch (e) {
       this.#o.events.publish({ type: 'transport.frame-rejected', remote: from, code: 'ERR_FRAME_MALFORMED', reason: `hand-off frame: ${toGrainClusterError(e).reason}` })
-      return
+      return undefined
     }
+  }
+
+  #onFrame(from: string, frame: Uint8Array): void {
+    const m = this.#decode(from, frame)
+    if (m === undefined) return
     if (m.op === 'pull') this.#onPull(from, m)
     else if (m.op === 'pulled') {
+      const records = Array.isArray(m.records) ? m.records : []
       const w = this.#pulls.get(m.id)
-      if (w === undefined) return
+      if (w === undefined) {
+        this.#late(from, records)
+        return
+      }
       this.#pulls.delete(m.id)
       clearTimeout(w.timer)
-      w.resolve({ records: Array.isArray(m.records) ? m.records : [], ...(m.error === undefined ? {} : { error: m.error }) })
+      w.resolve({ records, ...(m.error === undefined ? {} : { error: m.error }) })
     } else if (m.op === 'push' && Array.isArray(m.records)) {
       const expiresAtMs = performance.now() + this.#inboxTtlMs
       for (const record of m.records) {
@@ -264,12 +382,29 @@ export class HandoffCoordinator {
         if (waiter !== undefined) {
           this.#waiting.delete(k)
           waiter(entry)
-        } else {
-          const old = this.#inbox.get(k)
-          if (old === undefined || old.record.version <= record.version) this.#inbox.set(k, entry)
-        }
+        } else this.#box(entry)
       }
       this.#sweepInbox()
+    }
+  }
+
+  /**
+   * An answer that came after its request timed out. The holder released the
+   * key for it, so its records are the state. A kind that requires its
+   * snapshot failed that activation, and its next activation takes them from
+   * the inbox. Any other kind started without them and is live now: a late
+   * record would overwrite newer state, so it is dropped, as an event.
+   */
+  #late(from: string, records: readonly ReleasedRecord[]): void {
+    for (const record of records) {
+      if (record.snapshot === undefined) continue
+      if (this.#o.host.kinds.get(record.kind)?.requiresSnapshot === true) {
+        this.#retain(from, [record], `${from} answered after the request timed out (${this.#timeoutMs} ms)`, 'late answer')
+        continue
+      }
+      this.stats.failed++
+      const reason = `${from} answered after the request timed out (${this.#timeoutMs} ms); the key started without the record, which is dropped`
+      this.#o.events.publish({ type: 'placement.handoff', kind: record.kind, key: record.key, outcome: 'failed', peer: from, version: record.version, reason })
     }
   }
 
@@ -279,27 +414,54 @@ export class HandoffCoordinator {
       this.#send(from, { op: 'pulled', id, records: [] })
       return
     }
-    // A record pushed here (or parked) that never activated: it moves on as it is.
-    const boxed = this.#inbox.get(kindKeyOf(kind, key))
+    const k = kindKeyOf(kind, key)
+    // A request again (the requester reconnected) while this node still
+    // releases the key for it: the first answer settles it when it goes out;
+    // when it could not, ask again once it is kept here (the inbox).
+    const releasing = this.#releasing.get(k)
+    if (releasing !== undefined) {
+      void releasing.then((sent) => {
+        if (!sent) this.#onPull(from, m)
+      })
+      return
+    }
+    // A record pushed here (or parked, or kept) that never activated: it moves on as it is.
+    const boxed = this.#inbox.get(k)
     if (boxed !== undefined) {
-      this.#inbox.delete(kindKeyOf(kind, key))
-      if (boxed.expiresAtMs > performance.now()) {
+      this.#inbox.delete(k)
+      const a = boxed.answers
+      if (a !== undefined && (a.to !== from || a.id !== id)) {
+        this.stats.failed++
+        const reason = `${a.to} gave up the request this record answered (it could not be delivered); the key started without it there, so it is dropped`
+        this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'failed', peer: a.to, version: boxed.record.version, reason })
+      } else if (boxed.expiresAtMs > performance.now()) {
         this.stats.released++
         this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'released', peer: from, version: boxed.record.version })
-        this.#send(from, { op: 'pulled', id, records: [boxed.record] })
+        this.#answer(from, id, [boxed.record])
         return
       }
     }
-    this.#o.host.releaseKey(kind, key, this.#timeoutMs).then(
-      (records) => {
-        if (records.length > 0) {
-          this.stats.released++
-          this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'released', peer: from, version: records[0]!.version })
-        }
-        this.#send(from, { op: 'pulled', id, records })
-      },
-      (e: unknown) => this.#send(from, { op: 'pulled', id, records: [], error: toGrainClusterError(e).reason }),
-    )
+    const done = this.#o.host
+      .releaseKey(kind, key, this.#timeoutMs)
+      .then(
+        (records) => {
+          if (records.length > 0) {
+            this.stats.released++
+            this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'released', peer: from, version: records[0]!.version })
+          }
+          return this.#answer(from, id, records)
+        },
+        (e: unknown) => this.#send(from, { op: 'pulled', id, records: [], error: toGrainClusterError(e).reason }),
+      )
+      .finally(() => this.#releasing.delete(k))
+    this.#releasing.set(k, done)
+  }
+
+  /** Answer a request; records that cannot go out now stay here for the next one (the requester asks again once connected). */
+  #answer(to: string, id: number, records: ReleasedRecord[], why = 'not connected'): boolean {
+    if (this.#send(to, { op: 'pulled', id, records })) return true
+    this.#retain(to, records, `not delivered to ${to}: ${why}`, { answering: id })
+    return false
   }
 
   /**
@@ -356,7 +518,8 @@ export class HandoffCoordinator {
           pushed += batch.length
           for (const rec of batch) this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'released', peer: authority, version: rec.version })
         } else {
-          for (const rec of batch) this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'failed', peer: authority, reason: `${authority} is not connected` })
+          // The new owner asks this node (a previous owner) when the key activates there.
+          this.#retain(authority, batch, `not delivered to ${authority}: not connected`, 'push')
         }
       }
     }

@@ -56,12 +56,15 @@ export interface PlacementLeaseRegained extends Base<'placement.lease-regained'>
 }
 /**
  * A state hand-off (spec 5.4/5.5) seen from the node that gives (`released`)
- * or takes (`restored`, `fresh`, `failed`) a key.
+ * or takes (`restored`, `fresh`, `failed`) a key. `retained`: released
+ * records that could not be delivered (or arrived after their request timed
+ * out, for a kind that requires its snapshot) are kept on this node for the
+ * key's next request.
  */
 export interface PlacementHandoff extends Base<'placement.handoff'> {
   kind: string
   key: string
-  outcome: 'released' | 'restored' | 'fresh' | 'failed'
+  outcome: 'released' | 'restored' | 'fresh' | 'failed' | 'retained'
   /** The other node (authority). */
   peer?: string
   version?: number

@@ -80,7 +80,7 @@ export class NodeMetrics {
     this.schemaMismatches = new Counter({ name: `${prefix}rpc_schema_mismatches_total`, help: 'Schema version mismatches, by kind and where they were found (worker: call refused on arrival; caller: no common version with the peer; handshake: a peer with no common version).', labelNames: ['kind', 'where'], registers: [r] })
     this.serializationFailures = new Counter({ name: `${prefix}rpc_serialization_failures_total`, help: 'RPC payloads that could not be serialized (encode) or deserialized (decode); each failed its call.', labelNames: ['direction'], registers: [r] })
 
-    this.handoffs = new Counter({ name: `${prefix}placement_handoffs_total`, help: 'State hand-offs of grain keys between owners, by outcome (released, restored, fresh, failed).', labelNames: ['outcome'], registers: [r] })
+    this.handoffs = new Counter({ name: `${prefix}placement_handoffs_total`, help: 'State hand-offs of grain keys between owners, by outcome (released, restored, fresh, failed, retained).', labelNames: ['outcome'], registers: [r] })
     this.reactivations = new Counter({ name: `${prefix}grain_reactivations_total`, help: 'Keys activated again after being passivated, by kind.', labelNames: ['kind'], registers: [r] })
     this.rebalancedKeys = new Counter({ name: `${prefix}placement_rebalanced_activations_total`, help: 'Activations released after a membership change because another member now owns their keys.', registers: [r] })
     this.passivationChurn = new Counter({ name: `${prefix}grain_passivation_churn_total`, help: 'Re-activations sooner than one idle TTL after passivation (the TTL is short for the traffic), by kind.', labelNames: ['kind'], registers: [r] })

@@ -67,6 +67,8 @@ export interface KindInfo {
   readonly idleTtlMs: number
   /** Declares snapshot/restore hooks (state hand-off). */
   readonly handoff: boolean
+  /** Activation fails instead of starting fresh without the previous owner's snapshot. */
+  readonly requiresSnapshot: boolean
   /** RPC defaults the kind declares (defineGrain({ rpc })). */
   readonly rpc: RpcCallSettings | undefined
   /** method name → message type id */
@@ -193,6 +195,7 @@ export class WorkerHost {
         stateless: k.stateless,
         idleTtlMs: k.idleTtlMs,
         handoff: k.handoff === true,
+        requiresSnapshot: k.requiresSnapshot === true,
         rpc: k.rpc,
         methods: new Map(k.methods.map((m) => [m, messageTypeIdOf(m)])),
         supportedSchemaVersions: k.supportedSchemaVersions ?? [k.schemaVersion],
