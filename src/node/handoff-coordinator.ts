@@ -21,8 +21,13 @@
  * requiresSnapshot, fails with ERR_GRAIN_SNAPSHOT_MISSING). Every outcome
  * is a 'placement.handoff' event.
  *
+ * A lost connection loses no record: a holder keeps each answer until the
+ * taker acknowledges it ('took'), and a taker asks again (same request id)
+ * when a holder it may not have heard from comes back (#pull, #retain).
+ *
  * Wire: FRAME_HANDOFF frames on the cluster transport, bodies encoded with
- * the node's payload codec (snapshots are arbitrary codec values).
+ * the node's payload codec (snapshots are arbitrary codec values):
+ * pull → pulled → took, and push.
  */
 
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
@@ -45,6 +50,7 @@ type HandoffMessage =
   | { op: 'pull'; id: number; kind: string; key: string }
   | { op: 'pulled'; id: number; records: ReleasedRecord[]; error?: string }
   | { op: 'push'; records: ReleasedRecord[] }
+  | { op: 'took'; id: number; kind: string; key: string }
 
 interface InboxEntry {
   record: ReleasedRecord
@@ -52,16 +58,19 @@ interface InboxEntry {
   expiresAtMs: number
   /**
    * Only a fallback when the key activates here: parked by this node itself
-   * when its serving lease lapsed, or an answer it could not deliver (below).
+   * when its serving lease lapsed, or an exclusive answer (below).
    */
   parked?: boolean
   /**
-   * An answer this node could not deliver, of a kind that starts without its
-   * snapshot: it goes only to that same request asked again. Its requester
-   * starts fresh once it gives up, so any other request means the record is
-   * stale.
+   * An answer to a request (`to`, `id`), kept until its requester
+   * acknowledges it ('took'): bytes the kernel accepted are lost with their
+   * connection too, and the requester then asks again after the reconnect.
+   * `delivered`: it went out, only the acknowledgement is missing.
+   * `exclusive` (a kind that starts without its snapshot): only that request
+   * may take it; its requester starts fresh once it gives up, so for any
+   * other request the record is stale.
    */
-  answers?: { to: string; id: number }
+  answer?: { to: string; id: number; delivered: boolean; exclusive: boolean }
 }
 
 interface PullWait {
@@ -301,7 +310,7 @@ export class HandoffCoordinator {
         const w = this.#pulls.get(m.id)
         if (w !== undefined) w.lost = true
       } else if (m.op === 'pulled') this.#answer(authority, m.id, Array.isArray(m.records) ? m.records : [], why)
-      else if (Array.isArray(m.records) && !this.#send(authority, m)) this.#retain(authority, m.records, `not delivered to ${authority}: ${why}`, 'push')
+      else if (m.op === 'push' && Array.isArray(m.records) && !this.#send(authority, m)) this.#retain(authority, m.records, `not delivered to ${authority}: ${why}`, 'push')
     }
     this.#askAgain(authority)
   }
@@ -311,13 +320,15 @@ export class HandoffCoordinator {
    * a later request for the key, from any node (or this one activating it
    * again), takes them. Records without a snapshot carry no state to keep.
    *
-   * An answer to a request, of a kind that can start without its snapshot,
-   * goes only to the same request asked again (InboxEntry.answers).
+   * Answers are kept until acknowledged (InboxEntry.answer), and only those
+   * that could not go out are events.
    */
-  #retain(peer: string, records: readonly ReleasedRecord[], what: string, kept: 'push' | 'late answer' | { answering: number }): void {
+  #retain(peer: string, records: readonly ReleasedRecord[], what: string, kept: 'push' | 'late answer' | { answering: number; delivered: boolean }): void {
     const now = performance.now()
+    const delivered = typeof kept === 'object' && kept.delivered
     for (const record of records) {
       if (this.#o.router.leaving) {
+        if (delivered) continue
         // Nobody asks a Leaving member: kept here, the records would go when it stops.
         this.stats.failed++
         this.#o.events.publish({ type: 'placement.handoff', kind: record.kind, key: record.key, outcome: 'failed', peer, version: record.version, reason: `${what}; this node is leaving` })
@@ -326,11 +337,12 @@ export class HandoffCoordinator {
       if (record.snapshot === undefined) continue
       // The record came from `peer` when it answered late; otherwise this node released it.
       const entry: InboxEntry = { record, from: kept === 'late answer' ? peer : this.#o.self.authority, expiresAtMs: now + this.#inboxTtlMs }
-      if (typeof kept === 'object' && this.#o.host.kinds.get(record.kind)?.requiresSnapshot !== true) {
-        entry.answers = { to: peer, id: kept.answering }
-        entry.parked = true
+      if (typeof kept === 'object') {
+        const exclusive = this.#o.host.kinds.get(record.kind)?.requiresSnapshot !== true
+        entry.answer = { to: peer, id: kept.answering, delivered, exclusive }
+        if (exclusive) entry.parked = true
       }
-      if (!this.#box(entry)) continue
+      if (!this.#box(entry) || delivered) continue
       this.stats.retained++
       this.#o.events.publish({ type: 'placement.handoff', kind: record.kind, key: record.key, outcome: 'retained', peer, version: record.version, reason: `${what}; kept for the next request` })
     }
@@ -365,6 +377,7 @@ export class HandoffCoordinator {
     if (m.op === 'pull') this.#onPull(from, m)
     else if (m.op === 'pulled') {
       const records = Array.isArray(m.records) ? m.records : []
+      for (const r of records) this.#send(from, { op: 'took', id: m.id, kind: r.kind, key: r.key })
       const w = this.#pulls.get(m.id)
       if (w === undefined) {
         this.#late(from, records)
@@ -373,6 +386,11 @@ export class HandoffCoordinator {
       this.#pulls.delete(m.id)
       clearTimeout(w.timer)
       w.resolve({ records, ...(m.error === undefined ? {} : { error: m.error }) })
+    } else if (m.op === 'took') {
+      if (typeof m.kind !== 'string' || typeof m.key !== 'string') return
+      const k = kindKeyOf(m.kind, m.key)
+      const a = this.#inbox.get(k)?.answer
+      if (a !== undefined && a.to === from && a.id === m.id) this.#inbox.delete(k)
     } else if (m.op === 'push' && Array.isArray(m.records)) {
       const expiresAtMs = performance.now() + this.#inboxTtlMs
       for (const record of m.records) {
@@ -429,11 +447,14 @@ export class HandoffCoordinator {
     const boxed = this.#inbox.get(k)
     if (boxed !== undefined) {
       this.#inbox.delete(k)
-      const a = boxed.answers
-      if (a !== undefined && (a.to !== from || a.id !== id)) {
-        this.stats.failed++
-        const reason = `${a.to} gave up the request this record answered (it could not be delivered); the key started without it there, so it is dropped`
-        this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'failed', peer: a.to, version: boxed.record.version, reason })
+      const a = boxed.answer
+      if (a !== undefined && a.exclusive && (a.to !== from || a.id !== id)) {
+        // Delivered: its requester has it and only the acknowledgement went missing.
+        if (!a.delivered) {
+          this.stats.failed++
+          const reason = `${a.to} gave up the request this record answered (it could not be delivered); the key started without it there, so it is dropped`
+          this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'failed', peer: a.to, version: boxed.record.version, reason })
+        }
       } else if (boxed.expiresAtMs > performance.now()) {
         this.stats.released++
         this.#o.events.publish({ type: 'placement.handoff', kind, key, outcome: 'released', peer: from, version: boxed.record.version })
@@ -457,11 +478,15 @@ export class HandoffCoordinator {
     this.#releasing.set(k, done)
   }
 
-  /** Answer a request; records that cannot go out now stay here for the next one (the requester asks again once connected). */
+  /**
+   * Answer a request, and keep its records until the requester acknowledges
+   * them: when the answer is lost (not sent, or with its connection), the
+   * requester asks again once connected and finds them here.
+   */
   #answer(to: string, id: number, records: ReleasedRecord[], why = 'not connected'): boolean {
-    if (this.#send(to, { op: 'pulled', id, records })) return true
-    this.#retain(to, records, `not delivered to ${to}: ${why}`, { answering: id })
-    return false
+    const sent = this.#send(to, { op: 'pulled', id, records })
+    this.#retain(to, records, `not delivered to ${to}: ${why}`, { answering: id, delivered: sent })
+    return sent
   }
 
   /**
@@ -531,7 +556,7 @@ export class HandoffCoordinator {
     try {
       body = encodeToBytes(this.#o.codec, m)
     } catch (e) {
-      if (m.op === 'pull') throw e
+      if (m.op === 'pull' || m.op === 'took') throw e
       // A snapshot the codec cannot carry: send the records without it, with the reason.
       const err = toGrainClusterError(e)
       const strip = (rs: ReleasedRecord[]): ReleasedRecord[] => rs.map((r) => ({ kind: r.kind, key: r.key, version: r.version, reason: `snapshot could not be encoded: ${err.reason}` }))

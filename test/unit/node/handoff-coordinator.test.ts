@@ -76,6 +76,14 @@ class Link {
     }
     for (const side of [this.a, this.b]) side.emit('peer-down', { authority: side.peer.authority, nodeId: `id-${side.peer.authority}` }, 'cut')
   }
+  /** The connection dies with frames already written: the kernel took them, the peer never reads them, nothing comes back. */
+  lose(): void {
+    for (const side of [this.a, this.b]) {
+      side.up = false
+      side.queued = []
+    }
+    for (const side of [this.a, this.b]) side.emit('peer-down', { authority: side.peer.authority, nodeId: `id-${side.peer.authority}` }, 'lost')
+  }
   reconnect(): void {
     for (const side of [this.a, this.b]) side.up = true
     for (const side of [this.a, this.b]) side.emit('peer-up', { authority: side.peer.authority, nodeId: `id-${side.peer.authority}` }, { direction: 'outbound', welcome: new Uint8Array() })
@@ -267,5 +275,33 @@ describe('HandoffCoordinator across a failing connection', () => {
     const answer = a.request(kind, 'k1')
     link.flush()
     await expect(answer).resolves.toEqual({ outcome: 'record', version: record.version, snapshot: record.snapshot })
+  })
+
+  it('hands an answer over again when its connection lost it after it was written (it is kept until the new owner acknowledges it)', async () => {
+    const { link, a, b, record, kind } = pair()
+    const answer = a.request(kind, 'k1')
+    link.flush()
+    await waitUntil(() => link.b.queued.length === 1, { what: "B's answer written" })
+    link.lose()
+    expect(b.coordinator.stats.retained).toBe(0) // B cannot know
+    link.reconnect()
+    link.flush()
+    await expect(answer).resolves.toEqual({ outcome: 'record', version: record.version, snapshot: record.snapshot })
+    expect(b.host.releases).toBe(1)
+  })
+
+  it('forgets an answer once the new owner acknowledged it: a later request gets nothing from it', async () => {
+    // 'ledger' requires its snapshot, so a kept answer would go to any request.
+    const { link, a, b, record } = pair({ kind: 'ledger' })
+    const first = a.request('ledger', 'k1')
+    link.flush()
+    await waitUntil(() => link.b.queued.length === 1, { what: "B's answer" })
+    link.flush() // the answer, then A's acknowledgement
+    await expect(first).resolves.toMatchObject({ outcome: 'record', version: record.version })
+    const later = a.request('ledger', 'k1')
+    link.flush()
+    await waitUntil(() => b.host.releases === 2, { what: 'B releases for the later request' })
+    await waitUntil(() => link.flush() === 0 && link.b.queued.length === 0, { what: 'the link settles' })
+    await expect(later).resolves.toEqual({ outcome: 'none' })
   })
 })
