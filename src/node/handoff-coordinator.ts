@@ -13,7 +13,8 @@
  *
  * Push on leave. A leaving node stops placing keys on itself, releases
  * every hand-off activation and pushes each record to the key's successor,
- * which keeps it in an inbox until the key activates there.
+ * which keeps it in an inbox until the key activates there and confirms it
+ * ('stored'); the leave waits for the confirmations (handOffAll).
  *
  * Outcomes on the taking side: 'restored' (a record with a snapshot),
  * 'fresh' (no holder had it), 'failed' (a holder could not be asked: it
@@ -27,7 +28,7 @@
  *
  * Wire: FRAME_HANDOFF frames on the cluster transport, bodies encoded with
  * the node's payload codec (snapshots are arbitrary codec values):
- * pull → pulled → took, and push.
+ * pull → pulled → took, and push → stored.
  */
 
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
@@ -49,8 +50,9 @@ export const DEFAULT_HANDOFF_INBOX_TTL_MS = 120_000 // 2 min
 type HandoffMessage =
   | { op: 'pull'; id: number; kind: string; key: string }
   | { op: 'pulled'; id: number; records: ReleasedRecord[]; error?: string }
-  | { op: 'push'; records: ReleasedRecord[] }
+  | { op: 'push'; records: ReleasedRecord[]; seq?: number }
   | { op: 'took'; id: number; kind: string; key: string }
+  | { op: 'stored'; seq: number }
 
 interface InboxEntry {
   record: ReleasedRecord
@@ -84,6 +86,14 @@ interface PullWait {
   lost: boolean
 }
 
+/** A push a leaving node waits for the new owner to confirm ('stored'). */
+interface PushWait {
+  authority: string
+  records: ReleasedRecord[]
+  /** It may not have arrived (not sent, handed back unwritten, or its connection went down unconfirmed): push again on peer-up. */
+  lost: boolean
+}
+
 export interface HandoffCoordinatorOptions {
   /** This node: its NodeId, and whether it may serve (rebalancing waits while it may not). */
   self: { readonly nodeId: string; readonly authority: string; mayServe(nowMs: number): boolean }
@@ -108,7 +118,12 @@ export class HandoffCoordinator {
   readonly #releasing = new Map<string, Promise<boolean>>()
   #nextId = 1
   readonly #unsubscribe: () => void
-  readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0, rebalanced: 0, views: 0, retained: 0, pullsRepeated: 0 }
+  readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0, rebalanced: 0, views: 0, retained: 0, pullsRepeated: 0, pushesRepeated: 0 }
+  /** Pushes of a leave not confirmed yet, by seq. */
+  readonly #pushes = new Map<number, PushWait>()
+  #pushesSettled: (() => void) | undefined
+  /** Pushes stored here, by `from#seq` (until when to remember them): a push sent again after its confirmation was lost is confirmed, not stored twice. */
+  readonly #stored = new Map<string, number>()
 
   constructor(o: HandoffCoordinatorOptions) {
     this.#o = o
@@ -121,7 +136,10 @@ export class HandoffCoordinator {
       }),
       o.transport.on('unsent', (peer, frames) => this.#onUnsent(peer.authority, frames)),
       o.transport.on('peer-down', (peer) => this.#markLost(peer.authority)),
-      o.transport.on('peer-up', (peer) => this.#askAgain(peer.authority)),
+      o.transport.on('peer-up', (peer) => {
+        this.#askAgain(peer.authority)
+        this.#pushAgain(peer.authority)
+      }),
     ]
     this.#unsubscribe = () => {
       for (const f of off) f()
@@ -280,6 +298,17 @@ export class HandoffCoordinator {
 
   #markLost(authority: string): void {
     for (const w of this.#pulls.values()) if (w.authority === authority) w.lost = true
+    for (const p of this.#pushes.values()) if (p.authority === authority) p.lost = true
+  }
+
+  #pushAgain(authority: string): void {
+    for (const [seq, p] of this.#pushes) {
+      if (p.authority !== authority || !p.lost) continue
+      if (this.#send(authority, { op: 'push', seq, records: p.records })) {
+        p.lost = false
+        this.stats.pushesRepeated++
+      }
+    }
   }
 
   #askAgain(authority: string): void {
@@ -310,9 +339,11 @@ export class HandoffCoordinator {
         const w = this.#pulls.get(m.id)
         if (w !== undefined) w.lost = true
       } else if (m.op === 'pulled') this.#answer(authority, m.id, Array.isArray(m.records) ? m.records : [], why)
+      else if (m.op === 'push' && m.seq !== undefined && this.#pushes.has(m.seq)) this.#pushes.get(m.seq)!.lost = true
       else if (m.op === 'push' && Array.isArray(m.records) && !this.#send(authority, m)) this.#retain(authority, m.records, `not delivered to ${authority}: ${why}`, 'push')
     }
     this.#askAgain(authority)
+    this.#pushAgain(authority)
   }
 
   /**
@@ -391,8 +422,21 @@ export class HandoffCoordinator {
       const k = kindKeyOf(m.kind, m.key)
       const a = this.#inbox.get(k)?.answer
       if (a !== undefined && a.to === from && a.id === m.id) this.#inbox.delete(k)
+    } else if (m.op === 'stored') {
+      const p = this.#pushes.get(m.seq)
+      if (p === undefined || p.authority !== from) return
+      this.#pushes.delete(m.seq)
+      if (this.#pushes.size === 0) this.#pushesSettled?.()
     } else if (m.op === 'push' && Array.isArray(m.records)) {
-      const expiresAtMs = performance.now() + this.#inboxTtlMs
+      const now = performance.now()
+      const expiresAtMs = now + this.#inboxTtlMs
+      if (typeof m.seq === 'number') {
+        this.#send(from, { op: 'stored', seq: m.seq })
+        const seen = `${from}#${m.seq}`
+        if ((this.#stored.get(seen) ?? 0) > now) return
+        this.#stored.set(seen, expiresAtMs)
+        if (this.#stored.size > 10_000) for (const [k, until] of this.#stored) if (until <= now) this.#stored.delete(k)
+      }
       for (const record of m.records) {
         const k = kindKeyOf(record.kind, record.key)
         const entry: InboxEntry = { record, from, expiresAtMs }
@@ -510,15 +554,46 @@ export class HandoffCoordinator {
 
   /**
    * Graceful leave: place nothing here any more, release every hand-off
-   * activation and push each record to its successor. Resolves with the
-   * number of records pushed.
+   * activation and push each record to its successor, then wait (at most
+   * the hand-off timeout) until the successors confirmed them, pushing again
+   * over a reconnect, as Akka's sharding waits for its regions' hand-off
+   * before the node leaves. Resolves with the number of records confirmed.
    */
   async handOffAll(): Promise<number> {
     this.#o.router.startLeaving()
     const records = await this.#o.host.releaseAll(this.#timeoutMs)
-    const pushed = this.#pushTo(records, (rec) => this.#o.router.successorOf(rec.kind, rec.key))
+    const sent = this.#pushTo(records, (rec) => this.#o.router.successorOf(rec.kind, rec.key))
+    const pushed = sent - (await this.#confirmed(this.#timeoutMs))
     this.stats.pushed += pushed
     return pushed
+  }
+
+  /**
+   * Wait until the new owners confirmed every push of the leave, pushing
+   * again over a reconnect, at most `timeoutMs`; then every record still
+   * unconfirmed is a failed hand-off. Resolves with their number.
+   */
+  async #confirmed(timeoutMs: number): Promise<number> {
+    if (this.#pushes.size > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      await new Promise<void>((resolve) => {
+        this.#pushesSettled = resolve
+        timer = setTimeout(resolve, timeoutMs)
+      })
+      clearTimeout(timer)
+      this.#pushesSettled = undefined
+    }
+    let n = 0
+    for (const p of this.#pushes.values()) {
+      for (const rec of p.records) {
+        n++
+        this.stats.failed++
+        const reason = `${p.authority} did not confirm the record within ${timeoutMs} ms${p.lost ? ' (not connected)' : ''}; this node is leaving`
+        this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'failed', peer: p.authority, version: rec.version, reason })
+      }
+    }
+    this.#pushes.clear()
+    return n
   }
 
   /** Push records to the owners `ownerOf` names, in bounded frames; returns how many went out. */
@@ -539,7 +614,11 @@ export class HandoffCoordinator {
       // Bounded frames: a few hundred records each.
       for (let i = 0; i < list.length; i += PUSH_BATCH) {
         const batch = list.slice(i, i + PUSH_BATCH)
-        if (this.#send(authority, { op: 'push', records: batch })) {
+        // A leave waits for the new owner to confirm each push (#confirmed).
+        const seq = this.#o.router.leaving ? this.#nextId++ : undefined
+        const sent = this.#send(authority, { op: 'push', records: batch, ...(seq === undefined ? {} : { seq }) })
+        if (seq !== undefined) this.#pushes.set(seq, { authority, records: batch, lost: !sent })
+        if (sent || seq !== undefined) {
           pushed += batch.length
           for (const rec of batch) this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'released', peer: authority, version: rec.version })
         } else {
@@ -556,7 +635,7 @@ export class HandoffCoordinator {
     try {
       body = encodeToBytes(this.#o.codec, m)
     } catch (e) {
-      if (m.op === 'pull' || m.op === 'took') throw e
+      if (m.op === 'pull' || m.op === 'took' || m.op === 'stored') throw e
       // A snapshot the codec cannot carry: send the records without it, with the reason.
       const err = toGrainClusterError(e)
       const strip = (rs: ReleasedRecord[]): ReleasedRecord[] => rs.map((r) => ({ kind: r.kind, key: r.key, version: r.version, reason: `snapshot could not be encoded: ${err.reason}` }))

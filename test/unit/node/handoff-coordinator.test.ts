@@ -50,6 +50,10 @@ class Link {
     this.a.peer = this.b
     this.b.peer = this.a
   }
+  /** Deliver what one side has queued now (one direction, one pass). */
+  deliver(from: FakeTransport): number {
+    return this.#deliver(from)
+  }
   /** Deliver everything queued on both sides, in order, until nothing is left (answers may queue more). */
   flush(): number {
     let n = 0
@@ -112,6 +116,12 @@ function fakeHost(opts: { live?: Map<string, ReleasedRecord>; release?: () => Pr
     ]),
     onHandoffRequest: undefined as ((kind: string, key: string) => Promise<HandoffAnswer>) | undefined,
     releases: 0,
+    /** Leave: every hand-off activation is released. */
+    async releaseAll(): Promise<ReleasedRecord[]> {
+      const out = [...live.values()]
+      live.clear()
+      return out
+    },
     /** Rebalance: every live activation leaves (the view moved them all). */
     async rebalance(): Promise<ReleasedRecord[]> {
       const out = [...live.values()]
@@ -138,8 +148,12 @@ function node(transport: FakeTransport, host: ReturnType<typeof fakeHost>, holde
     previousOwners: () => (holder === undefined ? [] : [{ authority: holder, nodeId: `id-${holder}`, status: 'up' }]),
     members: [] as { authority: string; nodeId: string }[],
     eligibleMembers: () => router.members,
-    // Every key moves to the peer (the new owner) under the later view.
+    // Every key moves to the peer (the new owner) under the later view, and when this node leaves.
     ownerAmong: () => ({ authority: transport.peer.authority }),
+    successorOf: () => ({ authority: transport.peer.authority }),
+    startLeaving: () => {
+      router.leaving = true
+    },
   }
   const coordinator = new HandoffCoordinator({
     self: { nodeId: `id-${transport.authority}`, authority: transport.authority, mayServe: () => true },
@@ -303,5 +317,50 @@ describe('HandoffCoordinator across a failing connection', () => {
     await waitUntil(() => b.host.releases === 2, { what: 'B releases for the later request' })
     await waitUntil(() => link.flush() === 0 && link.b.queued.length === 0, { what: 'the link settles' })
     await expect(later).resolves.toEqual({ outcome: 'none' })
+  })
+
+  describe('a leaving node', () => {
+    it('pushes again a push its connection handed back, and leaves once the new owner confirmed it', async () => {
+      // A timeout far longer than the wait below: the leave must end on the confirmation, not on the timeout.
+      const { link, a, b, record, kind } = pair({ timeoutMs: 120_000 })
+      let left = false
+      const leaving = b.coordinator.handOffAll().finally(() => {
+        left = true
+      })
+      await waitUntil(() => link.b.queued.length === 1, { what: "B's push queued" })
+      link.cut() // handed back unwritten
+      link.reconnect() // B pushes again
+      expect(b.coordinator.stats.pushesRepeated).toBe(1)
+      link.flush() // the push, then A's confirmation
+      await waitUntil(() => left, { what: 'the leave ends on the confirmation', timeoutMs: 10_000 })
+      await expect(leaving).resolves.toBe(1)
+      await expect(a.request(kind, 'k1')).resolves.toEqual({ outcome: 'record', version: record.version, snapshot: record.snapshot })
+    })
+
+    it('pushes again when the confirmation is lost, and the new owner stores the record once', async () => {
+      const { link, a, b, record, kind } = pair()
+      const leaving = b.coordinator.handOffAll()
+      await waitUntil(() => link.b.queued.length === 1, { what: "B's push queued" })
+      link.deliver(link.b) // A stores it; its confirmation is queued
+      // The key activates on A from the pushed record, then the confirmation is lost.
+      await expect(a.request(kind, 'k1')).resolves.toMatchObject({ outcome: 'record', version: record.version })
+      link.lose()
+      link.reconnect()
+      link.flush() // the same push again: confirmed, not stored
+      await expect(leaving).resolves.toBe(1)
+      // A second activation finds no stale copy in A's inbox: it asks B, which has nothing left.
+      const again = a.request(kind, 'k1')
+      link.flush()
+      await waitUntil(() => b.host.releases === 1, { what: 'B asked' })
+      link.flush()
+      await expect(again).resolves.toEqual({ outcome: 'none' })
+    })
+
+    it('gives up after the hand-off timeout when the new owner stays unreachable, with failed events naming it', async () => {
+      const { link, b, kind } = pair({ timeoutMs: 50 })
+      link.cut()
+      await expect(b.coordinator.handOffAll()).resolves.toBe(0)
+      expect(handoffs(b.seen, 'failed').at(-1)).toMatchObject({ kind, key: 'k1', peer: link.a.authority, reason: expect.stringContaining('did not confirm the record within 50 ms (not connected)') })
+    })
   })
 })
