@@ -86,7 +86,7 @@ interface PullWait {
   lost: boolean
 }
 
-/** A push a leaving node waits for the new owner to confirm ('stored'). */
+/** A push not confirmed ('stored') by its new owner yet. */
 interface PushWait {
   authority: string
   records: ReleasedRecord[]
@@ -119,7 +119,7 @@ export class HandoffCoordinator {
   #nextId = 1
   readonly #unsubscribe: () => void
   readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0, rebalanced: 0, views: 0, retained: 0, pullsRepeated: 0, pushesRepeated: 0 }
-  /** Pushes of a leave not confirmed yet, by seq. */
+  /** Pushes not confirmed yet, by seq. */
   readonly #pushes = new Map<number, PushWait>()
   #pushesSettled: (() => void) | undefined
   /** Pushes stored here, by `from#seq` (until when to remember them): a push sent again after its confirmation was lost is confirmed, not stored twice. */
@@ -208,6 +208,8 @@ export class HandoffCoordinator {
       w.resolve({ records: [], error: 'the node is closing' })
     }
     this.#pulls.clear()
+    this.#pushes.clear()
+    this.#pushesSettled?.()
   }
 
   // ------------------------------------------------------------ taking side
@@ -298,7 +300,24 @@ export class HandoffCoordinator {
 
   #markLost(authority: string): void {
     for (const w of this.#pulls.values()) if (w.authority === authority) w.lost = true
-    for (const p of this.#pushes.values()) if (p.authority === authority) p.lost = true
+    for (const [seq, p] of this.#pushes) if (p.authority === authority) this.#pushLost(seq, p, `not confirmed by ${authority}: its connection went down first`)
+  }
+
+  /**
+   * A push that may not have arrived. A leaving node pushes it again on
+   * peer-up (its leave waits for that). Any other keeps the records here
+   * (#retain): the new owner asks this node, a previous owner, when the key
+   * activates there. Had the push arrived after all, the new owner took it
+   * from its inbox and asks nobody; a later owner asking both gets the newer
+   * version from it.
+   */
+  #pushLost(seq: number, p: PushWait, what: string): void {
+    if (this.#o.router.leaving) {
+      p.lost = true
+      return
+    }
+    this.#pushes.delete(seq)
+    this.#retain(p.authority, p.records, what, 'push')
   }
 
   #pushAgain(authority: string): void {
@@ -339,8 +358,10 @@ export class HandoffCoordinator {
         const w = this.#pulls.get(m.id)
         if (w !== undefined) w.lost = true
       } else if (m.op === 'pulled') this.#answer(authority, m.id, Array.isArray(m.records) ? m.records : [], why)
-      else if (m.op === 'push' && m.seq !== undefined && this.#pushes.has(m.seq)) this.#pushes.get(m.seq)!.lost = true
-      else if (m.op === 'push' && Array.isArray(m.records) && !this.#send(authority, m)) this.#retain(authority, m.records, `not delivered to ${authority}: ${why}`, 'push')
+      else if (m.op === 'push' && m.seq !== undefined) {
+        const p = this.#pushes.get(m.seq)
+        if (p !== undefined && (this.#o.router.leaving || !this.#send(authority, m))) this.#pushLost(m.seq, p, `not delivered to ${authority}: ${why}`)
+      }
     }
     this.#askAgain(authority)
     this.#pushAgain(authority)
@@ -614,16 +635,14 @@ export class HandoffCoordinator {
       // Bounded frames: a few hundred records each.
       for (let i = 0; i < list.length; i += PUSH_BATCH) {
         const batch = list.slice(i, i + PUSH_BATCH)
-        // A leave waits for the new owner to confirm each push (#confirmed).
-        const seq = this.#o.router.leaving ? this.#nextId++ : undefined
-        const sent = this.#send(authority, { op: 'push', records: batch, ...(seq === undefined ? {} : { seq }) })
-        if (seq !== undefined) this.#pushes.set(seq, { authority, records: batch, lost: !sent })
-        if (sent || seq !== undefined) {
+        // Each push stays here until the new owner confirms it; a leave waits for that (#confirmed).
+        const seq = this.#nextId++
+        const p: PushWait = { authority, records: batch, lost: false }
+        this.#pushes.set(seq, p)
+        if (!this.#send(authority, { op: 'push', seq, records: batch })) this.#pushLost(seq, p, `not delivered to ${authority}: not connected`)
+        if (this.#pushes.has(seq)) {
           pushed += batch.length
           for (const rec of batch) this.#o.events.publish({ type: 'placement.handoff', kind: rec.kind, key: rec.key, outcome: 'released', peer: authority, version: rec.version })
-        } else {
-          // The new owner asks this node (a previous owner) when the key activates there.
-          this.#retain(authority, batch, `not delivered to ${authority}: not connected`, 'push')
         }
       }
     }

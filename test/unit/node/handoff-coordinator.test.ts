@@ -319,6 +319,22 @@ describe('HandoffCoordinator across a failing connection', () => {
     await expect(later).resolves.toEqual({ outcome: 'none' })
   })
 
+  it('keeps a rebalance push its connection lost before the new owner confirmed it, and hands it over when the new owner asks', async () => {
+    const { link, a, b, record, kind } = pair()
+    b.router.members = [{ authority: link.b.authority, nodeId: 'id-b' }]
+    b.events.publish({ type: 'member.up', authority: link.b.authority, nodeId: 'id-b' })
+    await waitUntil(() => b.coordinator.stats.views === 1, { what: 'the first view is taken' })
+    b.router.members = [...b.router.members, { authority: link.a.authority, nodeId: 'id-a' }]
+    b.events.publish({ type: 'member.up', authority: link.a.authority, nodeId: 'id-a' })
+    await waitUntil(() => link.b.queued.length === 1, { what: "B's push written" })
+    link.lose() // written, never read, never confirmed
+    expect(handoffs(b.seen, 'retained')[0]?.reason).toContain(`not confirmed by ${link.a.authority}: its connection went down first`)
+    link.reconnect()
+    const answer = a.request(kind, 'k1')
+    link.flush()
+    await expect(answer).resolves.toEqual({ outcome: 'record', version: record.version, snapshot: record.snapshot })
+  })
+
   describe('a leaving node', () => {
     it('pushes again a push its connection handed back, and leaves once the new owner confirmed it', async () => {
       // A timeout far longer than the wait below: the leave must end on the confirmation, not on the timeout.
