@@ -136,10 +136,7 @@ export class HandoffCoordinator {
       }),
       o.transport.on('unsent', (peer, frames) => this.#onUnsent(peer.authority, frames)),
       o.transport.on('peer-down', (peer) => this.#markLost(peer.authority)),
-      o.transport.on('peer-up', (peer) => {
-        this.#askAgain(peer.authority)
-        this.#pushAgain(peer.authority)
-      }),
+      o.transport.on('peer-up', (peer) => this.#sendAgain(peer.authority)),
     ]
     this.#unsubscribe = () => {
       for (const f of off) f()
@@ -320,22 +317,18 @@ export class HandoffCoordinator {
     this.#retain(p.authority, p.records, what, 'push')
   }
 
-  #pushAgain(authority: string): void {
-    for (const [seq, p] of this.#pushes) {
-      if (p.authority !== authority || !p.lost) continue
-      if (this.#send(authority, { op: 'push', seq, records: p.records })) {
-        p.lost = false
-        this.stats.pushesRepeated++
-      }
-    }
-  }
-
-  #askAgain(authority: string): void {
+  /** Send again the requests and pushes to `authority` that may not have arrived (same id or seq, so answers still match). */
+  #sendAgain(authority: string): void {
     for (const [id, w] of this.#pulls) {
-      if (w.authority !== authority || !w.lost) continue
-      if (this.#send(authority, { op: 'pull', id, kind: w.kind, key: w.key })) {
+      if (w.authority === authority && w.lost && this.#send(authority, { op: 'pull', id, kind: w.kind, key: w.key })) {
         w.lost = false
         this.stats.pullsRepeated++
+      }
+    }
+    for (const [seq, p] of this.#pushes) {
+      if (p.authority === authority && p.lost && this.#send(authority, { op: 'push', seq, records: p.records })) {
+        p.lost = false
+        this.stats.pushesRepeated++
       }
     }
   }
@@ -363,8 +356,7 @@ export class HandoffCoordinator {
         if (p !== undefined && (this.#o.router.leaving || !this.#send(authority, m))) this.#pushLost(m.seq, p, `not delivered to ${authority}: ${why}`)
       }
     }
-    this.#askAgain(authority)
-    this.#pushAgain(authority)
+    this.#sendAgain(authority)
   }
 
   /**
