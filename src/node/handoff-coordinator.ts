@@ -118,6 +118,12 @@ export class HandoffCoordinator {
   readonly #releasing = new Map<string, Promise<boolean>>()
   #nextId = 1
   readonly #unsubscribe: () => void
+  /**
+   * Outcomes as in the events; `pushed`: records a leave's successors
+   * confirmed; `views`: membership views the rebalancer took; `retained`:
+   * records kept here because they could not be delivered; `pullsRepeated`
+   * and `pushesRepeated`: requests and pushes sent again after a reconnect.
+   */
   readonly stats = { restored: 0, fresh: 0, failed: 0, released: 0, pushed: 0, rebalanced: 0, views: 0, retained: 0, pullsRepeated: 0, pushesRepeated: 0 }
   /** Pushes not confirmed yet, by seq. */
   readonly #pushes = new Map<number, PushWait>()
