@@ -368,7 +368,7 @@ export class HandoffCoordinator {
   /**
    * Keep released records this node could not deliver, as if pushed here:
    * a later request for the key, from any node (or this one activating it
-   * again), takes them. Records without a snapshot carry no state to keep.
+   * again), takes them.
    *
    * Answers are kept until acknowledged (InboxEntry.answer), and only those
    * that could not go out are events.
@@ -384,8 +384,8 @@ export class HandoffCoordinator {
         this.#o.events.publish({ type: 'placement.handoff', kind: record.kind, key: record.key, outcome: 'failed', peer, version: record.version, reason: `${what}; this node is leaving` })
         continue
       }
-      if (record.snapshot === undefined) continue
       // The record came from `peer` when it answered late; otherwise this node released it.
+      // One without a snapshot is kept too: its reason (the hook threw) is what the taker should report.
       const entry: InboxEntry = { record, from: kept === 'late answer' ? peer : this.#o.self.authority, expiresAtMs: now + this.#inboxTtlMs }
       if (typeof kept === 'object') {
         const exclusive = this.#o.host.kinds.get(record.kind)?.requiresSnapshot !== true

@@ -170,10 +170,10 @@ function node(transport: FakeTransport, host: ReturnType<typeof fakeHost>, holde
 const handoffs = (seen: RuntimeEvent[], outcome: string) => seen.filter((e): e is Extract<RuntimeEvent, { type: 'placement.handoff' }> => e.type === 'placement.handoff' && e.outcome === outcome)
 
 /** A: the new owner, asking. B: the previous owner, holding `kind/key` with `snapshot`. */
-function pair(o: { kind?: string; timeoutMs?: number; release?: () => Promise<void> } = {}) {
+function pair(o: { kind?: string; timeoutMs?: number; release?: () => Promise<void>; noSnapshot?: string } = {}) {
   const kind = o.kind ?? 'tally'
   const link = new Link()
-  const record: ReleasedRecord = { kind, key: 'k1', version: 4, snapshot: { count: 41, history: [1, 40] } }
+  const record: ReleasedRecord = o.noSnapshot === undefined ? { kind, key: 'k1', version: 4, snapshot: { count: 41, history: [1, 40] } } : { kind, key: 'k1', version: 4, reason: o.noSnapshot }
   const a = node(link.a, fakeHost(), link.b.authority, o.timeoutMs ?? 10_000)
   const b = node(link.b, fakeHost({ live: new Map([[`${kind}/k1`, record]]), ...(o.release ? { release: o.release } : {}) }), undefined, o.timeoutMs ?? 10_000)
   return { link, a, b, record, kind }
@@ -194,6 +194,17 @@ describe('HandoffCoordinator across a failing connection', () => {
     await expect(answer).resolves.toEqual({ outcome: 'record', version: record.version, snapshot: record.snapshot })
     expect(b.host.releases).toBe(1) // released once; the second answer came from what B kept
     expect(handoffs(a.seen, 'restored')).toHaveLength(1)
+  })
+
+  it('keeps an answer without a snapshot too, so the new owner reports why there is no state, not a timeout', async () => {
+    const { link, a, kind } = pair({ noSnapshot: 'snapshot hook threw: disk full' })
+    const answer = a.request(kind, 'k1')
+    link.flush()
+    await waitUntil(() => link.b.queued.length === 1, { what: "B's answer queued" })
+    link.cut()
+    link.reconnect()
+    link.flush()
+    await expect(answer).resolves.toMatchObject({ outcome: 'unavailable', version: 4, reason: 'snapshot hook threw: disk full' })
   })
 
   it('keeps an answer that finds no connection, and hands it over when asked again', async () => {
