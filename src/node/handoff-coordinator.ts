@@ -662,7 +662,8 @@ export class HandoffCoordinator {
     frame[0] = FRAME_HANDOFF
     frame.set(body, 1)
     try {
-      return this.#o.transport.send(authority, frame)
+      // Past the buffer limit: a refusal while connected would never be retried (#sendAgain runs on peer-up).
+      return this.#o.transport.send(authority, frame, true)
     } catch (e) {
       if (GrainClusterError.is(e)) return false
       throw e

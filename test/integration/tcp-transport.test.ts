@@ -164,6 +164,18 @@ describe('TcpTransport', () => {
     expect(a.t.send(b.t.authority, new Uint8Array(8 * 1024))).toBe(true)
   })
 
+  it('refuses a frame over maxBufferedBytes (backpressure) unless it is sent past the limit', async () => {
+    const a = await start({ maxBufferedBytes: 1 })
+    const b = await start()
+    await connectedPair(a, b)
+    const frame = new Uint8Array([0x01, 1, 2, 3])
+    expect(a.t.send(b.t.authority, frame)).toBe(true) // the buffer was empty
+    expect(a.t.send(b.t.authority, frame)).toBe(false) // 8 bytes queued this turn > 1
+    expect(a.t.stats.sendsRefused).toBe(1)
+    expect(a.t.send(b.t.authority, frame, true)).toBe(true)
+    expect(a.t.stats.sendsRefused).toBe(1)
+  })
+
   it('refuses invalid options with every issue listed', async () => {
     const e = await TcpTransport.listen({ clusterName: '', nodeId: 'x', secret: '', events: new EventStream(), port: 70_000, reconnectMinDelayMs: 500, reconnectMaxDelayMs: 100, maxFrameBytes: 10 }).catch((x: unknown) => x)
     expect(GrainClusterError.is(e, 'ERR_CONFIG_INVALID')).toBe(true)

@@ -642,8 +642,14 @@ export class TcpTransport {
    * maxBufferedBytes (backpressure); the caller (association layer) defers
    * or drops. Throws ERR_FRAME_TOO_LARGE for a frame over maxFrameBytes:
    * that is the caller's bug, and the peer would cut the connection for it.
+   *
+   * `pastLimit`: queue it even over maxBufferedBytes. For the few frames a
+   * layer cannot afford to have refused while the connection is up and
+   * has no other way to retry (state hand-off): under a flood of tells the
+   * buffer sits at its limit, and a refused hand-off request would only be
+   * asked again after a reconnect that never comes.
    */
-  send(authority: string, frame: Uint8Array): boolean {
+  send(authority: string, frame: Uint8Array, pastLimit = false): boolean {
     const c = this.#active.get(authority)
     // A socket the peer already ended would drop the frames at flush time:
     // refuse them now so the caller keeps them for the next connection.
@@ -655,7 +661,7 @@ export class TcpTransport {
         limit: this.#o.maxFrameBytes,
       })
     }
-    if (c.out.queuedBytes + c.socket.writableLength > this.#o.maxBufferedBytes) {
+    if (!pastLimit && c.out.queuedBytes + c.socket.writableLength > this.#o.maxBufferedBytes) {
       this.#stats.sendsRefused++
       return false
     }

@@ -33,8 +33,10 @@ class FakeTransport {
       this.listeners[event] = this.listeners[event]!.filter((f) => f !== fn)
     }
   }
-  send(authority: string, frame: Uint8Array): boolean {
-    if (!this.up || authority !== this.peer.authority) return false
+  /** The outbound buffer is over its limit (a flood of tells): only frames sent past the limit go. */
+  full = false
+  send(authority: string, frame: Uint8Array, pastLimit = false): boolean {
+    if (!this.up || authority !== this.peer.authority || (this.full && !pastLimit)) return false
     this.queued.push(frame.slice())
     return true
   }
@@ -205,6 +207,17 @@ describe('HandoffCoordinator across a failing connection', () => {
     link.reconnect()
     link.flush()
     await expect(answer).resolves.toMatchObject({ outcome: 'unavailable', version: 4, reason: 'snapshot hook threw: disk full' })
+  })
+
+  it('hands over while both outbound buffers are full (a flood of tells): its frames are not refused', async () => {
+    const { link, a, record, kind } = pair()
+    link.a.full = true
+    link.b.full = true
+    const answer = a.request(kind, 'k1')
+    link.flush()
+    await waitUntil(() => link.b.queued.length === 1, { what: "B's answer queued" })
+    link.flush()
+    await expect(answer).resolves.toEqual({ outcome: 'record', version: record.version, snapshot: record.snapshot })
   })
 
   it('keeps an answer that finds no connection, and hands it over when asked again', async () => {
