@@ -50,7 +50,7 @@ export const DEFAULT_HANDOFF_INBOX_TTL_MS = 120_000 // 2 min
 type HandoffMessage =
   | { op: 'pull'; id: number; kind: string; key: string }
   | { op: 'pulled'; id: number; records: ReleasedRecord[]; error?: string }
-  | { op: 'push'; records: ReleasedRecord[]; seq?: number }
+  | { op: 'push'; seq: number; records: ReleasedRecord[] }
   | { op: 'took'; id: number; kind: string; key: string }
   | { op: 'stored'; seq: number }
 
@@ -357,9 +357,10 @@ export class HandoffCoordinator {
         const w = this.#pulls.get(m.id)
         if (w !== undefined) w.lost = true
       } else if (m.op === 'pulled') this.#answer(authority, m.id, Array.isArray(m.records) ? m.records : [], why)
-      else if (m.op === 'push' && m.seq !== undefined) {
+      else if (m.op === 'push') {
+        // Out again at once on another connection; else lost (#pushLost).
         const p = this.#pushes.get(m.seq)
-        if (p !== undefined && (this.#o.router.leaving || !this.#send(authority, m))) this.#pushLost(m.seq, p, `not delivered to ${authority}: ${why}`)
+        if (p !== undefined && !this.#send(authority, m)) this.#pushLost(m.seq, p, `not delivered to ${authority}: ${why}`)
       }
     }
     this.#sendAgain(authority)

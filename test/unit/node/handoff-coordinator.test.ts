@@ -181,6 +181,16 @@ function pair(o: { kind?: string; timeoutMs?: number; release?: () => Promise<vo
   return { link, a, b, record, kind }
 }
 
+/** B takes its starting view, then A joins, so B rebalances k1 to A; `beforeJoin` runs in between (e.g. cut the link). */
+async function rebalanceToA({ link, b }: ReturnType<typeof pair>, beforeJoin: () => void = () => {}): Promise<void> {
+  b.router.members = [{ authority: link.b.authority, nodeId: 'id-b' }]
+  b.events.publish({ type: 'member.up', authority: link.b.authority, nodeId: 'id-b' })
+  await waitUntil(() => b.coordinator.stats.views === 1, { what: 'the first view is taken' })
+  beforeJoin()
+  b.router.members = [...b.router.members, { authority: link.a.authority, nodeId: 'id-a' }]
+  b.events.publish({ type: 'member.up', authority: link.a.authority, nodeId: 'id-a' })
+}
+
 describe('HandoffCoordinator across a failing connection', () => {
   it('keeps an answer its connection dropped before writing it, and hands it over when the new owner asks again after the reconnect', async () => {
     const { link, a, b, record, kind } = pair()
@@ -300,13 +310,9 @@ describe('HandoffCoordinator across a failing connection', () => {
   })
 
   it('keeps records a rebalance could not push to the new owner, and hands them over when the new owner asks', async () => {
-    const { link, a, b, record, kind } = pair()
-    b.router.members = [{ authority: link.b.authority, nodeId: 'id-b' }]
-    b.events.publish({ type: 'member.up', authority: link.b.authority, nodeId: 'id-b' }) // the starting view
-    await waitUntil(() => b.coordinator.stats.views === 1, { what: 'the first view is taken' })
-    link.cut()
-    b.router.members = [...b.router.members, { authority: link.a.authority, nodeId: 'id-a' }]
-    b.events.publish({ type: 'member.up', authority: link.a.authority, nodeId: 'id-a' })
+    const p = pair()
+    const { link, a, b, record, kind } = p
+    await rebalanceToA(p, () => link.cut())
     await waitUntil(() => b.coordinator.stats.retained === 1, { what: 'B keeps the record it could not push' })
     expect(handoffs(b.seen, 'retained')[0]!.reason).toContain(`not delivered to ${link.a.authority}: not connected`)
     link.reconnect()
@@ -344,12 +350,9 @@ describe('HandoffCoordinator across a failing connection', () => {
   })
 
   it('keeps a rebalance push its connection lost before the new owner confirmed it, and hands it over when the new owner asks', async () => {
-    const { link, a, b, record, kind } = pair()
-    b.router.members = [{ authority: link.b.authority, nodeId: 'id-b' }]
-    b.events.publish({ type: 'member.up', authority: link.b.authority, nodeId: 'id-b' })
-    await waitUntil(() => b.coordinator.stats.views === 1, { what: 'the first view is taken' })
-    b.router.members = [...b.router.members, { authority: link.a.authority, nodeId: 'id-a' }]
-    b.events.publish({ type: 'member.up', authority: link.a.authority, nodeId: 'id-a' })
+    const p = pair()
+    const { link, a, b, record, kind } = p
+    await rebalanceToA(p)
     await waitUntil(() => link.b.queued.length === 1, { what: "B's push written" })
     link.lose() // written, never read, never confirmed
     expect(handoffs(b.seen, 'retained')[0]?.reason).toContain(`not confirmed by ${link.a.authority}: its connection went down first`)
