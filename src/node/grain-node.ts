@@ -284,6 +284,7 @@ export class GrainNode {
         const self = cluster
         const isSelf = (p: Pid): boolean => p.authority === self.authority && (p.nodeId === undefined || p.nodeId === self.nodeId)
         host.onPidRequest = (pid, envelope) => endpoint.fromWorker(pid, envelope, isSelf)
+        host.onPidTell = (pid, messageType, schemaVersion, buf, off, len) => endpoint.fromWorkerTell(pid, messageType, schemaVersion, buf, off, len, isSelf)
         const router = new PlacementRouter(cluster, events)
         placement = router
         cluster.metrics?.observePidCache(() => ({ ...router.cache.stats, size: router.cache.size }))

@@ -46,6 +46,8 @@ const BACKPRESSURE_RETRY_MS = 5
 /** whenWritable: how often it looks again while the association (not the transport buffer) is in the way. */
 const WRITABLE_RECHECK_MS = 5
 
+/** Up to this many payload bytes, #copyTellPayload copies byte by byte. */
+const SMALL_COPY_BYTES = 64
 const EMPTY = new Uint8Array(0)
 
 /** First byte of a transport frame that carries one grain envelope. */
@@ -702,6 +704,79 @@ export class RemoteEndpoint {
       if (askId !== undefined) host.pending.take(askId)
       failCaller(refused)
     }
+  }
+
+  /**
+   * A grain's tell by PID from a worker's PID run (wire/tell-run.ts): the
+   * payload buf[off, off + len) of message type `messageType`. To a remote
+   * node that may be written to now, it joins the open run of that node's
+   * tell batch, as node.tellPid's tells do. Everything else (this node, a
+   * refusal, an association not writable now) takes fromWorker's way as the
+   * envelope the worker would have sent, so it meets the same rules.
+   */
+  fromWorkerTell(pidText: string, messageType: number, schemaVersion: number, buf: Uint8Array, off: number, len: number, isLocal: (pid: Pid) => boolean): void {
+    if (this.#batchWorkerTell(pidText, messageType, buf, off, len, isLocal)) return
+    let pid: Pid
+    try {
+      pid = this.#pids.get(pidText)
+    } catch (e) {
+      // The worker parsed it before numbering it: only a broken worker gets here.
+      this.#o.events.publish({ type: 'frame.malformed', source: 'worker PID run', reason: toGrainClusterError(e, 'ERR_PID_INVALID').reason })
+      return
+    }
+    const w = (this.#workerTellWriter ??= new EnvelopeWriter()).reset()
+    w.kind = this.#kindBytes(pid.kind)
+    w.key = pid.key
+    w.partition = partitionOf(pid.key, this.#o.host.partitions)
+    w.messageType = messageType
+    w.schemaVersion = schemaVersion
+    w.payloadBytes = buf.subarray(off, off + len)
+    this.fromWorker(pidText, w.toBytes(), isLocal)
+  }
+  /** Rebuilds a worker's tell off the fast path (made on first use). */
+  #workerTellWriter: EnvelopeWriter | undefined
+
+  /** fromWorkerTell's fast path; false, having done nothing, when the tell must take the slow one. */
+  #batchWorkerTell(pidText: string, messageType: number, buf: Uint8Array, off: number, len: number, isLocal: (pid: Pid) => boolean): boolean {
+    let pid: Pid
+    let assoc: Association
+    let t: EncodeTarget
+    try {
+      pid = this.#pids.get(pidText)
+      if (isLocal(pid) || this.#closed) return false
+      const method = this.#methodName(messageType)
+      assoc = this.#refuse(pid, method)
+      if (!assoc.writableNow()) return false
+      t = this.#targetOf(pid, method)
+    } catch {
+      // The slow path meets the same error and reports it.
+      return false
+    }
+    this.#tellPayload = buf
+    this.#tellPayloadOff = off
+    this.#tellPayloadLen = len
+    this.#batchAuthority = assoc.authority
+    try {
+      if (!this.#batches.appendTell(assoc.authority, t.partition, t.kind, messageType, t.schemaVersion, pid.key, this.#copyTellPayload, this.#sendFullBatch)) return false
+    } finally {
+      this.#tellPayload = EMPTY
+    }
+    this.#wroteBatch(assoc)
+    return true
+  }
+  /** The payload #copyTellPayload copies (a view of a worker's ring during fromWorkerTell). */
+  #tellPayload: Uint8Array = EMPTY
+  #tellPayloadOff = 0
+  #tellPayloadLen = 0
+  readonly #copyTellPayload = (out: Uint8Array, at: number, max: number): number => {
+    const n = this.#tellPayloadLen
+    if (n > max) return -1
+    const src = this.#tellPayload
+    const from = this.#tellPayloadOff
+    // Tell payloads are mostly a few bytes: a loop beats a view plus set() (an allocation and a native call each).
+    if (n <= SMALL_COPY_BYTES) for (let i = 0; i < n; i++) out[at + i] = src[from + i]!
+    else out.set(src.subarray(from, from + n), at)
+    return n
   }
 
   /**

@@ -261,7 +261,8 @@ const tellBatchError = (reason: string): GrainClusterError => new GrainClusterEr
  * Check a received batch frame before its entries are copied into a ring
  * as a block: the entries must tile the frame exactly, each no longer than
  * `maxEntryBytes` (the ring's frame limit), and each must be a plain tell
- * or a tell run (no ask, reply or control flag) of the batch's partition.
+ * or a keyed tell run (no ask, reply, control or PID-run flag) of the
+ * batch's partition.
  * Only the routing header of each envelope is read, and the framing of a
  * run's entries (to count them): the worker validates the rest. `frames`
  * counts tells.
@@ -282,7 +283,8 @@ export function checkTellBatch(frame: Uint8Array, maxEntryBytes: number): TellBa
     const r = peekRouting(frame, at + 4, len)
     if (r < 0) return tellBatchError(`entry at byte ${at} has no readable routing header`)
     const flags = r % 65536
-    if ((flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) return tellBatchError(`entry at byte ${at} is not a tell (flags ${flags})`)
+    // A PID run's keys index a worker's PID table on its own node: never a peer's to send.
+    if ((flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL | FLAGS.PID_RUN)) !== 0) return tellBatchError(`entry at byte ${at} is not a tell (flags ${flags})`)
     if ((r - flags) / 65536 !== partition) return tellBatchError(`entry at byte ${at} is for partition ${(r - flags) / 65536}, the batch for ${partition}`)
     if ((flags & FLAGS.TELL_RUN) === 0) frames++
     else {

@@ -32,6 +32,12 @@ export const FLAGS = {
   CONTROL: 8,
   /** Many tells of one kind and method in one envelope (wire/tell-run.ts); in a node's rings and in tell batches between nodes. */
   TELL_RUN: 16,
+  /**
+   * With TELL_RUN, worker → main rings only: a grain's tells by PID. Each
+   * entry's key is the u16 little-endian index of a PID the worker defined
+   * with an earlier PID_REQUEST (wire/control.ts), not a grain key.
+   */
+  PID_RUN: 32,
 } as const
 export type Flags = (typeof FLAGS)[keyof typeof FLAGS]
 

@@ -13,9 +13,15 @@
  *   entry  [u16 key length][u32 payload length][key UTF-8][payload]   (little-endian, unaligned)
  *
  * so a tell costs ~20 bytes. It is still an ordinary Envelope (the generated
- * code reads it). Runs come only from `node.tell`/`node.tellPid`: a ring
- * carries them, and so does a tell batch between nodes; a node refuses one
- * that comes as a frame of its own or relayed from a worker.
+ * code reads it). Keyed runs come only from `node.tell`/`node.tellPid`: a
+ * ring carries them, and so does a tell batch between nodes; a node refuses
+ * one that comes as a frame of its own or relayed from a worker.
+ *
+ * A PID run (flags TELL_RUN | PID_RUN) carries a grain's `ctx.tellPid`s from
+ * its worker to the main thread: each entry's key is the u16 index of a PID
+ * the worker already defined (a PID_REQUEST carried its text), so the main
+ * thread neither decodes an envelope nor looks a PID up by text per tell; it
+ * appends each payload to the open run of the target node's tell batch.
  *
  * The writer builds the run as one ring-format entry ([u32 length][envelope]
  * [pad]) in a side buffer that stays in the producer's cache, and the sender
@@ -31,6 +37,8 @@ import { putU32le, u32le } from './le.js'
 
 /** Bytes of an entry before its key: u16 key length, u32 payload length. */
 export const TELL_RUN_ENTRY_HEADER_BYTES = 6
+/** The key of a PID run's entry: the PID's u16 index. */
+export const PID_INDEX_BYTES = 2
 /**
  * A ring sender's run buffer, ring length prefix included: fits the
  * producer's L1 cache, and ~400 tells of a short key and a small payload.
@@ -52,6 +60,8 @@ export class TellRunWriter {
   #kind: InternedString | null = null
   #messageType = 0
   #schemaVersion = 0
+  /** A PID run (entries keyed by PID index): never shared with keyed tells. */
+  #byPid = false
   /** Where the run's ring entry starts, where the payload vector's u32 length sits, where its bytes start, and where the next entry goes. */
   #start = 0
   #lengthAt = 0
@@ -61,22 +71,23 @@ export class TellRunWriter {
   #limit = 0
   readonly #header = new EnvelopeWriter()
 
-  /** True when the open run carries tells of this kind, method and version. */
-  isFor(kind: InternedString, messageType: number, schemaVersion: number): boolean {
-    return this.entries > 0 && this.#kind === kind && this.#messageType === messageType && this.#schemaVersion === schemaVersion
+  /** True when the open run carries tells of this kind, method and version (keyed, or by PID index). */
+  isFor(kind: InternedString, messageType: number, schemaVersion: number, byPid = false): boolean {
+    return this.entries > 0 && this.#kind === kind && this.#messageType === messageType && this.#schemaVersion === schemaVersion && this.#byPid === byPid
   }
 
   /**
    * Start a run at buf[at, limit) (`at` 4-aligned; an empty open run is
-   * dropped). False when not even its header fits.
+   * dropped). False when not even its header fits. `byPid`: a PID run
+   * (entries by appendIndex).
    */
-  open(buf: Uint8Array, at: number, limit: number, kind: InternedString, messageType: number, schemaVersion: number, partition = 0): boolean {
+  open(buf: Uint8Array, at: number, limit: number, kind: InternedString, messageType: number, schemaVersion: number, partition = 0, byPid = false): boolean {
     const w = this.#header.reset()
     w.kind = kind
     w.messageType = messageType
     w.schemaVersion = schemaVersion
     w.partition = partition
-    w.flags = FLAGS.TELL_RUN
+    w.flags = byPid ? FLAGS.TELL_RUN | FLAGS.PID_RUN : FLAGS.TELL_RUN
     w.payloadBytes = EMPTY
     const n = limit - at - 4 > 0 ? w.writeInto(buf, at + 4, limit - at - 4) : -1
     if (n < 0) return false
@@ -84,6 +95,7 @@ export class TellRunWriter {
     this.#kind = kind
     this.#messageType = messageType
     this.#schemaVersion = schemaVersion
+    this.#byPid = byPid
     this.#start = at
     this.#limit = limit
     // The payload vector is the envelope's last field: entries extend it.
@@ -100,22 +112,37 @@ export class TellRunWriter {
    */
   append(key: string, payload: PayloadWriter): boolean {
     const b = this.buf
-    const at = this.#pos
-    const keyAt = at + TELL_RUN_ENTRY_HEADER_BYTES
+    const keyAt = this.#pos + TELL_RUN_ENTRY_HEADER_BYTES
     // Entries end 4-aligned once finished; keep room for the pad.
     const max = this.#limit - 3 - keyAt
     if (key.length > max) return false
     const kl = writeUtf8(key, b, keyAt, max)
-    if (kl < 0) return false
-    const pl = payload(b, keyAt + kl, max - kl)
+    return kl >= 0 && this.#entry(kl, payload(b, keyAt + kl, max - kl))
+  }
+
+  /** Append one tell of a PID run: its key is the PID's u16 index. False, having taken nothing, as append(). */
+  appendIndex(index: number, payload: PayloadWriter): boolean {
+    const b = this.buf
+    const keyAt = this.#pos + TELL_RUN_ENTRY_HEADER_BYTES
+    const max = this.#limit - 3 - keyAt - PID_INDEX_BYTES
+    if (max < 0) return false
+    b[keyAt] = index
+    b[keyAt + 1] = index >>> 8
+    return this.#entry(PID_INDEX_BYTES, payload(b, keyAt + PID_INDEX_BYTES, max))
+  }
+
+  /** Complete the entry at #pos whose key (kl bytes) and payload (pl bytes, or -1: did not fit) are written. */
+  #entry(kl: number, pl: number): boolean {
     if (pl < 0) return false
+    const b = this.buf
+    const at = this.#pos
     b[at] = kl
     b[at + 1] = kl >>> 8
     b[at + 2] = pl
     b[at + 3] = pl >>> 8
     b[at + 4] = pl >>> 16
     b[at + 5] = pl >>> 24
-    this.#pos = keyAt + kl + pl
+    this.#pos = at + TELL_RUN_ENTRY_HEADER_BYTES + kl + pl
     this.entries++
     return true
   }
@@ -251,6 +278,8 @@ function expand(r: EnvelopeReader, buf: Uint8Array, off: number, len: number, ea
     return undefined
   }
   if ((r.flags & (FLAGS.ASK | FLAGS.REPLY | FLAGS.CONTROL)) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', `a tell run has flags ${r.flags}: runs carry tells only`)
+  // Its keys are indexes into a worker's PID table, meaningless anywhere else.
+  if ((r.flags & FLAGS.PID_RUN) !== 0) throw new GrainClusterError('ERR_FRAME_MALFORMED', 'a PID run goes from a worker to its main thread only')
   const w = new EnvelopeWriter()
   const kind = new InternedString(r.kind())
   const it = new TellRunEntries().reset(r.buf, r.payloadOff, r.payloadLen)

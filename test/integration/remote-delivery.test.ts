@@ -84,6 +84,10 @@ describe('remote delivery between two nodes', () => {
     const stream = b.pid('counter', 'g2g-stream')
     expect(await a.askPid(a.pid('counter', 'caller-8'), 'recordStream', { pid: stream, n: 3_000, every: 250 })).toEqual([])
     expect(await a.askPid(stream, 'seen')).toEqual(Array.from({ length: 3_000 }, (_, i) => i))
+    // The same to a PID on the grain's own node (its tells by PID leave the worker in PID runs all the same).
+    const local = a.pid('counter', keyPlacedOn(a, 'counter', 'g2g-local-stream-'))
+    expect(await a.askPid(a.pid('counter', 'caller-9'), 'recordStream', { pid: local, n: 600, every: 150 })).toEqual([])
+    expect(await a.askPid(local, 'seen')).toEqual(Array.from({ length: 600 }, (_, i) => i))
     // Errors cross both hops with their codes.
     const e = await expectCode(a.ask('counter', 'caller-5', 'askByPid', { pid: onB, method: 'fail', payload: 'two hops' }), 'ERR_GRAIN_HANDLER_FAILED')
     expect(e.reason).toContain('two hops')
@@ -116,6 +120,19 @@ describe('remote delivery between two nodes', () => {
     expect(drained.reduce((s, e) => s + (e.type === 'association.drained' ? e.drained : 0), 0)).toBe(60)
     expect(await a.askPid(p, 'seen')).toEqual(Array.from({ length: 60 }, (_, i) => i))
     expect(auditA.some((l) => /association .* connected/.test(l))).toBe(true)
+  })
+
+  it("defers a grain's tells by PID while disconnected too, and drains them in order with its ask behind them", async () => {
+    const p = b.pid('counter', 'deferred-by-grain')
+    const drainedBefore = eventsA.filter((e) => e.type === 'association.drained').length
+    a.cluster!.transport.disconnect(b.cluster!.authority, 'test cut')
+    // Once A knows, the grain's tells find the association down (not just a socket that hands them back).
+    await waitUntil(() => !a.isWritable(p), { what: 'the association down' })
+    // 60 tells (the first defines the PID's index, the rest ride PID runs), then an ask that must see them all.
+    const bad = a.askPid<string[]>(a.pid('counter', 'deferring-caller'), 'recordStream', { pid: p, n: 60, every: 60 }, { timeoutMs: 30_000 })
+    await waitUntil(() => eventsA.filter((e) => e.type === 'association.drained').length > drainedBefore, { what: 'drained event', timeoutMs: 30_000 })
+    expect(await bad).toEqual([])
+    expect(await a.askPid(p, 'seen')).toEqual(Array.from({ length: 60 }, (_, i) => i))
   })
 
   it('sends again, in order, the tells and the ask its transport accepted but could not write before the connection was cut', async () => {

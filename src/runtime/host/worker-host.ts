@@ -20,6 +20,7 @@
 import { Worker } from 'node:worker_threads'
 import type { RpcCallSettings } from '../../common/rpc-settings.js'
 import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
+import { parsePid } from '../../common/pid.js'
 import { kindKeyOf, messageTypeId as messageTypeIdOf, partitionOf, workerOfPartition } from '../../common/hash.js'
 import type { KindDescriptor } from '../../grains/kind-registry.js'
 import type { EventStream } from '../../observability/event-stream.js'
@@ -28,7 +29,7 @@ import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThr
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
-import { TellRunEntries } from '../../wire/tell-run.js'
+import { PID_INDEX_BYTES, TellRunEntries } from '../../wire/tell-run.js'
 import { codecByName, encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
 import { FrameSender } from '../ring/frame-sender.js'
@@ -400,7 +401,8 @@ export class WorkerHost {
         else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(link, r)
         else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
         else this.#onHandoffControl(link, r)
-      } else this.#routeRequest(from, r, data, off, len)
+      } else if ((flags & FLAGS.PID_RUN) !== 0) this.#onPidRun(link, r)
+      else this.#routeRequest(from, r, data, off, len)
     }
   }
 
@@ -455,6 +457,13 @@ export class WorkerHost {
    * may patch it in place during the call, and copies what it keeps.
    */
   onPidRequest: ((pid: string, envelope: Uint8Array) => void) | undefined
+
+  /**
+   * Set by the node when it is in a cluster: routes a grain's tell by PID
+   * from a PID run, its payload buf[off, off + len) (a view of ring memory,
+   * valid during the call).
+   */
+  onPidTell: ((pid: string, messageType: number, schemaVersion: number, buf: Uint8Array, off: number, len: number) => void) | undefined
 
   /**
    * Set by the node when it is in a cluster: the PID of the owner of
@@ -513,6 +522,34 @@ export class WorkerHost {
     if ((req.flags & FLAGS.ASK) !== 0) this.sendErrorReply(req.replyTo, req.correlationId, err)
     else this.#events.publish({ type: 'deadletter', kind: req.kind(), key: req.key(), messageType: req.messageType, code: err.code, reason: err.reason })
   }
+
+  /**
+   * A PID run (wire/tell-run.ts): a grain's tells by PID, each entry naming
+   * its PID by the index an earlier PID_REQUEST on this ring defined. An
+   * entry that names no defined PID is reported and skipped; so is the rest
+   * of a run whose framing breaks (the entries before it were good).
+   */
+  #onPidRun(link: WorkerLink, r: EnvelopeReader): void {
+    const buf = r.buf
+    const messageType = r.messageType
+    const schemaVersion = r.schemaVersion
+    const it = this.#pidRunEntries.reset(buf, r.payloadOff, r.payloadLen)
+    while (it.next()) {
+      const at = it.keyOff
+      const index = it.keyLen === PID_INDEX_BYTES ? buf[at]! | (buf[at + 1]! << 8) : -1
+      const pid = index >= 0 ? link.pidTexts[index] : undefined
+      if (pid === undefined) {
+        const reason = index < 0 ? `PID run entry has a ${it.keyLen}-byte key, not a PID index` : `PID index ${index} was never defined`
+        this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID run`, reason })
+      } else if (this.onPidTell !== undefined) this.onPidTell(pid, messageType, schemaVersion, buf, it.payloadOff, it.payloadLen)
+      else {
+        const err = new GrainClusterError('ERR_CONFIG_MISSING', `grain call to ${pid}: this node was started without cluster options, so PIDs cannot be routed`, { pid })
+        this.#events.publish({ type: 'deadletter', kind: safe(() => r.kind()), key: safe(() => parsePid(pid).key), messageType, code: err.code, reason: err.reason })
+      }
+    }
+    if (it.error !== undefined) this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID run`, reason: it.error })
+  }
+  readonly #pidRunEntries = new TellRunEntries()
 
   /**
    * A grain's ctx.whenWritable(pid): answer its worker once `onWritableRequest`

@@ -71,7 +71,7 @@ export class FrameSender {
   #openUsed = 0
   #openFrames = 0
   #drainWaiters: (() => void)[] = []
-  /** The open tell run (sendTell), created on first use: only the main thread's senders carry runs. */
+  /** The open tell run (sendTell, sendPidTell), created on first use. */
   #run: TellRunWriter | null = null
   #runBuf = new Uint8Array(0)
   readonly #onFull: ((queued: number) => void) | undefined
@@ -210,6 +210,25 @@ export class FrameSender {
    * in a run (send it as an envelope) or the ring is closed.
    */
   sendTell(kind: InternedString, messageType: number, schemaVersion: number, key: string, payload: PayloadWriter): boolean {
+    this.#runKey = key
+    return this.#sendRun(kind, messageType, schemaVersion, false, payload)
+  }
+
+  /**
+   * As sendTell, for a grain's tell by PID (a worker's ring to the main
+   * thread): the entry names the PID by `index`, which an earlier
+   * PID_REQUEST on this ring defined (wire/tell-run.ts, PID runs).
+   */
+  sendPidTell(kind: InternedString, messageType: number, schemaVersion: number, index: number, payload: PayloadWriter): boolean {
+    this.#runIndex = index
+    return this.#sendRun(kind, messageType, schemaVersion, true, payload)
+  }
+
+  /** The entry key of the tell #sendRun appends: a grain key, or (byPid) a PID index. */
+  #runKey = ''
+  #runIndex = 0
+
+  #sendRun(kind: InternedString, messageType: number, schemaVersion: number, byPid: boolean, payload: PayloadWriter): boolean {
     if (this.#closed) return false
     let r = this.#run
     if (r === null) {
@@ -217,13 +236,13 @@ export class FrameSender {
       this.#runBuf = new Uint8Array(Math.min(TELL_RUN_BYTES, (this.producer.maxFrameBytes + 4) & ~3))
     }
     for (let tries = 0; tries < 2; tries++) {
-      if (r.entries > 0 && (tries > 0 || !r.isFor(kind, messageType, schemaVersion) || this.#backlog + r.entries >= this.maxOverflowFrames)) this.#closeRun(r)
+      if (r.entries > 0 && (tries > 0 || !r.isFor(kind, messageType, schemaVersion, byPid) || this.#backlog + r.entries >= this.maxOverflowFrames)) this.#closeRun(r)
       if (r.entries === 0) {
         if (this.#backlog >= this.maxOverflowFrames) throw this.#ringFull()
-        if (!r.open(this.#runBuf, 0, this.#runBuf.length, kind, messageType, schemaVersion)) return false
+        if (!r.open(this.#runBuf, 0, this.#runBuf.length, kind, messageType, schemaVersion, 0, byPid)) return false
         this.#schedulePublish()
       }
-      if (r.append(key, payload)) return true
+      if (byPid ? r.appendIndex(this.#runIndex, payload) : r.append(this.#runKey, payload)) return true
       // Too large even for an empty run: a frame of its own.
       if (r.entries === 0) return false
     }

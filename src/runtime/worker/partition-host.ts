@@ -65,6 +65,9 @@ interface PidTarget {
   readonly utf8: Uint8Array
   readonly index: number
   defined: boolean
+  /** The PID's kind as the envelope writes it, and the version this node speaks for it (0 for a kind it does not serve). */
+  readonly kindBytes: InternedString
+  readonly schemaVersion: number
 }
 
 const EMPTY_BYTES = new Uint8Array(0)
@@ -959,16 +962,11 @@ export class PartitionHost implements ActivationHost {
     // The request is written straight into the ring, inside the control
     // frame's payload (#writePidRequest): no intermediate copies.
     const w = this.#inner.reset()
-    w.kind = this.#kindBytes(pid.kind)
+    w.kind = target.kindBytes
     w.key = pid.key
     w.partition = partitionOf(pid.key, this.partitions)
-    if (method !== this.#lastMethod) {
-      this.#lastMethodId = messageTypeId(method)
-      this.#lastMethod = method
-    }
-    w.messageType = this.#lastMethodId
-    // The version this node speaks for the kind; 0 (unspecified) for a kind it does not serve.
-    w.schemaVersion = this.registry.kinds.get(pid.kind)?.schemaVersion ?? 0
+    w.messageType = this.#methodId(method)
+    w.schemaVersion = target.schemaVersion
     w.flags = flags
     w.correlationId = corr
     w.replyTo = this.self
@@ -1008,7 +1006,18 @@ export class PartitionHost implements ActivationHost {
       this.#pids.clear()
       this.#nextPidIndex = 0
     }
-    return { pid, utf8: textEncoder.encode(text), index: this.#nextPidIndex++, defined: false }
+    // The version this node speaks for the kind; 0 (unspecified) for a kind it does not serve.
+    const schemaVersion = this.registry.kinds.get(pid.kind)?.schemaVersion ?? 0
+    return { pid, utf8: textEncoder.encode(text), index: this.#nextPidIndex++, defined: false, kindBytes: this.#kindBytes(pid.kind), schemaVersion }
+  }
+
+  /** A method's message type id: grains mostly repeat one method, so its name is hashed once. */
+  #methodId(method: string): number {
+    if (method !== this.#lastMethod) {
+      this.#lastMethodId = messageTypeId(method)
+      this.#lastMethod = method
+    }
+    return this.#lastMethodId
   }
 
   /** The request envelope inside a PID_REQUEST (the outer control frame uses #writer). */
@@ -1045,7 +1054,22 @@ export class PartitionHost implements ActivationHost {
   readonly #foreignKinds = new Map<string, InternedString>()
 
   tellPid(pid: string, method: string, payload: unknown): void {
-    this.#sendPidRequest(this.#target(pid), method, payload, 0, 0)
+    const target = this.#target(pid)
+    try {
+      // Once the main thread knows the PID's index, the tell joins the open
+      // PID run (wire/tell-run.ts): ~10 bytes of ring and no envelope here,
+      // no envelope to read and no PID to look up there.
+      if (target.defined) {
+        this.#payloadValue = payload
+        if (this.sender.sendPidTell(target.kindBytes, this.#methodId(method), target.schemaVersion, target.index, this.#encodePayload)) return
+      }
+      this.#sendPidRequest(target, method, payload, 0, 0)
+    } catch (e) {
+      this.#requestEncodeFailed(e, target.pid.kind, target.pid.key, method)
+      throw e
+    } finally {
+      this.#payloadValue = undefined
+    }
   }
 
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {

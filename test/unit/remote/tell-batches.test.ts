@@ -155,10 +155,11 @@ describe('checkTellBatch (receiver)', () => {
     return flushed(b, 'x')[0]!
   }
 
-  it('refuses asks, replies, control frames and entries of another partition, naming the entry', () => {
+  it('refuses asks, replies, control frames, PID runs and entries of another partition, naming the entry', () => {
     const ok = batchOf([tell(3, 'a', new Uint8Array(2)), tell(3, 'b', new Uint8Array(2))], 3)
     expect(checkTellBatch(ok, 1 << 16)).toEqual({ partition: 3, off: TELL_BATCH_HEADER_BYTES, len: ok.length - TELL_BATCH_HEADER_BYTES, frames: 2 })
-    for (const flags of [FLAGS.ASK, FLAGS.REPLY, FLAGS.CONTROL]) {
+    // A PID run's keys index a worker's table on its own node: a peer never sends one.
+    for (const flags of [FLAGS.ASK, FLAGS.REPLY, FLAGS.CONTROL, FLAGS.PID_RUN, FLAGS.TELL_RUN | FLAGS.PID_RUN]) {
       const bad = batchOf([tell(3, 'a', new Uint8Array(2)), tell(3, 'b', new Uint8Array(2), flags)], 3)
       const e = checkTellBatch(bad, 1 << 16)
       expect(e).toBeInstanceOf(GrainClusterError)

@@ -80,7 +80,7 @@ const tellCode = (seq: number, method: number, n: number): number => 1e9 + seq *
 const isEnvelope = (d: Uint8Array, off: number, len: number): boolean => len >= 8 && d[off] === 28 && d[off + 1] === 0 && d[off + 2] === 0 && d[off + 3] === 0
 
 describe('FrameSender.sendBlock', () => {
-  it('fast-check: blocks, single frames, encoded envelopes and tells (runs), sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {
+  it('fast-check: blocks, single frames, encoded envelopes and tells (keyed and PID runs), sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {
     const reader = new EnvelopeReader()
     const entries = new TellRunEntries()
     await fc.assert(
@@ -92,6 +92,8 @@ describe('FrameSender.sendBlock', () => {
             fc.record({ env: fc.integer({ min: 0, max: 150 }) }),
             // Tells of two methods: a change of method closes the run.
             fc.record({ tell: fc.integer({ min: 0, max: 120 }), method: fc.constantFrom(1, 2) }),
+            // A grain's tells by PID, of the same methods: a PID run never takes a keyed tell, or the reverse.
+            fc.record({ pidTell: fc.integer({ min: 0, max: 120 }), method: fc.constantFrom(1, 2) }),
           ),
           { minLength: 1, maxLength: 80 },
         ),
@@ -112,8 +114,10 @@ describe('FrameSender.sendBlock', () => {
               reader.reset(d, off, len)
               if ((reader.flags & FLAGS.TELL_RUN) !== 0) {
                 entries.reset(d, reader.payloadOff, reader.payloadLen)
+                const byPid = (reader.flags & FLAGS.PID_RUN) !== 0
                 while (entries.next()) {
-                  const tellSeq = Number(reader.keyAt(entries.keyOff, entries.keyLen).slice(1))
+                  const tellSeq = byPid ? d[entries.keyOff]! | (d[entries.keyOff + 1]! << 8) : Number(reader.keyAt(entries.keyOff, entries.keyLen).slice(1))
+                  if (byPid !== (entries.keyLen === 2 && pidTells.has(tellSeq))) throw new Error(`tell ${tellSeq} in the wrong kind of run`)
                   if (d.subarray(entries.payloadOff, entries.payloadOff + entries.payloadLen).some((b) => b !== (tellSeq & 0xff))) throw new Error(`tell ${tellSeq}: payload torn`)
                   seen.push(tellCode(tellSeq, reader.messageType, entries.payloadLen))
                 }
@@ -126,8 +130,22 @@ describe('FrameSender.sendBlock', () => {
               if (p.some((b) => b !== (reader.correlationId & 0xff))) throw new Error(`envelope ${reader.correlationId}: payload torn`)
             }, 1 << 20)
           }
+          const pidTells = new Set<number>()
           sends.forEach((x, k) => {
-            if (typeof x === 'object' && 'tell' in x) {
+            if (typeof x === 'object' && 'pidTell' in x) {
+              const n = x.pidTell
+              const fill = seq & 0xff
+              const payload = (buf: Uint8Array, off: number, max: number): number => (n > max ? -1 : (buf.fill(fill, off, off + n), n))
+              // The PID index stands for the PID here: the tell's sequence number.
+              if (s.sendPidTell(TELL_KIND, x.method, 1, seq, payload)) {
+                pidTells.add(seq)
+                expected.push(tellCode(seq, x.method, n))
+              } else {
+                expected.push(-(seq + 1) * 1000 - n)
+                s.send(envelope(w, seq, n))
+              }
+              seq++
+            } else if (typeof x === 'object' && 'tell' in x) {
               const n = x.tell
               const fill = seq & 0xff
               const payload = (buf: Uint8Array, off: number, max: number): number => (n > max ? -1 : (buf.fill(fill, off, off + n), n))

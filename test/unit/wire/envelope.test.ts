@@ -295,7 +295,7 @@ describe('EnvelopeWriter -> EnvelopeReader', () => {
   })
 
   it('exposes the flags bit set', () => {
-    expect(FLAGS).toEqual({ ASK: 1, REPLY: 2, ERROR: 4, CONTROL: 8, TELL_RUN: 16 })
+    expect(FLAGS).toEqual({ ASK: 1, REPLY: 2, ERROR: 4, CONTROL: 8, TELL_RUN: 16, PID_RUN: 32 })
     const bytes = writer({ ...FULL, flags: FLAGS.REPLY | FLAGS.ERROR }).toBytes()
     const r = new EnvelopeReader().reset(bytes, 0, bytes.length)
     expect(r.hasFlag(FLAGS.REPLY)).toBe(true)

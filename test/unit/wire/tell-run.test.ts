@@ -9,10 +9,11 @@
 import fc from 'fast-check'
 import { ByteBuffer } from 'flatbuffers'
 import { describe, expect, it } from 'vitest'
+import { GrainClusterError } from '../../../src/common/errors.js'
 import { EnvelopeReader, FLAGS, InternedString, type PayloadWriter } from '../../../src/wire/envelope.js'
 import { Envelope } from '../../../src/wire/generated/graincluster/wire/envelope.js'
 import { binaryCodec } from '../../../src/wire/payload-codec.js'
-import { TELL_RUN_BYTES, TELL_RUN_ENTRY_HEADER_BYTES, TellRunEntries, TellRunWriter } from '../../../src/wire/tell-run.js'
+import { forEachTell, PID_INDEX_BYTES, runTells, TELL_RUN_BYTES, TELL_RUN_ENTRY_HEADER_BYTES, TellRunEntries, TellRunWriter } from '../../../src/wire/tell-run.js'
 
 const KIND = new InternedString('counter')
 
@@ -114,6 +115,38 @@ describe('TellRunWriter and TellRunEntries', () => {
     expect(w.isFor(new InternedString('counter'), 2, 1)).toBe(false)
     w.finish()
     expect(w.isFor(KIND, 2, 1)).toBe(false)
+  })
+
+  it('a PID run keys each tell by its u16 PID index, is flagged TELL_RUN | PID_RUN, and never mixes with keyed tells', () => {
+    const w = new TellRunWriter()
+    const buf = new Uint8Array(TELL_RUN_BYTES)
+    expect(w.open(buf, 0, buf.length, KIND, 5, 2, 0, true)).toBe(true)
+    const indexes = [0, 1, 255, 256, 4097, 65_535]
+    for (const [i, index] of indexes.entries()) expect(w.appendIndex(index, payloadOf(i))).toBe(true)
+    expect(w.isFor(KIND, 5, 2, true)).toBe(true)
+    expect(w.isFor(KIND, 5, 2)).toBe(false) // a keyed tell of the same kind and method opens its own run
+    const len = w.finish()
+    const envLen = new DataView(buf.buffer).getUint32(0, true)
+    const r = new EnvelopeReader().reset(buf, 4, envLen)
+    expect(r.flags).toBe(FLAGS.TELL_RUN | FLAGS.PID_RUN)
+    expect(4 + ((envLen + 3) & ~3)).toBe(len)
+    const it = new TellRunEntries().reset(r.buf, r.payloadOff, r.payloadLen)
+    const read: Array<[number, unknown]> = []
+    while (it.next()) {
+      expect(it.keyLen).toBe(PID_INDEX_BYTES)
+      read.push([buf[it.keyOff]! | (buf[it.keyOff + 1]! << 8), binaryCodec.decode(buf, it.payloadOff, it.payloadLen)])
+    }
+    expect(it.error).toBeUndefined()
+    expect(read).toEqual(indexes.map((index, i) => [index, i]))
+    expect(runTells(buf, 4, envLen)).toBe(indexes.length)
+    // Its keys mean nothing off its node: the one-by-one paths refuse it rather than invent grain keys.
+    expect(() => forEachTell(buf, 4, envLen, () => {})).toThrow(GrainClusterError)
+    // Full: the entry is refused and the run stays as it was.
+    w.open(new Uint8Array(128), 0, 128, KIND, 5, 2, 0, true)
+    let n = 0
+    while (w.appendIndex(n, payloadOf('x'.repeat(10)))) n++
+    expect(n).toBeGreaterThan(0)
+    expect(w.entries).toBe(n)
   })
 
   it('the walker stops at a truncated header, an empty key or an overrun, after the good entries', () => {

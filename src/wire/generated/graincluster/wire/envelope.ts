@@ -91,7 +91,9 @@ schemaVersion():number {
  * Bit set: 1 ask, 2 reply, 4 error payload, 8 control, 16 tell run
  * (many tells of this kind and message type; no key; the payload packs
  * entries [u16 key length][u32 payload length][key UTF-8][payload],
- * little-endian; in rings and tell batches only: src/wire/tell-run.ts).
+ * little-endian; in rings and tell batches only: src/wire/tell-run.ts),
+ * 32 PID run (with 16, worker to main thread only: each entry's key is
+ * the u16 index of a PID the worker defined in an earlier PID request).
  */
 flags():number {
   const offset = this.bb!.__offset(this.bb_pos, 18);
