@@ -288,6 +288,13 @@ async function grainTells(a: GrainNode, pids: readonly string[], n: number, expe
   return round.finish(pids, n, expectedTotal, performance.now() - round.t0, waitMs)
 }
 
+/** (a'''): as grainTells, the grain addressing its targets by kind and key (ctx.tell); `pids` are where placement puts `keys`. */
+async function grainKeyTells(a: GrainNode, keys: readonly string[], pids: readonly string[], n: number, expectedTotal: number, w: Watch): Promise<TellStats> {
+  const round = startTells(a, w)
+  const waitMs = await a.askPid<number>(a.pid(STREAMER, 'streamer'), 'streamKeys', { kind: COUNTER, keys, pids, n, every: GRAIN_WINDOW, timeoutMs: ASK_TIMEOUT_MS }, { timeoutMs: 600_000 })
+  return round.finish(pids, n, expectedTotal, performance.now() - round.t0, waitMs)
+}
+
 /** The clock and counters of one round of remote tells; finish() checks that every tell was counted on B and none was dropped anywhere. */
 function startTells(a: GrainNode, w: Watch): { t0: number; finish(pids: readonly string[], n: number, expectedTotal: number, sendMs: number, waitMs: number): Promise<TellStats> } {
   const t = a.cluster!.transport
@@ -559,6 +566,15 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     await grainTells(A, warmPids, warmGrain, s.warmTells + warmGrain, watch)
     const grainRound = await grainTells(A, pids, perRound, (s.rounds + 2) * perRound, watch)
     o.log(`remote: grain-sent round: ${Math.round(tellRate(grainRound)).toLocaleString('en-US')} tells/s (waited ${Math.round(grainRound.waitMs)} ms)`)
+    // (a''') info: the same by kind and key, to keys placement puts on B (A's view).
+    const onB = `//${ready.authority}/`
+    const placedKeys: string[] = []
+    for (let i = 0; placedKeys.length < PIDS && i < 10_000; i++) if (A.placementOf(COUNTER, `placed-${i}`).includes(onB)) placedKeys.push(`placed-${i}`)
+    if (placedKeys.length < PIDS) throw new Error(`remote: fewer than ${PIDS} of 10,000 keys are placed on B`)
+    const placedPids = placedKeys.map((k) => pidOnB(COUNTER, k))
+    await grainKeyTells(A, placedKeys, placedPids, warmGrain, warmGrain, watch)
+    const keyRound = await grainKeyTells(A, placedKeys, placedPids, perRound, warmGrain + perRound, watch)
+    o.log(`remote: grain-sent round by key: ${Math.round(tellRate(keyRound)).toLocaleString('en-US')} tells/s (waited ${Math.round(keyRound.waitMs)} ms)`)
 
     // ---- (b) asks: warm-up (also measures the reply frame), then interleaved slices
     let replyBytes = 0
@@ -664,6 +680,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       tellRow('(a) tell: raw net.Socket, same frames, 64 KiB writes', base, bTell, true),
       tellRow("(a') info: as (a), held back by ask credits instead (the method before 2026-12-01), 1 round", [creditRound], creditRound, false),
       tellRow(`(a'') info: as (a), sent by a grain on A (ctx.tellPid, ctx.whenWritable every ${GRAIN_WINDOW}), 1 round`, [grainRound], grainRound, false),
+      tellRow(`(a''') info: as (a''), by kind and key (ctx.tell; keys placement puts on B), 1 round`, [keyRound], keyRound, false),
       askRow('(b) ask: GrainNode A → B, sequential', candLat, candAskMs, `${reqWire} / ${repWire}`, false),
       askRow('(b) ask: raw net.Socket echo, same sizes, sequential', baseLat, baseAskMs, `${reqWire} / ${repWire}`, true),
       askRow('(b) info: local ask on B itself (ring hop, no network)', localLat, null, null, false, true),

@@ -39,7 +39,8 @@ export const BenchRecorder = defineGrain({
  * A grain on node A calling grains on node B. stream, (a''): tells inc(1)
  * round-robin to `pids`, held back by ctx.whenWritable every `every` tells
  * (every PID lives on B: one authority, one answer); returns the ms spent in
- * those waits. asks, (b''): `n` sequential asks get; returns each one's µs.
+ * those waits. streamKeys, (a'''): the same by kind and key (ctx.tell).
+ * asks, (b''): `n` sequential asks get; returns each one's µs.
  */
 export const BenchStreamer = defineGrain({
   kind: 'bench-streamer',
@@ -55,6 +56,20 @@ export const BenchStreamer = defineGrain({
           waitMs += performance.now() - t0
         }
         ctx.tellPid(p.pids[i & mask]!, 'inc', 1)
+      }
+      return waitMs
+    },
+    /** As stream, addressing the grains by kind and key (ctx.tell: the cluster places each key). `pids`: the same grains' PIDs, for whenWritable. */
+    async streamKeys(ctx, p: { kind: string; keys: string[]; pids: string[]; n: number; every: number; timeoutMs: number }) {
+      const mask = p.keys.length - 1
+      let waitMs = 0
+      for (let i = 0; i < p.n; i++) {
+        if (i % p.every === 0) {
+          const t0 = performance.now()
+          await ctx.whenWritable(p.pids[0], { timeoutMs: p.timeoutMs })
+          waitMs += performance.now() - t0
+        }
+        ctx.tell(p.kind, p.keys[i & mask]!, 'inc', 1)
       }
       return waitMs
     },

@@ -36,6 +36,7 @@ import { PeerSchemas, type SchemaVersions, mismatchReason, schemaVersionsOf } fr
 import { InboundFlow } from './inbound-flow.js'
 import { FRAME_TELL_BATCH, TellBatches, batchEntries, checkTellBatch } from './tell-batches.js'
 import { LARGE_FRAME_BYTES } from './transport/outbound-queue.js'
+import { PayloadCopy } from '../wire/payload-copy.js'
 import { forEachTell } from '../wire/tell-run.js'
 
 /** How long one connection attempt for deferred traffic may take before it counts as a failure. */
@@ -46,8 +47,6 @@ const BACKPRESSURE_RETRY_MS = 5
 /** whenWritable: how often it looks again while the association (not the transport buffer) is in the way. */
 const WRITABLE_RECHECK_MS = 5
 
-/** Up to this many payload bytes, #copyTellPayload copies byte by byte. */
-const SMALL_COPY_BYTES = 64
 const EMPTY = new Uint8Array(0)
 
 /** First byte of a transport frame that carries one grain envelope. */
@@ -752,32 +751,18 @@ export class RemoteEndpoint {
       // The slow path meets the same error and reports it.
       return false
     }
-    this.#tellPayload = buf
-    this.#tellPayloadOff = off
-    this.#tellPayloadLen = len
+    const copy = this.#tellPayload.from(buf, off, len)
     this.#batchAuthority = assoc.authority
     try {
-      if (!this.#batches.appendTell(assoc.authority, t.partition, t.kind, messageType, t.schemaVersion, pid.key, this.#copyTellPayload, this.#sendFullBatch)) return false
+      if (!this.#batches.appendTell(assoc.authority, t.partition, t.kind, messageType, t.schemaVersion, pid.key, copy.write, this.#sendFullBatch)) return false
     } finally {
-      this.#tellPayload = EMPTY
+      copy.clear()
     }
     this.#wroteBatch(assoc)
     return true
   }
-  /** The payload #copyTellPayload copies (a view of a worker's ring during fromWorkerTell). */
-  #tellPayload: Uint8Array = EMPTY
-  #tellPayloadOff = 0
-  #tellPayloadLen = 0
-  readonly #copyTellPayload = (out: Uint8Array, at: number, max: number): number => {
-    const n = this.#tellPayloadLen
-    if (n > max) return -1
-    const src = this.#tellPayload
-    const from = this.#tellPayloadOff
-    // Tell payloads are mostly a few bytes: a loop beats a view plus set() (an allocation and a native call each).
-    if (n <= SMALL_COPY_BYTES) for (let i = 0; i < n; i++) out[at + i] = src[from + i]!
-    else out.set(src.subarray(from, from + n), at)
-    return n
-  }
+  /** The payload of the tell #batchWorkerTell appends (a view of a worker's ring during the call). */
+  readonly #tellPayload = new PayloadCopy()
 
   /**
    * Hand a frame to its association; returns the error when refused.

@@ -86,6 +86,10 @@ describe('local grains on worker threads', () => {
     expect(await node.ask(Counter, from, 'askOther', { key: sameWorker, by: 4 })).toBe(4)
     await node.ask(Counter, from, 'tellOther', { key: to, by: 3 })
     await waitUntil(async () => (await node.ask(Counter, to, 'get')) === 10, { what: 'tell across workers' })
+    // A burst of tells (they cross the main thread in runs, split by worker there) with asks in between: nothing overtakes.
+    const stream = keyOnWorker(1, 'g2g-stream')
+    expect(await node.ask(Counter, from, 'recordStreamByKey', { key: stream, n: 2_000, every: 250 })).toEqual([])
+    expect(await node.ask(Counter, stream, 'seen')).toEqual(Array.from({ length: 2_000 }, (_, i) => i))
     const err = await expectCode(node.ask(Counter, from, 'askUnknown'), 'ERR_GRAIN_UNKNOWN_KIND')
     expect(err.details.kind).toBe('no-such-kind')
   })

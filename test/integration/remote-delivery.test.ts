@@ -88,6 +88,11 @@ describe('remote delivery between two nodes', () => {
     const local = a.pid('counter', keyPlacedOn(a, 'counter', 'g2g-local-stream-'))
     expect(await a.askPid(a.pid('counter', 'caller-9'), 'recordStream', { pid: local, n: 600, every: 150 })).toEqual([])
     expect(await a.askPid(local, 'seen')).toEqual(Array.from({ length: 600 }, (_, i) => i))
+    // By kind and key (the main thread places each tell of the worker's run), to a key on b and to one on a.
+    for (const key of [keyPlacedOn(b, 'counter', 'g2g-key-far-', a), keyPlacedOn(a, 'counter', 'g2g-key-near-')]) {
+      expect(await a.askPid(a.pid('counter', 'caller-10'), 'recordStreamByKey', { key, n: 1_500, every: 250 })).toEqual([])
+      expect(await a.ask('counter', key, 'seen')).toEqual(Array.from({ length: 1_500 }, (_, i) => i))
+    }
     // Errors cross both hops with their codes.
     const e = await expectCode(a.ask('counter', 'caller-5', 'askByPid', { pid: onB, method: 'fail', payload: 'two hops' }), 'ERR_GRAIN_HANDLER_FAILED')
     expect(e.reason).toContain('two hops')

@@ -29,6 +29,7 @@ import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThr
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
+import { PayloadCopy } from '../../wire/payload-copy.js'
 import { PID_INDEX_BYTES, TellRunEntries } from '../../wire/tell-run.js'
 import { codecByName, encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import { FramePump } from '../ring/frame-pump.js'
@@ -402,6 +403,7 @@ export class WorkerHost {
         else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
         else this.#onHandoffControl(link, r)
       } else if ((flags & FLAGS.PID_RUN) !== 0) this.#onPidRun(link, r)
+      else if ((flags & FLAGS.TELL_RUN) !== 0) this.#onKeyedRun(link, r)
       else this.#routeRequest(from, r, data, off, len)
     }
   }
@@ -550,6 +552,85 @@ export class WorkerHost {
     if (it.error !== undefined) this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID run`, reason: it.error })
   }
   readonly #pidRunEntries = new TellRunEntries()
+
+  /**
+   * A keyed tell run from a worker: a grain's ctx.tell(kind, key) calls that
+   * its worker does not serve itself (another worker's partition, or a
+   * cluster that places the key). Each entry goes where its key belongs, as
+   * #routeRequest sends an envelope: to the owning node through onPidTell,
+   * or into the open run of the local worker that owns its partition.
+   */
+  #onKeyedRun(link: WorkerLink, r: EnvelopeReader): void {
+    const source = `worker ${link.index} tell run`
+    let kind: string
+    try {
+      kind = r.kind()
+    } catch (e) {
+      this.#events.publish({ type: 'frame.malformed', source, reason: toGrainClusterError(e).reason })
+      return
+    }
+    const info = this.kindInfo(kind)
+    if (info === undefined) {
+      this.#events.publish({ type: 'frame.malformed', source, reason: `unknown grain kind "${kind}"` })
+      return
+    }
+    const buf = r.buf
+    const messageType = r.messageType
+    const schemaVersion = r.schemaVersion
+    const copy = this.#runPayload
+    const it = this.#keyedRunEntries.reset(buf, r.payloadOff, r.payloadLen)
+    try {
+      while (it.next()) {
+        let key: string
+        try {
+          key = r.keyAt(it.keyOff, it.keyLen)
+        } catch (e) {
+          this.#events.publish({ type: 'frame.malformed', source, reason: toGrainClusterError(e).reason })
+          continue
+        }
+        if (this.placeRequest !== undefined && this.onPidTell !== undefined) {
+          let pid: string | undefined
+          try {
+            pid = this.placeRequest(kind, key)
+          } catch (e) {
+            const err = toGrainClusterError(e, 'ERR_AUTHORITY_UNREACHABLE')
+            this.#events.publish({ type: 'deadletter', kind, key, messageType, code: err.code, reason: err.reason })
+            continue
+          }
+          if (pid !== undefined) {
+            this.onPidTell(pid, messageType, schemaVersion, buf, it.payloadOff, it.payloadLen)
+            continue
+          }
+        }
+        const partition = partitionOf(key, this.partitions)
+        const target = this.#links[workerOfPartition(partition, this.workers)]!
+        if (this.#released.size > 0) this.#untombIfReleased(target, kind, key)
+        copy.from(buf, it.payloadOff, it.payloadLen)
+        try {
+          if (!target.sender.sendTell(info.kindBytes, messageType, schemaVersion, key, copy.write)) {
+            // Too large for a run (or the ring is closed): an envelope of its own.
+            const w = this.#runTellWriter.reset()
+            w.kind = info.kindBytes
+            w.key = key
+            w.partition = partition
+            w.messageType = messageType
+            w.schemaVersion = schemaVersion
+            w.payloadWriter = copy.write
+            target.sender.send(w)
+          }
+        } catch (e) {
+          const err = toGrainClusterError(e, 'ERR_RING_FULL')
+          this.#events.publish({ type: 'deadletter', kind, key, messageType, code: err.code, reason: err.reason, worker: target.index })
+        }
+      }
+    } finally {
+      copy.clear()
+    }
+    if (it.error !== undefined) this.#events.publish({ type: 'frame.malformed', source, reason: it.error })
+  }
+  readonly #keyedRunEntries = new TellRunEntries()
+  readonly #runPayload = new PayloadCopy()
+  readonly #runTellWriter = new EnvelopeWriter()
 
   /**
    * A grain's ctx.whenWritable(pid): answer its worker once `onWritableRequest`

@@ -939,7 +939,9 @@ export class PartitionHost implements ActivationHost {
     const { w, target } = this.#prepareRequest(kind, key, method, payload)
     try {
       if (target === this.worker) this.#pushLocal(w.toBytes())
-      else this.sender.send(w)
+      // Through the main thread (another worker's partition, or the cluster
+      // places the key): in a keyed run, which it splits by destination.
+      else if (!this.sender.sendTell(w.kind!, w.messageType, w.schemaVersion, key, this.#encodePayload)) this.sender.send(w)
     } catch (e) {
       this.#requestEncodeFailed(e, kind, key, method)
       throw e
