@@ -6,7 +6,7 @@
  * both nodes imports this module, next to grains/bench-grains.ts.
  */
 
-import { defineGrain } from '../../src/index.js'
+import { defineGrain, type GrainContext } from '../../src/index.js'
 
 export interface RecorderSummary {
   /** Messages recorded. */
@@ -42,36 +42,37 @@ export const BenchRecorder = defineGrain({
  * those waits. streamKeys, (a'''): the same by kind and key (ctx.tell).
  * asks, (b''): `n` sequential asks get; returns each one's µs.
  */
+/**
+ * Tells [0, n) in windows of `every`, each after ctx.whenWritable(pid);
+ * `send(from, to)` sends one window. Returns the ms spent in the waits.
+ */
+async function paced(ctx: GrainContext<unknown>, pid: string, p: { n: number; every: number; timeoutMs: number }, send: (from: number, to: number) => void): Promise<number> {
+  let waitMs = 0
+  for (let i = 0; i < p.n; i += p.every) {
+    const t0 = performance.now()
+    await ctx.whenWritable(pid, { timeoutMs: p.timeoutMs })
+    waitMs += performance.now() - t0
+    send(i, Math.min(p.n, i + p.every))
+  }
+  return waitMs
+}
+
 export const BenchStreamer = defineGrain({
   kind: 'bench-streamer',
   state: () => ({}),
   handlers: {
     async stream(ctx, p: { pids: string[]; n: number; every: number; timeoutMs: number }) {
       const mask = p.pids.length - 1
-      let waitMs = 0
-      for (let i = 0; i < p.n; i++) {
-        if (i % p.every === 0) {
-          const t0 = performance.now()
-          await ctx.whenWritable(p.pids[0], { timeoutMs: p.timeoutMs })
-          waitMs += performance.now() - t0
-        }
-        ctx.tellPid(p.pids[i & mask]!, 'inc', 1)
-      }
-      return waitMs
+      return paced(ctx, p.pids[0]!, p, (from, to) => {
+        for (let i = from; i < to; i++) ctx.tellPid(p.pids[i & mask]!, 'inc', 1)
+      })
     },
     /** As stream, addressing the grains by kind and key (ctx.tell: the cluster places each key). `pids`: the same grains' PIDs, for whenWritable. */
     async streamKeys(ctx, p: { kind: string; keys: string[]; pids: string[]; n: number; every: number; timeoutMs: number }) {
       const mask = p.keys.length - 1
-      let waitMs = 0
-      for (let i = 0; i < p.n; i++) {
-        if (i % p.every === 0) {
-          const t0 = performance.now()
-          await ctx.whenWritable(p.pids[0], { timeoutMs: p.timeoutMs })
-          waitMs += performance.now() - t0
-        }
-        ctx.tell(p.kind, p.keys[i & mask]!, 'inc', 1)
-      }
-      return waitMs
+      return paced(ctx, p.pids[0]!, p, (from, to) => {
+        for (let i = from; i < to; i++) ctx.tell(p.kind, p.keys[i & mask]!, 'inc', 1)
+      })
     },
     async asks(ctx, p: { pids: string[]; n: number; timeoutMs: number }) {
       const mask = p.pids.length - 1

@@ -27,7 +27,7 @@ import type { EventStream } from '../observability/event-stream.js'
 import type { MemberStatus } from '../observability/events.js'
 import type { WorkerHost } from '../runtime/host/worker-host.js'
 import { MAIN_THREAD } from '../wire/control.js'
-import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../wire/envelope.js'
+import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString, type PayloadWriter } from '../wire/envelope.js'
 import type { Association } from './association/association.js'
 import type { AssociationRegistry } from './association/association-registry.js'
 import type { DeferredMessage, OutboundMeta } from './association/deferred-queue.js'
@@ -378,17 +378,21 @@ export class RemoteEndpoint {
     if (!assoc.writableNow()) return false
     // Outside the try: a schema mismatch is the caller's error as it is, not a failed encoding.
     const t = this.#prepare(pid, method, payload, 0, 0)
-    const w = this.#writer
     try {
-      this.#batchAuthority = assoc.authority
-      if (!this.#batches.appendTell(assoc.authority, t.partition, t.kind, w.messageType, w.schemaVersion, pid.key, this.#encodePayload, this.#sendFullBatch)) return false
-      this.#wroteBatch(assoc)
-      return true
+      return this.#appendTellToBatch(assoc, t, this.#writer.messageType, pid.key, this.#encodePayload)
     } catch (e) {
       throw this.#encodeFailed(pid, method, e, assoc)
     } finally {
       this.#payloadValue = undefined
     }
+  }
+
+  /** One tell (its payload written by `payload`) into the open run of its partition's batch to assoc's node; false when it must travel on its own. */
+  #appendTellToBatch(assoc: Association, t: EncodeTarget, messageType: number, key: string, payload: PayloadWriter): boolean {
+    this.#batchAuthority = assoc.authority
+    if (!this.#batches.appendTell(assoc.authority, t.partition, t.kind, messageType, t.schemaVersion, key, payload, this.#sendFullBatch)) return false
+    this.#wroteBatch(assoc)
+    return true
   }
 
   /** One envelope (written by `write`) into the open batch of `partition` to assoc's node; false when it must travel on its own. */
@@ -752,14 +756,11 @@ export class RemoteEndpoint {
       return false
     }
     const copy = this.#tellPayload.from(buf, off, len)
-    this.#batchAuthority = assoc.authority
     try {
-      if (!this.#batches.appendTell(assoc.authority, t.partition, t.kind, messageType, t.schemaVersion, pid.key, copy.write, this.#sendFullBatch)) return false
+      return this.#appendTellToBatch(assoc, t, messageType, pid.key, copy.write)
     } finally {
       copy.clear()
     }
-    this.#wroteBatch(assoc)
-    return true
   }
   /** The payload of the tell #batchWorkerTell appends (a view of a worker's ring during the call). */
   readonly #tellPayload = new PayloadCopy()

@@ -350,6 +350,7 @@ export class WorkerHost {
     this.#restartTimers.add(timer)
   }
 
+  /** Walks the entries of one run at a time (a crashed worker's leftovers, a worker's PID or keyed run; never nested). */
   readonly #runEntries = new TellRunEntries()
 
   #deadLetterFrame(bytes: Uint8Array, off: number, len: number, worker: number, reason: string): void {
@@ -535,7 +536,7 @@ export class WorkerHost {
     const buf = r.buf
     const messageType = r.messageType
     const schemaVersion = r.schemaVersion
-    const it = this.#pidRunEntries.reset(buf, r.payloadOff, r.payloadLen)
+    const it = this.#runEntries.reset(buf, r.payloadOff, r.payloadLen)
     while (it.next()) {
       const at = it.keyOff
       const index = it.keyLen === PID_INDEX_BYTES ? buf[at]! | (buf[at + 1]! << 8) : -1
@@ -551,7 +552,6 @@ export class WorkerHost {
     }
     if (it.error !== undefined) this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} PID run`, reason: it.error })
   }
-  readonly #pidRunEntries = new TellRunEntries()
 
   /**
    * A keyed tell run from a worker: a grain's ctx.tell(kind, key) calls that
@@ -578,7 +578,7 @@ export class WorkerHost {
     const messageType = r.messageType
     const schemaVersion = r.schemaVersion
     const copy = this.#runPayload
-    const it = this.#keyedRunEntries.reset(buf, r.payloadOff, r.payloadLen)
+    const it = this.#runEntries.reset(buf, r.payloadOff, r.payloadLen)
     try {
       while (it.next()) {
         let key: string
@@ -628,7 +628,6 @@ export class WorkerHost {
     }
     if (it.error !== undefined) this.#events.publish({ type: 'frame.malformed', source, reason: it.error })
   }
-  readonly #keyedRunEntries = new TellRunEntries()
   readonly #runPayload = new PayloadCopy()
   readonly #runTellWriter = new EnvelopeWriter()
 

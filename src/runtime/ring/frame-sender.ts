@@ -210,8 +210,7 @@ export class FrameSender {
    * in a run (send it as an envelope) or the ring is closed.
    */
   sendTell(kind: InternedString, messageType: number, schemaVersion: number, key: string, payload: PayloadWriter): boolean {
-    this.#runKey = key
-    return this.#sendRun(kind, messageType, schemaVersion, false, payload)
+    return this.#sendRun(kind, messageType, schemaVersion, key, -1, payload)
   }
 
   /**
@@ -220,15 +219,12 @@ export class FrameSender {
    * PID_REQUEST on this ring defined (wire/tell-run.ts, PID runs).
    */
   sendPidTell(kind: InternedString, messageType: number, schemaVersion: number, index: number, payload: PayloadWriter): boolean {
-    this.#runIndex = index
-    return this.#sendRun(kind, messageType, schemaVersion, true, payload)
+    return this.#sendRun(kind, messageType, schemaVersion, '', index, payload)
   }
 
-  /** The entry key of the tell #sendRun appends: a grain key, or (byPid) a PID index. */
-  #runKey = ''
-  #runIndex = 0
-
-  #sendRun(kind: InternedString, messageType: number, schemaVersion: number, byPid: boolean, payload: PayloadWriter): boolean {
+  /** A tell into the open run: keyed by `key`, or (index ≥ 0) by a PID index in a PID run. */
+  #sendRun(kind: InternedString, messageType: number, schemaVersion: number, key: string, index: number, payload: PayloadWriter): boolean {
+    const byPid = index >= 0
     if (this.#closed) return false
     let r = this.#run
     if (r === null) {
@@ -242,7 +238,7 @@ export class FrameSender {
         if (!r.open(this.#runBuf, 0, this.#runBuf.length, kind, messageType, schemaVersion, 0, byPid)) return false
         this.#schedulePublish()
       }
-      if (byPid ? r.appendIndex(this.#runIndex, payload) : r.append(this.#runKey, payload)) return true
+      if (byPid ? r.appendIndex(index, payload) : r.append(key, payload)) return true
       // Too large even for an empty run: a frame of its own.
       if (r.entries === 0) return false
     }
