@@ -141,7 +141,8 @@ export async function runPaced(o: PacedOptions): Promise<PacedResult> {
     t0 = performance.now()
     const tick = (): void => {
       const now = performance.now()
-      const due = Math.min(total, Math.floor(((now - t0) / 1000) * o.rate))
+      // Request i is due at t0 + i / rate, so i + 1 of them are due once that time has come (without the + 1 every request waited one extra interval: 0.17 ms at 6,000 req/s, 2 ms at 500).
+      const due = Math.min(total, Math.floor(((now - t0) / 1000) * o.rate) + 1)
       if (due > sent && sent >= warm) maxTickLagMs = Math.max(maxTickLagMs, now - (t0 + (sent / o.rate) * 1000))
       for (; sent < due; sent++) {
         const dueAt = t0 + (sent / o.rate) * 1000
