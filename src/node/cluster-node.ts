@@ -60,6 +60,13 @@ export interface ClusterNodeOptions {
   /** Extra handshake check (e.g. refuse quarantined authorities); runs after the membership check. */
   acceptPeer?: (peer: { authority: string; nodeId: string }) => { code: string; reason: string } | undefined
   tls?: TcpTransportTlsOptions
+  /**
+   * Heartbeats on a second connection per peer (the control lane), so they
+   * never wait behind data or a connection paused by inbound flow control.
+   * Default true; false sends them on the data connection, and inbound
+   * pauses are then bounded by associations.maxInboundPauseMs.
+   */
+  controlLane?: boolean
   /** Schema versions per grain kind this node serves, exchanged in the handshake (the GrainNode fills it in). */
   schemas?: SchemaVersions
   /**
@@ -219,6 +226,7 @@ export class ClusterNode {
       ...(o.advertisedAuthority === undefined ? {} : { advertisedAuthority: o.advertisedAuthority }),
       ...(o.tls === undefined ? {} : { tls: o.tls }),
       ...(o.schemas === undefined ? {} : { schemas: o.schemas }),
+      ...(o.controlLane === undefined ? {} : { controlLane: o.controlLane }),
       frameTypes: [FRAME_CLUSTER, ...(o.frameTypes ?? [])],
       // Spec 1.4: a second incarnation of a member's authority is refused in the handshake.
       accept: (peer) => {
@@ -358,7 +366,12 @@ export class ClusterNode {
       }
       // Gossip and heartbeats are repeated by design: while disconnected they
       // are dropped and the connection is (re)established for the next one.
-      if (!this.transport.send(s.to, frame)) void this.transport.connect(s.to)
+      // Heartbeats take the control lane: behind a flood of tells, or on a
+      // connection paused by inbound flow control, they would arrive late
+      // and make a busy peer look unreachable.
+      const t = s.msg.t
+      const sent = t === 'hb' || t === 'hb-ack' ? this.transport.sendControl(s.to, frame) : this.transport.send(s.to, frame)
+      if (!sent) void this.transport.connect(s.to)
     }
     if (!this.#closed && this.core.isTerminated) {
       this.events.publish({ type: 'node.stopped', reason: `${this.authority} was removed from the cluster` })

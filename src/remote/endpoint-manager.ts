@@ -125,6 +125,8 @@ export class RemoteEndpoint {
       highWater: Math.max(1, bound >>> 1),
       lowWater: bound >>> 3,
       maxPauseMs: o.associations.config.maxInboundPauseMs,
+      // With a control lane, heartbeats do not wait for the pause to end.
+      bounded: (authority) => !o.transport.hasControlLane(authority),
       backlog: () => o.host.ringBacklog,
       setPaused: (authority, paused) => void o.transport.setReadPaused(authority, paused),
       events: o.events,

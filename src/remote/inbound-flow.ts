@@ -8,13 +8,14 @@
  * them). Without this, this node would read on at full speed and
  * dead-letter every frame beyond the overflow bound with ERR_RING_FULL.
  *
- * Why a pause is bounded: heartbeats and gossip share the connection, queued
- * behind the data. A worker stuck in a long handler must not make its peers
- * look unreachable, so after `maxPauseMs` the connection is read again
- * whatever the backlog, and it is not paused again for as long. Frames that
- * do not fit in that window are dead-lettered as before. Akka's Artery
- * keeps a separate control stream instead; one connection per pair of
- * nodes keeps this bound instead.
+ * A pause lasts until the backlog drains when the peer's heartbeats come
+ * over a control lane (the transport's second connection, never paused),
+ * as Akka's Artery keeps its control stream apart. Without one (turned off,
+ * or down) heartbeats wait behind the data on the paused connection, and a
+ * worker stuck in a long handler must not make its peers look unreachable:
+ * after `maxPauseMs` the connection is read again whatever the backlog, and
+ * it is not paused again for as long. Frames that do not fit in that window
+ * are dead-lettered as before.
  */
 
 import type { EventStream } from '../observability/event-stream.js'
@@ -28,8 +29,10 @@ export interface InboundFlowOptions {
   highWater: number
   /** Backlog (frames) at or below which paused connections are read again. */
   lowWater: number
-  /** Longest pause, ms; then the connection is read for as long before it may pause again. */
+  /** Longest pause, ms, where `bounded` says so; then the connection is read for as long before it may pause again. */
   maxPauseMs: number
+  /** Whether maxPauseMs applies to `authority` now (false: its heartbeats have a control lane). Default: always. */
+  bounded?: (authority: string) => boolean
   /** Frames waiting in the longest overflow queue in front of a worker ring. */
   backlog: () => number
   /** Stop (true) or resume (false) reading the connections of `authority`. */
@@ -77,7 +80,7 @@ export class InboundFlow {
       type: 'transport.inbound-paused',
       authority,
       backlog,
-      reason: `${backlog} frames wait for a full worker ring (high water ${this.#o.highWater}): reading from ${authority} stops until ${this.#o.lowWater} or fewer wait, for at most ${this.#o.maxPauseMs} ms`,
+      reason: `${backlog} frames wait for a full worker ring (high water ${this.#o.highWater}): reading from ${authority} stops until ${this.#o.lowWater} or fewer wait${this.#bounded(authority) ? `, for at most ${this.#o.maxPauseMs} ms` : ' (heartbeats go on over the control lane)'}`,
     })
     this.#schedule()
   }
@@ -115,12 +118,16 @@ export class InboundFlow {
     for (const [authority, since] of [...this.#paused]) {
       if (this.#paused.get(authority) !== since) continue
       if (this.#o.backlog() <= this.#o.lowWater) this.#resume(authority, since, now, 'drained')
-      else if (now - since >= this.#o.maxPauseMs) {
+      else if (now - since >= this.#o.maxPauseMs && this.#bounded(authority)) {
         this.#holdOff.set(authority, now + this.#o.maxPauseMs)
         this.#resume(authority, since, now, 'pause-limit')
       }
     }
     this.#schedule()
+  }
+
+  #bounded(authority: string): boolean {
+    return this.#o.bounded?.(authority) ?? true
   }
 
   #resume(authority: string, since: number, now: number, cause: ResumeCause): void {

@@ -13,10 +13,11 @@ export const IN_PROCESS_DETECTOR = { profile: 'test', acceptableHeartbeatPauseMs
 
 /**
  * Two GrainNodes in this process forming a cluster on free loopback ports,
- * with one grain worker and 16 partitions each plus `options`; resolves
+ * with one grain worker and 16 partitions each plus `options` (and
+ * `cluster` over the cluster options); resolves
  * once both are Up. The caller closes them.
  */
-export async function startPair(clusterName: string, options: Omit<GrainNodeOptions, 'cluster'>): Promise<[GrainNode, GrainNode]> {
+export async function startPair(clusterName: string, options: Omit<GrainNodeOptions, 'cluster'>, cluster: Partial<NonNullable<GrainNodeOptions['cluster']>> = {}): Promise<[GrainNode, GrainNode]> {
   const ports = await freePorts(2)
   const seeds = ports.map((p) => `127.0.0.1:${p}`)
   const start = (port: number): Promise<GrainNode> =>
@@ -25,7 +26,7 @@ export async function startPair(clusterName: string, options: Omit<GrainNodeOpti
       partitions: 16,
       audit: () => {},
       ...options,
-      cluster: { clusterName, secret: `${clusterName}-secret`, seeds, port, failureDetector: IN_PROCESS_DETECTOR, servingLeaseMs: IN_PROCESS_LEASE_MS },
+      cluster: { clusterName, secret: `${clusterName}-secret`, seeds, port, failureDetector: IN_PROCESS_DETECTOR, servingLeaseMs: IN_PROCESS_LEASE_MS, ...cluster },
     })
   const [a, b] = await Promise.all([start(ports[0]!), start(ports[1]!)])
   await Promise.all([a.cluster!.whenUp(), b.cluster!.whenUp()])

@@ -13,13 +13,17 @@ const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
 const OVERFLOW = 2_048
 const TELLS = 20_000
 
-async function pair(maxInboundPauseMs: number): Promise<{ a: GrainNode; b: GrainNode; eventsB: RuntimeEvent[] }> {
-  const [a, b] = await startPair('flow-it', {
-    grains: GRAINS,
-    ringBytes: 1 << 14, // ~145 tells
-    maxOverflowFrames: OVERFLOW,
-    associations: { maxInboundPauseMs },
-  })
+async function pair(maxInboundPauseMs: number, controlLane = true): Promise<{ a: GrainNode; b: GrainNode; eventsB: RuntimeEvent[] }> {
+  const [a, b] = await startPair(
+    'flow-it',
+    {
+      grains: GRAINS,
+      ringBytes: 1 << 14, // ~145 tells
+      maxOverflowFrames: OVERFLOW,
+      associations: { maxInboundPauseMs },
+    },
+    { controlLane },
+  )
   const eventsB: RuntimeEvent[] = []
   b.events.subscribe('*', (e) => void eventsB.push(e))
   await waitUntil(() => a.resolve(b.pid('counter', 'probe')).status === 'ready', { what: 'b ready from a' })
@@ -59,8 +63,28 @@ describe('inbound flow control', () => {
     expect(metrics).toMatch(/graincluster_transport_inbound_pauses_total\{cause="drained"\} [1-9]/)
   })
 
-  it('bounds a pause: past maxInboundPauseMs it reads on and dead-letters what does not fit, and nothing goes missing', async () => {
+  it("with the control lane, a pause outlasts maxInboundPauseMs: the peer's heartbeats are read meanwhile, and nothing is dead-lettered", async () => {
     const { a, b, eventsB } = await pair(100)
+    nodes.push(a, b)
+    await waitUntil(() => b.cluster!.transport.hasControlLane(a.cluster!.authority), { what: 'control lane up' })
+    const pid = b.pid('counter', 'flow-lane')
+    await burst(a, pid, 2_500) // a worker stuck far longer than the pause limit, and than a heartbeat interval (500 ms)
+    await waitUntil(() => ofType(eventsB, 'transport.inbound-paused').length > 0, { what: 'b paused reading a' })
+    const paused = ofType(eventsB, 'transport.inbound-paused')[0]!
+    expect(paused.reason).toMatch(/heartbeats go on over the control lane/)
+    // While no resume has come, b still reads frames from a: the heartbeats on the control lane.
+    const framesAtPause = b.cluster!.transport.stats.framesIn
+    await waitUntil(() => b.cluster!.transport.stats.framesIn > framesAtPause, { what: 'frames read during the pause' })
+    expect(ofType(eventsB, 'transport.inbound-resumed')).toEqual([])
+    expect(await a.askPid(pid, 'get', undefined, { timeoutMs: 60_000 })).toBe(TELLS)
+    expect(ofType(eventsB, 'deadletter')).toEqual([])
+    const resumed = ofType(eventsB, 'transport.inbound-resumed')
+    expect(new Set(resumed.map((e) => e.cause))).toEqual(new Set(['drained']))
+    expect(Math.max(...resumed.map((e) => e.pausedMs))).toBeGreaterThan(100)
+  })
+
+  it('without the control lane it bounds a pause: past maxInboundPauseMs it reads on and dead-letters what does not fit, and nothing goes missing', async () => {
+    const { a, b, eventsB } = await pair(100, false)
     nodes.push(a, b)
     const pid = b.pid('counter', 'flow-stuck')
     await burst(a, pid, 1_500) // a worker stuck far longer than the pause limit

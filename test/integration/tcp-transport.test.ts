@@ -46,6 +46,8 @@ async function start(over: Partial<TcpTransportOptions> = {}): Promise<Node> {
     events,
     reconnectMinDelayMs: 20,
     reconnectMaxDelayMs: 200,
+    // Off unless a test is about it: the others count connections, dials and accepts of the data connection alone.
+    controlLane: false,
     ...over,
   })
   transports.push(t)
@@ -340,6 +342,77 @@ describe('TcpTransport', () => {
     await waitUntil(() => a.t.isConnected(b.t.authority) && b.t.isConnected(a.t.authority), { timeoutMs: 10_000, what: 'reconnected' })
     expect(a.t.send(b.t.authority, Uint8Array.of(0x07, 4))).toBe(true)
     await waitUntil(() => atB.includes(4), { what: 'a declared frame after the reconnect' })
+  })
+
+  describe('control lane', () => {
+    it('the lower NodeId dials it once the data connection is up; sendControl frames take it and arrive while the data connection is read-paused', async () => {
+      const a = await start({ nodeId: 'a', controlLane: true })
+      const b = await start({ nodeId: 'b', controlLane: true })
+      // b dials the data connection; a, the lower NodeId, dials the control lane.
+      await b.t.connect(a.t.authority)
+      await waitUntil(() => a.t.hasControlLane(b.t.authority) && b.t.hasControlLane(a.t.authority), { what: 'control lane up on both sides' })
+      expect(a.t.stats).toMatchObject({ dialAttempts: 1, inboundAccepted: 1, openConnections: 2, peers: 1, controlLanes: 1, handshakesRefused: 0 })
+      expect(b.t.stats).toMatchObject({ dialAttempts: 1, inboundAccepted: 1, openConnections: 2, peers: 1, controlLanes: 1 })
+      // One peer each: the lane is no second peer-up, and peers() lists the data connection.
+      expect([a.ups.length, b.ups.length]).toEqual([1, 1])
+      expect(b.t.peers()).toEqual([{ authority: a.t.authority, nodeId: 'a', direction: 'outbound' }])
+
+      const atB: number[] = []
+      b.t.on('frame', (_p, f) => atB.push(f[0]!))
+      b.t.setReadPaused(a.t.authority, true)
+      for (let i = 1; i <= 5; i++) expect(a.t.send(b.t.authority, Uint8Array.of(i))).toBe(true)
+      expect(a.t.sendControl(b.t.authority, Uint8Array.of(99))).toBe(true)
+      await waitUntil(() => atB.includes(99), { what: 'the control frame, past the paused data connection' })
+      expect(atB).toEqual([99])
+      b.t.setReadPaused(a.t.authority, false)
+      await waitUntil(() => atB.length === 6, { what: 'the data frames once read again' })
+      expect(atB).toEqual([99, 1, 2, 3, 4, 5])
+      // Both ways: b's control frames reach a on the lane a dialed.
+      const atA: number[] = []
+      a.t.on('frame', (_p, f) => atA.push(f[0]!))
+      expect(b.t.sendControl(a.t.authority, Uint8Array.of(42))).toBe(true)
+      await waitUntil(() => atA.includes(42), { what: "b's control frame at a" })
+    })
+
+    it('a lane cut on its own is redialed with no peer-down; it goes with its data connection, and comes back with the next', async () => {
+      const a = await start({ nodeId: 'a', controlLane: true })
+      const b = await start({ nodeId: 'b', controlLane: true, frameTypes: [0x07] })
+      await connectedPair(a, b)
+      await waitUntil(() => a.t.hasControlLane(b.t.authority) && b.t.hasControlLane(a.t.authority), { what: 'control lane up' })
+      // A frame of a type b never declared cuts the connection it came on: here the control lane alone.
+      expect(a.t.sendControl(b.t.authority, Uint8Array.of(0x2d))).toBe(true)
+      await waitUntil(() => eventsOf(b, 'transport.frame-rejected').length === 1, { what: 'the lane cut' })
+      await waitUntil(() => a.t.stats.dialAttempts >= 3 && a.t.hasControlLane(b.t.authority) && b.t.hasControlLane(a.t.authority), {
+        timeoutMs: 10_000,
+        what: 'control lane redialed by a',
+      })
+      expect([a.downs.length, b.downs.length, a.ups.length, b.ups.length]).toEqual([0, 0, 1, 1])
+      expect(a.t.isConnected(b.t.authority)).toBe(true)
+      const atB: number[] = []
+      b.t.on('frame', (_p, f) => atB.push(f[1]!))
+      expect(a.t.sendControl(b.t.authority, Uint8Array.of(0x07, 1))).toBe(true)
+      await waitUntil(() => atB.includes(1), { what: 'a control frame on the new lane' })
+
+      a.t.disconnect(b.t.authority, 'test')
+      await waitUntil(() => b.downs.length === 1 && a.t.stats.openConnections === 0 && b.t.stats.openConnections === 0, { what: 'both connections gone' })
+      expect([a.t.stats.controlLanes, b.t.stats.controlLanes]).toEqual([0, 0])
+      // No control lane: sendControl takes the data connection (or reports false without one).
+      expect(a.t.sendControl(b.t.authority, Uint8Array.of(0x07, 2))).toBe(false)
+      await a.t.connect(b.t.authority)
+      await waitUntil(() => a.t.hasControlLane(b.t.authority) && b.t.hasControlLane(a.t.authority), { what: 'control lane back with the new data connection' })
+    })
+
+    it('sendControl falls back to the data connection when the lower NodeId does not open a lane', async () => {
+      const a = await start({ nodeId: 'a', controlLane: false })
+      const b = await start({ nodeId: 'b', controlLane: true })
+      await connectedPair(a, b)
+      const atB: number[] = []
+      b.t.on('frame', (_p, f) => atB.push(f[0]!))
+      expect(a.t.sendControl(b.t.authority, Uint8Array.of(7))).toBe(true)
+      expect(b.t.sendControl(a.t.authority, Uint8Array.of(8))).toBe(true)
+      await waitUntil(() => atB.includes(7), { what: 'control frame over data' })
+      expect([a.t.stats.openConnections, b.t.stats.openConnections, a.t.stats.controlLanes, b.t.stats.controlLanes]).toEqual([1, 1, 0, 0])
+    })
   })
 
   it('hands the frames it accepted but could not write back to its unsent listeners, in order; with none it counts them dropped', async () => {

@@ -46,10 +46,11 @@ export interface AssociationConfig {
   /**
    * Inbound flow control (remote/inbound-flow.ts): the longest time this
    * node stops reading a peer's connection while the peer's frames wait for
-   * a full worker ring; afterwards it reads that connection for as long
+   * a full worker ring, when the peer has no control lane (heartbeats then
+   * wait behind the data); afterwards it reads that connection for as long
    * before it may pause it again. Keep it well under the failure detector's
-   * acceptable heartbeat pause: heartbeats wait behind the data. Default 250.
-   * Integer ≥ 1.
+   * acceptable heartbeat pause. With a control lane (cluster.controlLane, the
+   * default) a pause lasts until the backlog drains. Default 250. Integer ≥ 1.
    */
   readonly maxInboundPauseMs: number
   /**

@@ -31,7 +31,11 @@
  *               In ACCEPT rather than HELLO: it comes from a peer that proved
  *               the secret, and is not squeezed by the pre-auth frame limit.
  *               Absent (an older peer) = no negotiation; the serving worker
- *               still checks each call's version.
+ *               still checks each call's version. Then optionally u8 lane
+ *               (0 data, 1 control: the dialer's second connection that
+ *               carries heartbeats, see tcp-transport.ts); a lane byte comes
+ *               with a schema section (count 0 when there is none). Absent =
+ *               data.
  *       REFUSE  str code, str reason
  *
  * The type and version come first so a peer of another protocol version is
@@ -97,7 +101,7 @@ const HEADER_BYTES = 3
 export type HandshakeMessage =
   | { type: 'hello'; version: number; clusterName: string; authority: string; nodeId: string; nonce: Uint8Array }
   | { type: 'proof'; version: number; mac: Uint8Array }
-  | { type: 'accept'; version: number; welcome: Uint8Array; schemas?: SchemaVersions }
+  | { type: 'accept'; version: number; welcome: Uint8Array; schemas?: SchemaVersions; lane?: ConnectionLane }
   | { type: 'refuse'; version: number; code: string; reason: string }
 
 /** Who a peer says it is (checked by its PROOF once established). */
@@ -105,6 +109,12 @@ export interface PeerIdentity {
   authority: string
   nodeId: string
 }
+
+/**
+ * What a connection carries: 'data' (everything), or 'control' (a second
+ * connection, heartbeats only, never paused by inbound flow control).
+ */
+export type ConnectionLane = 'data' | 'control'
 
 /** Which end of the TCP connection this side is (part of the MAC input). */
 export type HandshakeRole = 'dialer' | 'acceptor'
@@ -133,7 +143,7 @@ export type HandshakeState = 'idle' | 'awaiting-hello' | 'awaiting-proof' | 'awa
 
 /** How a handshake ended. */
 export type HandshakeResult =
-  | { ok: true; peer: PeerIdentity; welcome: Uint8Array; schemas?: SchemaVersions }
+  | { ok: true; peer: PeerIdentity; welcome: Uint8Array; schemas?: SchemaVersions; lane: ConnectionLane }
   | {
       ok: false
       /** Typed error: code ERR_AUTHORITY_HANDSHAKE_FAILED, ERR_FRAME_MALFORMED, or the hook's / peer's code. */
@@ -172,6 +182,8 @@ export interface HandshakeOptions {
   protocolVersion?: number
   /** Schema versions per grain kind this node serves, sent in its ACCEPT. */
   schemas?: SchemaVersions
+  /** The lane this side opens the connection as, sent in its ACCEPT (the dialer's decides). Default 'data'. */
+  lane?: ConnectionLane
 }
 
 // ---------------------------------------------------------------- encoding
@@ -292,8 +304,9 @@ export function encodeHandshakeMessage(m: HandshakeMessage): Uint8Array {
       return w.done()
     }
     case 'accept': {
-      const schemas = m.schemas
-      const w = new Writer(HEADER_BYTES + 4 + m.welcome.length + (schemas === undefined ? 0 : schemaSectionBytes(schemas, utf8Length)))
+      const control = m.lane === 'control'
+      const schemas = m.schemas ?? (control ? new Map<string, readonly number[]>() : undefined)
+      const w = new Writer(HEADER_BYTES + 4 + m.welcome.length + (schemas === undefined ? 0 : schemaSectionBytes(schemas, utf8Length)) + (control ? 1 : 0))
       header(w, HANDSHAKE_MESSAGE.ACCEPT, m.version)
       w.u32(m.welcome.length)
       w.bytes(m.welcome)
@@ -308,6 +321,7 @@ export function encodeHandshakeMessage(m: HandshakeMessage): Uint8Array {
           for (const v of vs) w.u16(v)
         }
       }
+      if (control) w.u8(1)
       return w.done()
     }
     case 'refuse': {
@@ -365,8 +379,12 @@ export function decodeHandshakeMessage(frame: Uint8Array): HandshakeMessage {
         for (let j = 0; j < nv; j++) vs.push(r.u16('schema version'))
         schemas.set(kind, vs.sort((a, b) => a - b))
       }
+      if (r.p === frame.length) return { type: 'accept', version: h.version, welcome, schemas }
+      r.need(1, 'lane')
+      const lane = frame[r.p++]!
+      if (lane > 1) throw malformed(`unknown lane ${lane}`)
       r.end()
-      return { type: 'accept', version: h.version, welcome, schemas }
+      return { type: 'accept', version: h.version, welcome, schemas, lane: lane === 1 ? 'control' : 'data' }
     }
     case HANDSHAKE_MESSAGE.REFUSE: {
       const code = r.str('refusal code', MAX_HELLO_STRING_BYTES)
@@ -508,7 +526,7 @@ export class Handshake {
       case 'accept':
         if (state !== 'awaiting-accept') return this.#unexpected('ACCEPT')
         this.#state = 'established'
-        return { send: [], result: { ok: true, peer: this.#peer!, welcome: m.welcome, ...(m.schemas === undefined ? {} : { schemas: m.schemas }) } }
+        return { send: [], result: { ok: true, peer: this.#peer!, welcome: m.welcome, ...(m.schemas === undefined ? {} : { schemas: m.schemas }), lane: m.lane ?? 'data' } }
       case 'refuse':
         return this.#remoteRefusal(m.code, m.reason)
     }
@@ -587,7 +605,7 @@ export class Handshake {
       return this.#refuse('rejected', code, `accept/welcome hook failed: ${e instanceof Error ? e.message : String(e)}`)
     }
     this.#state = 'awaiting-accept'
-    return { send: [encodeHandshakeMessage({ type: 'accept', version: this.#version, welcome, ...(o.schemas === undefined ? {} : { schemas: o.schemas }) })] }
+    return { send: [encodeHandshakeMessage({ type: 'accept', version: this.#version, welcome, ...(o.schemas === undefined ? {} : { schemas: o.schemas }), ...(o.lane === 'control' ? { lane: 'control' as const } : {}) })] }
   }
 
   #unexpected(got: string): HandshakeStep {

@@ -41,6 +41,7 @@ import {
   type HandshakeRefusal,
   type HandshakeResult,
   type HandshakeStep,
+  type ConnectionLane,
   MAX_HELLO_STRING_BYTES,
   MAX_UNAUTHENTICATED_FRAME_BYTES,
   NONCE_BYTES,
@@ -119,6 +120,14 @@ export interface TcpTransportOptions {
   frameTypes?: readonly number[]
   /** Use TLS (node:tls) on both the server and the dialed connections. */
   tls?: TcpTransportTlsOptions
+  /**
+   * Open a control lane to each peer: a second connection, dialed by the
+   * side with the lower NodeId once the data connection is up, that carries
+   * what sendControl() is given (heartbeats) and is never read-paused. A
+   * peer that does not open one still gets its heartbeats over data.
+   * Default true.
+   */
+  controlLane?: boolean
 }
 
 /** Second argument of 'peer-up'. */
@@ -183,6 +192,8 @@ export interface TcpTransportStats {
   pendingHandshakes: number
   /** Peers with an established connection. */
   peers: number
+  /** Of those, peers with an established control lane as well (see controlLane). */
+  controlLanes: number
   /** Bytes waiting to go out on established connections (queued this turn plus the sockets' own buffers). */
   outboundBufferedBytes: number
   /** Outbound slabs allocated, and handed out again once their writes completed (see slab-pool.ts). */
@@ -238,6 +249,7 @@ interface ResolvedOptions {
   welcome: TcpTransportOptions['welcome']
   schemas: SchemaVersions | undefined
   tls: TcpTransportTlsOptions | undefined
+  controlLane: boolean
 }
 
 function resolveOptions(o: TcpTransportOptions): ResolvedOptions {
@@ -279,6 +291,7 @@ function resolveOptions(o: TcpTransportOptions): ResolvedOptions {
   const maxDelay = o.reconnectMaxDelayMs ?? Math.max(DEFAULT_RECONNECT_MAX_DELAY_MS, minDelay)
   if (maxDelay < minDelay) issues.push(`reconnectMaxDelayMs must be at least reconnectMinDelayMs (got ${maxDelay} < ${minDelay})`)
   if (o.tls !== undefined && (o.tls.key === undefined || o.tls.cert === undefined)) issues.push('tls.key and tls.cert are both required when tls is set')
+  if (o.controlLane !== undefined && typeof o.controlLane !== 'boolean') issues.push(`controlLane must be a boolean (got ${JSON.stringify(o.controlLane)})`)
   if (issues.length > 0) {
     throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid transport options: ${issues.join('; ')}`, { issues })
   }
@@ -300,6 +313,7 @@ function resolveOptions(o: TcpTransportOptions): ResolvedOptions {
     welcome: o.welcome,
     schemas: o.schemas,
     tls: o.tls,
+    controlLane: o.controlLane ?? true,
   }
 }
 
@@ -335,6 +349,8 @@ class Connection {
   schemas: SchemaVersions | undefined
   /** A frame was rejected on it (event already published). */
   rejected = false
+  /** What it carries: set when dialed, learnt from the dialer's ACCEPT when accepted. */
+  lane: ConnectionLane
   readonly onFrame: (frame: Uint8Array) => void
 
   /** Frames queued since the last flush. */
@@ -347,7 +363,9 @@ class Connection {
     readonly dialed: string | undefined,
     onFrame: (c: Connection, frame: Uint8Array) => void,
     slabs: SlabPool,
+    lane: ConnectionLane,
   ) {
+    this.lane = lane
     this.state = direction === 'inbound' ? 'handshaking' : 'connecting'
     this.remote = socket.remoteAddress === undefined ? (dialed ?? 'unknown') : remoteOf(socket)
     this.onFrame = (frame) => onFrame(this, frame)
@@ -399,6 +417,12 @@ export class TcpTransport {
   readonly #active = new Map<string, Connection>()
   /** Outbound connection attempts in flight, by dialed authority. */
   readonly #dialing = new Map<string, Connection>()
+  /** The control lane to a peer (see TcpTransportOptions.controlLane), by peer authority. */
+  readonly #control = new Map<string, Connection>()
+  /** Control lanes being dialed, redial timers and attempts, by authority. */
+  readonly #controlDialing = new Map<string, Connection>()
+  readonly #controlTimers = new Map<string, NodeJS.Timeout>()
+  readonly #controlAttempts = new Map<string, number>()
   /** Authorities connect() was called for: kept connected until disconnect()/close(). */
   readonly #wanted = new Set<string>()
   readonly #reconnectTimers = new Map<string, NodeJS.Timeout>()
@@ -496,7 +520,9 @@ export class TcpTransport {
     for (const c of this.#conns) if (c.state === 'handshaking' || c.state === 'connecting') pending++
     let buffered = 0
     for (const c of this.#active.values()) buffered += Math.max(0, bufferedOf(c))
-    return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size, outboundBufferedBytes: buffered, slabsAllocated: this.#slabs.allocated, slabsReused: this.#slabs.reused }
+    let controlLanes = 0
+    for (const c of this.#control.values()) if (c.state === 'established') controlLanes++
+    return { ...this.#stats, openConnections: this.#conns.size, pendingHandshakes: pending, peers: this.#active.size, controlLanes, outboundBufferedBytes: buffered, slabsAllocated: this.#slabs.allocated, slabsReused: this.#slabs.reused }
   }
 
   /** Subscribe; returns the unsubscribe function. A throwing listener is counted in stats.listenerErrors, never rethrown. */
@@ -533,7 +559,8 @@ export class TcpTransport {
    */
   setReadPaused(authority: string, paused: boolean): void {
     for (const c of this.#conns) {
-      if (c.peer?.authority !== authority || c.state === 'closed') continue
+      // The control lane is always read: its heartbeats are what tells a pause from a failure.
+      if (c.peer?.authority !== authority || c.state === 'closed' || c.lane === 'control') continue
       if (paused) {
         c.decoder.pause()
         c.socket.pause()
@@ -546,6 +573,11 @@ export class TcpTransport {
         this.#rejectFrame(c, e)
       }
     }
+  }
+
+  /** True when a control lane to `authority` is established (heartbeats then skip the data connection). */
+  hasControlLane(authority: string): boolean {
+    return this.#control.get(authority)?.state === 'established'
   }
 
   /** True when an established connection to `authority` can take frames. */
@@ -634,6 +666,7 @@ export class TcpTransport {
     if (dialing !== undefined) this.#destroy(dialing, reason)
     const active = this.#active.get(authority)
     if (active !== undefined) this.#closeGracefully(active, reason)
+    this.#dropControl(authority, reason)
   }
 
   /**
@@ -654,6 +687,22 @@ export class TcpTransport {
     // A socket the peer already ended would drop the frames at flush time:
     // refuse them now so the caller keeps them for the next connection.
     if (c === undefined || c.state !== 'established' || !c.socket.writable) return false
+    return this.#enqueue(c, authority, frame, pastLimit)
+  }
+
+  /**
+   * As send(), on the control lane to `authority` when one is established,
+   * else on the data connection. For frames that must not wait behind data
+   * or a read-paused connection (heartbeats), and that may be lost: frames
+   * still queued when a control lane closes are dropped, not handed back.
+   */
+  sendControl(authority: string, frame: Uint8Array): boolean {
+    const c = this.#control.get(authority)
+    if (c === undefined || c.state !== 'established' || !c.socket.writable) return this.send(authority, frame)
+    return this.#enqueue(c, authority, frame, false)
+  }
+
+  #enqueue(c: Connection, authority: string, frame: Uint8Array, pastLimit: boolean): boolean {
     if (frame.length > this.#o.maxFrameBytes) {
       throw new GrainClusterError('ERR_FRAME_TOO_LARGE', `frame of ${frame.length} bytes exceeds the limit of ${this.#o.maxFrameBytes} bytes`, {
         authority,
@@ -737,6 +786,8 @@ export class TcpTransport {
     this.#closed = true
     for (const t of this.#reconnectTimers.values()) clearTimeout(t)
     this.#reconnectTimers.clear()
+    for (const t of this.#controlTimers.values()) clearTimeout(t)
+    this.#controlTimers.clear()
     for (const authority of [...this.#waiters.keys()]) this.#rejectWaiters(authority, this.#unreachable(authority, 'the transport is closed'))
     for (const authority of [...this.#drainWaiters.keys()]) this.#wakeDrainWaiters(authority, true)
     this.#flushAll()
@@ -793,7 +844,7 @@ export class TcpTransport {
     this.#startHandshake(c)
   }
 
-  #dial(authority: string): void {
+  #dial(authority: string, lane: ConnectionLane = 'data'): void {
     const { host, port } = parseAuthority(authority)
     this.#stats.dialAttempts++
     const t = this.#o.tls
@@ -810,8 +861,8 @@ export class TcpTransport {
             // SNI must be a host name, never an IP address.
             ...(net.isIP(host) === 0 ? { servername: host } : {}),
           })
-    const c = this.#track(socket, 'outbound', authority)
-    this.#dialing.set(authority, c)
+    const c = this.#track(socket, 'outbound', authority, lane)
+    ;(lane === 'control' ? this.#controlDialing : this.#dialing).set(authority, c)
     socket.once('connect', () => {
       c.tcpConnected = true
       if (socket.remoteAddress !== undefined) c.remote = formatAuthority(socket.remoteAddress, socket.remotePort ?? port)
@@ -822,8 +873,8 @@ export class TcpTransport {
   }
 
   /** Wire a socket's events to the connection logic. */
-  #track(socket: net.Socket, direction: ConnectionDirection, dialed: string | undefined): Connection {
-    const c = new Connection(socket, direction, dialed, (conn, frame) => this.#onFrame(conn, frame), this.#slabs)
+  #track(socket: net.Socket, direction: ConnectionDirection, dialed: string | undefined, lane: ConnectionLane = 'data'): Connection {
+    const c = new Connection(socket, direction, dialed, (conn, frame) => this.#onFrame(conn, frame), this.#slabs, lane)
     this.#conns.add(c)
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.#onData(c, chunk))
@@ -840,7 +891,8 @@ export class TcpTransport {
     c.state = 'handshaking'
     const direction = c.direction
     const accept = o.accept
-    const welcome = o.welcome
+    // A control lane's ACCEPT needs no welcome (nothing reads it); the acceptor cannot tell yet.
+    const welcome = c.lane === 'control' ? undefined : o.welcome
     c.handshake = new Handshake({
       role: direction === 'outbound' ? 'dialer' : 'acceptor',
       clusterName: o.clusterName,
@@ -853,6 +905,7 @@ export class TcpTransport {
       ...(accept !== undefined ? { accept: (peer: PeerIdentity) => accept(peer, direction) } : {}),
       ...(welcome !== undefined ? { welcome: (peer: PeerIdentity) => welcome(peer, direction) } : {}),
       ...(o.schemas !== undefined ? { schemas: o.schemas } : {}),
+      ...(c.lane === 'control' ? { lane: 'control' as const } : {}),
     })
     this.#apply(c, c.handshake.start())
   }
@@ -908,6 +961,8 @@ export class TcpTransport {
     if (r === undefined) return
     if (r.ok) {
       c.schemas = r.schemas
+      // The dialer's ACCEPT names the lane.
+      if (c.direction === 'inbound') c.lane = r.lane
       this.#onEstablished(c, Object.freeze({ authority: r.peer.authority, nodeId: r.peer.nodeId }), r.welcome)
     }
     else this.#onHandshakeFailed(c, r)
@@ -937,7 +992,7 @@ export class TcpTransport {
       code: r.error.code,
       reason: r.error.reason,
     })
-    if (c.dialed !== undefined) this.#rejectWaiters(c.dialed, r.error)
+    if (c.dialed !== undefined && c.lane === 'data') this.#rejectWaiters(c.dialed, r.error)
     if (r.by === 'local') this.#endThenDestroy(c, r.error.reason)
     else this.#destroy(c, r.error.reason)
   }
@@ -962,6 +1017,10 @@ export class TcpTransport {
     if (c.dialed !== undefined && this.#dialing.get(c.dialed) === c) this.#dialing.delete(c.dialed)
     if (this.#closed) {
       this.#closeGracefully(c, 'the transport is closed')
+      return
+    }
+    if (c.lane === 'control') {
+      this.#onControlEstablished(c, peer)
       return
     }
     const existing = this.#active.get(peer.authority)
@@ -1010,6 +1069,67 @@ export class TcpTransport {
     this.#o.events.publish({ type: 'transport.connected', authority: peer.authority, nodeId: peer.nodeId, direction: c.direction })
     this.#emit('peer-up', peer, { direction: c.direction, welcome, ...(c.schemas === undefined ? {} : { schemas: c.schemas }) })
     this.#resolveWaiters(peer)
+    this.#controlAttempts.delete(peer.authority)
+    this.#ensureControl(peer.authority)
+  }
+
+  // ---------------------------------------------------------------- control lane
+
+  /**
+   * Dial the control lane to `authority` if this side is the one to (the
+   * lower NodeId, so the two sides never race to open two) and none is up,
+   * dialing or waiting for a redial. Akka's Artery keeps its control stream
+   * apart from ordinary messages for the same reason: heartbeats that queue
+   * behind a flood, or behind a connection inbound flow control stopped
+   * reading, make a busy peer look dead.
+   */
+  #ensureControl(authority: string): void {
+    if (!this.#o.controlLane || this.#closed) return
+    const data = this.#active.get(authority)
+    if (data?.peer === undefined || data.state !== 'established' || this.#o.nodeId > data.peer.nodeId) return
+    if (this.#control.has(authority) || this.#controlDialing.has(authority) || this.#controlTimers.has(authority)) return
+    this.#dial(authority, 'control')
+  }
+
+  #onControlEstablished(c: Connection, peer: PeerIdentity): void {
+    if (c.dialed !== undefined && this.#controlDialing.get(c.dialed) === c) this.#controlDialing.delete(c.dialed)
+    const old = this.#control.get(peer.authority)
+    this.#control.set(peer.authority, c)
+    this.#controlAttempts.delete(peer.authority)
+    // One lane per peer: a newer one (the peer redialed, or restarted) replaces the old.
+    if (old !== undefined && old !== c) this.#closeGracefully(old, `control lane to ${peer.authority} replaced by a newer one`)
+  }
+
+  /** A control lane closed (or never came up): redial it, with backoff, while its data connection lasts. */
+  #onControlClosed(c: Connection): void {
+    const authority = c.peer?.authority ?? c.dialed
+    if (c.peer !== undefined && this.#control.get(c.peer.authority) === c) this.#control.delete(c.peer.authority)
+    if (c.dialed !== undefined && this.#controlDialing.get(c.dialed) === c) this.#controlDialing.delete(c.dialed)
+    if (authority === undefined || this.#closed || !this.#o.controlLane || this.#controlTimers.has(authority)) return
+    const data = this.#active.get(authority)
+    if (data?.peer === undefined || this.#o.nodeId > data.peer.nodeId) return
+    const attempt = this.#controlAttempts.get(authority) ?? 0
+    this.#controlAttempts.set(authority, attempt + 1)
+    const timer = setTimeout(() => {
+      this.#controlTimers.delete(authority)
+      this.#ensureControl(authority)
+    }, reconnectDelayMs(attempt, this.#o.reconnectMinDelayMs, this.#o.reconnectMaxDelayMs))
+    timer.unref()
+    this.#controlTimers.set(authority, timer)
+  }
+
+  /** The data connection to `authority` went (or is going) away: its control lane goes with it. */
+  #dropControl(authority: string, reason: string): void {
+    const t = this.#controlTimers.get(authority)
+    if (t !== undefined) clearTimeout(t)
+    this.#controlTimers.delete(authority)
+    this.#controlAttempts.delete(authority)
+    const dialing = this.#controlDialing.get(authority)
+    this.#controlDialing.delete(authority)
+    if (dialing !== undefined) this.#destroy(dialing, reason)
+    const ctl = this.#control.get(authority)
+    this.#control.delete(authority)
+    if (ctl !== undefined) this.#closeGracefully(ctl, reason)
   }
 
   #resolveWaiters(peer: PeerIdentity): void {
@@ -1020,6 +1140,7 @@ export class TcpTransport {
 
   #peerDown(c: Connection, reason: string): void {
     const peer = c.peer!
+    this.#dropControl(peer.authority, `data connection down: ${reason}`)
     this.#o.events.publish({ type: 'transport.disconnected', authority: peer.authority, reason })
     this.#emit('peer-down', peer, reason)
     this.#wakeDrainWaiters(peer.authority, true)
@@ -1081,6 +1202,10 @@ export class TcpTransport {
       }
     }
 
+    if (c.lane === 'control') {
+      this.#onControlClosed(c)
+      return
+    }
     if (c.dialed !== undefined && this.#dialing.get(c.dialed) === c) this.#dialing.delete(c.dialed)
     for (const authority of [c.dialed, peer?.authority]) {
       if (authority !== undefined) this.#maybeRedial(authority, c.refusal !== undefined && c.refusal.kind !== 'timeout')
@@ -1158,6 +1283,12 @@ export class TcpTransport {
     const lost = c.out.queuedBytes
     if (lost === 0) return
     const { chunks, slabs } = c.out.take()
+    if (c.lane === 'control') {
+      // Heartbeats: repeated by design, and stale once late. Not handed back to the data layers.
+      c.out.release(slabs)
+      this.#stats.bytesDropped += lost
+      return
+    }
     const peer = c.peer
     // Copied out before the slabs are released.
     const frames = peer !== undefined && this.#listeners.unsent.length > 0 ? framesOf(chunks) : undefined

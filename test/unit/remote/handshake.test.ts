@@ -81,8 +81,8 @@ describe('Handshake', () => {
     const a = node('dialer')
     const b = node('acceptor', { welcome: (peer) => new TextEncoder().encode(`table for ${peer.nodeId}`) })
     const r = run(a, b)
-    expect(r.a).toEqual({ ok: true, peer: { authority: '10.0.0.2:7000', nodeId: 'node-b' }, welcome: new TextEncoder().encode('table for node-a') })
-    expect(r.b).toMatchObject({ ok: true, peer: { authority: '10.0.0.1:7000', nodeId: 'node-a' } })
+    expect(r.a).toEqual({ ok: true, peer: { authority: '10.0.0.2:7000', nodeId: 'node-b' }, welcome: new TextEncoder().encode('table for node-a'), lane: 'data' })
+    expect(r.b).toMatchObject({ ok: true, peer: { authority: '10.0.0.1:7000', nodeId: 'node-a' }, lane: 'data' })
     expect(a.state).toBe('established')
     expect(b.state).toBe('established')
     expect(r.fromA.map((m) => m.type)).toEqual(['hello', 'proof', 'accept'])
@@ -332,11 +332,28 @@ describe('Handshake', () => {
     })
   })
 
+  it("a dialer's control lane reaches the acceptor through its ACCEPT; the acceptor's own ACCEPT names none", () => {
+    const a = node('dialer', { lane: 'control' })
+    const b = node('acceptor', { schemas: new Map([['counter', [1, 2]]]) })
+    const r = run(a, b)
+    expect(r.b).toMatchObject({ ok: true, peer: { nodeId: 'node-a' }, lane: 'control' })
+    expect(r.a).toMatchObject({ ok: true, peer: { nodeId: 'node-b' }, lane: 'data', schemas: new Map([['counter', [1, 2]]]) })
+    // Without schemas of its own, the control dialer writes an empty schema section before the lane byte.
+    expect(r.fromA.find((m) => m.type === 'accept')).toMatchObject({ schemas: new Map(), lane: 'control' })
+  })
+
+  it('refuses an ACCEPT naming an unknown lane', () => {
+    const frame = encodeHandshakeMessage({ type: 'accept', version: 1, welcome: new Uint8Array(0), lane: 'control' })
+    frame[frame.length - 1] = 7
+    expect(() => decodeHandshakeMessage(frame)).toThrow(/unknown lane 7/)
+  })
+
   it('round-trips every message type and cuts an over-long refusal reason', () => {
     const msgs: HandshakeMessage[] = [
       { type: 'hello', version: 1, clusterName: 'prod', authority: '[::1]:7000', nodeId: 'ñ', nonce: nonce() },
       { type: 'proof', version: 1, mac: nonce() },
       { type: 'accept', version: 1, welcome: new Uint8Array([1, 2, 3]) },
+      { type: 'accept', version: 1, welcome: new Uint8Array([4]), schemas: new Map([['k', [3]]]), lane: 'control' },
       { type: 'refuse', version: 1, code: 'ERR_X', reason: 'why' },
     ]
     for (const m of msgs) expect(decodeHandshakeMessage(encodeHandshakeMessage(m))).toEqual(m)

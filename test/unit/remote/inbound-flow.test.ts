@@ -3,7 +3,7 @@ import { EventStream, type RuntimeEvent } from '../../../src/index.js'
 import { InboundFlow } from '../../../src/remote/inbound-flow.js'
 
 /** A flow controller over a backlog the test sets, with a clock the fake timers drive. */
-function setup(maxPauseMs = 100) {
+function setup(maxPauseMs = 100, bounded?: (authority: string) => boolean) {
   const events = new EventStream()
   const seen: RuntimeEvent[] = []
   events.subscribe('transport.*', (e) => void seen.push(e))
@@ -17,6 +17,7 @@ function setup(maxPauseMs = 100) {
     setPaused: (a, p) => void calls.push(`${p ? 'pause' : 'resume'} ${a}`),
     events,
     now: () => Date.now(),
+    ...(bounded === undefined ? {} : { bounded }),
   })
   return { flow, state, calls, seen }
 }
@@ -52,6 +53,23 @@ describe('InboundFlow', () => {
     expect(seen[1]).toMatchObject({ type: 'transport.inbound-resumed', authority: 'b:1', cause: 'drained', backlog: 10 })
     expect((seen[1] as { pausedMs: number }).pausedMs).toBeGreaterThanOrEqual(20)
     expect(vi.getTimerCount()).toBe(0) // nothing paused: no polling
+  })
+
+  it('does not bound the pause of a peer whose heartbeats have a control lane, and does again once the lane is gone', () => {
+    const lanes = new Set(['b:1'])
+    const { flow, state, calls, seen } = setup(100, (a) => !lanes.has(a))
+    state.backlog = 1_000
+    flow.afterFrame('b:1')
+    flow.afterFrame('c:1')
+    expect((seen[0] as { reason: string }).reason).toContain('heartbeats go on over the control lane')
+    expect((seen[1] as { reason: string }).reason).toContain('for at most 100 ms')
+    vi.advanceTimersByTime(500)
+    // c:1 (no lane) was read again at the limit; b:1 stays paused while the backlog lasts.
+    expect(calls).toEqual(['pause b:1', 'pause c:1', 'resume c:1'])
+    lanes.delete('b:1') // its lane went down: its heartbeats wait behind the data again
+    vi.advanceTimersByTime(5)
+    expect(calls.at(-1)).toBe('resume b:1')
+    expect(seen.at(-1)).toMatchObject({ type: 'transport.inbound-resumed', authority: 'b:1', cause: 'pause-limit' })
   })
 
   it('ends a pause at maxPauseMs and then reads that peer for as long before it may pause it again', () => {
