@@ -2,7 +2,7 @@
  * Benchmark runner (STYLE.md §8): one scope or all of them, each measured
  * against its baseline in the same run.
  *
- *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|remote|placement|http|all|failover]
+ *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|remote|placement|http|all|failover|flood]
  *                                [--json] [--quick] [--spin <µs>]
  *
  * Prints the environment and one table per scope, and writes
@@ -36,6 +36,7 @@ const LOADERS: Record<ScopeName, () => Promise<ScopeModule>> = {
   membership: () => import('./membership.bench.js'),
   placement: () => import('./placement.bench.js'),
   failover: () => import('./failover.bench.js'),
+  flood: () => import('./flood.bench.js'),
   http: () => import('./http.bench.js'),
 }
 
