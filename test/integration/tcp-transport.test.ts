@@ -645,9 +645,11 @@ describe('TcpTransport', () => {
   it('runs over TLS with a self-signed certificate, and refuses a plain-TCP peer on the TLS port', async () => {
     const { key, cert } = selfSignedCert()
     const tlsOptions = { key, cert, ca: cert }
-    const a = await start({ tls: tlsOptions, nodeId: 'tls-a', handshakeTimeoutMs: 30_000 })
-    const b = await start({ tls: tlsOptions, nodeId: 'tls-b' })
+    const a = await start({ tls: tlsOptions, nodeId: 'tls-a', handshakeTimeoutMs: 30_000, controlLane: true })
+    const b = await start({ tls: tlsOptions, nodeId: 'tls-b', controlLane: true })
     await connectedPair(b, a)
+    // The control lane is dialed over TLS too.
+    await waitUntil(() => a.t.hasControlLane(b.t.authority) && b.t.hasControlLane(a.t.authority), { what: 'control lane over TLS' })
     const got: string[] = []
     a.t.on('frame', (p, f) => got.push(`${p.nodeId}:${new TextDecoder().decode(f)}`))
     b.t.on('frame', (p, f) => got.push(`${p.nodeId}:${new TextDecoder().decode(f)}`))
@@ -656,6 +658,8 @@ describe('TcpTransport', () => {
     await waitUntil(() => got.length === 1_001, { what: 'frames over TLS' })
     expect(got.filter((g) => g.startsWith('tls-b:'))).toEqual(Array.from({ length: 1_000 }, (_, i) => `tls-b:m${i}`))
     expect(got).toContain('tls-a:back')
+    expect(a.t.sendControl(b.t.authority, new TextEncoder().encode('hb'))).toBe(true)
+    await waitUntil(() => got.includes('tls-a:hb'), { what: 'a control frame over TLS' })
 
     const plain = await start({ nodeId: 'plain' })
     const e = await plain.t.connect(a.t.authority, { timeoutMs: 1_000 }).catch((x: unknown) => x)
