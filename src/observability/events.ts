@@ -184,6 +184,15 @@ export interface TransportDisconnected extends Base<'transport.disconnected'> {
   authority: string
   reason: string
 }
+/**
+ * The control lane to a peer (remote/transport/tcp-transport.ts) is up, or
+ * went down; while it is down the peer's heartbeats share the data
+ * connection and inbound pauses are bounded by maxInboundPauseMs again.
+ */
+export interface TransportControlLane extends Base<'transport.control-lane'>, MemberRef {
+  state: 'up' | 'down'
+  reason: string
+}
 /** Inbound flow control (remote/inbound-flow.ts): this node stopped reading a peer's connection. */
 export interface TransportInboundPaused extends Base<'transport.inbound-paused'> {
   authority: string
@@ -399,6 +408,7 @@ export type RuntimeEvent =
   | HandshakeRefused
   | TransportConnected
   | TransportDisconnected
+  | TransportControlLane
   | TransportFrameRejected
   | TransportInboundPaused
   | TransportInboundResumed

@@ -31,6 +31,7 @@ export class NodeMetrics {
   readonly memberTransitions: Counter<'to'>
   readonly rejectedViews: Counter
   readonly handshakesRefused: Counter<'code'>
+  readonly controlLanes: Counter<'to'>
   readonly framesRejected: Counter<'code'>
   readonly inboundPauses: Counter<'cause'>
   readonly inboundPausedSeconds: Counter
@@ -61,6 +62,7 @@ export class NodeMetrics {
     this.handshakesRefused = new Counter({ name: `${prefix}handshake_refused_total`, help: 'Handshakes or joins refused, by error code.', labelNames: ['code'], registers: [r] })
     this.inboundPauses = new Counter({ name: `${prefix}transport_inbound_pauses_total`, help: 'Times this node stopped reading a peer while its frames waited for a full worker ring (inbound flow control), by what ended the pause.', labelNames: ['cause'], registers: [r] })
     this.inboundPausedSeconds = new Counter({ name: `${prefix}transport_inbound_paused_seconds_total`, help: 'Time peer connections were not read because of inbound flow control, summed over peers.', registers: [r] })
+    this.controlLanes = new Counter({ name: `${prefix}transport_control_lane_changes_total`, help: 'Control lanes to peers that came up or went down (heartbeats share the data connection while one is down), by new state.', labelNames: ['to'], registers: [r] })
     this.framesRejected = new Counter({ name: `${prefix}transport_frames_rejected_total`, help: 'Transport frames rejected (oversized, malformed), by error code.', labelNames: ['code'], registers: [r] })
     this.convergence = new Histogram({ name: `${prefix}gossip_convergence_seconds`, help: 'Time from a new membership version to Confirmed convergence.', buckets: CONVERGENCE_BUCKETS, registers: [r] })
     this.localPauses = new Counter({ name: `${prefix}node_pauses_total`, help: 'Times this process found its own event loop had stalled (accusations suppressed).', registers: [r] })
@@ -118,6 +120,9 @@ export class NodeMetrics {
         break
       case 'transport.frame-rejected':
         this.framesRejected.inc({ code: e.code })
+        break
+      case 'transport.control-lane':
+        this.controlLanes.inc({ to: e.state })
         break
       case 'transport.inbound-resumed':
         this.inboundPauses.inc({ cause: e.cause })

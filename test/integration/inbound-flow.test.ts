@@ -67,6 +67,7 @@ describe('inbound flow control', () => {
     const { a, b, eventsB } = await pair(100)
     nodes.push(a, b)
     await waitUntil(() => b.cluster!.transport.hasControlLane(a.cluster!.authority), { what: 'control lane up' })
+    expect(await b.metricsText()).toMatch(/graincluster_transport_control_lane_changes_total\{to="up"\} 1\b/)
     const pid = b.pid('counter', 'flow-lane')
     await burst(a, pid, 2_500) // a worker stuck far longer than the pause limit, and than a heartbeat interval (500 ms)
     await waitUntil(() => ofType(eventsB, 'transport.inbound-paused').length > 0, { what: 'b paused reading a' })

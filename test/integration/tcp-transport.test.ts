@@ -388,6 +388,13 @@ describe('TcpTransport', () => {
       })
       expect([a.downs.length, b.downs.length, a.ups.length, b.ups.length]).toEqual([0, 0, 1, 1])
       expect(a.t.isConnected(b.t.authority)).toBe(true)
+      // Each side saw the lane go down (b: the frame it rejected) and come up again.
+      const lane = (n: Node) => eventsOf(n, 'transport.control-lane').map((e) => `${e.state} ${e.authority === (n === a ? b : a).t.authority}`)
+      await waitUntil(() => lane(a).length === 3 && lane(b).length === 3, { what: 'control-lane events on both sides' })
+      expect(lane(a)).toEqual(['up true', 'down true', 'up true'])
+      expect(lane(b)).toEqual(['up true', 'down true', 'up true'])
+      expect(eventsOf(b, 'transport.control-lane')[1]!.reason).toMatch(/frame rejected: a frame of unknown type 0x2d/)
+      expect(eventsOf(a, 'transport.control-lane')[0]).toMatchObject({ nodeId: 'b', reason: 'dialed by this node' })
       const atB: number[] = []
       b.t.on('frame', (_p, f) => atB.push(f[1]!))
       expect(a.t.sendControl(b.t.authority, Uint8Array.of(0x07, 1))).toBe(true)
@@ -396,6 +403,7 @@ describe('TcpTransport', () => {
       a.t.disconnect(b.t.authority, 'test')
       await waitUntil(() => b.downs.length === 1 && a.t.stats.openConnections === 0 && b.t.stats.openConnections === 0, { what: 'both connections gone' })
       expect([a.t.stats.controlLanes, b.t.stats.controlLanes]).toEqual([0, 0])
+      expect(eventsOf(a, 'transport.control-lane').at(-1)).toMatchObject({ state: 'down', reason: 'data connection down: test' })
       // No control lane: sendControl takes the data connection (or reports false without one).
       expect(a.t.sendControl(b.t.authority, Uint8Array.of(0x07, 2))).toBe(false)
       await a.t.connect(b.t.authority)

@@ -351,6 +351,8 @@ class Connection {
   rejected = false
   /** What it carries: set when dialed, learnt from the dialer's ACCEPT when accepted. */
   lane: ConnectionLane
+  /** A control lane closed because a newer one to the same peer replaced it (no 'down' event). */
+  replaced = false
   readonly onFrame: (frame: Uint8Array) => void
 
   /** Frames queued since the last flush. */
@@ -666,7 +668,7 @@ export class TcpTransport {
     if (dialing !== undefined) this.#destroy(dialing, reason)
     const active = this.#active.get(authority)
     if (active !== undefined) this.#closeGracefully(active, reason)
-    this.#dropControl(authority, reason)
+    this.#dropControl(authority, `data connection down: ${reason}`)
   }
 
   /**
@@ -1097,12 +1099,20 @@ export class TcpTransport {
     this.#control.set(peer.authority, c)
     this.#controlAttempts.delete(peer.authority)
     // One lane per peer: a newer one (the peer redialed, or restarted) replaces the old.
-    if (old !== undefined && old !== c) this.#closeGracefully(old, `control lane to ${peer.authority} replaced by a newer one`)
+    if (old !== undefined && old !== c) {
+      old.replaced = true
+      this.#closeGracefully(old, `control lane to ${peer.authority} replaced by a newer one`)
+    }
+    this.#o.events.publish({ type: 'transport.control-lane', authority: peer.authority, nodeId: peer.nodeId, state: 'up', reason: c.direction === 'outbound' ? 'dialed by this node' : 'dialed by the peer' })
   }
 
   /** A control lane closed (or never came up): redial it, with backoff, while its data connection lasts. */
   #onControlClosed(c: Connection): void {
     const authority = c.peer?.authority ?? c.dialed
+    if (c.peer !== undefined && !c.replaced) {
+      const reason = c.closeReason ?? (c.error !== undefined ? `connection lost: ${describeError(c.error)}` : 'closed by the peer')
+      this.#o.events.publish({ type: 'transport.control-lane', authority: c.peer.authority, nodeId: c.peer.nodeId, state: 'down', reason })
+    }
     if (c.peer !== undefined && this.#control.get(c.peer.authority) === c) this.#control.delete(c.peer.authority)
     if (c.dialed !== undefined && this.#controlDialing.get(c.dialed) === c) this.#controlDialing.delete(c.dialed)
     if (authority === undefined || this.#closed || !this.#o.controlLane || this.#controlTimers.has(authority)) return
