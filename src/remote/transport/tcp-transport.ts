@@ -1071,7 +1071,6 @@ export class TcpTransport {
     this.#o.events.publish({ type: 'transport.connected', authority: peer.authority, nodeId: peer.nodeId, direction: c.direction })
     this.#emit('peer-up', peer, { direction: c.direction, welcome, ...(c.schemas === undefined ? {} : { schemas: c.schemas }) })
     this.#resolveWaiters(peer)
-    this.#controlAttempts.delete(peer.authority)
     this.#ensureControl(peer.authority)
   }
 
@@ -1086,11 +1085,15 @@ export class TcpTransport {
    * reading, make a busy peer look dead.
    */
   #ensureControl(authority: string): void {
-    if (!this.#o.controlLane || this.#closed) return
-    const data = this.#active.get(authority)
-    if (data?.peer === undefined || data.state !== 'established' || this.#o.nodeId > data.peer.nodeId) return
-    if (this.#control.has(authority) || this.#controlDialing.has(authority) || this.#controlTimers.has(authority)) return
+    if (!this.#dialsControl(authority) || this.#control.has(authority) || this.#controlDialing.has(authority) || this.#controlTimers.has(authority)) return
     this.#dial(authority, 'control')
+  }
+
+  /** This side opens the control lane to `authority`: lanes on, the data connection up, and this node's NodeId the lower. */
+  #dialsControl(authority: string): boolean {
+    if (!this.#o.controlLane || this.#closed) return false
+    const data = this.#active.get(authority)
+    return data?.peer !== undefined && data.state === 'established' && this.#o.nodeId < data.peer.nodeId
   }
 
   #onControlEstablished(c: Connection, peer: PeerIdentity): void {
@@ -1115,17 +1118,7 @@ export class TcpTransport {
     }
     if (c.peer !== undefined && this.#control.get(c.peer.authority) === c) this.#control.delete(c.peer.authority)
     if (c.dialed !== undefined && this.#controlDialing.get(c.dialed) === c) this.#controlDialing.delete(c.dialed)
-    if (authority === undefined || this.#closed || !this.#o.controlLane || this.#controlTimers.has(authority)) return
-    const data = this.#active.get(authority)
-    if (data?.peer === undefined || this.#o.nodeId > data.peer.nodeId) return
-    const attempt = this.#controlAttempts.get(authority) ?? 0
-    this.#controlAttempts.set(authority, attempt + 1)
-    const timer = setTimeout(() => {
-      this.#controlTimers.delete(authority)
-      this.#ensureControl(authority)
-    }, reconnectDelayMs(attempt, this.#o.reconnectMinDelayMs, this.#o.reconnectMaxDelayMs))
-    timer.unref()
-    this.#controlTimers.set(authority, timer)
+    if (authority !== undefined && this.#dialsControl(authority)) this.#retryLater(this.#controlTimers, this.#controlAttempts, authority, false, () => this.#ensureControl(authority))
   }
 
   /** The data connection to `authority` went (or is going) away: its control lane goes with it. */
@@ -1223,18 +1216,31 @@ export class TcpTransport {
   }
 
   #maybeRedial(authority: string, refused: boolean): void {
-    if (this.#closed || !this.#wanted.has(authority) || this.#active.has(authority) || this.#dialing.has(authority) || this.#reconnectTimers.has(authority)) return
-    const o = this.#o
-    const attempt = this.#attempts.get(authority) ?? 0
-    this.#attempts.set(authority, attempt + 1)
-    // After a refusal, wait the longest delay: retrying a misconfigured peer quickly only floods its events.
-    const delay = refused ? reconnectDelayMs(30, o.reconnectMinDelayMs, o.reconnectMaxDelayMs) : reconnectDelayMs(attempt, o.reconnectMinDelayMs, o.reconnectMaxDelayMs)
-    const timer = setTimeout(() => {
-      this.#reconnectTimers.delete(authority)
+    if (this.#closed || !this.#wanted.has(authority) || this.#active.has(authority) || this.#dialing.has(authority)) return
+    this.#retryLater(this.#reconnectTimers, this.#attempts, authority, refused, () => {
       if (!this.#closed && this.#wanted.has(authority) && !this.#active.has(authority) && !this.#dialing.has(authority)) this.#dial(authority)
+    })
+  }
+
+  /**
+   * Run `retry` after the backoff of `authority`'s next attempt (counted in
+   * `attempts`), unless a timer in `timers` already waits for it; the timer
+   * stays in `timers` until it fires. Data connections and control lanes
+   * each keep their own pair.
+   */
+  #retryLater(timers: Map<string, NodeJS.Timeout>, attempts: Map<string, number>, authority: string, refused: boolean, retry: () => void): void {
+    if (timers.has(authority)) return
+    const o = this.#o
+    const attempt = attempts.get(authority) ?? 0
+    attempts.set(authority, attempt + 1)
+    // After a refusal, wait the longest delay: retrying a misconfigured peer quickly only floods its events.
+    const delay = reconnectDelayMs(refused ? 30 : attempt, o.reconnectMinDelayMs, o.reconnectMaxDelayMs)
+    const timer = setTimeout(() => {
+      timers.delete(authority)
+      retry()
     }, delay)
     timer.unref()
-    this.#reconnectTimers.set(authority, timer)
+    timers.set(authority, timer)
   }
 
   /** Flush, send FIN, and destroy if the peer has not closed within the grace period. */
