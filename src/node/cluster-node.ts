@@ -79,7 +79,7 @@ export interface ClusterNodeOptions {
    * Serve grains only while a majority was heard from within this window
    * (ms), so a node cut off from the others stops before they re-activate
    * its keys. Default: the failure detector's acceptableHeartbeatPauseMs
-   * (prod 2 500, test 1 500); it must stay below the time the others need
+   * (prod 2 000, test 1 500); it must stay below the time the others need
    * to flag this node (see serving-lease.ts).
    */
   servingLeaseMs?: number

@@ -35,7 +35,11 @@ export class PlacementRouter {
     this.#cluster = cluster
     this.cache = new PidCache<Placement>(o)
     this.#local = { local: true, authority: cluster.core.authority, nodeId: cluster.core.nodeId }
-    // Any membership change can move any key; quarantine moves the keys of one authority.
+    // Any membership change can move any key. Placement must agree on every
+    // node, so one node's quarantine of an association moves nothing by
+    // itself (calls to it fail with ERR_AUTHORITY_QUARANTINED, retryable);
+    // the cut heartbeats make the member unreachable, which does. The cache
+    // is still dropped on quarantine and release so no cached PID spans either.
     this.#events = events
     this.#unsubscribe.push(
       events.subscribe('member.*', (e) => this.#invalidate(e.type)),

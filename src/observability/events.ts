@@ -261,6 +261,16 @@ export interface AssociationDrained extends Base<'association.drained'> {
   authority: string
   drained: number
 }
+/**
+ * Deferred asks whose callers had already given up (timed out, or failed
+ * when their member turned unreachable) were not written when the queue
+ * drained: running them now could only duplicate a retry, and nobody waits
+ * for the reply (Orleans drops expired requests the same way).
+ */
+export interface AssociationAsksWithdrawn extends Base<'association.asks-withdrawn'> {
+  authority: string
+  asks: number
+}
 /** Spec 3.3: a message could not be serialized; the send was aborted. */
 export interface AssociationSendFailed extends Base<'association.send-failed'> {
   authority: string
@@ -420,6 +430,7 @@ export type RuntimeEvent =
   | AssociationQuarantined
   | AssociationReleased
   | AssociationDrained
+  | AssociationAsksWithdrawn
   | AssociationSendFailed
   | PidResolutionConflict
   | PidCacheInvalidated

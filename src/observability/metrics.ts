@@ -45,6 +45,7 @@ export class NodeMetrics {
   readonly quarantines: Counter
   readonly releases: Counter<'reason'>
   readonly drainedMessages: Counter
+  readonly withdrawnAsks: Counter
   readonly sendFailures: Counter<'code'>
   readonly grainRejected: Counter<'kind' | 'policy'>
   readonly grainDropped: Counter<'kind'>
@@ -75,6 +76,11 @@ export class NodeMetrics {
     this.quarantines = new Counter({ name: `${prefix}association_quarantines_total`, help: 'Authorities put into quarantine.', registers: [r] })
     this.releases = new Counter({ name: `${prefix}association_releases_total`, help: 'Quarantines ended, by reason (deadline, manual).', labelNames: ['reason'], registers: [r] })
     this.drainedMessages = new Counter({ name: `${prefix}association_drained_messages_total`, help: 'Deferred messages sent after a reconnect.', registers: [r] })
+    this.withdrawnAsks = new Counter({
+      name: `${prefix}association_withdrawn_asks_total`,
+      help: 'Deferred asks not sent on drain because their callers had already given up (timed out or failed).',
+      registers: [r],
+    })
     this.sendFailures = new Counter({ name: `${prefix}association_send_failures_total`, help: 'Remote sends aborted because the message could not be serialized, by code.', labelNames: ['code'], registers: [r] })
 
     this.grainRejected = new Counter({ name: `${prefix}grain_rejected_total`, help: 'Calls refused because their key had queueDepth calls waiting, by kind and queue policy.', labelNames: ['kind', 'policy'], registers: [r] })
@@ -170,6 +176,9 @@ export class NodeMetrics {
         break
       case 'association.drained':
         this.drainedMessages.inc(e.drained)
+        break
+      case 'association.asks-withdrawn':
+        this.withdrawnAsks.inc(e.asks)
         break
       case 'association.send-failed':
         this.sendFailures.inc({ code: e.code })

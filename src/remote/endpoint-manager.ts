@@ -155,7 +155,10 @@ export class RemoteEndpoint {
         // Tells still in open batches were accepted: they join the deferred queue first, in order.
         this.#flushBatches(peer.authority)
         o.associations.get(peer.authority).disconnected(reason, performance.now())
-        this.#flushOutputs()
+        // A downed or removed incarnation's last connection: what its open batches just queued is for nobody.
+        const m = o.membership.memberOf(peer.authority)
+        if (m === undefined || m.status === 'down' || m.status === 'removed') this.#incarnationEnded(peer.authority, peer.nodeId, m === undefined ? 'is no member' : `was ${m.status}`)
+        else this.#flushOutputs()
       }),
     )
     // Calls in flight to a member that turned unreachable (or was downed or
@@ -167,8 +170,14 @@ export class RemoteEndpoint {
     }
     this.#unsubscribe.push(
       o.events.subscribe('member.unreachable', (e) => failInFlight(e, 'became unreachable')),
-      o.events.subscribe('member.downed', (e) => failInFlight(e, 'was downed')),
-      o.events.subscribe('member.removed', (e) => failInFlight(e, 'was removed')),
+      o.events.subscribe('member.downed', (e) => {
+        failInFlight(e, 'was downed')
+        this.#incarnationEnded(e.authority, e.nodeId, 'was downed')
+      }),
+      o.events.subscribe('member.removed', (e) => {
+        failInFlight(e, 'was removed')
+        this.#incarnationEnded(e.authority, e.nodeId, 'was removed')
+      }),
     )
     t.beforeFlush = () => {
       for (const a of this.#batches.authorities()) this.#flushBatches(a)
@@ -877,6 +886,28 @@ export class RemoteEndpoint {
     t.unref()
   }
   readonly #retrying = new Set<string>()
+
+  /**
+   * The incarnation `nodeId` at `authority` was downed or removed. Its
+   * deferred messages are rejected (ERR_AUTHORITY_REMOVED), never drained
+   * into whoever holds the authority next; asks among them fail. Once the
+   * member is gone for good and nothing holds its association (no
+   * connection, no quarantine), the association is dropped, so a cluster
+   * whose members come and go at new addresses keeps no association per
+   * address it ever saw.
+   */
+  #incarnationEnded(authority: string, nodeId: string, why: string): void {
+    const assoc = this.#o.associations.peek(authority)
+    if (assoc === undefined) return
+    assoc.incarnationEnded(nodeId, `incarnation ${nodeId} of ${authority} ${why}`, performance.now())
+    this.#flushOutputs()
+    const m = this.#o.membership.memberOf(authority)
+    const gone = m === undefined || (m.status === 'removed' && m.nodeId === nodeId)
+    if (gone && assoc.state === 'disconnected' && assoc.queue.size === 0 && !this.#o.transport.isConnected(authority) && !this.#retrying.has(authority) && !this.#connecting.has(authority)) {
+      this.#o.associations.forget(authority)
+    }
+  }
+
   /** Authorities resolved 'ready', with the membership version and incarnation it was decided at. */
   readonly #ready = new Map<string, { version: string; nodeId: string }>()
   /** PID incarnations already reported as conflicting (one event each, bounded). */
@@ -896,16 +927,29 @@ export class RemoteEndpoint {
     this.#flushOutputs()
   }
 
-  /** Write drained messages in order; what the transport will not take goes back in front. */
+  /**
+   * Write drained messages in order; what the transport will not take goes
+   * back in front. An ask whose caller already gave up (timed out, or failed
+   * when the member turned unreachable) is withdrawn instead: its caller may
+   * have retried elsewhere, and nobody waits for its reply.
+   */
   #write(assoc: Association, msgs: DeferredMessage[], now: number): void {
+    const pending = this.#o.host.pending
+    let withdrawn = 0
     for (let i = 0; i < msgs.length; i++) {
-      if (!this.#o.transport.send(assoc.authority, msgs[i]!.frame)) {
+      const m = msgs[i]!
+      if (m.meta.askId !== undefined && !pending.has(m.meta.askId)) {
+        withdrawn++
+        continue
+      }
+      if (!this.#o.transport.send(assoc.authority, m.frame)) {
         // Not connected (e.g. peer-up fired before the transport made the
         // connection current): reconnect/resync, never strand them.
         this.#unsent(assoc, msgs.slice(i), now)
-        return
+        break
       }
     }
+    if (withdrawn > 0) this.#o.events.publish({ type: 'association.asks-withdrawn', authority: assoc.authority, asks: withdrawn })
   }
 
   // --------------------------------------------------------------- inbound

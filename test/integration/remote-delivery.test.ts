@@ -166,6 +166,30 @@ describe('remote delivery between two nodes', () => {
     }
   })
 
+  it('withdraws a deferred ask whose caller gave up instead of running it when the queue drains', async () => {
+    const p = b.pid('counter', 'withdrawn')
+    const withdrawnBefore = eventsA.filter((e) => e.type === 'association.asks-withdrawn').length
+    // B refuses A's connections while it holds A quarantined: A's messages wait in its deferred queue.
+    b.quarantine(a.cluster!.authority, 'withdraw test')
+    await waitUntil(() => !a.isWritable(p), { what: 'the association down on A' })
+    for (let i = 0; i < 10; i++) a.tellPid(p, 'record', i)
+    // The caller gives up (its timeout, or the failure detector flags B) while the ask is still queued.
+    const failed = await a.askPid(p, 'add', 1, { timeoutMs: 300 }).then(
+      () => undefined,
+      (e: unknown) => e as GrainClusterError,
+    )
+    expect(['ERR_GRAIN_TIMEOUT', 'ERR_AUTHORITY_UNREACHABLE']).toContain(failed?.code)
+    b.releaseQuarantine(a.cluster!.authority)
+    await waitUntil(() => eventsA.filter((e) => e.type === 'association.asks-withdrawn').length > withdrawnBefore, { what: 'the ask withdrawn on drain', timeoutMs: 30_000 })
+    const w = eventsA.filter((e) => e.type === 'association.asks-withdrawn').slice(withdrawnBefore)
+    expect(w.reduce((n, e) => n + (e.type === 'association.asks-withdrawn' ? e.asks : 0), 0)).toBe(1)
+    // The tells around it were delivered in order; the withdrawn 'add' never ran.
+    await waitUntil(async () => (await a.askPid<number[]>(p, 'seen', undefined, { timeoutMs: 2_000 }).catch(() => [])).length === 10, { what: 'the tells on B', timeoutMs: 30_000 })
+    expect(await a.askPid(p, 'seen')).toEqual(Array.from({ length: 10 }, (_, i) => i))
+    expect(await a.askPid(p, 'get')).toBe(0)
+    expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_association_withdrawn_asks_total [1-9]/)
+  })
+
   it('drops exactly the oldest overflow to DeadLetter when the deferred queue is full', async () => {
     const p = b.pid('counter', 'overflow')
     const deadBefore = eventsA.filter((e) => e.type === 'deadletter').length

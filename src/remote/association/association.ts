@@ -468,6 +468,9 @@ export class Association {
     }
     const previous = this.#nodeId
     const from = this.#state
+    // Whatever is still queued was resolved against the incarnation we knew:
+    // it must never run on its successor (Akka: a new UID is a new system).
+    if (previous !== undefined && previous !== nodeId) this.incarnationEnded(previous, `incarnation ${previous} was replaced by ${nodeId}`, nowMs)
     this.#nodeId = nodeId
     this.#failures = 0
     const at = this.#wall(nowMs)
@@ -596,6 +599,26 @@ export class Association {
     return true
   }
 
+  /**
+   * The incarnation `nodeId` left the cluster (downed, removed, or replaced
+   * by a new NodeId at this authority). Messages still queued were resolved
+   * against it, so none may reach a later incarnation: each is rejected
+   * with ERR_AUTHORITY_REMOVED (asks fail, tells are dead-lettered). Unlike
+   * remove(), the association stays usable for the next incarnation, and a
+   * running quarantine keeps its deadline. Ignored (returns 0) when the
+   * association already knows a different incarnation. Returns how many
+   * messages were rejected.
+   */
+  incarnationEnded(nodeId: string, reason: string, nowMs: number): number {
+    if (this.#nodeId !== undefined && this.#nodeId !== nodeId) return 0
+    if (this.#queue.size === 0) return 0
+    const queued = this.#queue.drainAll()
+    const at = this.#wall(nowMs)
+    this.#audit(at, `incarnation-ended nodeId=${nodeId} reason=${JSON.stringify(reason)} refused=${queued.length}`)
+    for (const m of queued) this.#reject(m, 'removed', nowMs, reason)
+    return queued.length
+  }
+
   // --------------------------------------------------------------- helpers
 
   #toDisconnected(reason: string, nowMs: number): void {
@@ -607,7 +630,8 @@ export class Association {
     this.#audit(at, `disconnected reason=${JSON.stringify(reason)}`)
   }
 
-  #reject(m: DeferredMessage, cause: DropCause, nowMs: number): void {
+  /** `why` overrides the removal reason (an ended incarnation, not this association's removal). */
+  #reject(m: DeferredMessage, cause: DropCause, nowMs: number, why?: string): void {
     const pid = m.meta.pid
     let code: ErrorCode
     let reason: string
@@ -625,11 +649,13 @@ export class Association {
         details = { authority: this.authority, pid, reason: q?.reason ?? 'quarantined', ...(q === undefined ? {} : { until: q.untilWallMs }) }
         break
       }
-      case 'removed':
+      case 'removed': {
+        const r = why ?? this.#removedReason ?? 'removed'
         code = 'ERR_AUTHORITY_REMOVED'
-        reason = `authority ${this.authority} was removed before a message to ${pid} could be sent: ${this.#removedReason ?? 'removed'}`
-        details = { authority: this.authority, pid, reason: this.#removedReason ?? 'removed' }
+        reason = `authority ${this.authority} was removed before a message to ${pid} could be sent: ${r}`
+        details = { authority: this.authority, pid, reason: r }
         break
+      }
     }
     this.stats.dropped[cause]++
     this.#sink.pending.rejected.push(

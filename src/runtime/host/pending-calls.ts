@@ -109,6 +109,11 @@ export class PendingCalls {
     if (c !== undefined) c.raw = raw
   }
 
+  /** Is call `id` still waiting (not completed, failed or timed out)? */
+  has(id: number): boolean {
+    return this.#calls.get(id) !== undefined
+  }
+
   /** Remove and return call `id` (undefined when it already timed out). */
   take(id: number): (CallInfo & { raw: ((r: EnvelopeReader) => void) | undefined; resolve: (v: unknown) => void; reject: (e: GrainClusterError) => void }) | undefined {
     const c = this.#calls.get(id)

@@ -134,6 +134,53 @@ describe('Association: connected / disconnected', () => {
     expect(out.audit).toEqual([`${ISO0} association ${AUTH} reconnected nodeId=node-b2 previousNodeId=node-b1 drained=0`])
   })
 
+  it("never drains what was queued for one incarnation into the next: it is rejected as removed", () => {
+    const { a, clock } = setup()
+    a.connected('node-b1', clock.nowMs)
+    a.disconnected('crash', clock.nowMs)
+    a.send(frame(1), tell('x'), clock.nowMs)
+    a.send(frame(2), ask(7, 'x'), clock.nowMs)
+    a.drain()
+    const r = a.connected('node-b2', clock.nowMs)
+    expect(r.ok && r.drain).toEqual([])
+    expect(a.queue.size).toBe(0)
+    const out = a.drain()
+    expect(out.rejected.map((m) => [m.cause, m.code, m.meta.askId])).toEqual([
+      ['removed', 'ERR_AUTHORITY_REMOVED', undefined],
+      ['removed', 'ERR_AUTHORITY_REMOVED', 7],
+    ])
+    expect(out.rejected[1]!.toError().reason).toContain('incarnation node-b1 was replaced by node-b2')
+    expect(types(out.events)).toEqual(['deadletter', 'deadletter', 'association.state'])
+    expect(out.audit[0]).toBe(`${ISO0} association ${AUTH} incarnation-ended nodeId=node-b1 reason="incarnation node-b1 was replaced by node-b2" refused=2`)
+    // The association itself goes on with the new incarnation.
+    expect(a.state).toBe('connected')
+    expect(a.send(frame(3), tell('x'), clock.nowMs)).toEqual({ action: 'write' })
+  })
+
+  it('incarnationEnded rejects the queue of that incarnation (or of none yet), ignores another, and keeps a quarantine', () => {
+    const { a, clock } = setup()
+    // Never connected: the queue was resolved against the member that is now gone.
+    a.send(frame(1), tell(), clock.nowMs)
+    expect(a.incarnationEnded('node-b1', 'was downed', clock.nowMs)).toBe(1)
+    expect(a.drain().rejected.map((m) => m.details.reason)).toEqual(['was downed'])
+    // Connected to b2 since: an event about b1 is stale.
+    a.connected('node-b2', clock.nowMs)
+    a.disconnected('gone', clock.nowMs)
+    a.send(frame(2), tell(), clock.nowMs)
+    a.drain()
+    expect(a.incarnationEnded('node-b1', 'was removed', clock.nowMs)).toBe(0)
+    expect(a.queue.size).toBe(1)
+    expect(a.incarnationEnded('node-b2', 'was removed', clock.nowMs)).toBe(1)
+    expect(a.state).toBe('disconnected')
+    expect(a.removed).toBe(false)
+    // A quarantine outlives the incarnation: its deadline still holds.
+    a.quarantine('operator', clock.nowMs)
+    a.drain()
+    expect(a.incarnationEnded('node-b2', 'was removed', clock.nowMs)).toBe(0)
+    expect(a.state).toBe('quarantined')
+    expect(a.mayConnect()).toBe(false)
+  })
+
   it('without a wall clock, the nowMs passed in is the event time', () => {
     const a = new Association({ authority: AUTH })
     a.connected('n', 1_700_000_000_000)

@@ -1,0 +1,116 @@
+/**
+ * A node that dies and comes back at the same address is a new incarnation
+ * (new NodeId): what the survivors had queued for the old one must never run
+ * on the new one. Node A runs in the test process, node B in a child process
+ * (test/fixtures/cluster/grain-node-process.ts) that is killed and started
+ * again on the same port.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { messageTypeId } from '../../src/common/hash.js'
+import type { GrainClusterError} from '../../src/index.js';
+import { GrainNode, type RuntimeEvent } from '../../src/index.js'
+import { freePorts } from '../helpers/free-port.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const FIXTURE = fileURLToPath(new URL('../fixtures/cluster/grain-node-process.ts', import.meta.url))
+const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
+const NAME = 'incarnations'
+const SECRET = 'incarnations-secret'
+
+interface Child {
+  proc: ChildProcess
+  ready: { authority: string; nodeId: string } | undefined
+}
+
+function spawnChild(seeds: string[], port: number): Child {
+  const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify({ clusterName: NAME, secret: SECRET, seeds, port })], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const c: Child = { proc, ready: undefined }
+  createInterface({ input: proc.stdout }).on('line', (line) => {
+    try {
+      const m = JSON.parse(line) as { ready?: Child['ready'] }
+      if (m.ready !== undefined) c.ready = m.ready
+    } catch {
+      // not a protocol line
+    }
+  })
+  return c
+}
+
+async function stopChild(c: Child | undefined): Promise<void> {
+  if (c === undefined || c.proc.exitCode !== null || c.proc.signalCode !== null) return
+  const exited = new Promise((r) => c.proc.once('exit', r))
+  c.proc.kill('SIGKILL')
+  await exited
+}
+
+describe('a new incarnation at the same authority', () => {
+  let a: GrainNode
+  let b: Child | undefined
+  let b2: Child | undefined
+  let seeds: string[]
+  let portB: number
+  const eventsA: RuntimeEvent[] = []
+
+  beforeAll(async () => {
+    const [pa, pb] = await freePorts(2)
+    portB = pb!
+    seeds = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`]
+    a = await GrainNode.start({
+      grains: GRAINS,
+      workers: 1,
+      partitions: 16,
+      audit: () => {},
+      // Failed dials to the dead node must not quarantine it here: a quarantine
+      // would reject the queue itself (tested elsewhere) and shut out the restart.
+      associations: { maxConsecutiveFailures: 1_000 },
+      cluster: { clusterName: NAME, secret: SECRET, seeds, port: pa!, failureDetector: { profile: 'test', downAfterUnreachableMs: 1_000 } },
+    })
+    a.events.subscribe('*', (e) => eventsA.push(e))
+    b = spawnChild(seeds, portB)
+    await a.cluster!.whenUp(60_000)
+    await waitUntil(() => b!.ready, { what: 'child node Up', timeoutMs: 60_000 })
+  })
+  afterAll(async () => {
+    await Promise.all([stopChild(b), stopChild(b2)])
+    await a?.close()
+  })
+
+  it("rejects what was queued for a downed incarnation and never delivers it to the restarted one", async () => {
+    const old = b!.ready!
+    const pid = `grain://${old.authority}/counter/stale#${old.nodeId}`
+    expect(await a.askPid(pid, 'add', 1, { timeoutMs: 30_000 })).toBe(1)
+
+    const exited = new Promise((r) => b!.proc.once('exit', r))
+    b!.proc.kill('SIGKILL')
+    await exited
+    // Sends find the association down (B is still a member): they wait in the deferred queue.
+    await waitUntil(() => !a.isWritable(pid), { what: 'the association down on A', timeoutMs: 30_000 })
+    for (let i = 0; i < 20; i++) a.tellPid(pid, 'record', i)
+    const ask = a.askPid(pid, 'add', 100, { timeoutMs: 120_000 }).then(
+      () => undefined,
+      (e: unknown) => e as GrainClusterError,
+    )
+
+    await waitUntil(() => eventsA.some((e) => e.type === 'member.downed' && e.nodeId === old.nodeId), { what: 'B downed on A', timeoutMs: 60_000 })
+    const removed = (): RuntimeEvent[] => eventsA.filter((e) => e.type === 'deadletter' && e.code === 'ERR_AUTHORITY_REMOVED' && e.key === 'stale')
+    // The 20 tells and the ask's frame (its caller was failed when B turned unreachable).
+    await waitUntil(() => removed().length === 21, { what: 'the queued messages dead-lettered as removed', timeoutMs: 30_000 })
+    expect(removed().filter((e) => e.type === 'deadletter' && e.messageType === messageTypeId('record'))).toHaveLength(20)
+    expect(['ERR_AUTHORITY_UNREACHABLE', 'ERR_AUTHORITY_REMOVED']).toContain((await ask)?.code)
+    expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_association_deferred_messages 0\b/)
+
+    // B comes back on the same port: a new NodeId, which A admits once the old one is removed.
+    b2 = spawnChild(seeds, portB)
+    await waitUntil(() => b2!.ready, { what: 'restarted B Up', timeoutMs: 90_000 })
+    expect(b2.ready!.nodeId).not.toBe(old.nodeId)
+    const fresh = `grain://${old.authority}/counter/stale#${b2.ready!.nodeId}`
+    await waitUntil(() => a.resolve(fresh).status === 'ready', { what: 'the new incarnation ready on A', timeoutMs: 60_000 })
+    // Nothing of the old queue reached it: the grain starts from nothing.
+    expect(await a.askPid(fresh, 'seen', undefined, { timeoutMs: 30_000 })).toEqual([])
+    expect(await a.askPid(fresh, 'get', undefined, { timeoutMs: 30_000 })).toBe(0)
+    expect(removed()).toHaveLength(21)
+  })
+})
