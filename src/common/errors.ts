@@ -39,6 +39,11 @@ export const ERROR_CODES = {
   ERR_GRAIN_MOVED: { http: 503, retryable: true, summary: 'The key is moving to another owner (membership change); retry resolves the new owner.' },
   ERR_GRAIN_SNAPSHOT_MISSING: { http: 503, retryable: false, summary: 'The grain kind requires a state snapshot to activate and none was handed over or persisted.' },
   ERR_GRAIN_QUEUE_FULL: { http: 429, retryable: false, summary: 'The per-key queue is at its queueDepth and the policy is reject: the new call was refused.' },
+  ERR_GRAIN_DEADLOCK: {
+    http: 508,
+    retryable: false,
+    summary: 'A call came back to the grain whose call started it (a call cycle) and the kind does not let call chains re-enter: it was refused instead of waiting behind that call until its timeout.',
+  },
   ERR_GRAIN_DROPPED: { http: 503, retryable: false, summary: 'The per-key queue was full and the policy is dropOldest: this queued call was dropped for a newer one.' },
   ERR_SCHEMA_MISMATCH: { http: 409, retryable: false, summary: 'Caller and grain have no schema version in common for this kind.' },
   ERR_RPC_BAD_REQUEST: { http: 400, retryable: false, summary: 'An RPC request is malformed (bad JSON, failed schema validation, bad correlation id).' },

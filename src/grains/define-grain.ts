@@ -56,6 +56,17 @@ export interface GrainDefinition<S = unknown, H extends Record<string, Handler<S
   /** Methods that only read state: they may run beside each other (up to concurrencyLimit), never beside a write. */
   readonly readOnly?: readonly (keyof H & string)[]
   /**
+   * Call-chain reentrancy (Orleans' AllowCallChainReentrancy): a call that
+   * a running call of this key caused, directly or through other grains on
+   * any node (A → B → A, or a grain asking itself), runs at once inside
+   * that call instead of queueing behind it, where it would wait until the
+   * ask timed out. Other callers still wait: the key stays exclusive to one
+   * call chain at a time. false: such a call fails at once with
+   * ERR_GRAIN_DEADLOCK. Default true. Chains are followed through the
+   * exclusive calls of a key (not through readOnly calls, which hold no key).
+   */
+  readonly callChainReentrancy?: boolean
+  /**
    * State hand-off (spec 5.4): when ownership of a key moves (a node joins
    * or leaves gracefully), the old owner calls `snapshot` and the new owner
    * builds the state with `restore`. Both or neither; a kind without them is

@@ -33,6 +33,8 @@ export interface KindEntry {
   readonly limits: KeyLimits
   /** The kind declares snapshot/restore: activations in a cluster ask for the previous owner's state first. */
   readonly handoff: boolean
+  /** A call of the call chain running on a key runs at once (true) or fails with ERR_GRAIN_DEADLOCK (false). */
+  readonly callChainReentrancy: boolean
   readonly methodsById: Map<number, MethodEntry>
   readonly methodsByName: Map<string, MethodEntry>
   /** methodsById as parallel arrays, for methodById's scan. */
@@ -110,6 +112,7 @@ export class KindRegistry {
       supportedSchemaVersions: resolveSupportedVersions(def),
       limits: resolveKeyLimits(def),
       handoff: def.snapshot !== undefined && def.restore !== undefined,
+      callChainReentrancy: def.callChainReentrancy ?? true,
       methodsById,
       methodsByName,
       methodIds: Float64Array.from(methodsById.keys()),

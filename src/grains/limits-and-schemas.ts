@@ -18,6 +18,7 @@ interface Declared {
   readonly queueDepth?: number
   readonly queuePolicy?: QueuePolicy
   readonly readOnly?: readonly string[]
+  readonly callChainReentrancy?: boolean
 }
 
 function isVersion(v: unknown): v is number {
@@ -40,6 +41,7 @@ export function checkLimitsAndSchemas(def: Declared): void {
     if (!Array.isArray(def.readOnly)) issues.push('readOnly must be an array of method names')
     else for (const m of def.readOnly) if (typeof m !== 'string' || !Object.hasOwn(def.handlers, m)) issues.push(`readOnly names ${JSON.stringify(m)}, which is not a handler`)
   }
+  if (def.callChainReentrancy !== undefined && typeof def.callChainReentrancy !== 'boolean') issues.push(`callChainReentrancy must be a boolean (got ${JSON.stringify(def.callChainReentrancy)})`)
   if (issues.length > 0) {
     throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind}: ${issues.join('; ')}`, { kind: def.kind, issues })
   }

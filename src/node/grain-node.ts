@@ -213,6 +213,8 @@ export class GrainNode {
     this.#remote = remote
     this.#placement = placement
     this.#rpcMetrics = metrics === undefined ? undefined : new RpcMetrics(metrics.registry, (kind) => host.kinds.get(kind)?.methods)
+    const rpcMetrics = this.#rpcMetrics
+    if (rpcMetrics !== undefined) host.onCallStats = (rows) => rpcMetrics.absorbGrainCalls(rows)
     this.#rpc = new RpcClient({
       events,
       defaults: options.rpc.defaults,

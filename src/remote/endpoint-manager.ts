@@ -1023,14 +1023,24 @@ export class RemoteEndpoint {
     frame[0] = FRAME_ENVELOPE
     frame.set(reply, 1)
     const assoc = this.#o.associations.get(authority)
-    this.#submit(assoc, frame, { pid: `reply:${authority}` })
+    const refused = this.#submit(assoc, frame, { pid: `reply:${authority}` })
+    // Refused sends are the caller's to report; here the caller is the far node, so the reply is a dead letter.
+    if (refused !== undefined) this.#o.events.publish({ type: 'deadletter', kind: '', key: '', messageType: 0, code: refused.code, reason: `a reply to ${authority} was dropped: ${refused.reason}` })
   }
 
   /** Publish association events and audit lines; fail asks whose messages were dropped. */
   #flushOutputs(): void {
     if (!this.#o.associations.hasOutput) return
     const out = this.#o.associations.drain()
-    for (const e of out.events) this.#o.events.publish(e)
+    for (const e of out.events) {
+      this.#o.events.publish(e)
+      // Asks already written to an authority now quarantined can get no reply (its connections are refused): they fail now, like the queued ones (spec 3.4).
+      if (e.type === 'association.quarantined') {
+        this.#o.host.pending.failAuthority(e.authority, (c) =>
+          new GrainClusterError('ERR_AUTHORITY_QUARANTINED', `${e.authority} was quarantined while the call was in flight: ${e.reason}`, { kind: c.kind, key: c.key, method: c.method, authority: e.authority, reason: e.reason, until: e.until }),
+        )
+      }
+    }
     for (const line of out.audit) this.#o.audit(line)
     for (const m of out.rejected) if (m.meta.askId !== undefined) this.#o.host.pending.take(m.meta.askId)?.reject(m.toError())
   }

@@ -11,6 +11,7 @@
 
 import type { Metric, Registry } from 'prom-client'
 import { type ErrorCode, isErrorCode } from '../common/errors.js'
+import type { CallStatsRow } from '../runtime/call-stats.js'
 import type { RpcAlertSignal } from './rpc-alerts.js'
 
 export const RPC_DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -113,6 +114,8 @@ export class RpcMetrics {
   readonly #retries: Family
   readonly #rejections: Family
   readonly #alertActive: Family
+  readonly #grainDuration: Family
+  readonly #grainCalls: Family
   readonly #known: KnownMethods
   readonly #series = new Map<string, Map<string, Series>>()
 
@@ -129,6 +132,28 @@ export class RpcMetrics {
     this.#retries = family('rpc_retries_total', 'Grain RPC attempts repeated after a retryable error, by kind and method.', 'counter', ['kind', 'method'])
     this.#rejections = family('rpc_rejections_total', 'Grain RPC calls refused by per-key limits or schema checks (ERR_GRAIN_QUEUE_FULL, ERR_GRAIN_DROPPED, ERR_SCHEMA_MISMATCH), by kind and code.', 'counter', ['kind', 'code'])
     this.#alertActive = family('rpc_alert_active', "1 while an RPC alert signal ('latency', 'error-rate') is raised for a kind.", 'gauge', ['kind', 'signal'])
+    this.#grainDuration = family(
+      'rpc_grain_call_duration_seconds',
+      'Calls grains made to grains (ctx.ask, ctx.askPid) as the calling grain saw them, by kind and method called and outcome (ok, error, timeout); reported by the workers about once a second.',
+      'histogram',
+      ['kind', 'method', 'outcome'],
+      RPC_DURATION_BUCKETS,
+    )
+    this.#grainCalls = family('rpc_grain_calls_total', "Calls grains made to grains by kind and method called and code ('ok' or the error code); reported by the workers about once a second.", 'counter', ['kind', 'method', 'code'])
+  }
+
+  /** Add a worker's report of the calls its grains made (runtime/call-stats.ts). Labels are bounded as for the node's own calls. */
+  absorbGrainCalls(rows: readonly CallStatsRow[]): void {
+    for (const r of rows) {
+      const s = this.series(r.kind, r.method)
+      const code = r.code === 'ok' || isErrorCode(r.code) ? r.code : UNKNOWN_LABEL
+      const outcome = code === 'ok' ? 'ok' : code === 'ERR_GRAIN_TIMEOUT' ? 'timeout' : 'error'
+      const d = this.#grainDuration.cell(s.kind, s.method, outcome)
+      d.value += r.count
+      d.sum += r.sumSeconds
+      for (let i = 0; i < RPC_DURATION_BUCKETS.length; i++) d.buckets![i]! += r.buckets[i]!
+      this.#grainCalls.cell(s.kind, s.method, code).value += r.count
+    }
   }
 
   /** Bounded labels and cached cells for `kind`/`method`. */

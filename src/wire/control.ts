@@ -60,6 +60,12 @@ export const CONTROL_TYPES = {
    * behind the grain's earlier calls, so those are accounted for first.
    */
   WRITABLE_REQUEST: 8,
+  /**
+   * worker → main: CallStatsRow[] (payload codec), the calls this worker's
+   * grains made since its last report (runtime/call-stats.ts), about once a
+   * second while there are any.
+   */
+  CALL_STATS: 9,
 } as const
 export type ControlType = (typeof CONTROL_TYPES)[keyof typeof CONTROL_TYPES]
 

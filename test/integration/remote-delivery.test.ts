@@ -100,6 +100,15 @@ describe('remote delivery between two nodes', () => {
     await expectCode(a.ask('counter', 'caller-7', 'askByPid', { pid: 'grain://127.0.0.1:1/counter/x', method: 'get' }), 'ERR_AUTHORITY_REMOVED')
   })
 
+  it('a call chain that comes back to its grains across nodes re-enters them instead of waiting for itself', async () => {
+    const onA = keyPlacedOn(a, 'chain', 'x-node-a-')
+    const onB = keyPlacedOn(b, 'chain', 'x-node-b-', a)
+    // ping on A asks pong on B by PID; pong asks ping on A by key (placement), and so on.
+    expect(await a.ask('chain', onA, 'ping', { peer: onB, depth: 2, pid: b.pid('chain', onB) }, { timeoutMs: 5_000 })).toBe(1)
+    expect(await a.ask('chain', onA, 'log')).toEqual(['ping:2', 'ping:1', 'ping:0', 'bump:1', 'done:0', 'done:1', 'done:2'])
+    expect(await b.ask('chain', onB, 'log')).toEqual(['pong:2', 'pong:1', 'pong:0'])
+  })
+
   it('keeps per-PID order for many senders and PIDs while connected', async () => {
     // 100,000 messages over one association, interleaved across 8 PIDs.
     const pids = Array.from({ length: 8 }, (_, i) => b.pid('counter', `order-${i}`))
@@ -229,6 +238,21 @@ describe('remote delivery between two nodes', () => {
     expect(text).toMatch(/graincluster_association_quarantines_total [1-9]/)
     expect(text).toMatch(/graincluster_association_releases_total\{reason="deadline"\} [1-9]/)
     expect(text).toMatch(/graincluster_associations\{state="connected"\} 1/)
+  })
+
+  it('a quarantine fails the asks already in flight to that authority at once, not at their timeout', async () => {
+    const p = b.pid('counter', 'in-flight-quarantine')
+    const started = performance.now()
+    expect(a.isWritable(p)).toBe(true)
+    const call = a.askPid(p, 'hang', undefined, { timeoutMs: 60_000 })
+    // Connected and writable: askPid wrote it at once, so nothing is queued for the quarantine to reject.
+    a.quarantine(b.cluster!.authority, 'in-flight test')
+    const e = await expectCode(call, 'ERR_AUTHORITY_QUARANTINED')
+    expect(e.reason).toContain('in flight')
+    expect(e.details).toMatchObject({ authority: b.cluster!.authority, method: 'hang' })
+    expect(performance.now() - started).toBeLessThan(30_000)
+    expect(a.releaseQuarantine(b.cluster!.authority)).toBe(true)
+    await waitUntil(async () => (await a.askPid<number>(b.pid('counter', 'after-in-flight'), 'add', 1, { timeoutMs: 2_000 }).catch(() => -1)) >= 1, { what: 'works after release', timeoutMs: 30_000 })
   })
 
   it('manual release ends a quarantine at once', async () => {

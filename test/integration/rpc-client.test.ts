@@ -120,6 +120,36 @@ describe('RPC client on a single node', () => {
     expect(node.rpcMetricsStatus()).toEqual({ collecting: true })
   })
 
+  it("counts the grains' own calls (ctx.ask) by kind, method and code, reported by the worker", async () => {
+    for (let i = 0; i < 3; i++) await node.ask(Counter, 'g2g-caller', 'askMethod', { key: 'g2g-target', method: 'add', payload: 1 })
+    await rejection(node.ask(Counter, 'g2g-caller', 'askMethod', { key: 'g2g-target', method: 'fail', payload: 'on purpose' }), 'ERR_GRAIN_HANDLER_FAILED')
+    await rejection(node.ask(Counter, 'g2g-caller', 'askMethod', { key: 'g2g-stall', method: 'hang', timeoutMs: 100 }), 'ERR_GRAIN_TIMEOUT')
+    const series = (name: string, labels: string): string => `graincluster_rpc_grain_${name}{kind="counter",${labels}}`
+    let text = ''
+    await waitUntil(
+      async () => {
+        text = await node.metricsText()
+        return sample(text, series('calls_total', 'method="hang",code="ERR_GRAIN_TIMEOUT"')) >= 1
+      },
+      { what: 'the worker report of its grains calls' },
+    )
+    expect(sample(text, series('calls_total', 'method="add",code="ok"'))).toBe(3)
+    expect(sample(text, series('calls_total', 'method="fail",code="ERR_GRAIN_HANDLER_FAILED"'))).toBe(1)
+    expect(sample(text, series('call_duration_seconds_count', 'method="add",outcome="ok"'))).toBe(3)
+    expect(sample(text, series('call_duration_seconds_count', 'method="fail",outcome="error"'))).toBe(1)
+    expect(sample(text, series('call_duration_seconds_count', 'method="hang",outcome="timeout"'))).toBe(1)
+    // The timed-out call waited its 100 ms: it sits above the 0.05 s bucket.
+    expect(sample(text, series('call_duration_seconds_bucket', 'method="hang",outcome="timeout",le="0.05"'))).toBe(0)
+    expect(sample(text, series('call_duration_seconds_bucket', 'method="hang",outcome="timeout",le="+Inf"'))).toBe(1)
+  })
+
+  it("a grain's call without a timeout of its own takes the called kind's rpc.timeoutMs, not the node's 10 s", async () => {
+    const started = performance.now()
+    const e = await rejection(node.ask('impatient', 'caller', 'askHang', 'stuck', { timeoutMs: 5_000 }), 'ERR_GRAIN_TIMEOUT')
+    expect(e.reason).toContain('within 200 ms')
+    expect(performance.now() - started).toBeLessThan(5_000)
+  })
+
   it('raises the alert signal (event + gauge) when the error rate crosses, and clears it', async () => {
     const gauge = 'graincluster_rpc_alert_active{kind="sentinel",signal="error-rate"}'
     for (let i = 0; i < 4; i++) await rejection(node.ask(Sentinel, 's', 'boom'), 'ERR_GRAIN_HANDLER_FAILED')

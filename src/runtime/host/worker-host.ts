@@ -17,6 +17,7 @@
  * unread in its ring become DeadLetters. Activations come back on demand.
  */
 
+import { type CallStatsRow, isCallStatsRows } from '../call-stats.js'
 import { Worker } from 'node:worker_threads'
 import type { RpcCallSettings } from '../../common/rpc-settings.js'
 import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
@@ -402,6 +403,7 @@ export class WorkerHost {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
         else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(link, r)
         else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
+        else if (r.messageType === CONTROL_TYPES.CALL_STATS) this.#onCallStats(link, r)
         else this.#onHandoffControl(link, r)
       } else if ((flags & FLAGS.PID_RUN) !== 0) this.#onPidRun(link, r)
       else if ((flags & FLAGS.TELL_RUN) !== 0) this.#onKeyedRun(link, r)
@@ -452,6 +454,23 @@ export class WorkerHost {
 
   #forward(target: WorkerLink, data: Uint8Array, off: number, len: number): void {
     target.sender.sendBytes(data, off, len)
+  }
+
+  /** Set by the node when it collects metrics: a worker's report of its grains' calls (runtime/call-stats.ts). */
+  onCallStats: ((rows: CallStatsRow[]) => void) | undefined
+
+  #onCallStats(link: WorkerLink, r: EnvelopeReader): void {
+    let rows: unknown
+    try {
+      rows = this.codec.decode(r.buf, r.payloadOff, r.payloadLen)
+    } catch (e) {
+      rows = e
+    }
+    if (!isCallStatsRows(rows)) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} call stats`, reason: 'not a list of call stats rows' })
+      return
+    }
+    this.onCallStats?.(rows)
   }
 
   /**

@@ -18,6 +18,8 @@ export interface QueuedMessage {
   /** Thread waiting for the reply, or -1 for a tell. */
   replyTo: number
   correlationId: number
+  /** Call chain the request belongs to (undefined: a call from outside any grain call). */
+  chain: string | undefined
 }
 
 /** What a released activation hands to its next owner (spec ActivationRecord, minus the PID the main thread adds). */
@@ -34,10 +36,13 @@ export interface ReleasedRecord {
 /** What an activation needs from the thread that hosts it. */
 export interface ActivationHost {
   tell(kind: string, key: string, method: string, payload: unknown): void
-  ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R>
+  /** `chain`: the asking call's call chain, carried by the request (call-chain reentrancy). */
+  ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R>
   tellPid(pid: string, method: string, payload: unknown): void
-  askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R>
+  askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R>
   whenWritable(pid: string | undefined, timeoutMs: number | undefined): Promise<void>
+  /** A call chain id unique in the cluster. */
+  newCallChain(): string
 }
 
 export class Activation extends KeyMailbox<QueuedMessage> implements GrainContext {
@@ -58,6 +63,14 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
   cacheSlot = -1
   /** Set while a release (state hand-off to a new owner) waits for this activation to go idle. */
   released: ((record: ReleasedRecord) => void) | null = null
+  /**
+   * Call-chain reentrancy: the chain of the exclusive call holding the key
+   * (named by its caller, or given one when it first asks someone), and how
+   * many exclusive calls of that chain are in flight (the one that took the
+   * key plus those that re-entered it). The key is free at depth 0.
+   */
+  chain: string | undefined = undefined
+  chainDepth = 0
 
   constructor(
     readonly host: ActivationHost,
@@ -84,7 +97,16 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
   }
 
   ask<R = unknown>(kind: string, key: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R> {
-    return this.host.ask<R>(kind, key, method, payload, options?.timeoutMs)
+    return this.host.ask<R>(kind, key, method, payload, options?.timeoutMs, this.#callChain())
+  }
+
+  /**
+   * The chain an ask made now belongs to: the exclusive call in flight, if
+   * any (onActivate and readOnly calls hold no key, so they start none).
+   */
+  #callChain(): string | undefined {
+    if (this.chainDepth === 0) return undefined
+    return (this.chain ??= this.host.newCallChain())
   }
 
   tellPid(pid: string, method: string, payload?: unknown): void {
@@ -92,7 +114,7 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
   }
 
   askPid<R = unknown>(pid: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<R> {
-    return this.host.askPid<R>(pid, method, payload, options?.timeoutMs)
+    return this.host.askPid<R>(pid, method, payload, options?.timeoutMs, this.#callChain())
   }
 
   whenWritable(pid?: string, options?: { timeoutMs?: number }): Promise<void> {

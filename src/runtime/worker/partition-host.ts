@@ -13,6 +13,7 @@
  * arrives while an async handler is pending waits in the activation's queue.
  */
 
+import { CallStats } from '../call-stats.js'
 import { IdTable } from '../../common/id-table.js'
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
@@ -79,6 +80,8 @@ interface PendingAsk {
   kind: string
   key: string
   method: string
+  /** When the ask left (performance.now()); NaN when it is not a grain call to measure (whenWritable). */
+  t0: number
 }
 
 /** Category bits, in EVENT_CATEGORIES order (observability/events.ts). */
@@ -215,7 +218,7 @@ export class PartitionHost implements ActivationHost {
       }
       const slot = cache.slot
       const payload = this.#decodeOrRefuse(kindName, key, method, r.buf, entries.payloadOff, entries.payloadLen, -1, 0)
-      if (payload !== DECODE_FAILED) this.#deliverCached(entry!, key, slot, method, payload, -1, 0)
+      if (payload !== DECODE_FAILED) this.#deliverCached(entry!, key, slot, method, payload, -1, 0, undefined)
     }
     if (entries.error !== undefined) this.#malformedRun(r, entries.error)
   }
@@ -252,10 +255,10 @@ export class PartitionHost implements ActivationHost {
    * another key, and the key compare (the same string object on a hit) keeps
    * this path right without relying on that.
    */
-  #deliverCached(entry: KindEntry, key: string, slot: number, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+  #deliverCached(entry: KindEntry, key: string, slot: number, method: MethodEntry, payload: unknown, replyTo: number, corr: number, chain: string | undefined): void {
     let act = slot < 0 ? undefined : (this.#keyCache.valueAt(slot) as Activation | undefined)
     if (act !== undefined && (act.key !== key || act.entry !== entry)) act = undefined
-    this.deliver(entry, key, method, payload, replyTo, corr, act, slot)
+    this.deliver(entry, key, method, payload, replyTo, corr, act, slot, chain)
   }
 
   #handleRequest(r: EnvelopeReader): void {
@@ -278,7 +281,8 @@ export class PartitionHost implements ActivationHost {
     const method = this.#methodOrRefuse(entry, kindName, key, r.messageType, r.schemaVersion, replyTo, corr)
     if (method === undefined) return
     const payload = this.#decodeOrRefuse(kindName, key, method, r.buf, r.payloadOff, r.payloadLen, replyTo, corr)
-    if (payload !== DECODE_FAILED) this.#deliverCached(entry!, key, slot, method, payload, replyTo, corr)
+    // Only asks made inside a grain call carry a chain (the envelope's sender field).
+    if (payload !== DECODE_FAILED) this.#deliverCached(entry!, key, slot, method, payload, replyTo, corr, r.senderLen > 0 ? r.sender() : undefined)
   }
 
   /**
@@ -337,7 +341,7 @@ export class PartitionHost implements ActivationHost {
   }
 
   /** A call that cannot start now: queue it, or apply the kind's queuePolicy when the queue is full (spec 6.3). */
-  #overflow(act: Activation, admission: Exclude<Admission, 'run'>, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+  #overflow(act: Activation, admission: Exclude<Admission, 'run'>, method: MethodEntry, payload: unknown, replyTo: number, corr: number, chain: string | undefined): void {
     const kind = act.entry.kind
     const key = act.key
     const depth = act.entry.limits.queueDepth
@@ -353,7 +357,7 @@ export class PartitionHost implements ActivationHost {
       this.#emit({ type: 'rpc.dropped', kind, key, method: old.method.name, worker: this.worker, code: 'ERR_GRAIN_DROPPED', reason, policy: 'dropOldest' })
       this.#refuse(old.replyTo, old.correlationId, old.method.id, 'ERR_GRAIN_DROPPED', reason, { kind, key, method: old.method.name, limit: depth })
     }
-    act.enqueue({ method, payload, replyTo, correlationId: corr })
+    act.enqueue({ method, payload, replyTo, correlationId: corr, chain })
   }
 
   // ------------------------------------------------------------ activations
@@ -361,10 +365,10 @@ export class PartitionHost implements ActivationHost {
   /**
    * `known`: the key's live activation when the caller already has it;
    * `slot`: the reader's key-cache slot of `key` (-1: none), remembered for
-   * the next request.
+   * the next request; `chain`: the call chain the request belongs to.
    */
-  deliver(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number, known?: Activation, slot = -1): void {
-    if (this.#tombCount > 0 && this.#tombs.get(entry)?.has(key) === true) return this.#bounce(entry, key, method, payload, replyTo, corr)
+  deliver(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number, known?: Activation, slot = -1, chain?: string): void {
+    if (this.#tombCount > 0 && this.#tombs.get(entry)?.has(key) === true) return this.#bounce(entry, key, method, payload, replyTo, corr, chain)
     let act = known
     if (act === undefined) {
       const acts = this.#activations.get(entry)!
@@ -380,14 +384,17 @@ export class PartitionHost implements ActivationHost {
     }
     act.lastUsedMs = this.nowMs
     if (act.busy || act.queue !== null || act.sharedRunning !== 0 || act.deactivating) {
+      // Caused by the call holding this key (A → … → A): queued, it would
+      // wait behind that very call until the ask timed out.
+      if (chain !== undefined && act.chainDepth > 0 && chain === act.chain) return this.#reenter(act, method, payload, replyTo, corr, chain)
       // A passivating activation takes no new call: it waits for the next activation.
       const admission = act.deactivating && act.queued < act.entry.limits.queueDepth ? 'queue' : act.admit(method.readOnly, act.entry.limits)
       if (admission !== 'run') {
-        this.#overflow(act, admission, method, payload, replyTo, corr)
+        this.#overflow(act, admission, method, payload, replyTo, corr, chain)
         return
       }
     }
-    this.#run(act, method, payload, replyTo, corr)
+    this.#run(act, method, payload, replyTo, corr, chain)
     if (act.idle && act.deactivateRequested) void this.#deactivate(act, 'requested')
   }
 
@@ -410,13 +417,13 @@ export class PartitionHost implements ActivationHost {
     try {
       state = def.state === undefined ? undefined : def.state(key)
     } catch (e) {
-      this.#activationFailed(entry, key, e, [{ method, payload: undefined, replyTo, correlationId: corr }])
+      this.#activationFailed(entry, key, e, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined }])
       return undefined
     }
     const act = new Activation(this, entry, key, state, this.nowMs)
     acts.set(key, act)
     this.#activeCount++
-    return this.#started(act, [{ method, payload: undefined, replyTo, correlationId: corr }]) ? act : undefined
+    return this.#started(act, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined }]) ? act : undefined
   }
 
   /**
@@ -644,8 +651,9 @@ export class PartitionHost implements ActivationHost {
    * to the main thread, which routes it by placement to the new owner
    * (asks keep their reply route, so the caller never notices the detour).
    */
-  #bounce(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+  #bounce(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number, chain: string | undefined): void {
     const w = this.#writer.reset()
+    if (chain !== undefined) w.sender = chain
     w.flags = replyTo >= 0 ? FLAGS.ASK : 0
     w.kind = entry.kindBytes
     w.key = key
@@ -702,36 +710,55 @@ export class PartitionHost implements ActivationHost {
     }
   }
 
-  #run(act: Activation, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+  /** A call of the chain holding the key: run it inside that call, or refuse it (callChainReentrancy false). */
+  #reenter(act: Activation, method: MethodEntry, payload: unknown, replyTo: number, corr: number, chain: string): void {
+    if (act.entry.callChainReentrancy) return this.#run(act, method, payload, replyTo, corr, chain)
+    const kind = act.entry.kind
+    const reason = `${kind}.${method.name} on key ${act.key} was called by the call that holds this key (a call cycle); ${kind} does not let call chains re-enter (callChainReentrancy false), so the call was refused instead of waiting for its own caller`
+    this.#refuse(replyTo, corr, method.id, 'ERR_GRAIN_DEADLOCK', reason, { kind, key: act.key, method: method.name })
+  }
+
+  #run(act: Activation, method: MethodEntry, payload: unknown, replyTo: number, corr: number, chain: string | undefined): void {
+    // A read-only call holds a shared slot; anything else holds the key for
+    // its call chain (re-entered calls of that chain add depth).
+    const shared = method.readOnly
+    if (!shared && act.chainDepth++ === 0) act.chain = chain
     let result: unknown
     try {
       result = method.fn(act, payload)
     } catch (e) {
+      if (!shared) this.#leaveChain(act)
       this.#handlerFailed(act, method, e, replyTo, corr)
       return
     }
     if (isThenable(result)) {
-      // A read-only call holds a shared slot; anything else holds the key exclusively.
-      const shared = method.readOnly
       if (shared) act.sharedRunning++
       else act.busy = true
       result.then(
         (v) => {
           if (shared) act.sharedRunning--
-          else act.busy = false
+          else this.#leaveChain(act)
           if (replyTo >= 0) this.#reply(replyTo, corr, v, act, method)
           this.#drainQueue(act)
         },
         (e: unknown) => {
           if (shared) act.sharedRunning--
-          else act.busy = false
+          else this.#leaveChain(act)
           this.#handlerFailed(act, method, e, replyTo, corr)
           this.#drainQueue(act)
         },
       )
       return
     }
+    if (!shared) this.#leaveChain(act)
     if (replyTo >= 0) this.#reply(replyTo, corr, result, act, method)
+  }
+
+  /** An exclusive call ended: the last one of its chain frees the key. */
+  #leaveChain(act: Activation): void {
+    if (--act.chainDepth !== 0) return
+    act.chain = undefined
+    act.busy = false
   }
 
   /** Start queued messages, in order, while the head may start (key-limits.ts). */
@@ -741,7 +768,7 @@ export class PartitionHost implements ActivationHost {
       const m = act.next(limits)
       if (m === undefined) break
       act.lastUsedMs = this.nowMs
-      this.#run(act, m.method, m.payload, m.replyTo, m.correlationId)
+      this.#run(act, m.method, m.payload, m.replyTo, m.correlationId, m.chain)
     }
     if (act.idle && act.queue === null && act.deactivateRequested && !act.deactivating) void this.#deactivate(act, 'requested')
   }
@@ -787,8 +814,8 @@ export class PartitionHost implements ActivationHost {
       if (first === undefined) return
       const rest: QueuedMessage[] = []
       for (let m = act.dequeue(); m !== undefined; m = act.dequeue()) rest.push(m)
-      this.deliver(act.entry, act.key, first.method, first.payload, first.replyTo, first.correlationId)
-      for (const m of rest) this.deliver(act.entry, act.key, m.method, m.payload, m.replyTo, m.correlationId)
+      this.deliver(act.entry, act.key, first.method, first.payload, first.replyTo, first.correlationId, undefined, -1, first.chain)
+      for (const m of rest) this.deliver(act.entry, act.key, m.method, m.payload, m.replyTo, m.correlationId, undefined, -1, m.chain)
     }
     if (isThenable(r)) {
       act.busy = true
@@ -959,7 +986,7 @@ export class PartitionHost implements ActivationHost {
    * Wrap a request for `pid` in a PID_REQUEST control frame: the main thread
    * knows the cluster and routes it (remote node or this one).
    */
-  #sendPidRequest(target: PidTarget, method: string, payload: unknown, flags: number, corr: number): void {
+  #sendPidRequest(target: PidTarget, method: string, payload: unknown, flags: number, corr: number, chain?: string): void {
     const pid = target.pid
     // The request is written straight into the ring, inside the control
     // frame's payload (#writePidRequest): no intermediate copies.
@@ -972,6 +999,7 @@ export class PartitionHost implements ActivationHost {
     w.flags = flags
     w.correlationId = corr
     w.replyTo = this.self
+    if (chain !== undefined) w.sender = chain
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
     this.#pidTarget = target
@@ -1074,12 +1102,12 @@ export class PartitionHost implements ActivationHost {
     }
   }
 
-  askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {
+  askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R> {
     const corr = this.#pending.reserve()
     let target: PidTarget | undefined
     try {
       target = this.#target(pid)
-      this.#sendPidRequest(target, method, payload, FLAGS.ASK, corr)
+      this.#sendPidRequest(target, method, payload, FLAGS.ASK, corr, chain)
     } catch (e) {
       if (target !== undefined) this.#requestEncodeFailed(e, target.pid.kind, target.pid.key, method)
       return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { pid, method }))
@@ -1107,21 +1135,37 @@ export class PartitionHost implements ActivationHost {
     // The main thread answers by `timeoutMs` (ERR_AUTHORITY_NOT_WRITABLE) and
     // checks it; this timer only covers a main thread that never answers.
     const ms = typeof timeoutMs === 'number' && timeoutMs > 0 ? Math.min(timeoutMs, MAX_TIMER_MS - WRITABLE_REPLY_GRACE_MS) : this.askTimeoutMs
-    return this.#await<void>(corr, target.kind, target.key, 'whenWritable', ms + WRITABLE_REPLY_GRACE_MS)
+    return this.#await<void>(corr, target.kind, target.key, 'whenWritable', ms + WRITABLE_REPLY_GRACE_MS, false)
   }
 
-  #await<R>(corr: number, kind: string, key: string, method: string, timeoutMs: number | undefined): Promise<R> {
-    const ms = timeoutMs ?? this.askTimeoutMs
+  #await<R>(corr: number, kind: string, key: string, method: string, timeoutMs: number | undefined, measured = true): Promise<R> {
+    // Per call, else the called kind's own rpc.timeoutMs (defineGrain), else the node's.
+    const ms = timeoutMs ?? this.registry.kinds.get(kind)?.def.rpc?.timeoutMs ?? this.askTimeoutMs
+    const t0 = measured ? performance.now() : Number.NaN
     return new Promise<R>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(corr)
+        if (measured) this.#callStats.record(kind, method, 'ERR_GRAIN_TIMEOUT', (performance.now() - t0) / 1000)
         reject(new GrainClusterError('ERR_GRAIN_TIMEOUT', `ask ${kind}.${method} to key ${key} got no reply within ${ms} ms`, { kind, key, method, limit: ms }))
       }, ms)
-      this.#pending.set(corr, { resolve: resolve as (v: unknown) => void, reject, timer, kind, key, method })
+      this.#pending.set(corr, { resolve: resolve as (v: unknown) => void, reject, timer, kind, key, method, t0 })
     })
   }
 
-  ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined): Promise<R> {
+  /** Sums of the calls this worker's grains made, since the last report. */
+  readonly #callStats = new CallStats()
+
+  /** Send the main thread what the grains' calls added since the last report (CALL_STATS), if anything. */
+  reportCallStats(): void {
+    if (this.#callStats.empty) return
+    try {
+      this.#sendControl(CONTROL_TYPES.CALL_STATS, this.#callStats.take())
+    } catch {
+      // Best effort under backpressure, like events: the next report carries on from zero.
+    }
+  }
+
+  ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R> {
     let prepared: { w: EnvelopeWriter; target: number }
     try {
       prepared = this.#prepareRequest(kind, key, method, payload)
@@ -1133,6 +1177,8 @@ export class PartitionHost implements ActivationHost {
     w.flags = FLAGS.ASK
     w.correlationId = corr
     w.replyTo = this.self
+    // The envelope's sender field carries the asking call's chain to the callee, on any node.
+    if (chain !== undefined) w.sender = chain
     try {
       if (target === this.worker) this.#pushLocal(w.toBytes())
       else this.sender.send(w)
@@ -1145,13 +1191,34 @@ export class PartitionHost implements ActivationHost {
     return this.#await<R>(corr, kind, key, method, timeoutMs)
   }
 
+  /**
+   * A call chain id: this worker's random prefix (48 bits, drawn at start)
+   * and a counter, so ids from all workers of all nodes do not collide.
+   */
+  newCallChain(): string {
+    return this.#chainPrefix + (this.#chainSeq++).toString(36)
+  }
+  readonly #chainPrefix = `${Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('')}.`
+  #chainSeq = 0
+
   #completeAsk(r: EnvelopeReader): void {
     const p = this.#pending.get(r.correlationId)
     if (p === undefined) return // late reply after a timeout: the caller already has its error
     this.#pending.delete(r.correlationId)
     clearTimeout(p.timer)
+    const measured = !Number.isNaN(p.t0)
+    const seconds = measured ? (performance.now() - p.t0) / 1000 : 0
     if ((r.flags & FLAGS.ERROR) !== 0) {
-      settleReply(r, this.codec, p)
+      settleReply(r, this.codec, {
+        kind: p.kind,
+        key: p.key,
+        method: p.method,
+        resolve: p.resolve,
+        reject: (err) => {
+          if (measured) this.#callStats.record(p.kind, p.method, err.code, seconds)
+          p.reject(err)
+        },
+      })
       return
     }
     // A success reply that rejects could not be decoded here (spec 6.4: recorded, call failed).
@@ -1159,9 +1226,13 @@ export class PartitionHost implements ActivationHost {
       kind: p.kind,
       key: p.key,
       method: p.method,
-      resolve: p.resolve,
+      resolve: (v) => {
+        if (measured) this.#callStats.record(p.kind, p.method, 'ok', seconds)
+        p.resolve(v)
+      },
       reject: (err) => {
         this.#serializationFailed(p.kind, p.key, p.method, 'decode', 'reply', err.code, err.reason)
+        if (measured) this.#callStats.record(p.kind, p.method, err.code, seconds)
         p.reject(err)
       },
     })

@@ -5,6 +5,7 @@
  * the rings.
  */
 
+import { CALL_STATS_INTERVAL_MS } from '../call-stats.js'
 import { parentPort, threadId, workerData } from 'node:worker_threads'
 import { GrainClusterError, toGrainClusterError, toWire } from '../../common/errors.js'
 import { KindRegistry } from '../../grains/kind-registry.js'
@@ -61,11 +62,15 @@ async function main(): Promise<void> {
 
   const ttl = host.minIdleTtlMs
   const sweep = ttl > 0 ? setInterval(() => host.sweepIdle(), Math.min(Math.max(ttl / 4, 10), 10_000)) : undefined
+  // The grains' own calls, for the node's RPC metrics (runtime/call-stats.ts).
+  const callStats = setInterval(() => host.reportCallStats(), CALL_STATS_INTERVAL_MS)
+  callStats.unref()
 
   port!.on('message', (m: MainToWorker) => {
     if (m.type !== 'shutdown') return
     void (async () => {
       if (sweep !== undefined) clearInterval(sweep)
+      clearInterval(callStats)
       await pump.stop()
       const n = host.activationCount
       const bound = new Promise((r) => setTimeout(r, m.timeoutMs))

@@ -54,7 +54,10 @@ partition():number {
 }
 
 /**
- * Sender PID text (grain://authority/kind/key) for diagnostics; optional.
+ * Call chain of the grain call that made this ask (an opaque id, the
+ * same on every hop of the chain); absent on calls from outside a grain
+ * call. A key held by that chain runs the request at once instead of
+ * queueing it behind the call that caused it (call-chain reentrancy).
  */
 sender():string|null
 sender(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
