@@ -46,18 +46,28 @@ export class EventStream {
     }
   }
 
-  /** Resolve with the first event matching `filter` and `pred`. */
+  /** Resolve with the first event matching `filter` and `pred`; `signal` (e.g. AbortSignal.timeout(ms)) gives up the wait. */
   once<F extends EventFilter>(
     filter: F,
     pred: (e: F extends RuntimeEventType ? EventOf<F> : RuntimeEvent) => boolean = () => true,
+    options: { signal?: AbortSignal } = {},
   ): Promise<F extends RuntimeEventType ? EventOf<F> : RuntimeEvent> {
-    return new Promise((resolve) => {
+    const { signal } = options
+    // As node:events once(): an aborted wait rejects with the signal's reason and leaves no subscription behind.
+    if (signal?.aborted === true) return Promise.reject(abortReason(signal))
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        off()
+        reject(abortReason(signal!))
+      }
       const off = this.subscribe(filter, (e) => {
         if (pred(e)) {
           off()
+          signal?.removeEventListener('abort', onAbort)
           resolve(e)
         }
       })
+      signal?.addEventListener('abort', onAbort, { once: true })
     })
   }
 
@@ -107,4 +117,10 @@ export class EventStream {
       this.#onMaskChange?.(m)
     }
   }
+}
+
+/** The signal's reason as an Error (AbortSignal's default one is a DOMException, which is one). */
+function abortReason(signal: AbortSignal): Error {
+  const r: unknown = signal.reason
+  return r instanceof Error ? r : new Error(String(r))
 }

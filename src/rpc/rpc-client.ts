@@ -13,7 +13,7 @@ import { type ErrorDetails, GrainClusterError, toGrainClusterError } from '../co
 import type { RpcCallSettings } from '../common/rpc-settings.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { RpcAlerts, RpcAlertTransition } from './rpc-alerts.js'
-import type { RpcMetrics } from './rpc-metrics.js'
+import { type RpcMetrics, UNKNOWN_LABEL } from './rpc-metrics.js'
 import { attemptBudgetMs, decideRetry, isGrainThrown, mergeRpcSettings, type ResolvedRpcSettings } from './retry-policy.js'
 
 export interface RpcTarget {
@@ -115,7 +115,8 @@ export class RpcClient {
   #record(kind: string, now: number, ms: number, ok: boolean): void {
     const a = this.#o.alerts
     if (a === undefined) return
-    const t = a.record(kind, now, ms, ok)
+    // Made-up kind names share one window, so callers cannot grow the alert state (or raise alerts for kinds that do not exist).
+    const t = a.record(this.#o.kinds(kind) === undefined ? UNKNOWN_LABEL : kind, now, ms, ok)
     if (t !== undefined) this.#alertTransitions(t)
   }
 

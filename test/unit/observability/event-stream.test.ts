@@ -136,6 +136,24 @@ describe('EventStream', () => {
       s.publish({ ...crashed })
       await expect(p).resolves.toMatchObject({ type: 'worker.crashed', category: 'worker' })
     })
+
+    it('an abort signal ends the wait with its reason and leaves no subscription', async () => {
+      const s = new EventStream()
+      const ac = new AbortController()
+      const p = s.once('grain.activated', (e) => e.key === 'never', { signal: ac.signal })
+      expect(s.wants('grain')).toBe(true)
+      ac.abort(new Error('gave up'))
+      await expect(p).rejects.toThrow('gave up')
+      expect(s.wants('grain')).toBe(false)
+      await expect(s.once('grain.activated', undefined, { signal: AbortSignal.abort(new Error('already')) })).rejects.toThrow('already')
+      expect(s.interestMask).toBe(0)
+      // A match first: the later abort changes nothing.
+      const ac2 = new AbortController()
+      const q = s.once('grain.activated', undefined, { signal: ac2.signal })
+      s.publish({ ...activated })
+      ac2.abort()
+      await expect(q).resolves.toMatchObject({ type: 'grain.activated' })
+    })
   })
 
   describe('interest mask', () => {
