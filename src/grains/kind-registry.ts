@@ -35,6 +35,8 @@ export interface KindEntry {
   readonly handoff: boolean
   /** A call of the call chain running on a key runs at once (true) or fails with ERR_GRAIN_DEADLOCK (false). */
   readonly callChainReentrancy: boolean
+  /** Calls of this kind waiting in its keys' mailboxes on this thread (kept by Activation; reported as a gauge). */
+  readonly load: { queued: number }
   readonly methodsById: Map<number, MethodEntry>
   readonly methodsByName: Map<string, MethodEntry>
   /** methodsById as parallel arrays, for methodById's scan. */
@@ -113,6 +115,7 @@ export class KindRegistry {
       limits: resolveKeyLimits(def),
       handoff: def.snapshot !== undefined && def.restore !== undefined,
       callChainReentrancy: def.callChainReentrancy ?? true,
+      load: { queued: 0 },
       methodsById,
       methodsByName,
       methodIds: Float64Array.from(methodsById.keys()),

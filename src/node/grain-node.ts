@@ -214,7 +214,13 @@ export class GrainNode {
     this.#placement = placement
     this.#rpcMetrics = metrics === undefined ? undefined : new RpcMetrics(metrics.registry, (kind) => host.kinds.get(kind)?.methods)
     const rpcMetrics = this.#rpcMetrics
-    if (rpcMetrics !== undefined) host.onCallStats = (rows) => rpcMetrics.absorbGrainCalls(rows)
+    if (rpcMetrics !== undefined) {
+      host.onCallStats = (worker, report) => {
+        rpcMetrics.absorbGrainCalls(report.calls)
+        rpcMetrics.queuedOn(worker, report.queued)
+      }
+      events.subscribe('worker.crashed', (e) => rpcMetrics.workerGone(e.worker))
+    }
     this.#rpc = new RpcClient({
       events,
       defaults: options.rpc.defaults,

@@ -116,6 +116,9 @@ export class RpcMetrics {
   readonly #alertActive: Family
   readonly #grainDuration: Family
   readonly #grainCalls: Family
+  readonly #queued: Family
+  /** Waiting calls per worker and kind, as each worker last reported them. */
+  readonly #queuedByWorker = new Map<number, Record<string, number>>()
   readonly #known: KnownMethods
   readonly #series = new Map<string, Map<string, Series>>()
 
@@ -139,8 +142,37 @@ export class RpcMetrics {
       ['kind', 'method', 'outcome'],
       RPC_DURATION_BUCKETS,
     )
+    this.#queued = family('rpc_queued_calls', "Calls waiting in their keys' mailboxes on this node (per-key concurrency and queue limits), by kind; reported by the workers about once a second.", 'gauge', ['kind'])
     this.#grainCalls = family('rpc_grain_calls_total', "Calls grains made to grains by kind and method called and code ('ok' or the error code); reported by the workers about once a second.", 'counter', ['kind', 'method', 'code'])
   }
+
+  /** A worker's waiting calls per kind now (it replaces that worker's last report). */
+  queuedOn(worker: number, queued: Readonly<Record<string, number>>): void {
+    this.#queuedByWorker.set(worker, { ...queued })
+    this.#sumQueued()
+  }
+
+  /** A worker died: its mailboxes are gone with it. */
+  workerGone(worker: number): void {
+    if (this.#queuedByWorker.delete(worker)) this.#sumQueued()
+  }
+
+  #sumQueued(): void {
+    const sums = new Map<string, number>()
+    for (const byKind of this.#queuedByWorker.values()) {
+      for (const [kind, n] of Object.entries(byKind)) {
+        const k = this.#known(kind) === undefined ? UNKNOWN_LABEL : kind
+        sums.set(k, (sums.get(k) ?? 0) + n)
+      }
+    }
+    // A kind no worker reports any more (its worker died) falls back to 0.
+    for (const k of this.#queuedKinds) if (!sums.has(k)) this.#queued.cell(k).value = 0
+    for (const [k, n] of sums) {
+      this.#queued.cell(k).value = n
+      this.#queuedKinds.add(k)
+    }
+  }
+  readonly #queuedKinds = new Set<string>()
 
   /** Add a worker's report of the calls its grains made (runtime/call-stats.ts). Labels are bounded as for the node's own calls. */
   absorbGrainCalls(rows: readonly CallStatsRow[]): void {

@@ -30,30 +30,23 @@ export const CALL_STATS_INTERVAL_MS = 1_000
 /** Rows one worker keeps between reports; past it, new kind/method/code triples share one 'unknown' row. */
 export const MAX_CALL_STATS_ROWS = 1_024
 const UNKNOWN = 'unknown'
+const UNKNOWN_ID = `${UNKNOWN}\u0000${UNKNOWN}\u0000${UNKNOWN}`
 
 export class CallStats {
   readonly #rows = new Map<string, CallStatsRow>()
 
   /** One finished call: `code` is 'ok' or its error code. */
   record(kind: string, method: string, code: string, seconds: number): void {
-    const id = `${kind}\u0000${method}\u0000${code}`
-    let row = this.#rows.get(id)
-    if (row === undefined) {
-      if (this.#rows.size >= MAX_CALL_STATS_ROWS) return this.#recordUnknown(seconds)
-      row = { kind, method, code, count: 0, sumSeconds: 0, buckets: new Array<number>(RPC_DURATION_BUCKETS.length + 1).fill(0) }
-      this.#rows.set(id, row)
-    }
+    let row = this.#rows.get(`${kind}\u0000${method}\u0000${code}`)
+    // Past the bound, new triples share one row rather than grow the report.
+    if (row === undefined) row = this.#rows.size < MAX_CALL_STATS_ROWS ? this.#newRow(kind, method, code) : (this.#rows.get(UNKNOWN_ID) ?? this.#newRow(UNKNOWN, UNKNOWN, UNKNOWN))
     add(row, seconds)
   }
 
-  #recordUnknown(seconds: number): void {
-    const id = `${UNKNOWN}\u0000${UNKNOWN}\u0000${UNKNOWN}`
-    let row = this.#rows.get(id)
-    if (row === undefined) {
-      row = { kind: UNKNOWN, method: UNKNOWN, code: UNKNOWN, count: 0, sumSeconds: 0, buckets: new Array<number>(RPC_DURATION_BUCKETS.length + 1).fill(0) }
-      this.#rows.set(id, row)
-    }
-    add(row, seconds)
+  #newRow(kind: string, method: string, code: string): CallStatsRow {
+    const row: CallStatsRow = { kind, method, code, count: 0, sumSeconds: 0, buckets: new Array<number>(RPC_DURATION_BUCKETS.length + 1).fill(0) }
+    this.#rows.set(`${kind}\u0000${method}\u0000${code}`, row)
+    return row
   }
 
   /** Nothing recorded since the last take(). */
@@ -78,7 +71,24 @@ function add(row: CallStatsRow, seconds: number): void {
   row.buckets[i]!++
 }
 
+/**
+ * What a worker reports: the calls since its last report, and the calls
+ * waiting in its keys' mailboxes now, per kind (every kind it serves, so a
+ * count that fell to zero is reported too).
+ */
+export interface CallStatsReport {
+  readonly calls: CallStatsRow[]
+  readonly queued: Record<string, number>
+}
+
 /** Checks a report that crossed the ring (the main thread trusts no frame). */
+export function isCallStatsReport(v: unknown): v is CallStatsReport {
+  if (typeof v !== 'object' || v === null) return false
+  const r = v as CallStatsReport
+  if (!isCallStatsRows(r.calls) || typeof r.queued !== 'object' || r.queued === null) return false
+  return Object.values(r.queued).every((n) => Number.isSafeInteger(n) && n >= 0)
+}
+
 export function isCallStatsRows(v: unknown): v is CallStatsRow[] {
   if (!Array.isArray(v)) return false
   return v.every(

@@ -61,9 +61,9 @@ export const CONTROL_TYPES = {
    */
   WRITABLE_REQUEST: 8,
   /**
-   * worker → main: CallStatsRow[] (payload codec), the calls this worker's
-   * grains made since its last report (runtime/call-stats.ts), about once a
-   * second while there are any.
+   * worker → main: CallStatsReport (payload codec): the calls this worker's
+   * grains made since its last report and the calls waiting per kind now
+   * (runtime/call-stats.ts), about once a second while either changes.
    */
   CALL_STATS: 9,
 } as const

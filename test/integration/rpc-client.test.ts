@@ -143,6 +143,17 @@ describe('RPC client on a single node', () => {
     expect(sample(text, series('call_duration_seconds_bucket', 'method="hang",outcome="timeout",le="+Inf"'))).toBe(1)
   })
 
+  it('shows the calls waiting in per-key mailboxes per kind, and the gauge falls back when they drain', async () => {
+    const hold = node.ask('queue-reject', 'qd', 'hold', undefined, { timeoutMs: 30_000 })
+    const waiting = [1, 2, 3].map((n) => node.ask('queue-reject', 'qd', 'record', n, { timeoutMs: 30_000 }))
+    const gauge = async (): Promise<number> => sample(await node.metricsText(), 'graincluster_rpc_queued_calls{kind="queue-reject"}')
+    await waitUntil(async () => (await gauge()) === 3, { what: 'three calls waiting behind hold' })
+    await node.ask('queue-reject', 'opener', 'open', 'qd')
+    await hold
+    expect(await Promise.all(waiting)).toEqual([1, 2, 3])
+    await waitUntil(async () => (await gauge()) === 0, { what: 'the gauge back at 0' })
+  })
+
   it("a grain's call without a timeout of its own takes the called kind's rpc.timeoutMs, not the node's 10 s", async () => {
     const started = performance.now()
     const e = await rejection(node.ask('impatient', 'caller', 'askHang', 'stuck', { timeoutMs: 5_000 }), 'ERR_GRAIN_TIMEOUT')

@@ -17,7 +17,7 @@
  * unread in its ring become DeadLetters. Activations come back on demand.
  */
 
-import { type CallStatsRow, isCallStatsRows } from '../call-stats.js'
+import { type CallStatsReport, isCallStatsReport } from '../call-stats.js'
 import { Worker } from 'node:worker_threads'
 import type { RpcCallSettings } from '../../common/rpc-settings.js'
 import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
@@ -456,21 +456,21 @@ export class WorkerHost {
     target.sender.sendBytes(data, off, len)
   }
 
-  /** Set by the node when it collects metrics: a worker's report of its grains' calls (runtime/call-stats.ts). */
-  onCallStats: ((rows: CallStatsRow[]) => void) | undefined
+  /** Set by the node when it collects metrics: worker `worker`'s report of its grains' calls and waiting calls (runtime/call-stats.ts). */
+  onCallStats: ((worker: number, report: CallStatsReport) => void) | undefined
 
   #onCallStats(link: WorkerLink, r: EnvelopeReader): void {
-    let rows: unknown
+    let report: unknown
     try {
-      rows = this.codec.decode(r.buf, r.payloadOff, r.payloadLen)
+      report = this.codec.decode(r.buf, r.payloadOff, r.payloadLen)
     } catch (e) {
-      rows = e
+      report = e
     }
-    if (!isCallStatsRows(rows)) {
-      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} call stats`, reason: 'not a list of call stats rows' })
+    if (!isCallStatsReport(report)) {
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} call stats`, reason: 'not a call stats report' })
       return
     }
-    this.onCallStats?.(rows)
+    this.onCallStats?.(link.index, report)
   }
 
   /**

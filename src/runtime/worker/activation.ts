@@ -92,6 +92,18 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
     return m.method.readOnly
   }
 
+  // Every queue change goes through these two: the kind's count of waiting calls stays exact.
+  override enqueue(item: QueuedMessage): void {
+    super.enqueue(item)
+    this.entry.load.queued++
+  }
+
+  override dequeue(): QueuedMessage | undefined {
+    const m = super.dequeue()
+    if (m !== undefined) this.entry.load.queued--
+    return m
+  }
+
   tell(kind: string, key: string, method: string, payload?: unknown): void {
     this.host.tell(kind, key, method, payload)
   }

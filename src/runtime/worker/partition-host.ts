@@ -13,7 +13,7 @@
  * arrives while an async handler is pending waits in the activation's queue.
  */
 
-import { CallStats } from '../call-stats.js'
+import { CallStats, type CallStatsReport } from '../call-stats.js'
 import { IdTable } from '../../common/id-table.js'
 import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
@@ -1155,15 +1155,28 @@ export class PartitionHost implements ActivationHost {
   /** Sums of the calls this worker's grains made, since the last report. */
   readonly #callStats = new CallStats()
 
-  /** Send the main thread what the grains' calls added since the last report (CALL_STATS), if anything. */
+  /**
+   * Send the main thread what the grains' calls added since the last
+   * report, and the calls waiting per kind now (CALL_STATS), when either
+   * changed.
+   */
   reportCallStats(): void {
-    if (this.#callStats.empty) return
+    let queuedChanged = false
+    const queued: Record<string, number> = {}
+    for (const entry of this.registry.kinds.values()) {
+      queued[entry.kind] = entry.load.queued
+      if (this.#queuedReported.get(entry) !== entry.load.queued) queuedChanged = true
+    }
+    if (this.#callStats.empty && !queuedChanged) return
     try {
-      this.#sendControl(CONTROL_TYPES.CALL_STATS, this.#callStats.take())
+      this.#sendControl(CONTROL_TYPES.CALL_STATS, { calls: this.#callStats.take(), queued } satisfies CallStatsReport)
+      for (const entry of this.registry.kinds.values()) this.#queuedReported.set(entry, entry.load.queued)
     } catch {
-      // Best effort under backpressure, like events: the next report carries on from zero.
+      // Best effort under backpressure, like events: the next report carries on.
     }
   }
+  /** Waiting calls per kind as last reported. */
+  readonly #queuedReported = new Map<KindEntry, number>()
 
   ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R> {
     let prepared: { w: EnvelopeWriter; target: number }
