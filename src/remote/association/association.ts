@@ -407,6 +407,24 @@ export class Association {
     const evicted = this.#queue.unshiftAll(msgs)
     this.stats.requeued += msgs.length - evicted.length
     for (const m of evicted) this.#reject(m, 'overflow', nowMs)
+    this.#uncountDrained(msgs.length)
+  }
+
+  /**
+   * Handed out by connected()/flush() but handed back unwritten before the
+   * driver published the output: 'association.drained' reports what was
+   * sent (spec 3.5), so the pending event shrinks (or goes) instead of
+   * counting these again at the next drain.
+   */
+  #uncountDrained(n: number): void {
+    const events = this.#sink.pending.events
+    for (let i = events.length - 1; i >= 0; i--) {
+      const e = events[i]!
+      if (e.type !== 'association.drained' || e.authority !== this.authority) continue
+      e.drained -= Math.min(n, e.drained)
+      if (e.drained === 0) events.splice(i, 1)
+      return
+    }
   }
 
   /**

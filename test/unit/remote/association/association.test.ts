@@ -540,6 +540,20 @@ describe('Association: frames the transport handed back (unsent / flush)', () =>
     expect(again.ok && seqs(again.drain)).toEqual([2, 3, 4])
   })
 
+  it('the drained event counts what was written: a part handed back at once is not counted, nor counted twice later', () => {
+    const { a, clock } = setup()
+    for (let i = 0; i < 4; i++) a.send(frame(i), tell(), clock.nowMs)
+    const c = a.connected('node-b', clock.nowMs)
+    a.unsent((c.ok ? c.drain : []).slice(1), clock.nowMs)
+    const drained = (): number[] => a.drain().events.flatMap((e) => (e.type === 'association.drained' ? [e.drained] : []))
+    expect(drained()).toEqual([1])
+    // All three handed back again: the flush's event goes away entirely.
+    a.unsent(a.flush(clock.nowMs), clock.nowMs)
+    expect(drained()).toEqual([])
+    a.flush(clock.nowMs)
+    expect(drained()).toEqual([3])
+  })
+
   it('handed back while quarantined: rejected with the quarantine status', () => {
     const { a, clock } = setup()
     a.quarantine('x', clock.nowMs)
