@@ -56,6 +56,15 @@ export interface GrainDefinition<S = unknown, H extends Record<string, Handler<S
   /** Methods that only read state: they may run beside each other (up to concurrencyLimit), never beside a write. */
   readonly readOnly?: readonly (keyof H & string)[]
   /**
+   * Methods that always interleave (Orleans' [AlwaysInterleave]): a call
+   * runs as soon as it arrives, beside any call of the key and ahead of the
+   * queue, and holds nothing, so others do not wait for it either. For
+   * handlers that are safe at any await point of the others: status
+   * probes, cancellation flags, callbacks. Not counted in concurrencyLimit
+   * or queueDepth. A method is either readOnly or interleave.
+   */
+  readonly interleave?: readonly (keyof H & string)[]
+  /**
    * Call-chain reentrancy (Orleans' AllowCallChainReentrancy): a call that
    * a running call of this key caused, directly or through other grains on
    * any node (A → B → A, or a grain asking itself), runs at once inside

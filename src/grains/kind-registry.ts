@@ -19,6 +19,8 @@ export interface MethodEntry {
   readonly fn: Handler<unknown>
   /** Declared readOnly: may run beside other read-only calls of the key (key-limits.ts). */
   readonly readOnly: boolean
+  /** Declared interleave: runs on arrival beside anything, holding nothing. */
+  readonly interleave: boolean
 }
 
 export interface KindEntry {
@@ -90,6 +92,7 @@ export class KindRegistry {
       throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind} is defined twice (stateful and stateless)`, { kind: def.kind })
     }
     const readOnly = new Set<string>(def.readOnly ?? [])
+    const interleave = new Set<string>(def.interleave ?? [])
     const methodsById = new Map<number, MethodEntry>()
     const methodsByName = new Map<string, MethodEntry>()
     for (const [name, fn] of Object.entries(def.handlers)) {
@@ -101,7 +104,7 @@ export class KindRegistry {
           method: name,
         })
       }
-      const m: MethodEntry = { name, id, fn, readOnly: readOnly.has(name) }
+      const m: MethodEntry = { name, id, fn, readOnly: readOnly.has(name), interleave: interleave.has(name) }
       methodsById.set(id, m)
       methodsByName.set(name, m)
     }

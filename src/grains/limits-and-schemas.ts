@@ -18,6 +18,7 @@ interface Declared {
   readonly queueDepth?: number
   readonly queuePolicy?: QueuePolicy
   readonly readOnly?: readonly string[]
+  readonly interleave?: readonly string[]
   readonly callChainReentrancy?: boolean
 }
 
@@ -37,9 +38,16 @@ export function checkLimitsAndSchemas(def: Declared): void {
       issues.push(`supportedSchemaVersions [${supported.join(', ')}] must include schemaVersion ${def.schemaVersion ?? 1} (the version this node speaks)`)
     }
   }
-  if (def.readOnly !== undefined) {
-    if (!Array.isArray(def.readOnly)) issues.push('readOnly must be an array of method names')
-    else for (const m of def.readOnly) if (typeof m !== 'string' || !Object.hasOwn(def.handlers, m)) issues.push(`readOnly names ${JSON.stringify(m)}, which is not a handler`)
+  for (const [name, list] of [
+    ['readOnly', def.readOnly],
+    ['interleave', def.interleave],
+  ] as const) {
+    if (list === undefined) continue
+    if (!Array.isArray(list)) issues.push(`${name} must be an array of method names`)
+    else for (const m of list) if (typeof m !== 'string' || !Object.hasOwn(def.handlers, m)) issues.push(`${name} names ${JSON.stringify(m)}, which is not a handler`)
+  }
+  if (Array.isArray(def.readOnly) && Array.isArray(def.interleave)) {
+    for (const m of def.interleave) if (def.readOnly.includes(m)) issues.push(`${JSON.stringify(m)} is both readOnly and interleave; pick one`)
   }
   if (def.callChainReentrancy !== undefined && typeof def.callChainReentrancy !== 'boolean') issues.push(`callChainReentrancy must be a boolean (got ${JSON.stringify(def.callChainReentrancy)})`)
   if (issues.length > 0) {

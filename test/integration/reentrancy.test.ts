@@ -91,8 +91,23 @@ describe('call-chain reentrancy', () => {
     expect(GrainClusterError.is(e2, 'ERR_GRAIN_DEADLOCK'), String(e2)).toBe(true)
   })
 
-  it('rejects a callChainReentrancy that is not a boolean', async () => {
+  it('an interleave method answers while another call holds the key, ahead of the calls queued behind it', async () => {
+    const hold = node.ask('interleaving', 'il-1', 'hold', undefined, CALL)
+    const status = (): Promise<{ busy: boolean; log: string[] }> => node.ask('interleaving', 'il-1', 'status', undefined, { timeoutMs: 1_000 })
+    await waitUntil(async () => (await status()).busy, { what: 'status while hold runs' })
+    const write = node.ask('interleaving', 'il-1', 'write', 'w1', CALL)
+    // The write waits for hold; status waits for neither.
+    // Sent after the write (same ring, in order): the write is queued behind hold by the time status runs.
+    expect(await status()).toEqual({ busy: true, log: ['hold'] })
+    await node.ask('interleaving', 'opener', 'open', 'il-1')
+    await Promise.all([hold, write])
+    expect(await status()).toEqual({ busy: false, log: ['hold', 'held', 'w1'] })
+  })
+
+  it('rejects a callChainReentrancy that is not a boolean, and bad interleave lists', async () => {
     const { defineGrain } = await import('../../src/index.js')
     expect(() => defineGrain({ kind: 'bad-reentrancy', callChainReentrancy: 'yes' as unknown as boolean, handlers: { m: () => 1 } })).toThrow(/callChainReentrancy must be a boolean/)
+    expect(() => defineGrain({ kind: 'bad-interleave', interleave: ['nope' as 'm'], handlers: { m: () => 1 } })).toThrow(/interleave names "nope", which is not a handler/)
+    expect(() => defineGrain({ kind: 'both', readOnly: ['m'], interleave: ['m'], handlers: { m: () => 1 } })).toThrow(/both readOnly and interleave/)
   })
 })

@@ -83,6 +83,8 @@ export abstract class KeyMailbox<T> {
   busy = false
   /** Shared calls in flight. */
   sharedRunning = 0
+  /** Interleaving calls in flight (they hold nothing, but the activation is not idle). */
+  interleaved = 0
   /** Waiting calls; null when none wait. queue[queueHead..] are live. */
   queue: T[] | null = null
   queueHead = 0
@@ -96,7 +98,7 @@ export abstract class KeyMailbox<T> {
 
   /** Nothing in flight (queued calls may still wait behind a deactivation). */
   get idle(): boolean {
-    return !this.busy && this.sharedRunning === 0
+    return !this.busy && this.sharedRunning === 0 && this.interleaved === 0
   }
 
   /** Could a call start now, ignoring the queue? */

@@ -383,6 +383,10 @@ export class PartitionHost implements ActivationHost {
       }
     }
     act.lastUsedMs = this.nowMs
+    // Interleaving methods neither wait for the key nor hold it, once the
+    // activation has its state (busy at depth 0 is onActivate or a hand-off
+    // still running); a passivating activation takes none.
+    if (method.interleave && !act.deactivating && !(act.busy && act.chainDepth === 0)) return this.#runInterleaved(act, method, payload, replyTo, corr)
     if (act.busy || act.queue !== null || act.sharedRunning !== 0 || act.deactivating) {
       // Caused by the call holding this key (A → … → A): queued, it would
       // wait behind that very call until the ask timed out.
@@ -719,6 +723,8 @@ export class PartitionHost implements ActivationHost {
   }
 
   #run(act: Activation, method: MethodEntry, payload: unknown, replyTo: number, corr: number, chain: string | undefined): void {
+    // An interleave call that had to wait (the activation was starting) still holds nothing.
+    if (method.interleave) return this.#runInterleaved(act, method, payload, replyTo, corr)
     // A read-only call holds a shared slot; anything else holds the key for
     // its call chain (re-entered calls of that chain add depth).
     const shared = method.readOnly
@@ -752,6 +758,34 @@ export class PartitionHost implements ActivationHost {
     }
     if (!shared) this.#leaveChain(act)
     if (replyTo >= 0) this.#reply(replyTo, corr, result, act, method)
+  }
+
+  /** A call of an interleave method: counted while it runs (the activation is not idle), nothing else. */
+  #runInterleaved(act: Activation, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
+    let result: unknown
+    try {
+      result = method.fn(act, payload)
+    } catch (e) {
+      this.#handlerFailed(act, method, e, replyTo, corr)
+      return
+    }
+    if (!isThenable(result)) {
+      if (replyTo >= 0) this.#reply(replyTo, corr, result, act, method)
+      return
+    }
+    act.interleaved++
+    result.then(
+      (v) => {
+        act.interleaved--
+        if (replyTo >= 0) this.#reply(replyTo, corr, v, act, method)
+        this.#drainQueue(act)
+      },
+      (e: unknown) => {
+        act.interleaved--
+        this.#handlerFailed(act, method, e, replyTo, corr)
+        this.#drainQueue(act)
+      },
+    )
   }
 
   /** An exclusive call ended: the last one of its chain frees the key. */
