@@ -386,7 +386,11 @@ export class PartitionHost implements ActivationHost {
     // Interleaving methods neither wait for the key nor hold it, once the
     // activation has its state (busy at depth 0 is onActivate or a hand-off
     // still running); a passivating activation takes none.
-    if (method.interleave && !act.deactivating && !(act.busy && act.chainDepth === 0)) return this.#runInterleaved(act, method, payload, replyTo, corr)
+    if (method.interleave && !act.deactivating && !(act.busy && act.chainDepth === 0)) {
+      this.#runInterleaved(act, method, payload, replyTo, corr)
+      if (act.idle && act.deactivateRequested) void this.#deactivate(act, 'requested')
+      return
+    }
     if (act.busy || act.queue !== null || act.sharedRunning !== 0 || act.deactivating) {
       // Caused by the call holding this key (A → … → A): queued, it would
       // wait behind that very call until the ask timed out.
