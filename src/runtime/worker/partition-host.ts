@@ -1259,20 +1259,7 @@ export class PartitionHost implements ActivationHost {
     clearTimeout(p.timer)
     const measured = !Number.isNaN(p.t0)
     const seconds = measured ? (performance.now() - p.t0) / 1000 : 0
-    if ((r.flags & FLAGS.ERROR) !== 0) {
-      settleReply(r, this.codec, {
-        kind: p.kind,
-        key: p.key,
-        method: p.method,
-        resolve: p.resolve,
-        reject: (err) => {
-          if (measured) this.#callStats.record(p.kind, p.method, err.code, seconds)
-          p.reject(err)
-        },
-      })
-      return
-    }
-    // A success reply that rejects could not be decoded here (spec 6.4: recorded, call failed).
+    const errorReply = (r.flags & FLAGS.ERROR) !== 0
     settleReply(r, this.codec, {
       kind: p.kind,
       key: p.key,
@@ -1282,7 +1269,8 @@ export class PartitionHost implements ActivationHost {
         p.resolve(v)
       },
       reject: (err) => {
-        this.#serializationFailed(p.kind, p.key, p.method, 'decode', 'reply', err.code, err.reason)
+        // A success reply that rejects could not be decoded here (spec 6.4: recorded, call failed).
+        if (!errorReply) this.#serializationFailed(p.kind, p.key, p.method, 'decode', 'reply', err.code, err.reason)
         if (measured) this.#callStats.record(p.kind, p.method, err.code, seconds)
         p.reject(err)
       },
