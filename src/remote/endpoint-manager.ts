@@ -170,6 +170,11 @@ export class RemoteEndpoint {
     }
     this.#unsubscribe.push(
       o.events.subscribe('member.unreachable', (e) => failInFlight(e, 'became unreachable')),
+      // A new incarnation at a known authority (gossip may bring its join and the old one's removal in one merge, with no removed event).
+      o.events.subscribe('member.joined', (e) => {
+        const known = o.associations.peek(e.authority)?.nodeId
+        if (known !== undefined && known !== e.nodeId) this.#incarnationEnded(e.authority, known, `was replaced by ${e.nodeId}`)
+      }),
       o.events.subscribe('member.downed', (e) => {
         failInFlight(e, 'was downed')
         this.#incarnationEnded(e.authority, e.nodeId, 'was downed')
@@ -949,7 +954,10 @@ export class RemoteEndpoint {
         break
       }
     }
-    if (withdrawn > 0) this.#o.events.publish({ type: 'association.asks-withdrawn', authority: assoc.authority, asks: withdrawn })
+    if (withdrawn > 0) {
+      assoc.notWritten(withdrawn)
+      this.#o.events.publish({ type: 'association.asks-withdrawn', authority: assoc.authority, asks: withdrawn })
+    }
   }
 
   // --------------------------------------------------------------- inbound

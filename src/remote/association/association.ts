@@ -629,6 +629,10 @@ export class Association {
    */
   incarnationEnded(nodeId: string, reason: string, nowMs: number): number {
     if (this.#nodeId !== undefined && this.#nodeId !== nodeId) return 0
+    // What is queued from now on is for whoever holds the authority next, so
+    // the next connection must not take it for this incarnation's (connected:
+    // the close that follows ends it again).
+    if (this.#state !== 'connected') this.#nodeId = undefined
     if (this.#queue.size === 0) return 0
     const queued = this.#queue.drainAll()
     const at = this.#wall(nowMs)
@@ -646,6 +650,15 @@ export class Association {
     const nodeId = this.#nodeId === undefined ? {} : { nodeId: this.#nodeId }
     this.#emit({ type: 'association.state', authority: this.authority, ...nodeId, from: 'connected', to: 'disconnected', reason, at })
     this.#audit(at, `disconnected reason=${JSON.stringify(reason)}`)
+  }
+
+  /**
+   * The driver wrote fewer of the messages connected()/flush() handed out
+   * than it was given (asks it withdrew): the pending 'association.drained'
+   * event counts only what was sent.
+   */
+  notWritten(n: number): void {
+    this.#uncountDrained(n)
   }
 
   /** `why` overrides the removal reason (an ended incarnation, not this association's removal). */

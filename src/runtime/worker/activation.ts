@@ -92,16 +92,32 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
     return m.method.readOnly
   }
 
-  // Every queue change goes through these two: the kind's count of waiting calls stays exact.
+  /** Interleave calls in the queue: they only wait there while the activation starts. */
+  interleaveQueued = 0
+
+  // Every queue change goes through these: the kind's count of waiting calls stays exact.
   override enqueue(item: QueuedMessage): void {
     super.enqueue(item)
     this.entry.load.queued++
+    if (item.method.interleave) this.interleaveQueued++
   }
 
   override dequeue(): QueuedMessage | undefined {
     const m = super.dequeue()
-    if (m !== undefined) this.entry.load.queued--
+    if (m !== undefined) {
+      this.entry.load.queued--
+      if (m.method.interleave) this.interleaveQueued--
+    }
     return m
+  }
+
+  /** Take the waiting interleave calls out of the queue, in order; the others keep theirs. */
+  takeInterleaved(): QueuedMessage[] {
+    const out: QueuedMessage[] = []
+    const rest: QueuedMessage[] = []
+    for (let m = this.dequeue(); m !== undefined; m = this.dequeue()) (m.method.interleave ? out : rest).push(m)
+    for (const m of rest) this.enqueue(m)
+    return out
   }
 
   tell(kind: string, key: string, method: string, payload?: unknown): void {

@@ -368,7 +368,14 @@ export class PartitionHost implements ActivationHost {
    * the next request; `chain`: the call chain the request belongs to.
    */
   deliver(entry: KindEntry, key: string, method: MethodEntry, payload: unknown, replyTo: number, corr: number, known?: Activation, slot = -1, chain?: string): void {
-    if (this.#tombCount > 0 && this.#tombs.get(entry)?.has(key) === true) return this.#bounce(entry, key, method, payload, replyTo, corr, chain)
+    if (this.#tombCount > 0 && this.#tombs.get(entry)?.has(key) === true) {
+      // A call of the chain that still holds the released activation runs
+      // inside it: bounced, it would wait at the new owner for the hand-off
+      // that waits for this very call.
+      const held = chain === undefined ? undefined : this.#activations.get(entry)!.get(key)
+      if (held !== undefined && held.chainDepth > 0 && held.chain === chain) return this.#reenter(held, method, payload, replyTo, corr, chain!)
+      return this.#bounce(entry, key, method, payload, replyTo, corr, chain)
+    }
     let act = known
     if (act === undefined) {
       const acts = this.#activations.get(entry)!
@@ -801,6 +808,10 @@ export class PartitionHost implements ActivationHost {
 
   /** Start queued messages, in order, while the head may start (key-limits.ts). */
   #drainQueue(act: Activation): void {
+    // Interleave calls that waited for the activation to start run now, wherever they wait in the queue.
+    if (act.interleaveQueued > 0 && !act.deactivating && !(act.busy && act.chainDepth === 0)) {
+      for (const m of act.takeInterleaved()) this.#runInterleaved(act, m.method, m.payload, m.replyTo, m.correlationId)
+    }
     const limits = act.entry.limits
     while (!act.deactivating) {
       const m = act.next(limits)

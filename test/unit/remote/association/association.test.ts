@@ -157,6 +157,28 @@ describe('Association: connected / disconnected', () => {
     expect(a.send(frame(3), tell('x'), clock.nowMs)).toEqual({ action: 'write' })
   })
 
+  it('what is queued after an incarnation ended is for the next one: it drains to it', () => {
+    const { a, clock } = setup()
+    a.connected('node-b1', clock.nowMs)
+    a.disconnected('crash', clock.nowMs)
+    a.send(frame(1), tell('x'), clock.nowMs)
+    expect(a.incarnationEnded('node-b1', 'was replaced by node-b2', clock.nowMs)).toBe(1)
+    // The new member is known before it connects: sends to it wait in the queue.
+    a.send(frame(2), tell('x'), clock.nowMs)
+    a.drain()
+    const r = a.connected('node-b2', clock.nowMs)
+    expect(r.ok && seqs(r.drain)).toEqual([2])
+    expect(a.drain().rejected).toEqual([])
+  })
+
+  it('notWritten: asks the driver withdrew are not counted as drained', () => {
+    const { a, clock } = setup()
+    for (let i = 0; i < 3; i++) a.send(frame(i), tell(), clock.nowMs)
+    a.connected('node-b', clock.nowMs)
+    a.notWritten(1)
+    expect(a.drain().events.flatMap((e) => (e.type === 'association.drained' ? [e.drained] : []))).toEqual([2])
+  })
+
   it('incarnationEnded rejects the queue of that incarnation (or of none yet), ignores another, and keeps a quarantine', () => {
     const { a, clock } = setup()
     // Never connected: the queue was resolved against the member that is now gone.
