@@ -164,12 +164,14 @@ export class RemoteEndpoint {
     // Calls in flight to a member that turned unreachable (or was downed or
     // removed) fail now with a retryable error instead of waiting out their
     // timeout: the caller can retry at once, and placement sends the key to
-    // a reachable owner.
-    const failInFlight = (e: { authority: string }, why: string): void => {
-      o.host.pending.failAuthority(e.authority, (c) => new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${e.authority} ${why} while the call was in flight`, { kind: c.kind, key: c.key, method: c.method, authority: e.authority }))
+    // a reachable owner. So do calls to an authority just quarantined: its
+    // connections are refused, so no reply can come (spec 3.4).
+    const failInFlight = (e: { authority: string }, why: string, code: 'ERR_AUTHORITY_UNREACHABLE' | 'ERR_AUTHORITY_QUARANTINED' = 'ERR_AUTHORITY_UNREACHABLE', extra: ErrorDetails = {}): void => {
+      o.host.pending.failAuthority(e.authority, (c) => new GrainClusterError(code, `${e.authority} ${why} while the call was in flight`, { kind: c.kind, key: c.key, method: c.method, authority: e.authority, ...extra }))
     }
     this.#unsubscribe.push(
       o.events.subscribe('member.unreachable', (e) => failInFlight(e, 'became unreachable')),
+      o.events.subscribe('association.quarantined', (e) => failInFlight(e, `was quarantined (${e.reason})`, 'ERR_AUTHORITY_QUARANTINED', { reason: e.reason, until: e.until })),
       // A new incarnation at a known authority (gossip may bring its join and the old one's removal in one merge, with no removed event).
       o.events.subscribe('member.joined', (e) => {
         const known = o.associations.peek(e.authority)?.nodeId
@@ -1040,15 +1042,7 @@ export class RemoteEndpoint {
   #flushOutputs(): void {
     if (!this.#o.associations.hasOutput) return
     const out = this.#o.associations.drain()
-    for (const e of out.events) {
-      this.#o.events.publish(e)
-      // Asks already written to an authority now quarantined can get no reply (its connections are refused): they fail now, like the queued ones (spec 3.4).
-      if (e.type === 'association.quarantined') {
-        this.#o.host.pending.failAuthority(e.authority, (c) =>
-          new GrainClusterError('ERR_AUTHORITY_QUARANTINED', `${e.authority} was quarantined while the call was in flight: ${e.reason}`, { kind: c.kind, key: c.key, method: c.method, authority: e.authority, reason: e.reason, until: e.until }),
-        )
-      }
-    }
+    for (const e of out.events) this.#o.events.publish(e)
     for (const line of out.audit) this.#o.audit(line)
     for (const m of out.rejected) if (m.meta.askId !== undefined) this.#o.host.pending.take(m.meta.askId)?.reject(m.toError())
   }

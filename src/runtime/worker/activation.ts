@@ -72,6 +72,20 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
   chain: string | undefined = undefined
   chainDepth = 0
 
+  /** Is the key held by call chain `chain` (so a call of it runs inside that call)? */
+  heldBy(chain: string | undefined): boolean {
+    return chain !== undefined && this.chainDepth > 0 && this.chain === chain
+  }
+
+  /**
+   * May an interleave call run now? Once the activation has its state (busy
+   * at depth 0 is onActivate or a hand-off still running), and not while it
+   * passivates.
+   */
+  get interleavable(): boolean {
+    return !this.deactivating && !(this.busy && this.chainDepth === 0)
+  }
+
   constructor(
     readonly host: ActivationHost,
     readonly entry: KindEntry,

@@ -90,6 +90,11 @@ export const CATEGORY_BITS = { grain: 1, worker: 2, ring: 4, deadletter: 8, fram
 const textEncoder = new TextEncoder()
 /** How long past its own timeout a ctx.whenWritable waits for the main thread's answer. */
 const WRITABLE_REPLY_GRACE_MS = 1_000
+/** What a running call holds (PartitionHost.#run). */
+const HOLD_KEY = 0
+const HOLD_SHARED = 1
+const HOLD_NOTHING = 2
+
 /** setTimeout's largest delay (2^31 - 1 ms); a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -373,7 +378,7 @@ export class PartitionHost implements ActivationHost {
       // inside it: bounced, it would wait at the new owner for the hand-off
       // that waits for this very call.
       const held = chain === undefined ? undefined : this.#activations.get(entry)!.get(key)
-      if (held !== undefined && held.chainDepth > 0 && held.chain === chain) return this.#reenter(held, method, payload, replyTo, corr, chain!)
+      if (held?.heldBy(chain) === true) return this.#reenter(held, method, payload, replyTo, corr, chain!)
       return this.#bounce(entry, key, method, payload, replyTo, corr, chain)
     }
     let act = known
@@ -390,18 +395,11 @@ export class PartitionHost implements ActivationHost {
       }
     }
     act.lastUsedMs = this.nowMs
-    // Interleaving methods neither wait for the key nor hold it, once the
-    // activation has its state (busy at depth 0 is onActivate or a hand-off
-    // still running); a passivating activation takes none.
-    if (method.interleave && !act.deactivating && !(act.busy && act.chainDepth === 0)) {
-      this.#runInterleaved(act, method, payload, replyTo, corr)
-      if (act.idle && act.deactivateRequested) void this.#deactivate(act, 'requested')
-      return
-    }
-    if (act.busy || act.queue !== null || act.sharedRunning !== 0 || act.deactivating) {
+    // Interleaving methods neither wait for the key nor hold it (#run).
+    if (!(method.interleave && act.interleavable) && (act.busy || act.queue !== null || act.sharedRunning !== 0 || act.deactivating)) {
       // Caused by the call holding this key (A → … → A): queued, it would
       // wait behind that very call until the ask timed out.
-      if (chain !== undefined && act.chainDepth > 0 && chain === act.chain) return this.#reenter(act, method, payload, replyTo, corr, chain)
+      if (act.heldBy(chain)) return this.#reenter(act, method, payload, replyTo, corr, chain!)
       // A passivating activation takes no new call: it waits for the next activation.
       const admission = act.deactivating && act.queued < act.entry.limits.queueDepth ? 'queue' : act.admit(method.readOnly, act.entry.limits)
       if (admission !== 'run') {
@@ -734,69 +732,46 @@ export class PartitionHost implements ActivationHost {
   }
 
   #run(act: Activation, method: MethodEntry, payload: unknown, replyTo: number, corr: number, chain: string | undefined): void {
-    // An interleave call that had to wait (the activation was starting) still holds nothing.
-    if (method.interleave) return this.#runInterleaved(act, method, payload, replyTo, corr)
-    // A read-only call holds a shared slot; anything else holds the key for
-    // its call chain (re-entered calls of that chain add depth).
-    const shared = method.readOnly
-    if (!shared && act.chainDepth++ === 0) act.chain = chain
+    // What the call holds while it runs: the key for its call chain (the
+    // default; re-entered calls of that chain add depth), a shared slot
+    // (readOnly), or nothing (interleave).
+    const hold = method.interleave ? HOLD_NOTHING : method.readOnly ? HOLD_SHARED : HOLD_KEY
+    if (hold === HOLD_KEY && act.chainDepth++ === 0) act.chain = chain
     let result: unknown
     try {
       result = method.fn(act, payload)
     } catch (e) {
-      if (!shared) this.#leaveChain(act)
+      if (hold === HOLD_KEY) this.#leaveChain(act)
       this.#handlerFailed(act, method, e, replyTo, corr)
       return
     }
     if (isThenable(result)) {
-      if (shared) act.sharedRunning++
-      else act.busy = true
+      if (hold === HOLD_KEY) act.busy = true
+      else if (hold === HOLD_SHARED) act.sharedRunning++
+      else act.interleaved++
       result.then(
         (v) => {
-          if (shared) act.sharedRunning--
-          else this.#leaveChain(act)
+          this.#release(act, hold)
           if (replyTo >= 0) this.#reply(replyTo, corr, v, act, method)
           this.#drainQueue(act)
         },
         (e: unknown) => {
-          if (shared) act.sharedRunning--
-          else this.#leaveChain(act)
+          this.#release(act, hold)
           this.#handlerFailed(act, method, e, replyTo, corr)
           this.#drainQueue(act)
         },
       )
       return
     }
-    if (!shared) this.#leaveChain(act)
+    if (hold === HOLD_KEY) this.#leaveChain(act)
     if (replyTo >= 0) this.#reply(replyTo, corr, result, act, method)
   }
 
-  /** A call of an interleave method: counted while it runs (the activation is not idle), nothing else. */
-  #runInterleaved(act: Activation, method: MethodEntry, payload: unknown, replyTo: number, corr: number): void {
-    let result: unknown
-    try {
-      result = method.fn(act, payload)
-    } catch (e) {
-      this.#handlerFailed(act, method, e, replyTo, corr)
-      return
-    }
-    if (!isThenable(result)) {
-      if (replyTo >= 0) this.#reply(replyTo, corr, result, act, method)
-      return
-    }
-    act.interleaved++
-    result.then(
-      (v) => {
-        act.interleaved--
-        if (replyTo >= 0) this.#reply(replyTo, corr, v, act, method)
-        this.#drainQueue(act)
-      },
-      (e: unknown) => {
-        act.interleaved--
-        this.#handlerFailed(act, method, e, replyTo, corr)
-        this.#drainQueue(act)
-      },
-    )
+  /** An async call settled: give back what #run took for it. */
+  #release(act: Activation, hold: number): void {
+    if (hold === HOLD_KEY) this.#leaveChain(act)
+    else if (hold === HOLD_SHARED) act.sharedRunning--
+    else act.interleaved--
   }
 
   /** An exclusive call ended: the last one of its chain frees the key. */
@@ -809,9 +784,7 @@ export class PartitionHost implements ActivationHost {
   /** Start queued messages, in order, while the head may start (key-limits.ts). */
   #drainQueue(act: Activation): void {
     // Interleave calls that waited for the activation to start run now, wherever they wait in the queue.
-    if (act.interleaveQueued > 0 && !act.deactivating && !(act.busy && act.chainDepth === 0)) {
-      for (const m of act.takeInterleaved()) this.#runInterleaved(act, m.method, m.payload, m.replyTo, m.correlationId)
-    }
+    if (act.interleaveQueued > 0 && act.interleavable) for (const m of act.takeInterleaved()) this.#run(act, m.method, m.payload, m.replyTo, m.correlationId, undefined)
     const limits = act.entry.limits
     while (!act.deactivating) {
       const m = act.next(limits)
@@ -1210,22 +1183,22 @@ export class PartitionHost implements ActivationHost {
    * changed.
    */
   reportCallStats(): void {
-    let queuedChanged = false
     const queued: Record<string, number> = {}
+    let queuedChanged = false
     for (const entry of this.registry.kinds.values()) {
       queued[entry.kind] = entry.load.queued
-      if (this.#queuedReported.get(entry) !== entry.load.queued) queuedChanged = true
+      if (this.#queuedReported[entry.kind] !== entry.load.queued) queuedChanged = true
     }
     if (this.#callStats.empty && !queuedChanged) return
     try {
       this.#sendControl(CONTROL_TYPES.CALL_STATS, { calls: this.#callStats.take(), queued } satisfies CallStatsReport)
-      for (const entry of this.registry.kinds.values()) this.#queuedReported.set(entry, entry.load.queued)
+      this.#queuedReported = queued
     } catch {
       // Best effort under backpressure, like events: the next report carries on.
     }
   }
   /** Waiting calls per kind as last reported. */
-  readonly #queuedReported = new Map<KindEntry, number>()
+  #queuedReported: Record<string, number> = {}
 
   ask<R>(kind: string, key: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R> {
     let prepared: { w: EnvelopeWriter; target: number }
