@@ -256,6 +256,29 @@ export class ClusterCore {
     return undefined
   }
 
+  /**
+   * This node dialed `authority` and a verified peer with NodeId `nodeId`
+   * answered, while the member at that authority is another incarnation:
+   * the member's process no longer holds its address, so it has stopped (a
+   * restart on the same host:port). Down it now rather than after failure
+   * detection plus downAfterUnreachableMs, as Akka downs an existing member
+   * when a new incarnation of its address asks to join. This is proof, not
+   * suspicion, so any member may write the Down (no leader, no majority);
+   * gossip spreads it and the leader removes it, after which the new
+   * incarnation is admitted. Returns whether it downed the member.
+   */
+  incarnationReplaced(authority: string, nodeId: string): boolean {
+    if (this.self === undefined || authority === this.authority) return false
+    const m = this.table.member(authority)
+    if (m === undefined || m.nodeId === nodeId || !isActive(m)) return false
+    // The listener is an incarnation already removed (a zombie): it proves nothing about the member.
+    if (this.table.incarnation(authority, nodeId)?.status === 'removed') return false
+    if (this.table.writeStatus(authority, 'down', undefined, m.nodeId) === undefined) return false
+    this.#downReasons.set(authority, `a new incarnation ${nodeId} listens at ${authority}: incarnation ${m.nodeId} has stopped (restarted at the same address)`)
+    this.#sync([authority])
+    return true
+  }
+
   #handleJoin(from: string, nodeId: string): void {
     const refuse = (code: string, reason: string): void => this.#send(from, { t: 'join-refused', code, reason })
     if (!this.isUp) return refuse('ERR_AUTHORITY_UNREACHABLE', `${this.authority} is not an Up member yet`)

@@ -229,8 +229,9 @@ export class ClusterNode {
       ...(o.controlLane === undefined ? {} : { controlLane: o.controlLane }),
       frameTypes: [FRAME_CLUSTER, ...(o.frameTypes ?? [])],
       // Spec 1.4: a second incarnation of a member's authority is refused in the handshake.
-      accept: (peer) => {
+      accept: (peer, direction) => {
         const r = ref.core?.checkPeer(peer.authority, peer.nodeId) ?? o.acceptPeer?.(peer)
+        if (r?.code === 'ERR_AUTHORITY_CONFLICT' && ref.node !== undefined) ref.node.#onConflict(peer.authority, peer.nodeId, direction)
         return r === undefined ? undefined : { code: r.code as 'ERR_AUTHORITY_CONFLICT', reason: r.reason }
       },
     })
@@ -380,6 +381,32 @@ export class ClusterNode {
   }
 
   /** Keep connections to active members; drop those to removed ones. */
+  /**
+   * A verified peer claims a member's authority with another
+   * NodeId (refused: spec 1.4). When this node dialed that authority, the
+   * claim is proven: whoever listens there now is the new incarnation, so
+   * the member is downed (ClusterCore.incarnationReplaced). A claim that
+   * only arrived inbound proves nothing (a misconfigured node may advertise
+   * any address), so it is checked by dialing the authority now rather than
+   * after the redial backoff; at most once a second per authority.
+   */
+  #onConflict(authority: string, nodeId: string, direction: 'inbound' | 'outbound'): void {
+    if (this.#closed) return
+    if (direction === 'outbound') {
+      // Inside the transport's handshake: publish and gossip on the next turn.
+      if (this.core.incarnationReplaced(authority, nodeId)) setImmediate(() => this.#pump())
+      return
+    }
+    const now = performance.now()
+    if ((this.#conflictChecks.get(authority) ?? -Infinity) > now - 1_000) return
+    this.#conflictChecks.set(authority, now)
+    if (this.#conflictChecks.size > 64) for (const [a, t] of this.#conflictChecks) if (t <= now - 1_000) this.#conflictChecks.delete(a)
+    setImmediate(() => {
+      if (!this.#closed) this.transport.redialNow(authority)
+    })
+  }
+  readonly #conflictChecks = new Map<string, number>()
+
   #keepConnections(): void {
     const wanted = new Set<string>()
     for (const m of this.core.members()) if (m.authority !== this.authority) wanted.add(m.authority)

@@ -831,7 +831,12 @@ export class RemoteEndpoint {
   /**
    * (Re)connect for deferred traffic. A failed handshake is an invalid
    * association (quarantine now, spec 4.1); other failures count towards
-   * maxConsecutiveFailures.
+   * maxConsecutiveFailures. An authority conflict (the peer there is another
+   * incarnation than the member) is neither: membership refuses that
+   * incarnation by NodeId and downs the old one (ClusterNode's conflict
+   * check), and quarantining the authority would shut the new incarnation
+   * out for quarantineDeadlineMs after it is admitted. What waits here is
+   * rejected when the old incarnation ends, or drains to the new one.
    */
   #connect(assoc: Association): void {
     if (this.#closed) return
@@ -849,7 +854,8 @@ export class RemoteEndpoint {
         if (this.#closed || this.#resync(assoc)) return
         const err = toGrainClusterError(e, 'ERR_AUTHORITY_UNREACHABLE')
         const now = performance.now()
-        if (err.code === 'ERR_AUTHORITY_HANDSHAKE_FAILED' || err.code === 'ERR_AUTHORITY_CONFLICT') assoc.invalidAssociation(err.reason, now)
+        if (err.code === 'ERR_AUTHORITY_CONFLICT') return
+        if (err.code === 'ERR_AUTHORITY_HANDSHAKE_FAILED') assoc.invalidAssociation(err.reason, now)
         else assoc.failure(err.reason, now)
         this.#flushOutputs()
       },

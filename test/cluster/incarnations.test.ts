@@ -114,3 +114,85 @@ describe('a new incarnation at the same authority', () => {
     expect(removed()).toHaveLength(21)
   })
 })
+
+describe('a restart at the same authority before the old incarnation is detected', () => {
+  let a: GrainNode
+  let b: Child | undefined
+  let b2: Child | undefined
+  let seeds: string[]
+  let portB: number
+  const eventsA: RuntimeEvent[] = []
+
+  beforeAll(async () => {
+    const [pa, pb] = await freePorts(2)
+    portB = pb!
+    seeds = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`]
+    a = await GrainNode.start({
+      grains: GRAINS,
+      workers: 1,
+      partitions: 16,
+      audit: () => {},
+      associations: { maxConsecutiveFailures: 1_000 },
+      // Downing an unreachable member takes 2 minutes here: only the proof of
+      // the restart can let the new incarnation in within the test's bounds.
+      cluster: { clusterName: NAME, secret: SECRET, seeds, port: pa!, failureDetector: { profile: 'test', downAfterUnreachableMs: 120_000 } },
+    })
+    a.events.subscribe('*', (e) => eventsA.push(e))
+    b = spawnChild(seeds, portB)
+    await a.cluster!.whenUp(60_000)
+    await waitUntil(() => b!.ready, { what: 'child node Up', timeoutMs: 60_000 })
+  })
+  afterAll(async () => {
+    await Promise.all([stopChild(b), stopChild(b2)])
+    await a?.close()
+  })
+
+  it('downs the old incarnation as soon as the new one answers at its address, admits the new one, and quarantines nothing', async () => {
+    const old = b!.ready!
+    const pid = `grain://${old.authority}/counter/fast#${old.nodeId}`
+    expect(await a.askPid(pid, 'add', 1, { timeoutMs: 30_000 })).toBe(1)
+
+    const exited = new Promise((r) => b!.proc.once('exit', r))
+    b!.proc.kill('SIGKILL')
+    await exited
+    await waitUntil(() => !a.isWritable(pid), { what: 'the association down on A', timeoutMs: 30_000 })
+    // Queued for the old incarnation, and kept coming (so a connect for them is
+    // pending when the new one appears), until the old one is downed: then
+    // sends to it are refused (ERR_AUTHORITY_REMOVED) and nothing more is queued.
+    let queued = 0
+    const refused: string[] = []
+    const sender = setInterval(() => {
+      try {
+        a.tellPid(pid, 'record', queued)
+        queued++
+      } catch (e) {
+        refused.push((e as GrainClusterError).code)
+      }
+    }, 20)
+    try {
+      b2 = spawnChild(seeds, portB)
+      await waitUntil(() => b2!.ready, { what: 'restarted B Up (without the proof: after 2 minutes)', timeoutMs: 60_000 })
+    } finally {
+      clearInterval(sender)
+    }
+    expect(queued).toBeGreaterThan(0)
+    expect(new Set(refused)).toEqual(new Set(refused.length === 0 ? [] : ['ERR_AUTHORITY_REMOVED']))
+    expect(b2.ready!.nodeId).not.toBe(old.nodeId)
+
+    const downed = eventsA.filter((e) => e.type === 'member.downed' && e.nodeId === old.nodeId)
+    expect(downed).toHaveLength(1)
+    expect(downed[0]).toMatchObject({ decidedBy: a.cluster!.authority })
+    expect(downed[0]!.type === 'member.downed' && downed[0].reason).toContain(`a new incarnation ${b2.ready!.nodeId} listens at ${old.authority}`)
+    expect(eventsA.filter((e) => e.type === 'member.conflict' && e.newNodeId === b2!.ready!.nodeId).length).toBeGreaterThan(0)
+    // The conflict refused the new incarnation by NodeId only: the authority itself was never quarantined.
+    expect(eventsA.filter((e) => e.type === 'association.quarantined')).toEqual([])
+
+    const removed = (): RuntimeEvent[] => eventsA.filter((e) => e.type === 'deadletter' && e.code === 'ERR_AUTHORITY_REMOVED' && e.key === 'fast')
+    await waitUntil(() => removed().length === queued, { what: "the old incarnation's queue dead-lettered as removed", timeoutMs: 30_000 })
+    const fresh = `grain://${old.authority}/counter/fast#${b2.ready!.nodeId}`
+    await waitUntil(() => a.resolve(fresh).status === 'ready', { what: 'the new incarnation ready on A', timeoutMs: 60_000 })
+    expect(await a.askPid(fresh, 'seen', undefined, { timeoutMs: 30_000 })).toEqual([])
+    expect(await a.askPid(fresh, 'add', 2, { timeoutMs: 30_000 })).toBe(2)
+    expect(removed()).toHaveLength(queued)
+  })
+})

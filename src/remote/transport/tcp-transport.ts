@@ -22,7 +22,8 @@
  * - Authorities passed to connect() are redialed with exponential backoff
  *   and jitter whenever no connection to them is up, until disconnect() or
  *   close(). A refused handshake rejects connect() and waits the maximum
- *   delay before the next attempt.
+ *   delay before the next attempt (an authority conflict, which clears
+ *   once membership removes the old incarnation, keeps the normal backoff).
  * - Bad input never escapes a socket callback: oversized or truncated frames
  *   publish 'transport.frame-rejected', failed handshakes (including frames
  *   before the handshake and peers that vanish mid-handshake) publish
@@ -656,6 +657,22 @@ export class TcpTransport {
     return p
   }
 
+  /**
+   * Dial `authority` now, skipping the backoff of a pending redial: for a
+   * caller that has news the wait does not know about (membership checking
+   * who listens at an address another process claims). Only for an
+   * authority already wanted (connect()) with no connection up or dialing;
+   * returns whether it dialed.
+   */
+  redialNow(authority: string): boolean {
+    if (this.#closed || !this.#wanted.has(authority) || this.#active.has(authority) || this.#dialing.has(authority)) return false
+    const t = this.#reconnectTimers.get(authority)
+    if (t !== undefined) clearTimeout(t)
+    this.#reconnectTimers.delete(authority)
+    this.#dial(authority)
+    return true
+  }
+
   /** Stop keeping `authority` connected: cancels redials and ends its connection (peer-down follows). */
   disconnect(authority: string, reason = 'disconnected locally'): void {
     this.#wanted.delete(authority)
@@ -1210,8 +1227,11 @@ export class TcpTransport {
       return
     }
     if (c.dialed !== undefined && this.#dialing.get(c.dialed) === c) this.#dialing.delete(c.dialed)
+    // An authority conflict is a refusal that clears itself (the old incarnation
+    // is being removed), so it redials on the normal backoff, not the longest.
+    const refused = c.refusal !== undefined && c.refusal.kind !== 'timeout' && c.refusal.error.code !== 'ERR_AUTHORITY_CONFLICT'
     for (const authority of [c.dialed, peer?.authority]) {
-      if (authority !== undefined) this.#maybeRedial(authority, c.refusal !== undefined && c.refusal.kind !== 'timeout')
+      if (authority !== undefined) this.#maybeRedial(authority, refused)
     }
   }
 

@@ -129,6 +129,35 @@ describe('conflicts (spec 1.4, 7.4)', () => {
     expect(ev).toMatchObject({ authority: sim.nodes[2]!.authority, newNodeId: 'another-incarnation' })
   })
 
+  it('a new incarnation listening at a member\'s address downs the member at once, on any node, and the leader removes it', () => {
+    // Detection and the stable-after window far beyond the test: only the proof can down it.
+    const sim = formed(3, 12, { detectorTimeoutMs: 60_000, downAfterUnreachableMs: 60_000 })
+    const [leader, other, victim] = sim.nodes as [SimNode, SimNode, SimNode]
+    const oldId = victim.core.nodeId
+    sim.kill(2)
+    // Not proof: the member's own NodeId, an unknown authority, this node itself.
+    expect(other.core.incarnationReplaced(victim.authority, oldId)).toBe(false)
+    expect(other.core.incarnationReplaced('127.0.0.9:1', 'x')).toBe(false)
+    expect(other.core.incarnationReplaced(other.authority, 'x')).toBe(false)
+    expect(statusOf(other, victim.authority)).toBe('up')
+
+    // A non-leader's dial met NodeId "restarted" at the victim's address.
+    expect(other.core.incarnationReplaced(victim.authority, 'restarted')).toBe(true)
+    expect(statusOf(other, victim.authority)).toBe('down')
+    expect(other.core.incarnationReplaced(victim.authority, 'restarted')).toBe(false) // once
+    const t = sim.runUntil(() => [leader, other].every((n) => statusOf(n, victim.authority) === 'removed'), 10_000)
+    expect(t, 'removed everywhere long before detection (60 s)').toBeGreaterThanOrEqual(0)
+    const downed = eventsOf(other, 'member.downed', victim.authority)
+    expect(downed).toHaveLength(1)
+    expect(downed[0]).toMatchObject({ nodeId: oldId, decidedBy: other.authority })
+    expect((downed[0] as { reason: string }).reason).toContain(`a new incarnation restarted listens at ${victim.authority}`)
+    expect(eventsOf(leader, 'member.downed', victim.authority)).toHaveLength(1)
+    // Removed: the new incarnation is admitted now.
+    expect(leader.core.checkPeer(victim.authority, 'restarted')).toBeUndefined()
+    // A removed incarnation answering proves nothing about a later holder.
+    expect(leader.core.incarnationReplaced(victim.authority, oldId)).toBe(false)
+  })
+
   it('resolves two incarnations admitted concurrently by different seeds the same way everywhere, and counts the rejected view', () => {
     const sim = formed(4, 9)
     // Node 3 dies; a new incarnation asks seed 0 while a third one asks seed 1, before either side hears of the other.
