@@ -349,6 +349,23 @@ export interface RpcRejected extends Base<'rpc.rejected'>, RpcQueuePolicyFields 
 export interface RpcDropped extends Base<'rpc.dropped'>, RpcQueuePolicyFields {
   policy: 'dropOldest'
 }
+/**
+ * A queued ask not run: its caller's timeout (the envelope's timeout_ms)
+ * passed while it waited in its key's queue, so its reply would reach
+ * nobody. Answered with ERR_GRAIN_TIMEOUT for any relay still waiting.
+ */
+export interface RpcExpired extends Base<'rpc.expired'> {
+  kind: string
+  key: string
+  method: string
+  worker: number
+  code: 'ERR_GRAIN_TIMEOUT'
+  reason: string
+  /** The caller's timeout the ask carried (ms). */
+  timeoutMs: number
+  /** How long it waited in the queue (ms, from its arrival on the worker). */
+  waitedMs: number
+}
 /** Spec 6.1: a call stamped with a schema version the serving node does not support. */
 export interface RpcSchemaMismatch extends Base<'rpc.schema-mismatch'> {
   kind: string
@@ -440,6 +457,7 @@ export type RuntimeEvent =
   | RpcAlertCleared
   | RpcRejected
   | RpcDropped
+  | RpcExpired
   | RpcSchemaMismatch
   | RpcSerializationFailed
   | HandshakeSchemaMismatch

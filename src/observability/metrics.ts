@@ -49,6 +49,7 @@ export class NodeMetrics {
   readonly sendFailures: Counter<'code'>
   readonly grainRejected: Counter<'kind' | 'policy'>
   readonly grainDropped: Counter<'kind'>
+  readonly grainExpired: Counter<'kind'>
   readonly schemaMismatches: Counter<'kind' | 'where'>
   readonly serializationFailures: Counter<'direction'>
   readonly handoffs: Counter<'outcome'>
@@ -85,6 +86,7 @@ export class NodeMetrics {
 
     this.grainRejected = new Counter({ name: `${prefix}grain_rejected_total`, help: 'Calls refused because their key had queueDepth calls waiting, by kind and queue policy.', labelNames: ['kind', 'policy'], registers: [r] })
     this.grainDropped = new Counter({ name: `${prefix}grain_dropped_total`, help: 'Waiting calls dropped for newer ones (queuePolicy dropOldest), by kind.', labelNames: ['kind'], registers: [r] })
+    this.grainExpired = new Counter({ name: `${prefix}grain_expired_total`, help: "Queued asks not run because their caller's timeout passed while they waited in the key's queue, by kind.", labelNames: ['kind'], registers: [r] })
     this.schemaMismatches = new Counter({ name: `${prefix}rpc_schema_mismatches_total`, help: 'Schema version mismatches, by kind and where they were found (worker: call refused on arrival; caller: no common version with the peer; handshake: a peer with no common version).', labelNames: ['kind', 'where'], registers: [r] })
     this.serializationFailures = new Counter({ name: `${prefix}rpc_serialization_failures_total`, help: 'RPC payloads that could not be serialized (encode) or deserialized (decode); each failed its call.', labelNames: ['direction'], registers: [r] })
 
@@ -99,7 +101,7 @@ export class NodeMetrics {
     // Categories only: subscribing to '*' would make workers ship every grain event.
     for (const f of ['member.*', 'handshake.*', 'transport.*', 'gossip.*', 'association.*', 'worker.*', 'ring.*', 'frame.*', 'deadletter', 'node.paused'] as const) on(f)
     on('placement.*')
-    for (const f of ['rpc.rejected', 'rpc.dropped', 'rpc.schema-mismatch', 'rpc.serialization-failed'] as const) on(f)
+    for (const f of ['rpc.rejected', 'rpc.dropped', 'rpc.expired', 'rpc.schema-mismatch', 'rpc.serialization-failed'] as const) on(f)
   }
 
   #record(e: RuntimeEvent): void {
@@ -189,6 +191,9 @@ export class NodeMetrics {
         break
       case 'rpc.dropped':
         this.grainDropped.inc({ kind: e.kind })
+        break
+      case 'rpc.expired':
+        this.grainExpired.inc({ kind: e.kind })
         break
       case 'rpc.schema-mismatch':
         this.schemaMismatches.inc({ kind: e.kind, where: e.where })

@@ -521,9 +521,10 @@ export class RemoteEndpoint {
   }
 
   /** Encode the request once: [0x02][envelope]. */
-  #encode(pid: Pid, method: string, payload: unknown, flags: number, corr: number, assoc: Association): Uint8Array {
+  #encode(pid: Pid, method: string, payload: unknown, flags: number, corr: number, assoc: Association, timeoutMs = 0): Uint8Array {
     this.#prepare(pid, method, payload, flags, corr)
     const w = this.#writer
+    w.timeoutMs = timeoutMs
     try {
       for (;;) {
         const n = w.writeInto(this.#scratch, 1, this.#scratch.length - 1)
@@ -633,7 +634,8 @@ export class RemoteEndpoint {
     try {
       this.#checkOpen()
       assoc = this.#refuse(pid, method)
-      frame = this.#encode(pid, method, payload, FLAGS.ASK, corr, assoc)
+      // The callee's relay waits as long as this node does (its own default may be shorter).
+      frame = this.#encode(pid, method, payload, FLAGS.ASK, corr, assoc, timeoutMs ?? host.pending.defaultTimeoutMs)
     } catch (e) {
       return Promise.reject(toGrainClusterError(e))
     }
@@ -677,6 +679,8 @@ export class RemoteEndpoint {
     const isAsk = (r.flags & FLAGS.ASK) !== 0
     const thread = r.replyTo
     const workerCorr = r.correlationId
+    // The asking grain's timeout (0 from a worker that does not say: this node's default).
+    const timeoutMs = r.timeoutMs === 0 ? undefined : r.timeoutMs
     // Where a failure is answered: the asking thread, or -1 (a tell: a DeadLetter).
     const failTo = isAsk ? thread : -1
     const messageType = r.messageType
@@ -715,7 +719,7 @@ export class RemoteEndpoint {
         this.#reader.reset(out, 0, out.length).patchRouting(workerCorr, thread)
         host.deliverToThread(out)
       }
-      host.pending.addRaw(askId, { kind: pid.kind, key: pid.key, method, worker: -1, authority: pid.authority }, undefined, back, failCaller)
+      host.pending.addRaw(askId, { kind: pid.kind, key: pid.key, method, worker: -1, authority: pid.authority }, timeoutMs, back, failCaller)
     }
     const frame = new Uint8Array(envelope.length + 1)
     frame[0] = FRAME_ENVELOPE

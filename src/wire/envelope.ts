@@ -11,14 +11,18 @@
  *
  * Layout the writer produces (offsets from the frame start, little-endian):
  *
- *    0  u32  root offset = 28
- *    4  vtable: u16 vtsize=24, u16 tblsize=40, then one u16 per field id 0..9
- *   28  table:  i32 soffset=24 (vtable = table - 24)
+ *    0  u32  root offset = 32
+ *    4  vtable: u16 vtsize=26, u16 tblsize=44, then one u16 per field id
+ *       0..10, then 2 bytes of padding (0)
+ *   32  table:  i32 soffset=28 (vtable = table - 28)
  *       +4 kind(uoff) +8 key(uoff) +12 partition +16 sender(uoff)
  *       +20 correlation_id +24 message_type +28 payload(uoff) +32 reply_to
- *       +36 schema_version(u16) +38 flags(u16)
- *   68  strings kind, key, sender ([u32 len][bytes][0] padded to 4), then
+ *       +36 schema_version(u16) +38 flags(u16) +40 timeout_ms
+ *   76  strings kind, key, sender ([u32 len][bytes][0] padded to 4), then
  *       payload ([u32 len][bytes]) — absent fields get vtable entry 0.
+ *
+ * Envelopes in the layout before timeout_ms (vtable of 10 fields, 68 fixed
+ * bytes) still read, through the general path, with timeoutMs 0.
  */
 
 import { GrainClusterError } from '../common/errors.js'
@@ -52,14 +56,16 @@ const F_SCHEMA_VERSION = 6
 const F_FLAGS = 7
 const F_PAYLOAD = 8
 const F_REPLY_TO = 9
-const FIELD_COUNT = 10
+const F_TIMEOUT = 10
+const FIELD_COUNT = 11
 
 const VTABLE_AT = 4
-const VTABLE_BYTES = 4 + 2 * FIELD_COUNT // 24
-const TABLE_AT = VTABLE_AT + VTABLE_BYTES // 28
-const TABLE_BYTES = 40
+const VTABLE_BYTES = 4 + 2 * FIELD_COUNT // 26
+/** The table's soffset is an i32: 4-aligned, after 2 bytes of padding. */
+const TABLE_AT = (VTABLE_AT + VTABLE_BYTES + 3) & ~3 // 32
+const TABLE_BYTES = 44
 /** Fixed bytes before the variable part. */
-export const ENVELOPE_FIXED_BYTES = TABLE_AT + TABLE_BYTES // 68
+export const ENVELOPE_FIXED_BYTES = TABLE_AT + TABLE_BYTES // 76
 
 // Field slot positions inside the table (relative to table start).
 const S_KIND = 4
@@ -72,6 +78,7 @@ const S_PAYLOAD = 28
 const S_REPLY_TO = 32
 const S_SCHEMA_VERSION = 36
 const S_FLAGS = 38
+const S_TIMEOUT = 40
 
 
 /**
@@ -144,6 +151,8 @@ export class EnvelopeWriter {
   schemaVersion = 0
   flags = 0
   replyTo = 0
+  /** Asks: the caller's timeout in ms (schemas/envelope.fbs timeout_ms); 0 when not said. */
+  timeoutMs = 0
   /** Pre-encoded payload bytes; if null, `payloadWriter` is used. */
   payloadBytes: Uint8Array | null = null
   payloadWriter: PayloadWriter | null = null
@@ -158,6 +167,7 @@ export class EnvelopeWriter {
     this.schemaVersion = 0
     this.flags = 0
     this.replyTo = 0
+    this.timeoutMs = 0
     this.payloadBytes = null
     this.payloadWriter = null
     return this
@@ -183,12 +193,14 @@ export class EnvelopeWriter {
     dv.setUint16(d + vt + 4 + 2 * F_PARTITION, S_PARTITION, true)
     dv.setUint32(d + vt + 4 + 2 * F_CORRELATION, S_CORRELATION | (S_MESSAGE_TYPE << 16), true) // + F_MESSAGE_TYPE
     dv.setUint32(d + vt + 4 + 2 * F_SCHEMA_VERSION, S_SCHEMA_VERSION | (S_FLAGS << 16), true) // + F_FLAGS
-    dv.setUint16(d + vt + 4 + 2 * F_REPLY_TO, S_REPLY_TO, true)
-    dv.setUint32(d + t, VTABLE_BYTES, true) // soffset: vtable sits VTABLE_BYTES before the table
+    dv.setUint32(d + vt + 4 + 2 * F_REPLY_TO, S_REPLY_TO | (S_TIMEOUT << 16), true) // + F_TIMEOUT
+    dv.setUint16(d + vt + VTABLE_BYTES, 0, true) // padding up to the table
+    dv.setUint32(d + t, TABLE_AT - VTABLE_AT, true) // soffset: where the vtable sits before the table
     dv.setUint32(d + t + S_PARTITION, this.partition, true)
     dv.setUint32(d + t + S_CORRELATION, this.correlationId, true)
     dv.setUint32(d + t + S_MESSAGE_TYPE, this.messageType, true)
     dv.setUint32(d + t + S_REPLY_TO, this.replyTo, true)
+    dv.setUint32(d + t + S_TIMEOUT, this.timeoutMs, true)
     dv.setUint32(d + t + S_SCHEMA_VERSION, (this.schemaVersion & 0xffff) | ((this.flags & 0xffff) << 16), true) // + flags
 
     // kind (interned bytes)
@@ -279,6 +291,8 @@ export class EnvelopeReader {
   schemaVersion = 0
   flags = 0
   replyTo = 0
+  /** Asks: the caller's timeout in ms as of sending; 0 when not said (or an envelope from before the field). */
+  timeoutMs = 0
   /** Absolute offsets and lengths into `buf`; offset -1 when absent. */
   kindOff = -1
   kindLen = 0
@@ -329,13 +343,14 @@ export class EnvelopeReader {
       const payloadAt = dv.getUint16(f + 2 * F_PAYLOAD, true)
       if ((kindAt === 0 || kindAt === S_KIND) && (keyAt === 0 || keyAt === S_KEY) && (senderAt === 0 || senderAt === S_SENDER) && (payloadAt === 0 || payloadAt === S_PAYLOAD)) {
         // Fast path: the layout EnvelopeWriter produces. Every slot lies
-        // inside the 40-byte table, so only the vector targets need checking.
+        // inside the 44-byte table, so only the vector targets need checking.
         // The vtable entries above are read once and serve both the check
         // and the presence of each vector (this runs for every frame).
         this.partition = dv.getUint32(d + t + S_PARTITION, true)
         this.correlationId = dv.getUint32(d + t + S_CORRELATION, true)
         this.messageType = dv.getUint32(d + t + S_MESSAGE_TYPE, true)
         this.replyTo = dv.getUint32(d + t + S_REPLY_TO, true)
+        this.timeoutMs = dv.getUint32(d + t + S_TIMEOUT, true)
         this.schemaVersion = dv.getUint16(d + t + S_SCHEMA_VERSION, true)
         this.flags = dv.getUint16(d + t + S_FLAGS, true)
         this.kindOff = kindAt === 0 ? -1 : this.#vecAt(dv, d, t + S_KIND, 'kind')
@@ -379,6 +394,7 @@ export class EnvelopeReader {
     this.correlationId = (s = this.#slot(F_CORRELATION, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
     this.messageType = (s = this.#slot(F_MESSAGE_TYPE, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
     this.replyTo = (s = this.#slot(F_REPLY_TO, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
+    this.timeoutMs = (s = this.#slot(F_TIMEOUT, 4)) < 0 ? 0 : dv.getUint32(d + s, true)
     this.schemaVersion = (s = this.#slot(F_SCHEMA_VERSION, 2)) < 0 ? 0 : dv.getUint16(d + s, true)
     this.flags = (s = this.#slot(F_FLAGS, 2)) < 0 ? 0 : dv.getUint16(d + s, true)
   }
@@ -555,7 +571,7 @@ export function peekRouting(buf: Uint8Array, off: number, len: number): number {
     if (
       dv.getUint32(d, true) === TABLE_AT &&
       dv.getUint32(d + VTABLE_AT, true) === (VTABLE_BYTES | (TABLE_BYTES << 16)) &&
-      dv.getInt32(d + TABLE_AT, true) === VTABLE_BYTES &&
+      dv.getInt32(d + TABLE_AT, true) === TABLE_AT - VTABLE_AT &&
       writerScalarSlots(dv, d + VTABLE_AT + 4)
     ) {
       return dv.getUint32(d + TABLE_AT + S_PARTITION, true) * 65536 + dv.getUint16(d + TABLE_AT + S_FLAGS, true)
@@ -595,7 +611,7 @@ function writerScalarSlots(dv: DataView, f: number): boolean {
     dv.getUint32(f + 2 * F_CORRELATION, true) === (S_CORRELATION | (S_MESSAGE_TYPE << 16)) &&
     dv.getUint32(f + 2 * F_SCHEMA_VERSION, true) === (S_SCHEMA_VERSION | (S_FLAGS << 16)) &&
     dv.getUint16(f + 2 * F_PARTITION, true) === S_PARTITION &&
-    dv.getUint16(f + 2 * F_REPLY_TO, true) === S_REPLY_TO
+    dv.getUint32(f + 2 * F_REPLY_TO, true) === (S_REPLY_TO | (S_TIMEOUT << 16)) // + F_TIMEOUT
   )
 }
 

@@ -798,7 +798,8 @@ export class WorkerHost {
       fail(refusal)
       return
     }
-    this.pending.addRaw(corr, info, timeoutMs, back, fail)
+    // As long as the caller waits (the ask's timeout_ms), not this node's default: a kind's or a call's longer timeout must not be cut here.
+    this.pending.addRaw(corr, info, timeoutMs ?? (r.timeoutMs === 0 ? undefined : r.timeoutMs), back, fail)
     if (redirect !== undefined) {
       this.onPidRequest!(redirect, bytes.slice())
       return
@@ -1097,6 +1098,7 @@ export class WorkerHost {
     w.flags = FLAGS.ASK
     w.correlationId = corr
     w.replyTo = MAIN_THREAD
+    w.timeoutMs = timeoutMs ?? this.pending.defaultTimeoutMs
     try {
       link.sender.send(w)
     } catch (e) {

@@ -20,6 +20,10 @@ export interface QueuedMessage {
   correlationId: number
   /** Call chain the request belongs to (undefined: a call from outside any grain call). */
   chain: string | undefined
+  /** Asks: how long the caller waits (the envelope's timeout_ms); 0 for tells and asks that do not say (never expire). */
+  timeoutMs: number
+  /** When it was queued (performance.now()), with timeoutMs > 0. */
+  queuedAt: number
 }
 
 /** What a released activation hands to its next owner (spec ActivationRecord, minus the PID the main thread adds). */

@@ -287,8 +287,14 @@ export class PartitionHost implements ActivationHost {
     if (method === undefined) return
     const payload = this.#decodeOrRefuse(kindName, key, method, r.buf, r.payloadOff, r.payloadLen, replyTo, corr)
     // Only asks made inside a grain call carry a chain (the envelope's sender field).
-    if (payload !== DECODE_FAILED) this.#deliverCached(entry!, key, slot, method, payload, replyTo, corr, r.senderLen > 0 ? r.sender() : undefined)
+    if (payload === DECODE_FAILED) return
+    // Read by #overflow if the call has to wait (deliver's other callers pass none).
+    this.#arrivingTimeoutMs = replyTo >= 0 ? r.timeoutMs : 0
+    this.#deliverCached(entry!, key, slot, method, payload, replyTo, corr, r.senderLen > 0 ? r.sender() : undefined)
+    this.#arrivingTimeoutMs = 0
   }
+  /** The timeout_ms of the ask being delivered (0: none); see #overflow. */
+  #arrivingTimeoutMs = 0
 
   /**
    * The method an envelope's message type names, when this worker serves
@@ -362,7 +368,24 @@ export class PartitionHost implements ActivationHost {
       this.#emit({ type: 'rpc.dropped', kind, key, method: old.method.name, worker: this.worker, code: 'ERR_GRAIN_DROPPED', reason, policy: 'dropOldest' })
       this.#refuse(old.replyTo, old.correlationId, old.method.id, 'ERR_GRAIN_DROPPED', reason, { kind, key, method: old.method.name, limit: depth })
     }
-    act.enqueue({ method, payload, replyTo, correlationId: corr, chain })
+    const timeoutMs = this.#arrivingTimeoutMs
+    act.enqueue({ method, payload, replyTo, correlationId: corr, chain, timeoutMs, queuedAt: timeoutMs > 0 ? performance.now() : 0 })
+  }
+
+  /**
+   * A queued ask whose caller's timeout passed while it waited: not run, as
+   * Orleans drops expired requests. Its reply would reach nobody, and under
+   * overload a queue of such calls keeps the key busy with work whose
+   * results are thrown away while live callers wait behind it. The caller
+   * started its clock before the ask reached this worker, so it has given
+   * up by the time this fires.
+   */
+  #expire(act: Activation, m: QueuedMessage, waitedMs: number): void {
+    const kind = act.entry.kind
+    const waited = Math.round(waitedMs)
+    const reason = `${kind}.${m.method.name} on key ${act.key} waited ${waited} ms in the key's queue, past its caller's timeout of ${m.timeoutMs} ms: not run`
+    this.#emit({ type: 'rpc.expired', kind, key: act.key, method: m.method.name, worker: this.worker, code: 'ERR_GRAIN_TIMEOUT', reason, timeoutMs: m.timeoutMs, waitedMs: waited })
+    this.#refuse(m.replyTo, m.correlationId, m.method.id, 'ERR_GRAIN_TIMEOUT', reason, { kind, key: act.key, method: m.method.name, limit: m.timeoutMs })
   }
 
   // ------------------------------------------------------------ activations
@@ -430,13 +453,13 @@ export class PartitionHost implements ActivationHost {
     try {
       state = def.state === undefined ? undefined : def.state(key)
     } catch (e) {
-      this.#activationFailed(entry, key, e, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined }])
+      this.#activationFailed(entry, key, e, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined, timeoutMs: 0, queuedAt: 0 }])
       return undefined
     }
     const act = new Activation(this, entry, key, state, this.nowMs)
     acts.set(key, act)
     this.#activeCount++
-    return this.#started(act, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined }]) ? act : undefined
+    return this.#started(act, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined, timeoutMs: 0, queuedAt: 0 }]) ? act : undefined
   }
 
   /**
@@ -789,6 +812,13 @@ export class PartitionHost implements ActivationHost {
     while (!act.deactivating) {
       const m = act.next(limits)
       if (m === undefined) break
+      if (m.timeoutMs > 0) {
+        const waited = performance.now() - m.queuedAt
+        if (waited >= m.timeoutMs) {
+          this.#expire(act, m, waited)
+          continue
+        }
+      }
       act.lastUsedMs = this.nowMs
       this.#run(act, m.method, m.payload, m.replyTo, m.correlationId, m.chain)
     }
@@ -1008,7 +1038,7 @@ export class PartitionHost implements ActivationHost {
    * Wrap a request for `pid` in a PID_REQUEST control frame: the main thread
    * knows the cluster and routes it (remote node or this one).
    */
-  #sendPidRequest(target: PidTarget, method: string, payload: unknown, flags: number, corr: number, chain?: string): void {
+  #sendPidRequest(target: PidTarget, method: string, payload: unknown, flags: number, corr: number, chain?: string, timeoutMs = 0): void {
     const pid = target.pid
     // The request is written straight into the ring, inside the control
     // frame's payload (#writePidRequest): no intermediate copies.
@@ -1021,6 +1051,7 @@ export class PartitionHost implements ActivationHost {
     w.flags = flags
     w.correlationId = corr
     w.replyTo = this.self
+    w.timeoutMs = timeoutMs
     if (chain !== undefined) w.sender = chain
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
@@ -1127,14 +1158,16 @@ export class PartitionHost implements ActivationHost {
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R> {
     const corr = this.#pending.reserve()
     let target: PidTarget | undefined
+    let ms: number
     try {
       target = this.#target(pid)
-      this.#sendPidRequest(target, method, payload, FLAGS.ASK, corr, chain)
+      ms = this.#timeoutOf(target.pid.kind, timeoutMs)
+      this.#sendPidRequest(target, method, payload, FLAGS.ASK, corr, chain, ms)
     } catch (e) {
       if (target !== undefined) this.#requestEncodeFailed(e, target.pid.kind, target.pid.key, method)
       return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { pid, method }))
     }
-    return this.#await<R>(corr, target.pid.kind, target.pid.key, method, timeoutMs)
+    return this.#await<R>(corr, target.pid.kind, target.pid.key, method, ms)
   }
 
   /** ctx.whenWritable (see GrainContext). */
@@ -1160,9 +1193,16 @@ export class PartitionHost implements ActivationHost {
     return this.#await<void>(corr, target.kind, target.key, 'whenWritable', ms + WRITABLE_REPLY_GRACE_MS, false)
   }
 
-  #await<R>(corr: number, kind: string, key: string, method: string, timeoutMs: number | undefined, measured = true): Promise<R> {
-    // Per call, else the called kind's own rpc.timeoutMs (defineGrain), else the node's.
-    const ms = timeoutMs ?? this.registry.kinds.get(kind)?.def.rpc?.timeoutMs ?? this.askTimeoutMs
+  /**
+   * How long an ask waits: its own timeout, else the called kind's
+   * rpc.timeoutMs (defineGrain), else the node's. The ask carries it
+   * (envelope timeout_ms), so relays on the way wait as long.
+   */
+  #timeoutOf(kind: string, timeoutMs: number | undefined): number {
+    return timeoutMs ?? this.registry.kinds.get(kind)?.def.rpc?.timeoutMs ?? this.askTimeoutMs
+  }
+
+  #await<R>(corr: number, kind: string, key: string, method: string, ms: number, measured = true): Promise<R> {
     const t0 = measured ? performance.now() : Number.NaN
     return new Promise<R>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -1209,9 +1249,11 @@ export class PartitionHost implements ActivationHost {
     }
     const { w, target } = prepared
     const corr = this.#pending.reserve()
+    const ms = this.#timeoutOf(kind, timeoutMs)
     w.flags = FLAGS.ASK
     w.correlationId = corr
     w.replyTo = this.self
+    w.timeoutMs = ms
     // The envelope's sender field carries the asking call's chain to the callee, on any node.
     if (chain !== undefined) w.sender = chain
     try {
@@ -1223,7 +1265,7 @@ export class PartitionHost implements ActivationHost {
     } finally {
       this.#payloadValue = undefined
     }
-    return this.#await<R>(corr, kind, key, method, timeoutMs)
+    return this.#await<R>(corr, kind, key, method, ms)
   }
 
   /**

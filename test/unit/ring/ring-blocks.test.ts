@@ -76,8 +76,8 @@ const TELL_KIND = new InternedString('k')
 /** A tell's code in the order checks: apart from raw frames (positive) and envelopes (negative multiples of 1000 minus < 1000). */
 const tellCode = (seq: number, method: number, n: number): number => 1e9 + seq * 1000 + method * 200 + n
 
-/** Raw test frames are one repeated byte; an envelope starts with its root offset 28 then three zeros. */
-const isEnvelope = (d: Uint8Array, off: number, len: number): boolean => len >= 8 && d[off] === 28 && d[off + 1] === 0 && d[off + 2] === 0 && d[off + 3] === 0
+/** Raw test frames are one repeated byte; an envelope starts with its root offset (32) then three zeros. */
+const isEnvelope = (d: Uint8Array, off: number, len: number): boolean => len >= 8 && d[off] === 32 && d[off + 1] === 0 && d[off + 2] === 0 && d[off + 3] === 0
 
 describe('FrameSender.sendBlock', () => {
   it('fast-check: blocks, single frames, encoded envelopes and tells (keyed and PID runs), sent in any mix on a small ring with a lagging consumer, arrive in order', async () => {

@@ -20,6 +20,7 @@ interface Fields {
   schemaVersion: number
   flags: number
   replyTo: number
+  timeoutMs: number
   payload: Uint8Array
   /** Write the payload through payloadWriter instead of payloadBytes. */
   viaWriter: boolean
@@ -43,6 +44,7 @@ const fieldsArb: fc.Arbitrary<Fields> = fc.record({
   schemaVersion: u16,
   flags: u16,
   replyTo: u32,
+  timeoutMs: u32,
   payload: fc.uint8Array({ maxLength: 300 }),
   viaWriter: fc.boolean(),
 })
@@ -57,6 +59,7 @@ const FULL: Fields = {
   schemaVersion: 3,
   flags: FLAGS.ASK | FLAGS.CONTROL,
   replyTo: 5,
+  timeoutMs: 30_000,
   payload: Uint8Array.from([1, 2, 3, 4, 5, 6, 7]),
   viaWriter: false,
 }
@@ -72,6 +75,7 @@ function writer(f: Fields): EnvelopeWriter {
   w.schemaVersion = f.schemaVersion
   w.flags = f.flags
   w.replyTo = f.replyTo
+  w.timeoutMs = f.timeoutMs
   if (f.viaWriter) {
     const p = f.payload
     w.payloadWriter = (buf, off, max) => {
@@ -94,6 +98,7 @@ function buildGenerated(f: Fields, opts: { initialSize: number; forceDefaults: b
   if (opts.forceDefaults) {
     // The start/add/end path, fields added in a different order than the ids.
     Envelope.startEnvelope(b)
+    Envelope.addTimeoutMs(b, f.timeoutMs)
     Envelope.addReplyTo(b, f.replyTo)
     if (payload !== 0) Envelope.addPayload(b, payload)
     Envelope.addFlags(b, f.flags)
@@ -106,7 +111,7 @@ function buildGenerated(f: Fields, opts: { initialSize: number; forceDefaults: b
     if (kind !== 0) Envelope.addKind(b, kind)
     Envelope.finishEnvelopeBuffer(b, Envelope.endEnvelope(b))
   } else {
-    b.finish(Envelope.createEnvelope(b, kind, key, f.partition, sender, f.correlationId, f.messageType, f.schemaVersion, f.flags, payload, f.replyTo))
+    b.finish(Envelope.createEnvelope(b, kind, key, f.partition, sender, f.correlationId, f.messageType, f.schemaVersion, f.flags, payload, f.replyTo, f.timeoutMs))
   }
   return b.asUint8Array()
 }
@@ -127,6 +132,7 @@ function expectFields(r: EnvelopeReader, f: Fields, payloadPresent = true): void
   expect(r.schemaVersion).toBe(f.schemaVersion)
   expect(r.flags).toBe(f.flags)
   expect(r.replyTo).toBe(f.replyTo)
+  expect(r.timeoutMs).toBe(f.timeoutMs)
   expect(r.payload()).toEqual(payloadPresent ? f.payload : new Uint8Array(0))
   expect(r.payloadOff < 0).toBe(!payloadPresent)
 }
@@ -209,7 +215,7 @@ describe('EnvelopeWriter -> EnvelopeReader', () => {
     w.reset()
     w.key = 'only-key'
     const r = new EnvelopeReader().reset(w.toBytes(), 0, w.toBytes().length)
-    expectFields(r, { ...FULL, kind: null, key: 'only-key', sender: null, partition: 0, correlationId: 0, messageType: 0, schemaVersion: 0, flags: 0, replyTo: 0, payload: new Uint8Array(0) })
+    expectFields(r, { ...FULL, kind: null, key: 'only-key', sender: null, partition: 0, correlationId: 0, messageType: 0, schemaVersion: 0, flags: 0, replyTo: 0, timeoutMs: 0, payload: new Uint8Array(0) })
     // The first envelope is still intact (toBytes copies).
     expectFields(new EnvelopeReader().reset(first, 0, first.length), FULL)
   })
@@ -398,13 +404,32 @@ describe('wire compatibility with the flatc-generated code', () => {
     )
   })
 
+  it('reads an envelope written before timeout_ms (a vtable of 10 fields, 68 fixed bytes) with timeoutMs 0', () => {
+    // The hand-written layout as it was: root 28, vtable 24 bytes at 4, table of 40 bytes at 28.
+    const f = { ...FULL, timeoutMs: 0 }
+    const now = writer(f).toBytes()
+    const old = new Uint8Array(now.length - 8)
+    const dv = new DataView(old.buffer)
+    dv.setUint32(0, 28, true)
+    dv.setUint16(4, 24, true)
+    dv.setUint16(6, 40, true)
+    old.set(now.subarray(8, 8 + 20), 8) // entries of fields 0..9 (offsets within the table are unchanged)
+    dv.setInt32(28, 24, true)
+    old.set(now.subarray(36, 72), 32) // table slots +4..+40
+    // Strings and payload follow 8 bytes earlier; their uoffsets are relative to their slots, which moved by 4 less than they did.
+    old.set(now.subarray(76), 68)
+    for (const slot of [4, 8, 16, 28]) dv.setUint32(28 + slot, new DataView(now.buffer).getUint32(32 + slot, true) - 4, true)
+    expect(Envelope.getRootAsEnvelope(new ByteBuffer(old)).replyTo()).toBe(f.replyTo)
+    expectFields(new EnvelopeReader().reset(old, 0, old.length), f)
+  })
+
   it('reads all-default fields that the builder omitted as zero / absent', () => {
     const b = new Builder(1)
     Envelope.startEnvelope(b)
     b.finish(Envelope.endEnvelope(b))
     const bytes = b.asUint8Array()
     const r = new EnvelopeReader().reset(bytes, 0, bytes.length)
-    expectFields(r, { ...FULL, kind: null, key: null, sender: null, partition: 0, correlationId: 0, messageType: 0, schemaVersion: 0, flags: 0, replyTo: 0, payload: new Uint8Array(0) }, false)
+    expectFields(r, { ...FULL, kind: null, key: null, sender: null, partition: 0, correlationId: 0, messageType: 0, schemaVersion: 0, flags: 0, replyTo: 0, timeoutMs: 0, payload: new Uint8Array(0) }, false)
   })
 })
 
@@ -416,7 +441,7 @@ describe('EnvelopeReader rejects malformed frames with ERR_FRAME_MALFORMED', () 
   const keyLenAt = new EnvelopeReader().reset(good, 0, n).keyOff - 4
 
   it('sanity: the frame being corrupted is valid', () => {
-    expect(T).toBe(28)
+    expect(T).toBe(32)
     expect(VT).toBe(4)
     expect(readAllOrMalformed(good, 0, n)).toBe(true)
   })
@@ -515,7 +540,7 @@ describe('EnvelopeReader rejects malformed frames with ERR_FRAME_MALFORMED', () 
 
   it('a field slot outside the table', () => {
     const bytes = good.slice()
-    w16(bytes, VT + 4 + 2 * 2, 38) // partition (4 bytes) at 38 of a 40-byte table
+    w16(bytes, VT + 4 + 2 * 2, 42) // partition (4 bytes) at 42 of a 44-byte table
     expectMalformed(() => new EnvelopeReader().reset(bytes, 0, n), /field 2/)
   })
 

@@ -129,8 +129,19 @@ replyTo():number {
   return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
 }
 
+/**
+ * Asks: how long the caller waits for the reply, in ms, as of sending
+ * (0: not said; a relay then uses its node's default). Every node and
+ * thread that relays the ask waits as long, so a kind's or a call's own
+ * timeout holds end to end instead of being cut at a relay.
+ */
+timeoutMs():number {
+  const offset = this.bb!.__offset(this.bb_pos, 24);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
 static startEnvelope(builder:flatbuffers.Builder) {
-  builder.startObject(10);
+  builder.startObject(11);
 }
 
 static addKind(builder:flatbuffers.Builder, kindOffset:flatbuffers.Offset) {
@@ -185,6 +196,10 @@ static addReplyTo(builder:flatbuffers.Builder, replyTo:number) {
   builder.addFieldInt32(9, replyTo, 0);
 }
 
+static addTimeoutMs(builder:flatbuffers.Builder, timeoutMs:number) {
+  builder.addFieldInt32(10, timeoutMs, 0);
+}
+
 static endEnvelope(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
@@ -198,7 +213,7 @@ static finishSizePrefixedEnvelopeBuffer(builder:flatbuffers.Builder, offset:flat
   builder.finish(offset, undefined, true);
 }
 
-static createEnvelope(builder:flatbuffers.Builder, kindOffset:flatbuffers.Offset, keyOffset:flatbuffers.Offset, partition:number, senderOffset:flatbuffers.Offset, correlationId:number, messageType:number, schemaVersion:number, flags:number, payloadOffset:flatbuffers.Offset, replyTo:number):flatbuffers.Offset {
+static createEnvelope(builder:flatbuffers.Builder, kindOffset:flatbuffers.Offset, keyOffset:flatbuffers.Offset, partition:number, senderOffset:flatbuffers.Offset, correlationId:number, messageType:number, schemaVersion:number, flags:number, payloadOffset:flatbuffers.Offset, replyTo:number, timeoutMs:number):flatbuffers.Offset {
   Envelope.startEnvelope(builder);
   Envelope.addKind(builder, kindOffset);
   Envelope.addKey(builder, keyOffset);
@@ -210,6 +225,7 @@ static createEnvelope(builder:flatbuffers.Builder, kindOffset:flatbuffers.Offset
   Envelope.addFlags(builder, flags);
   Envelope.addPayload(builder, payloadOffset);
   Envelope.addReplyTo(builder, replyTo);
+  Envelope.addTimeoutMs(builder, timeoutMs);
   return Envelope.endEnvelope(builder);
 }
 }

@@ -1,0 +1,79 @@
+/**
+ * A call's timeout (its own, else its kind's rpc.timeoutMs, else the node's
+ * askTimeoutMs) holds end to end. Every relay on its way (the calling node's
+ * main thread for a grain's call to another node, the called node's main
+ * thread for any call from another node) waits as long as the caller,
+ * because the ask carries its timeout (the envelope's timeout_ms). Here both
+ * nodes' askTimeoutMs is 250 ms and the `patient` kind's own timeout 3 s.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { GrainClusterError, type GrainNode, type RuntimeEvent } from '../../src/index.js'
+import { keyPlacedOn, startPair } from '../helpers/in-process-cluster.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
+
+describe('call timeouts across relays', () => {
+  let a: GrainNode
+  let b: GrainNode
+
+  beforeAll(async () => {
+    ;[a, b] = await startPair('call-timeouts', { grains: GRAINS, askTimeoutMs: 250 })
+  })
+  afterAll(async () => {
+    await Promise.all([a?.close(), b?.close()])
+  })
+
+  it("the node API's calls to a grain on the other node wait for the kind's timeout, not the called node's default", async () => {
+    const onB = keyPlacedOn(b, 'patient', 'api-', a)
+    expect(await a.askPid(b.pid('patient', onB), 'slow', 800)).toBe('slept 800')
+    expect(await a.ask('patient', onB, 'slow', 800)).toBe('slept 800')
+    // A call's own timeout, longer still, holds as well.
+    expect(await a.ask('counter', keyPlacedOn(b, 'counter', 'api-own-', a), 'add', 1, { timeoutMs: 4_000 })).toBe(1)
+  })
+
+  it("a grain's calls to a grain on the other node, by key and by PID, wait for the called kind's timeout on both nodes", async () => {
+    const far = keyPlacedOn(b, 'patient', 'far-', a)
+    expect(await a.ask('patient', keyPlacedOn(a, 'patient', 'caller-'), 'slowVia', { key: far, ms: 800 })).toBe('slept 800')
+    // The calling counter's own call needs a timeout of its own; askByPid sets none for the patient it calls.
+    const byPid = await a.ask('counter', keyPlacedOn(a, 'counter', 'pid-caller-'), 'askByPid', { pid: b.pid('patient', far), method: 'slow', payload: 800 }, { timeoutMs: 5_000 })
+    expect(byPid).toBe('slept 800')
+  })
+
+  it("and still ends at the kind's timeout, with the caller's error", async () => {
+    const onB = keyPlacedOn(b, 'patient', 'late-', a)
+    const t0 = performance.now()
+    const e = await a.ask('patient', onB, 'slow', 6_000).then(
+      () => undefined,
+      (x: unknown) => x,
+    )
+    const took = performance.now() - t0
+    expect(GrainClusterError.is(e, 'ERR_GRAIN_TIMEOUT'), String(e)).toBe(true)
+    expect(took).toBeGreaterThanOrEqual(2_900)
+  })
+
+  it("an ask whose caller's timeout passed while it waited in its key's queue is not run; one still awaited is", async () => {
+    const expired: RuntimeEvent[] = []
+    const off = a.events.subscribe('rpc.expired', (e) => expired.push(e))
+    try {
+      const key = keyPlacedOn(a, 'patient', 'queued-')
+      // The key is busy for 1 s; two asks queue behind it, one whose caller waits 200 ms and one that waits 3 s.
+      const holding = a.ask('patient', key, 'slow', 1_000)
+      const gaveUp = a.ask('patient', key, 'mark', 'late', { timeoutMs: 200 }).then(
+        () => undefined,
+        (x: unknown) => x,
+      )
+      const waits = a.ask('patient', key, 'mark', 'kept')
+      expect(GrainClusterError.is(await gaveUp, 'ERR_GRAIN_TIMEOUT')).toBe(true)
+      await holding
+      await waits
+      expect(await a.ask('patient', key, 'marks')).toEqual(['kept'])
+      await waitUntil(() => expired.length === 1, { what: 'the rpc.expired event', timeoutMs: 10_000 })
+      expect(expired[0]).toMatchObject({ kind: 'patient', key, method: 'mark', code: 'ERR_GRAIN_TIMEOUT', timeoutMs: 200 })
+      expect(expired[0]!.type === 'rpc.expired' && expired[0].waitedMs).toBeGreaterThanOrEqual(200)
+      expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_grain_expired_total\{kind="patient"\} 1\b/)
+    } finally {
+      off()
+    }
+  })
+})
