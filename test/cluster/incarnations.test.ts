@@ -46,6 +46,30 @@ async function stopChild(c: Child | undefined): Promise<void> {
   await exited
 }
 
+/**
+ * Node A in this process and node B in a child process, both Up. A's
+ * failed dials to a dead B never quarantine it (a quarantine would reject
+ * the queue itself, tested elsewhere, and shut out the restart);
+ * `downAfterUnreachableMs` is A's stable-after. Events of A go to `eventsA`.
+ */
+async function startSurvivorAndChild(downAfterUnreachableMs: number, eventsA: RuntimeEvent[]): Promise<{ a: GrainNode; b: Child; seeds: string[]; portB: number }> {
+  const [pa, pb] = await freePorts(2)
+  const seeds = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`]
+  const a = await GrainNode.start({
+    grains: GRAINS,
+    workers: 1,
+    partitions: 16,
+    audit: () => {},
+    associations: { maxConsecutiveFailures: 1_000 },
+    cluster: { clusterName: NAME, secret: SECRET, seeds, port: pa!, failureDetector: { profile: 'test', downAfterUnreachableMs } },
+  })
+  a.events.subscribe('*', (e) => eventsA.push(e))
+  const b = spawnChild(seeds, pb!)
+  await a.cluster!.whenUp(60_000)
+  await waitUntil(() => b.ready, { what: 'child node Up', timeoutMs: 60_000 })
+  return { a, b, seeds, portB: pb! }
+}
+
 describe('a new incarnation at the same authority', () => {
   let a: GrainNode
   let b: Child | undefined
@@ -55,23 +79,7 @@ describe('a new incarnation at the same authority', () => {
   const eventsA: RuntimeEvent[] = []
 
   beforeAll(async () => {
-    const [pa, pb] = await freePorts(2)
-    portB = pb!
-    seeds = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`]
-    a = await GrainNode.start({
-      grains: GRAINS,
-      workers: 1,
-      partitions: 16,
-      audit: () => {},
-      // Failed dials to the dead node must not quarantine it here: a quarantine
-      // would reject the queue itself (tested elsewhere) and shut out the restart.
-      associations: { maxConsecutiveFailures: 1_000 },
-      cluster: { clusterName: NAME, secret: SECRET, seeds, port: pa!, failureDetector: { profile: 'test', downAfterUnreachableMs: 1_000 } },
-    })
-    a.events.subscribe('*', (e) => eventsA.push(e))
-    b = spawnChild(seeds, portB)
-    await a.cluster!.whenUp(60_000)
-    await waitUntil(() => b!.ready, { what: 'child node Up', timeoutMs: 60_000 })
+    ;({ a, b, seeds, portB } = await startSurvivorAndChild(1_000, eventsA))
   })
   afterAll(async () => {
     await Promise.all([stopChild(b), stopChild(b2)])
@@ -124,23 +132,9 @@ describe('a restart at the same authority before the old incarnation is detected
   const eventsA: RuntimeEvent[] = []
 
   beforeAll(async () => {
-    const [pa, pb] = await freePorts(2)
-    portB = pb!
-    seeds = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`]
-    a = await GrainNode.start({
-      grains: GRAINS,
-      workers: 1,
-      partitions: 16,
-      audit: () => {},
-      associations: { maxConsecutiveFailures: 1_000 },
-      // Downing an unreachable member takes 2 minutes here: only the proof of
-      // the restart can let the new incarnation in within the test's bounds.
-      cluster: { clusterName: NAME, secret: SECRET, seeds, port: pa!, failureDetector: { profile: 'test', downAfterUnreachableMs: 120_000 } },
-    })
-    a.events.subscribe('*', (e) => eventsA.push(e))
-    b = spawnChild(seeds, portB)
-    await a.cluster!.whenUp(60_000)
-    await waitUntil(() => b!.ready, { what: 'child node Up', timeoutMs: 60_000 })
+    // Downing an unreachable member takes 2 minutes here: only the proof of
+    // the restart can let the new incarnation in within the test's bounds.
+    ;({ a, b, seeds, portB } = await startSurvivorAndChild(120_000, eventsA))
   })
   afterAll(async () => {
     await Promise.all([stopChild(b), stopChild(b2)])
