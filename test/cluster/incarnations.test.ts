@@ -70,6 +70,16 @@ async function startSurvivorAndChild(downAfterUnreachableMs: number, eventsA: Ru
   return { a, b, seeds, portB: pb! }
 }
 
+/** B's grain `key` answers A once, then B is SIGKILLed; resolves once A sees the association down. The old incarnation and that PID. */
+async function killAfterOneCall(a: GrainNode, b: Child, key: string): Promise<{ old: NonNullable<Child['ready']>; pid: string }> {
+  const old = b.ready!
+  const pid = `grain://${old.authority}/counter/${key}#${old.nodeId}`
+  expect(await a.askPid(pid, 'add', 1, { timeoutMs: 30_000 })).toBe(1)
+  await stopChild(b)
+  await waitUntil(() => !a.isWritable(pid), { what: 'the association down on A', timeoutMs: 30_000 })
+  return { old, pid }
+}
+
 describe('a new incarnation at the same authority', () => {
   let a: GrainNode
   let b: Child | undefined
@@ -87,15 +97,8 @@ describe('a new incarnation at the same authority', () => {
   })
 
   it("rejects what was queued for a downed incarnation and never delivers it to the restarted one", async () => {
-    const old = b!.ready!
-    const pid = `grain://${old.authority}/counter/stale#${old.nodeId}`
-    expect(await a.askPid(pid, 'add', 1, { timeoutMs: 30_000 })).toBe(1)
-
-    const exited = new Promise((r) => b!.proc.once('exit', r))
-    b!.proc.kill('SIGKILL')
-    await exited
+    const { old, pid } = await killAfterOneCall(a, b!, 'stale')
     // Sends find the association down (B is still a member): they wait in the deferred queue.
-    await waitUntil(() => !a.isWritable(pid), { what: 'the association down on A', timeoutMs: 30_000 })
     for (let i = 0; i < 20; i++) a.tellPid(pid, 'record', i)
     const ask = a.askPid(pid, 'add', 100, { timeoutMs: 120_000 }).then(
       () => undefined,
@@ -142,14 +145,7 @@ describe('a restart at the same authority before the old incarnation is detected
   })
 
   it('downs the old incarnation as soon as the new one answers at its address, admits the new one, and quarantines nothing', async () => {
-    const old = b!.ready!
-    const pid = `grain://${old.authority}/counter/fast#${old.nodeId}`
-    expect(await a.askPid(pid, 'add', 1, { timeoutMs: 30_000 })).toBe(1)
-
-    const exited = new Promise((r) => b!.proc.once('exit', r))
-    b!.proc.kill('SIGKILL')
-    await exited
-    await waitUntil(() => !a.isWritable(pid), { what: 'the association down on A', timeoutMs: 30_000 })
+    const { old, pid } = await killAfterOneCall(a, b!, 'fast')
     // Queued for the old incarnation, and kept coming (so a connect for them is
     // pending when the new one appears), until the failure detector flags it
     // (ERR_AUTHORITY_UNREACHABLE, on a slow start of the new process) or it is

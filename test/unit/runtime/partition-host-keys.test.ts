@@ -11,11 +11,9 @@ import { messageTypeId, partitionOf } from '../../../src/common/hash.js'
 import { defineGrain, type GrainDefinition } from '../../../src/grains/define-grain.js'
 import type { GrainContext } from '../../../src/grains/grain-context.js'
 import { KindRegistry } from '../../../src/grains/kind-registry.js'
-import { FrameSender } from '../../../src/runtime/ring/frame-sender.js'
-import { createRingBuffer } from '../../../src/runtime/ring/spsc-ring.js'
-import { PartitionHost } from '../../../src/runtime/worker/partition-host.js'
+import type { PartitionHost } from '../../../src/runtime/worker/partition-host.js'
 import { EnvelopeReader, EnvelopeWriter, type InternedString } from '../../../src/wire/envelope.js'
-import { binaryCodec } from '../../../src/wire/payload-codec.js'
+import { standalonePartitionHost } from '../../helpers/partition-host.js'
 
 const PARTITIONS = 16
 
@@ -48,17 +46,7 @@ function setup(): { host: PartitionHost; send: (kind: InternedString, key: strin
   const registry = new KindRegistry()
   // Two kinds: the same key of another kind is another activation.
   for (const kind of ['cache-a', 'cache-b']) registry.add(defineGrain<State, typeof handlers>({ kind, state: (): State => ({ serial: seen.nextSerial++, count: 0 }), handlers }) as unknown as GrainDefinition)
-  const host = new PartitionHost({
-    worker: 0,
-    workers: 1,
-    partitions: PARTITIONS,
-    registry,
-    codec: binaryCodec,
-    sender: new FrameSender(createRingBuffer(1 << 16)),
-    askTimeoutMs: 1_000,
-    wants: () => false,
-    routeViaMain: () => false,
-  })
+  const host = standalonePartitionHost(registry, PARTITIONS)
   const buf = new Uint8Array(new SharedArrayBuffer(1 << 12))
   const w = new EnvelopeWriter()
   let at = 0

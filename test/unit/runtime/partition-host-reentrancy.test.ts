@@ -12,27 +12,16 @@ import { describe, expect, it } from 'vitest'
 import { defineGrain, type GrainDefinition } from '../../../src/grains/define-grain.js'
 import type { GrainContext } from '../../../src/grains/grain-context.js'
 import { KindRegistry } from '../../../src/grains/kind-registry.js'
-import { FrameSender } from '../../../src/runtime/ring/frame-sender.js'
-import { createRingBuffer } from '../../../src/runtime/ring/spsc-ring.js'
-import { PartitionHost } from '../../../src/runtime/worker/partition-host.js'
+import type { PartitionHost } from '../../../src/runtime/worker/partition-host.js'
 import { CONTROL_TYPES } from '../../../src/wire/control.js'
 import { EnvelopeWriter, FLAGS } from '../../../src/wire/envelope.js'
 import { binaryCodec, encodeToBytes } from '../../../src/wire/payload-codec.js'
+import { standalonePartitionHost } from '../../helpers/partition-host.js'
 
 function hostFor(def: GrainDefinition): { host: PartitionHost; entry: ReturnType<KindRegistry['add']> } {
   const registry = new KindRegistry()
   const entry = registry.add(def)
-  const host = new PartitionHost({
-    worker: 0,
-    workers: 1,
-    partitions: 4,
-    registry,
-    codec: binaryCodec,
-    sender: new FrameSender(createRingBuffer(1 << 16)),
-    askTimeoutMs: 1_000,
-    wants: () => false,
-    routeViaMain: () => false,
-  })
+  const host = standalonePartitionHost(registry, 4)
   return { host, entry }
 }
 
