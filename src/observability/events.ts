@@ -254,7 +254,14 @@ export interface AssociationQuarantined extends Base<'association.quarantined'> 
 }
 export interface AssociationReleased extends Base<'association.released'> {
   authority: string
-  reason: 'deadline' | 'manual'
+  /** The incarnation the association last knew, if any. */
+  nodeId?: string
+  /**
+   * 'deadline' (quarantineDeadlineMs passed), 'manual' (releaseQuarantine),
+   * or 'incarnation-ended' (a quarantine entered for failed connects alone,
+   * ended when membership downed or removed the incarnation they were to).
+   */
+  reason: 'deadline' | 'manual' | 'incarnation-ended'
 }
 /** Spec 3.5: the deferred queue was sent after reconnection. */
 export interface AssociationDrained extends Base<'association.drained'> {

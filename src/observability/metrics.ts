@@ -75,7 +75,7 @@ export class NodeMetrics {
 
     this.associationTransitions = new Counter({ name: `${prefix}association_transitions_total`, help: 'Association state changes, by new state (connected, disconnected, quarantined).', labelNames: ['to'], registers: [r] })
     this.quarantines = new Counter({ name: `${prefix}association_quarantines_total`, help: 'Authorities put into quarantine.', registers: [r] })
-    this.releases = new Counter({ name: `${prefix}association_releases_total`, help: 'Quarantines ended, by reason (deadline, manual).', labelNames: ['reason'], registers: [r] })
+    this.releases = new Counter({ name: `${prefix}association_releases_total`, help: 'Quarantines ended, by reason (deadline, manual, incarnation-ended).', labelNames: ['reason'], registers: [r] })
     this.drainedMessages = new Counter({ name: `${prefix}association_drained_messages_total`, help: 'Deferred messages sent after a reconnect.', registers: [r] })
     this.withdrawnAsks = new Counter({
       name: `${prefix}association_withdrawn_asks_total`,

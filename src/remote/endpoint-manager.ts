@@ -840,7 +840,9 @@ export class RemoteEndpoint {
    * incarnation by NodeId and downs the old one (ClusterNode's conflict
    * check), and quarantining the authority would shut the new incarnation
    * out for quarantineDeadlineMs after it is admitted. What waits here is
-   * rejected when the old incarnation ends, or drains to the new one.
+   * rejected when the old incarnation ends, or drains to the new one. A
+   * quarantine for failures alone ends with the incarnation they were to
+   * (Association.incarnationEnded).
    */
   #connect(assoc: Association): void {
     if (this.#closed) return
@@ -859,6 +861,11 @@ export class RemoteEndpoint {
         const err = toGrainClusterError(e, 'ERR_AUTHORITY_UNREACHABLE')
         const now = performance.now()
         if (err.code === 'ERR_AUTHORITY_CONFLICT') return
+        // A dial that outlived the incarnation it was for (downed, removed)
+        // says nothing new: counting it could quarantine the address its
+        // successor will come back at.
+        const m = this.#o.membership.memberOf(assoc.authority)
+        if (m === undefined || m.status === 'down' || m.status === 'removed') return
         if (err.code === 'ERR_AUTHORITY_HANDSHAKE_FAILED') assoc.invalidAssociation(err.reason, now)
         else assoc.failure(err.reason, now)
         this.#flushOutputs()

@@ -47,12 +47,17 @@ async function stopChild(c: Child | undefined): Promise<void> {
 }
 
 /**
- * Node A in this process and node B in a child process, both Up. A's
- * failed dials to a dead B never quarantine it (a quarantine would reject
- * the queue itself, tested elsewhere, and shut out the restart);
- * `downAfterUnreachableMs` is A's stable-after. Events of A go to `eventsA`.
+ * Node A in this process and node B in a child process, both Up. Unless
+ * `associations` says otherwise, A's failed dials to a dead B never
+ * quarantine it (a quarantine would reject the queue itself, tested
+ * elsewhere); `downAfterUnreachableMs` is A's stable-after. Events of A go
+ * to `eventsA`.
  */
-async function startSurvivorAndChild(downAfterUnreachableMs: number, eventsA: RuntimeEvent[]): Promise<{ a: GrainNode; b: Child; seeds: string[]; portB: number }> {
+async function startSurvivorAndChild(
+  downAfterUnreachableMs: number,
+  eventsA: RuntimeEvent[],
+  associations: { maxConsecutiveFailures: number; quarantineDeadlineMs?: number } = { maxConsecutiveFailures: 1_000 },
+): Promise<{ a: GrainNode; b: Child; seeds: string[]; portB: number }> {
   const [pa, pb] = await freePorts(2)
   const seeds = [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`]
   const a = await GrainNode.start({
@@ -60,7 +65,7 @@ async function startSurvivorAndChild(downAfterUnreachableMs: number, eventsA: Ru
     workers: 1,
     partitions: 16,
     audit: () => {},
-    associations: { maxConsecutiveFailures: 1_000 },
+    associations,
     cluster: { clusterName: NAME, secret: SECRET, seeds, port: pa!, failureDetector: { profile: 'test', downAfterUnreachableMs } },
   })
   a.events.subscribe('*', (e) => eventsA.push(e))
@@ -185,5 +190,50 @@ describe('a restart at the same authority before the old incarnation is detected
     expect(await a.askPid(fresh, 'seen', undefined, { timeoutMs: 30_000 })).toEqual([])
     expect(await a.askPid(fresh, 'add', 2, { timeoutMs: 30_000 })).toBe(2)
     expect(removed()).toHaveLength(queued)
+  })
+})
+
+describe('a restart after failed dials to the dead incarnation quarantined its address', () => {
+  let a: GrainNode
+  let b: Child | undefined
+  let b2: Child | undefined
+  let seeds: string[]
+  let portB: number
+  const eventsA: RuntimeEvent[] = []
+
+  beforeAll(async () => {
+    // One failed dial quarantines, for 5 minutes: only the end of the
+    // incarnation the failures were about can let the restart in within the
+    // test's bounds. B is downed 5 s after it is flagged, after that dial failed.
+    ;({ a, b, seeds, portB } = await startSurvivorAndChild(5_000, eventsA, { maxConsecutiveFailures: 1, quarantineDeadlineMs: 300_000 }))
+  })
+  afterAll(async () => {
+    await Promise.all([stopChild(b), stopChild(b2)])
+    await a?.close()
+  })
+
+  it('releases the quarantine when that incarnation is downed and admits the restarted node', async () => {
+    const { old, pid } = await killAfterOneCall(a, b!, 'shut')
+    // Deferred: A dials the dead address until the dial fails and quarantines it.
+    a.tellPid(pid, 'record', 1)
+    const quarantined = (): RuntimeEvent[] => eventsA.filter((e) => e.type === 'association.quarantined' && e.authority === old.authority)
+    await waitUntil(() => quarantined().length > 0, { what: 'the failed dial quarantining B on A', timeoutMs: 30_000 })
+    expect(quarantined()[0]).toMatchObject({ nodeId: old.nodeId, reason: expect.stringContaining('1 consecutive failures') })
+
+    b2 = spawnChild(seeds, portB)
+    await waitUntil(() => b2!.ready, { what: 'restarted B Up (without the release: after 5 minutes)', timeoutMs: 60_000 })
+    expect(b2.ready!.nodeId).not.toBe(old.nodeId)
+    const released = eventsA.filter((e) => e.type === 'association.released' && e.authority === old.authority)
+    expect(released).toEqual([expect.objectContaining({ nodeId: old.nodeId, reason: 'incarnation-ended' })])
+    // Released by the downing (it is published from the downing's own handler), not by a deadline.
+    const downed = eventsA.find((e) => e.type === 'member.downed' && e.nodeId === old.nodeId)
+    expect(downed).toBeDefined()
+    expect(released[0]!.at).toBeGreaterThanOrEqual(downed!.at)
+    expect(released[0]!.at - downed!.at).toBeLessThan(1_000)
+    expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_association_releases_total\{reason="incarnation-ended"\} 1\b/)
+
+    const fresh = `grain://${old.authority}/counter/shut#${b2.ready!.nodeId}`
+    await waitUntil(() => a.resolve(fresh).status === 'ready', { what: 'the new incarnation ready on A', timeoutMs: 60_000 })
+    expect(await a.askPid(fresh, 'add', 3, { timeoutMs: 30_000 })).toBe(3)
   })
 })

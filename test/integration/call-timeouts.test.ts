@@ -76,4 +76,29 @@ describe('call timeouts across relays', () => {
       off()
     }
   })
+
+  it('asks that waited out a passivation keep their timeout on the next activation: the one whose caller gave up is not run', async () => {
+    const expired: RuntimeEvent[] = []
+    const off = a.events.subscribe('rpc.expired', (e) => expired.push(e))
+    try {
+      const key = keyPlacedOn(a, 'patient', 'passivating-')
+      expect(await a.ask('patient', key, 'mark', 'first')).toBeUndefined()
+      // onDeactivate takes 1 s; both asks wait on the passivating activation, then go to a fresh one.
+      await a.ask('patient', key, 'retire', 1_000)
+      const gaveUp = a.ask('patient', key, 'mark', 'late', { timeoutMs: 200 }).then(
+        () => undefined,
+        (x: unknown) => x,
+      )
+      const waits = a.ask('patient', key, 'mark', 'kept')
+      expect(GrainClusterError.is(await gaveUp, 'ERR_GRAIN_TIMEOUT')).toBe(true)
+      await waits
+      // The fresh activation ran only the call still awaited.
+      expect(await a.ask('patient', key, 'marks')).toEqual(['kept'])
+      await waitUntil(() => expired.length === 1, { what: 'the rpc.expired event', timeoutMs: 10_000 })
+      expect(expired[0]).toMatchObject({ kind: 'patient', key, method: 'mark', code: 'ERR_GRAIN_TIMEOUT', timeoutMs: 200 })
+      expect(expired[0]!.type === 'rpc.expired' && expired[0].waitedMs).toBeGreaterThanOrEqual(200)
+    } finally {
+      off()
+    }
+  })
 })

@@ -20,7 +20,8 @@
  *       |              +-------------+
  *       +------------- | Quarantined |   sends and connections refused
  *       |              +-------------+
- *    poll(now >= until) -> 'deadline', release(now, 'manual')
+ *    poll(now >= until) -> 'deadline', release(now, 'manual'),
+ *    incarnationEnded(nodeId) of a failures-only quarantine -> 'incarnation-ended'
  *
  *   remove(reason), from any state: terminal; Disconnected, everything refused.
  * ```
@@ -167,7 +168,7 @@ export function createAssociationStats(): AssociationStats {
     sendFailures: 0,
     failures: 0,
     quarantines: 0,
-    releases: { deadline: 0, manual: 0 },
+    releases: { deadline: 0, manual: 0, 'incarnation-ended': 0 },
     connects: 0,
     disconnects: 0,
   }
@@ -211,8 +212,18 @@ export interface AssociationOptions {
   sink?: AssociationSink
 }
 
+/**
+ * What entered (or extended) a quarantine. Only one entered for failed
+ * connects alone ends with the incarnation it was about; an invalid
+ * association or an operator's quarantine holds to its deadline.
+ */
+export type QuarantineCause = 'failures' | 'invalid' | 'manual'
+
 interface Quarantine {
   readonly reason: string
+  readonly cause: QuarantineCause
+  /** The incarnation the association knew when quarantined, if any. */
+  readonly nodeId: string | undefined
   /** Owner's clock (ms) at which poll() releases it. */
   readonly untilMs: number
   /** The same instant in wall-clock ms, for events, errors and audit lines. */
@@ -222,6 +233,8 @@ interface Quarantine {
 /** Quarantine facts for errors and PID resolution. */
 export interface QuarantineInfo {
   readonly reason: string
+  readonly cause: QuarantineCause
+  readonly nodeId: string | undefined
   readonly untilMs: number
   readonly untilWallMs: number
 }
@@ -524,14 +537,14 @@ export class Association {
     this.stats.failures++
     if (this.#state === 'connected') this.#toDisconnected(`failure: ${reason}`, nowMs)
     if (this.#failures >= this.config.maxConsecutiveFailures) {
-      this.quarantine(`${this.#failures} consecutive failures (last: ${reason})`, nowMs)
+      this.quarantine(`${this.#failures} consecutive failures (last: ${reason})`, nowMs, 'failures')
     }
     return this.#state
   }
 
   /** An invalid association (NodeId mismatch, failed handshake): quarantine now (spec 4.1). */
   invalidAssociation(reason: string, nowMs: number): AssociationState {
-    this.quarantine(`invalid association: ${reason}`, nowMs)
+    this.quarantine(`invalid association: ${reason}`, nowMs, 'invalid')
     return this.#state
   }
 
@@ -539,9 +552,10 @@ export class Association {
    * Quarantine for quarantineDeadlineMs from now. Every queued message is
    * rejected with ERR_AUTHORITY_QUARANTINED (spec 3.4). When already
    * quarantined the deadline is extended if the new one is later (events and
-   * audit line again, refused=0). Ignored once removed.
+   * audit line again, refused=0); an extension for another cause than
+   * failures makes it one that holds to its deadline. Ignored once removed.
    */
-  quarantine(reason: string, nowMs: number): AssociationState {
+  quarantine(reason: string, nowMs: number, cause: QuarantineCause = 'manual'): AssociationState {
     if (this.#removedReason !== undefined) return this.#state
     const at = this.#wall(nowMs)
     const untilMs = nowMs + this.config.quarantineDeadlineMs
@@ -551,8 +565,9 @@ export class Association {
     const nodeIdText = this.#nodeId === undefined ? '' : ` nodeId=${this.#nodeId}`
     if (from === 'quarantined') {
       const q = this.#quarantine!
-      if (untilMs > q.untilMs) this.#quarantine = { reason, untilMs, untilWallMs }
-      const cur = this.#quarantine!
+      const kept = q.cause === 'failures' ? cause : q.cause
+      this.#quarantine = untilMs > q.untilMs ? { reason, cause: kept, nodeId: q.nodeId, untilMs, untilWallMs } : { ...q, cause: kept }
+      const cur = this.#quarantine
       this.#emit({ type: 'association.quarantined', authority: this.authority, ...nodeId, reason, until: cur.untilWallMs, refused: 0, at })
       this.#audit(at, `quarantine-extended${nodeIdText} reason=${JSON.stringify(reason)} until=${iso(cur.untilWallMs)}`)
       return this.#state
@@ -560,7 +575,7 @@ export class Association {
     // State first, then the rejections: a driver failing an ask from the
     // rejected list and retrying at once must see the quarantine, not re-queue.
     this.#state = 'quarantined'
-    this.#quarantine = { reason, untilMs, untilWallMs }
+    this.#quarantine = { reason, cause, nodeId: this.#nodeId, untilMs, untilWallMs }
     this.#failures = 0
     this.stats.quarantines++
     const queued = this.#queue.drainAll()
@@ -584,7 +599,7 @@ export class Association {
     this.stats.releases[reason]++
     const nodeId = this.#nodeId === undefined ? {} : { nodeId: this.#nodeId }
     this.#emit({ type: 'association.state', authority: this.authority, ...nodeId, from: 'quarantined', to: 'disconnected', reason: `quarantine released (${reason})`, at })
-    this.#emit({ type: 'association.released', authority: this.authority, reason, at })
+    this.#emit({ type: 'association.released', authority: this.authority, ...nodeId, reason, at })
     this.#audit(at, `released reason=${JSON.stringify(reason)}`)
     return true
   }
@@ -622,13 +637,19 @@ export class Association {
    * by a new NodeId at this authority). Messages still queued were resolved
    * against it, so none may reach a later incarnation: each is rejected
    * with ERR_AUTHORITY_REMOVED (asks fail, tells are dead-lettered). Unlike
-   * remove(), the association stays usable for the next incarnation, and a
-   * running quarantine keeps its deadline. Ignored (returns 0) when the
-   * association already knows a different incarnation. Returns how many
-   * messages were rejected.
+   * remove(), the association stays usable for the next incarnation. A
+   * quarantine entered for failed connects alone, to this incarnation (or
+   * before any was known), is released ('incarnation-ended'): the failures
+   * were its death, and holding the authority shut would only keep out its
+   * successor (Akka quarantines a UID, never an address). Any other
+   * quarantine keeps its deadline. Ignored (returns 0) when the association
+   * already knows a different incarnation. Returns how many messages were
+   * rejected.
    */
   incarnationEnded(nodeId: string, reason: string, nowMs: number): number {
     if (this.#nodeId !== undefined && this.#nodeId !== nodeId) return 0
+    const q = this.#quarantine
+    if (q !== undefined && q.cause === 'failures' && (q.nodeId === undefined || q.nodeId === nodeId)) this.release(nowMs, 'incarnation-ended')
     // What is queued from now on is for whoever holds the authority next, so
     // the next connection must not take it for this incarnation's (connected:
     // the close that follows ends it again).

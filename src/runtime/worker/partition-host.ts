@@ -293,8 +293,10 @@ export class PartitionHost implements ActivationHost {
     this.#deliverCached(entry!, key, slot, method, payload, replyTo, corr, r.senderLen > 0 ? r.sender() : undefined)
     this.#arrivingTimeoutMs = 0
   }
-  /** The timeout_ms of the ask being delivered (0: none); see #overflow. */
+  /** The timeout_ms of the ask being delivered (0: none); see #overflow and #bounce. */
   #arrivingTimeoutMs = 0
+  /** When a re-delivered ask first arrived (performance.now()); 0: it arrives now. */
+  #arrivingQueuedAt = 0
 
   /**
    * The method an envelope's message type names, when this worker serves
@@ -369,7 +371,8 @@ export class PartitionHost implements ActivationHost {
       this.#refuse(old.replyTo, old.correlationId, old.method.id, 'ERR_GRAIN_DROPPED', reason, { kind, key, method: old.method.name, limit: depth })
     }
     const timeoutMs = this.#arrivingTimeoutMs
-    act.enqueue({ method, payload, replyTo, correlationId: corr, chain, timeoutMs, queuedAt: timeoutMs > 0 ? performance.now() : 0 })
+    const queuedAt = timeoutMs === 0 ? 0 : this.#arrivingQueuedAt > 0 ? this.#arrivingQueuedAt : performance.now()
+    act.enqueue({ method, payload, replyTo, correlationId: corr, chain, timeoutMs, queuedAt })
   }
 
   /**
@@ -698,6 +701,10 @@ export class PartitionHost implements ActivationHost {
     w.schemaVersion = entry.schemaVersion
     w.correlationId = replyTo >= 0 ? corr : 0
     w.replyTo = replyTo >= 0 ? replyTo : 0
+    // What is left of the caller's timeout, so the relay to the new owner
+    // waits that long and no longer (0: the relay's default).
+    const t = this.#arrivingTimeoutMs
+    if (replyTo >= 0 && t > 0) w.timeoutMs = Math.max(1, Math.ceil(t - (this.#arrivingQueuedAt > 0 ? performance.now() - this.#arrivingQueuedAt : 0)))
     this.#payloadValue = payload
     w.payloadWriter = this.#encodePayload
     try {
@@ -825,6 +832,31 @@ export class PartitionHost implements ActivationHost {
     if (act.idle && act.queue === null && act.deactivateRequested && !act.deactivating) void this.#deactivate(act, 'requested')
   }
 
+  /**
+   * Deliver again what waited on an activation that is gone: each keeps its
+   * caller's timeout counted from its first arrival, and one whose caller
+   * has given up meanwhile is expired instead (#drainQueue's rule).
+   */
+  #redeliver(gone: Activation, waiting: readonly QueuedMessage[]): void {
+    try {
+      for (const m of waiting) {
+        if (m.timeoutMs > 0) {
+          const waited = performance.now() - m.queuedAt
+          if (waited >= m.timeoutMs) {
+            this.#expire(gone, m, waited)
+            continue
+          }
+        }
+        this.#arrivingTimeoutMs = m.timeoutMs
+        this.#arrivingQueuedAt = m.queuedAt
+        this.deliver(gone.entry, gone.key, m.method, m.payload, m.replyTo, m.correlationId, undefined, -1, m.chain)
+      }
+    } finally {
+      this.#arrivingTimeoutMs = 0
+      this.#arrivingQueuedAt = 0
+    }
+  }
+
   #handlerFailed(act: Activation, method: MethodEntry, e: unknown, replyTo: number, corr: number): void {
     // origin 'grain': thrown by user code, so the caller's retry policy never
     // resends it, even when the grain rethrew a retryable code (ERR_GRAIN_TIMEOUT of a nested ask).
@@ -861,13 +893,12 @@ export class PartitionHost implements ActivationHost {
         released(this.#recordOf(act))
       } else if (reason === 'idle') this.#notePassivated(act.entry, act.key)
       if (this.#wants(CATEGORY_BITS.grain)) this.#emit({ type: 'grain.deactivated', kind: act.kind, key: act.key, worker: this.worker, reason: released !== null ? 'handoff' : reason })
-      // Messages that arrived during onDeactivate go to a new activation, in order.
-      const first = act.dequeue()
-      if (first === undefined) return
-      const rest: QueuedMessage[] = []
-      for (let m = act.dequeue(); m !== undefined; m = act.dequeue()) rest.push(m)
-      this.deliver(act.entry, act.key, first.method, first.payload, first.replyTo, first.correlationId, undefined, -1, first.chain)
-      for (const m of rest) this.deliver(act.entry, act.key, m.method, m.payload, m.replyTo, m.correlationId, undefined, -1, m.chain)
+      // Messages that arrived during onDeactivate go to a new activation (or
+      // the key's new owner), in order, keeping their callers' timeouts.
+      if (act.queued === 0) return
+      const waiting: QueuedMessage[] = []
+      for (let m = act.dequeue(); m !== undefined; m = act.dequeue()) waiting.push(m)
+      this.#redeliver(act, waiting)
     }
     if (isThenable(r)) {
       act.busy = true

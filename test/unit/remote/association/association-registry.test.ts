@@ -81,7 +81,7 @@ describe('AssociationRegistry', () => {
     clock.nowMs = 1_500
     expect(reg.poll(1_500)).toEqual([C])
     expect(reg.nextDeadlineMs()).toBeUndefined()
-    expect(reg.stats.releases).toEqual({ deadline: 2, manual: 0 })
+    expect(reg.stats.releases).toEqual({ deadline: 2, manual: 0, 'incarnation-ended': 0 })
   })
 
   it('manual release: true when quarantined, false otherwise, typed error for an unknown authority', () => {

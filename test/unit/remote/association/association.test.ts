@@ -360,7 +360,7 @@ describe('Association: quarantine (spec 3.4, 4.1–4.4)', () => {
     a.quarantine('handshake failed', clock.nowMs)
     a.drain()
     expect(a.nextDeadlineMs).toBe(31_000)
-    expect(a.quarantineInfo).toEqual({ reason: 'handshake failed', untilMs: 31_000, untilWallMs: WALL0 + 31_000 })
+    expect(a.quarantineInfo).toEqual({ reason: 'handshake failed', cause: 'manual', untilMs: 31_000, untilWallMs: WALL0 + 31_000 })
     clock.advance(29_999)
     expect(a.poll(clock.nowMs)).toBe(false)
     expect(a.state).toBe('quarantined')
@@ -377,7 +377,7 @@ describe('Association: quarantine (spec 3.4, 4.1–4.4)', () => {
       { type: 'association.released', authority: AUTH, reason: 'deadline', at: WALL0 + 31_000 },
     ])
     expect(out.audit).toEqual(['2026-11-30T10:00:31.000Z association 127.0.0.1:4051 released reason="deadline"'])
-    expect(a.stats.releases).toEqual({ deadline: 1, manual: 0 })
+    expect(a.stats.releases).toEqual({ deadline: 1, manual: 0, 'incarnation-ended': 0 })
     expect(a.poll(clock.advance(100_000))).toBe(false)
   })
 
@@ -397,7 +397,7 @@ describe('Association: quarantine (spec 3.4, 4.1–4.4)', () => {
     expect(a.release(clock.nowMs)).toBe(false)
     // The old deadline does not fire after a manual release.
     expect(a.poll(clock.advance(60_000))).toBe(false)
-    expect(a.stats.releases).toEqual({ deadline: 0, manual: 1 })
+    expect(a.stats.releases).toEqual({ deadline: 0, manual: 1, 'incarnation-ended': 0 })
   })
 
   it('the deferred queue is reusable after a release: deferred → connect → drained in order with the right count', () => {
@@ -484,6 +484,55 @@ describe('Association: failures and invalid associations (spec 4.1)', () => {
     const c = a.connected('node-b', clock.nowMs, { expectedNodeId: 'node-b' })
     expect(c.ok).toBe(true)
     expect(a.state).toBe('connected')
+  })
+
+  it('a quarantine for failed connects ends when the incarnation they were to ends, so its successor can connect', () => {
+    const { a, clock } = setup({ maxConsecutiveFailures: 2 })
+    a.connected('node-b1', clock.nowMs)
+    a.disconnected('peer closed', clock.advance(1))
+    a.failure('ECONNREFUSED', clock.advance(1))
+    expect(a.failure('ECONNREFUSED', clock.advance(1))).toBe('quarantined')
+    expect(a.quarantineInfo).toMatchObject({ cause: 'failures', nodeId: 'node-b1' })
+    a.drain()
+    // Another incarnation's end says nothing about these failures.
+    expect(a.incarnationEnded('node-b0', 'was removed', clock.advance(1))).toBe(0)
+    expect(a.state).toBe('quarantined')
+    a.incarnationEnded('node-b1', 'was downed', clock.advance(1))
+    expect(a.state).toBe('disconnected')
+    expect(a.mayConnect()).toBe(true)
+    const out = a.drain()
+    expect(out.events).toEqual([
+      { type: 'association.state', authority: AUTH, nodeId: 'node-b1', from: 'quarantined', to: 'disconnected', reason: 'quarantine released (incarnation-ended)', at: WALL0 + 5 },
+      { type: 'association.released', authority: AUTH, nodeId: 'node-b1', reason: 'incarnation-ended', at: WALL0 + 5 },
+    ])
+    expect(out.audit).toEqual(['2026-11-30T10:00:00.005Z association 127.0.0.1:4051 released reason="incarnation-ended"'])
+    expect(a.stats.releases).toEqual({ deadline: 0, manual: 0, 'incarnation-ended': 1 })
+    // The successor connects; the old deadline does not fire later.
+    expect(a.connected('node-b2', clock.advance(1)).ok).toBe(true)
+    expect(a.poll(clock.advance(60_000))).toBe(false)
+  })
+
+  it('a failure quarantine before any incarnation was known ends with the first one that ends', () => {
+    const { a, clock } = setup({ maxConsecutiveFailures: 1 })
+    a.failure('ECONNREFUSED', clock.nowMs)
+    expect(a.quarantineInfo).toMatchObject({ cause: 'failures', nodeId: undefined })
+    a.incarnationEnded('node-b1', 'was removed', clock.advance(1))
+    expect(a.state).toBe('disconnected')
+  })
+
+  it('an invalid association or an operator extending a failure quarantine makes it hold to its deadline', () => {
+    for (const extend of ['invalid', 'manual'] as const) {
+      const { a, clock } = setup({ maxConsecutiveFailures: 1 })
+      a.connected('node-b1', clock.nowMs)
+      a.disconnected('peer closed', clock.nowMs)
+      a.failure('ECONNREFUSED', clock.advance(1))
+      if (extend === 'invalid') a.invalidAssociation('handshake failed', clock.advance(1))
+      else a.quarantine('operator', clock.advance(1))
+      expect(a.quarantineInfo?.cause).toBe(extend)
+      a.incarnationEnded('node-b1', 'was downed', clock.advance(1))
+      expect(a.state).toBe('quarantined')
+      expect(a.poll(clock.advance(30_000))).toBe(true)
+    }
   })
 
   it('invalidAssociation (e.g. failed handshake) quarantines from Disconnected', () => {
