@@ -104,6 +104,24 @@ describe('call-chain reentrancy', () => {
     expect(await status()).toEqual({ busy: false, log: ['hold', 'held', 'w1'] })
   })
 
+  it("an interleave call's asks carry its own call chain, not the holder's: what they cause waits for the key", async () => {
+    const key = keyOnWorker('il-chain', 0)
+    const via = keyOnWorker('il-via', 1)
+    // hold keeps the key as part of a chain (it asked another key first).
+    const hold = node.ask('interleaving', key, 'holdChained', undefined, CALL)
+    const status = (): Promise<{ busy: boolean; log: string[] }> => node.ask('interleaving', key, 'status', undefined, { timeoutMs: 1_000 })
+    await waitUntil(async () => (await status()).busy, { what: 'status while holdChained runs' })
+    // poke runs beside hold and asks `via` to write into this key: that call is not hold's, so it waits.
+    const poke = node.ask('interleaving', key, 'poke', via, CALL)
+    // The write reaches the key: run inside hold (its log), or queued behind it (the workers' report, about once a second).
+    const queued = async (): Promise<boolean> => /graincluster_rpc_queued_calls\{kind="interleaving"\} 1\b/.test(await node.metricsText())
+    await waitUntil(async () => (await status()).log.includes('poked') || (await queued()), { what: "poke's write at the key", timeoutMs: 10_000 })
+    expect((await status()).log).toEqual(['hold'])
+    await node.ask('interleaving', 'opener', 'open', key)
+    await Promise.all([hold, poke])
+    expect(await status()).toEqual({ busy: false, log: ['hold', 'held', 'poked'] })
+  })
+
   it('rejects a callChainReentrancy that is not a boolean, and bad interleave lists', async () => {
     const { defineGrain } = await import('../../src/index.js')
     expect(() => defineGrain({ kind: 'bad-reentrancy', callChainReentrancy: 'yes' as unknown as boolean, handlers: { m: () => 1 } })).toThrow(/callChainReentrancy must be a boolean/)

@@ -29,6 +29,7 @@ import { TellRunEntries } from '../../wire/tell-run.js'
 import { encodeToBytes, type PayloadCodec } from '../../wire/payload-codec.js'
 import type { FrameSender } from '../ring/frame-sender.js'
 import { Activation, type ActivationHost, type QueuedMessage, type ReleasedRecord } from './activation.js'
+import { InterleavedCall } from './interleaved-call.js'
 import type { WorkerEvent } from './worker-event.js'
 import { EVENT_CATEGORIES } from '../../observability/events.js'
 import { describeVersions } from '../../grains/limits-and-schemas.js'
@@ -769,7 +770,8 @@ export class PartitionHost implements ActivationHost {
     if (hold === HOLD_KEY && act.chainDepth++ === 0) act.chain = chain
     let result: unknown
     try {
-      result = method.fn(act, payload)
+      // An interleave call gets a context of its own: its asks carry its chain, not the holder's.
+      result = method.fn(hold === HOLD_NOTHING ? new InterleavedCall(act, chain) : act, payload)
     } catch (e) {
       if (hold === HOLD_KEY) this.#leaveChain(act)
       this.#handlerFailed(act, method, e, replyTo, corr)
@@ -814,7 +816,7 @@ export class PartitionHost implements ActivationHost {
   /** Start queued messages, in order, while the head may start (key-limits.ts). */
   #drainQueue(act: Activation): void {
     // Interleave calls that waited for the activation to start run now, wherever they wait in the queue.
-    if (act.interleaveQueued > 0 && act.interleavable) for (const m of act.takeInterleaved()) this.#run(act, m.method, m.payload, m.replyTo, m.correlationId, undefined)
+    if (act.interleaveQueued > 0 && act.interleavable) for (const m of act.takeInterleaved()) this.#run(act, m.method, m.payload, m.replyTo, m.correlationId, m.chain)
     const limits = act.entry.limits
     while (!act.deactivating) {
       const m = act.next(limits)
