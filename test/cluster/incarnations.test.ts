@@ -75,6 +75,30 @@ async function startSurvivorAndChild(
   return { a, b, seeds, portB: pb! }
 }
 
+interface Scene {
+  a: GrainNode
+  b: Child
+  eventsA: RuntimeEvent[]
+  /** Start B again on its port (a new incarnation); stopped with the suite. */
+  restart(): Child
+}
+
+/** The suite's survivor A and child B (startSurvivorAndChild in beforeAll), stopped in afterAll; fields are set once beforeAll ran. */
+function survivorScene(downAfterUnreachableMs: number, associations?: Parameters<typeof startSurvivorAndChild>[2]): Scene {
+  const children: Child[] = []
+  const scene = { eventsA: [] as RuntimeEvent[] } as Scene
+  beforeAll(async () => {
+    const { a, b, seeds, portB } = await startSurvivorAndChild(downAfterUnreachableMs, scene.eventsA, associations)
+    children.push(b)
+    Object.assign(scene, { a, b, restart: () => children[children.push(spawnChild(seeds, portB)) - 1]! })
+  })
+  afterAll(async () => {
+    await Promise.all(children.map(stopChild))
+    await scene.a?.close()
+  })
+  return scene
+}
+
 /** B's grain `key` answers A once, then B is SIGKILLed; resolves once A sees the association down. The old incarnation and that PID. */
 async function killAfterOneCall(a: GrainNode, b: Child, key: string): Promise<{ old: NonNullable<Child['ready']>; pid: string }> {
   const old = b.ready!
@@ -86,23 +110,11 @@ async function killAfterOneCall(a: GrainNode, b: Child, key: string): Promise<{ 
 }
 
 describe('a new incarnation at the same authority', () => {
-  let a: GrainNode
-  let b: Child | undefined
-  let b2: Child | undefined
-  let seeds: string[]
-  let portB: number
-  const eventsA: RuntimeEvent[] = []
-
-  beforeAll(async () => {
-    ;({ a, b, seeds, portB } = await startSurvivorAndChild(1_000, eventsA))
-  })
-  afterAll(async () => {
-    await Promise.all([stopChild(b), stopChild(b2)])
-    await a?.close()
-  })
+  const scene = survivorScene(1_000)
 
   it("rejects what was queued for a downed incarnation and never delivers it to the restarted one", async () => {
-    const { old, pid } = await killAfterOneCall(a, b!, 'stale')
+    const { a, eventsA } = scene
+    const { old, pid } = await killAfterOneCall(a, scene.b, 'stale')
     // Sends find the association down (B is still a member): they wait in the deferred queue.
     for (let i = 0; i < 20; i++) a.tellPid(pid, 'record', i)
     const ask = a.askPid(pid, 'add', 100, { timeoutMs: 120_000 }).then(
@@ -119,8 +131,8 @@ describe('a new incarnation at the same authority', () => {
     expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_association_deferred_messages 0\b/)
 
     // B comes back on the same port: a new NodeId, which A admits once the old one is removed.
-    b2 = spawnChild(seeds, portB)
-    await waitUntil(() => b2!.ready, { what: 'restarted B Up', timeoutMs: 90_000 })
+    const b2 = scene.restart()
+    await waitUntil(() => b2.ready, { what: 'restarted B Up', timeoutMs: 90_000 })
     expect(b2.ready!.nodeId).not.toBe(old.nodeId)
     const fresh = `grain://${old.authority}/counter/stale#${b2.ready!.nodeId}`
     await waitUntil(() => a.resolve(fresh).status === 'ready', { what: 'the new incarnation ready on A', timeoutMs: 60_000 })
@@ -132,25 +144,13 @@ describe('a new incarnation at the same authority', () => {
 })
 
 describe('a restart at the same authority before the old incarnation is detected', () => {
-  let a: GrainNode
-  let b: Child | undefined
-  let b2: Child | undefined
-  let seeds: string[]
-  let portB: number
-  const eventsA: RuntimeEvent[] = []
-
-  beforeAll(async () => {
-    // Downing an unreachable member takes 2 minutes here: only the proof of
-    // the restart can let the new incarnation in within the test's bounds.
-    ;({ a, b, seeds, portB } = await startSurvivorAndChild(120_000, eventsA))
-  })
-  afterAll(async () => {
-    await Promise.all([stopChild(b), stopChild(b2)])
-    await a?.close()
-  })
+  // Downing an unreachable member takes 2 minutes here: only the proof of
+  // the restart can let the new incarnation in within the test's bounds.
+  const scene = survivorScene(120_000)
 
   it('downs the old incarnation as soon as the new one answers at its address, admits the new one, and quarantines nothing', async () => {
-    const { old, pid } = await killAfterOneCall(a, b!, 'fast')
+    const { a, eventsA } = scene
+    const { old, pid } = await killAfterOneCall(a, scene.b, 'fast')
     // Queued for the old incarnation, and kept coming (so a connect for them is
     // pending when the new one appears), until the failure detector flags it
     // (ERR_AUTHORITY_UNREACHABLE, on a slow start of the new process) or it is
@@ -165,9 +165,9 @@ describe('a restart at the same authority before the old incarnation is detected
         refused.push((e as GrainClusterError).code)
       }
     }, 20)
+    const b2 = scene.restart()
     try {
-      b2 = spawnChild(seeds, portB)
-      await waitUntil(() => b2!.ready, { what: 'restarted B Up (without the proof: after 2 minutes)', timeoutMs: 60_000 })
+      await waitUntil(() => b2.ready, { what: 'restarted B Up (without the proof: after 2 minutes)', timeoutMs: 60_000 })
     } finally {
       clearInterval(sender)
     }
@@ -179,7 +179,7 @@ describe('a restart at the same authority before the old incarnation is detected
     expect(downed).toHaveLength(1)
     expect(downed[0]).toMatchObject({ decidedBy: a.cluster!.authority })
     expect(downed[0]!.type === 'member.downed' && downed[0].reason).toContain(`a new incarnation ${b2.ready!.nodeId} listens at ${old.authority}`)
-    expect(eventsA.filter((e) => e.type === 'member.conflict' && e.newNodeId === b2!.ready!.nodeId).length).toBeGreaterThan(0)
+    expect(eventsA.filter((e) => e.type === 'member.conflict' && e.newNodeId === b2.ready!.nodeId).length).toBeGreaterThan(0)
     // The conflict refused the new incarnation by NodeId only: the authority itself was never quarantined.
     expect(eventsA.filter((e) => e.type === 'association.quarantined')).toEqual([])
 
@@ -194,34 +194,22 @@ describe('a restart at the same authority before the old incarnation is detected
 })
 
 describe('a restart after failed dials to the dead incarnation quarantined its address', () => {
-  let a: GrainNode
-  let b: Child | undefined
-  let b2: Child | undefined
-  let seeds: string[]
-  let portB: number
-  const eventsA: RuntimeEvent[] = []
-
-  beforeAll(async () => {
-    // One failed dial quarantines, for 5 minutes: only the end of the
-    // incarnation the failures were about can let the restart in within the
-    // test's bounds. B is downed 5 s after it is flagged, after that dial failed.
-    ;({ a, b, seeds, portB } = await startSurvivorAndChild(5_000, eventsA, { maxConsecutiveFailures: 1, quarantineDeadlineMs: 300_000 }))
-  })
-  afterAll(async () => {
-    await Promise.all([stopChild(b), stopChild(b2)])
-    await a?.close()
-  })
+  // One failed dial quarantines, for 5 minutes: only the end of the
+  // incarnation the failures were about can let the restart in within the
+  // test's bounds. B is downed 5 s after it is flagged, after that dial failed.
+  const scene = survivorScene(5_000, { maxConsecutiveFailures: 1, quarantineDeadlineMs: 300_000 })
 
   it('releases the quarantine when that incarnation is downed and admits the restarted node', async () => {
-    const { old, pid } = await killAfterOneCall(a, b!, 'shut')
+    const { a, eventsA } = scene
+    const { old, pid } = await killAfterOneCall(a, scene.b, 'shut')
     // Deferred: A dials the dead address until the dial fails and quarantines it.
     a.tellPid(pid, 'record', 1)
     const quarantined = (): RuntimeEvent[] => eventsA.filter((e) => e.type === 'association.quarantined' && e.authority === old.authority)
     await waitUntil(() => quarantined().length > 0, { what: 'the failed dial quarantining B on A', timeoutMs: 30_000 })
     expect(quarantined()[0]).toMatchObject({ nodeId: old.nodeId, reason: expect.stringContaining('1 consecutive failures') })
 
-    b2 = spawnChild(seeds, portB)
-    await waitUntil(() => b2!.ready, { what: 'restarted B Up (without the release: after 5 minutes)', timeoutMs: 60_000 })
+    const b2 = scene.restart()
+    await waitUntil(() => b2.ready, { what: 'restarted B Up (without the release: after 5 minutes)', timeoutMs: 60_000 })
     expect(b2.ready!.nodeId).not.toBe(old.nodeId)
     const released = eventsA.filter((e) => e.type === 'association.released' && e.authority === old.authority)
     expect(released).toEqual([expect.objectContaining({ nodeId: old.nodeId, reason: 'incarnation-ended' })])
