@@ -47,6 +47,17 @@ export interface GrainDefinition<S = unknown, H extends Record<string, Handler<S
    * highest common one per kind in the handshake. Default [schemaVersion].
    */
   readonly supportedSchemaVersions?: readonly number[]
+  /**
+   * JSON Schemas of methods' payloads, for callers that send untyped JSON:
+   * the HTTP and WebSocket fronts check a call's payload against its
+   * method's schema before the call, with Fastify's validator (ajv, with
+   * Fastify's coercion and defaults), and refuse a mismatch with
+   * ERR_RPC_BAD_REQUEST listing the problems. A schema that does not
+   * compile fails the front's start. Methods without one take any JSON.
+   * In-process and grain-to-grain calls are typed by TypeScript instead and
+   * are not checked at run time.
+   */
+  readonly payloadSchemas?: { readonly [M in keyof H & string]?: Readonly<Record<string, unknown>> }
   /** Calls of one key in flight at once; only `readOnly` methods overlap. Default 1. */
   readonly concurrencyLimit?: number
   /** Calls of one key that may wait; beyond it `queuePolicy` applies. Default 10 000. */

@@ -76,6 +76,8 @@ export interface KindDescriptor {
   requiresSnapshot?: boolean
   /** RPC defaults the kind declares (defineGrain({ rpc })). */
   rpc?: RpcCallSettings | undefined
+  /** JSON Schemas of method payloads the fronts check (defineGrain({ payloadSchemas })). */
+  payloadSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
 }
 
 export class KindRegistry {
@@ -162,7 +164,7 @@ export class KindRegistry {
   describe(): KindDescriptor[] {
     const out: KindDescriptor[] = []
     for (const e of this.kinds.values()) {
-      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, requiresSnapshot: e.def.requiresSnapshot === true, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions] })
+      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, requiresSnapshot: e.def.requiresSnapshot === true, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions], payloadSchemas: e.def.payloadSchemas as KindDescriptor['payloadSchemas'] })
     }
     for (const d of this.stateless.values()) {
       out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true })

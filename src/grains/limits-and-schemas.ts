@@ -20,6 +20,29 @@ interface Declared {
   readonly readOnly?: readonly string[]
   readonly interleave?: readonly string[]
   readonly callChainReentrancy?: boolean
+  readonly payloadSchemas?: object
+}
+
+/** A JSON value all the way down: what a worker's ready report can carry to the main thread. */
+function isJson(v: unknown, depth = 0): boolean {
+  if (depth > 64) return false
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true
+  if (typeof v === 'number') return Number.isFinite(v)
+  if (Array.isArray(v)) return v.every((x) => isJson(x, depth + 1))
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v).every((x) => isJson(x, depth + 1))
+  return false
+}
+
+function payloadSchemaIssues(def: Declared): string[] {
+  const schemas = def.payloadSchemas
+  if (schemas === undefined) return []
+  if (typeof schemas !== 'object' || schemas === null || Array.isArray(schemas)) return ['payloadSchemas must be an object of JSON Schemas by method name']
+  const issues: string[] = []
+  for (const [m, schema] of Object.entries(schemas)) {
+    if (!Object.hasOwn(def.handlers, m)) issues.push(`payloadSchemas names ${JSON.stringify(m)}, which is not a handler`)
+    else if (typeof schema !== 'object' || schema === null || Array.isArray(schema) || !isJson(schema)) issues.push(`payloadSchemas.${m} must be a JSON Schema object of plain JSON values`)
+  }
+  return issues
 }
 
 function isVersion(v: unknown): v is number {
@@ -50,6 +73,7 @@ export function checkLimitsAndSchemas(def: Declared): void {
     for (const m of def.interleave) if (def.readOnly.includes(m)) issues.push(`${JSON.stringify(m)} is both readOnly and interleave; pick one`)
   }
   if (def.callChainReentrancy !== undefined && typeof def.callChainReentrancy !== 'boolean') issues.push(`callChainReentrancy must be a boolean (got ${JSON.stringify(def.callChainReentrancy)})`)
+  issues.push(...payloadSchemaIssues(def))
   if (issues.length > 0) {
     throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind}: ${issues.join('; ')}`, { kind: def.kind, issues })
   }

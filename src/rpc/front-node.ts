@@ -8,10 +8,11 @@ import type { Member } from '../cluster/membership/member.js'
 import type { RuntimeEvent } from '../observability/events.js'
 import type { EventFilter } from '../observability/event-stream.js'
 
-/** A kind as the workers reported it; only the method names matter here. */
+/** A kind as the workers reported it: its method names and the JSON Schemas of their payloads. */
 export interface FrontKindInfo {
   readonly stateless: boolean
   readonly methods: { has(method: string): boolean }
+  readonly payloadSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
 }
 
 export interface FrontNode {

@@ -133,6 +133,41 @@ describe('HTTP and WebSocket front on a real node', () => {
     expect(((await res.json()) as ErrorBody).error.code).toBe('ERR_RPC_BAD_REQUEST')
   })
 
+  it("checks payloads against their method's schema with Fastify's validator, over HTTP and WebSocket", async () => {
+    // Valid: defaults filled in, types coerced (Fastify's ajv settings), extra properties removed (additionalProperties: false).
+    expect(await post(front.url, '/rpc/typed-account/t1/deposit', '{"amount": 5}')).toEqual({ status: 200, json: { result: { balance: 5, seen: { amount: 5, memo: 'none' } } } })
+    expect(await post(front.url, '/rpc/typed-account/t1/deposit', '{"amount": "2", "memo": "m", "extra": true}')).toEqual({
+      status: 200,
+      json: { result: { balance: 7, seen: { amount: 2, memo: 'm' } } },
+    })
+    // A top-level value is coerced too.
+    expect((await post(front.url, '/rpc/typed-account/t1/setLimit', '"12"')).json).toEqual({ result: { limit: 12, type: 'number' } })
+    // Invalid: 400 with every problem named; the grain never ran.
+    const low = expectError(await post(front.url, '/rpc/typed-account/t1/deposit', '{"amount": 0}'), 400, 'ERR_RPC_BAD_REQUEST')
+    expect(low.error.reason).toContain('typed-account.deposit')
+    expect(low.error.details).toMatchObject({ kind: 'typed-account', key: 't1', method: 'deposit', issues: ['payload/amount: must be >= 1'] })
+    expect(expectError(await post(front.url, '/rpc/typed-account/t1/deposit', '{"memo": "m"}'), 400, 'ERR_RPC_BAD_REQUEST').error.reason).toContain("must have required property 'amount'")
+    expect(expectError(await post(front.url, '/rpc/typed-account/t1/deposit'), 400, 'ERR_RPC_BAD_REQUEST').error.details.issues).toEqual(['payload is missing (the method declares a payload schema)'])
+    expectError(await post(front.url, '/rpc/typed-account/t1/setLimit', '-1'), 400, 'ERR_RPC_BAD_REQUEST')
+    expectError(await post(front.url, '/rpc/typed-account/t1/setLimit', '"many"'), 400, 'ERR_RPC_BAD_REQUEST')
+    // A method without a schema takes any JSON.
+    expect(await post(front.url, '/rpc/typed-account/t1/balance', '{"anything": [1]}')).toEqual({ status: 200, json: { result: 7 } })
+
+    const ws = await WsClient.open(front.url)
+    try {
+      ws.send({ id: 'ok', kind: 'typed-account', key: 't1', method: 'deposit', payload: { amount: '3' } })
+      expect(await ws.reply('ok')).toEqual({ id: 'ok', result: { balance: 10, seen: { amount: 3, memo: 'none' } } })
+      ws.send({ id: 'bad', kind: 'typed-account', key: 't1', method: 'deposit', payload: { amount: 1.5 } })
+      ws.send({ id: 'none', kind: 'typed-account', key: 't1', method: 'deposit' })
+      const bad = await ws.reply('bad')
+      expect(bad.error).toMatchObject({ code: 'ERR_RPC_BAD_REQUEST', details: { kind: 'typed-account', method: 'deposit', issues: ['payload/amount: must be integer'] } })
+      expect((await ws.reply('none')).error.code).toBe('ERR_RPC_BAD_REQUEST')
+    } finally {
+      await ws.close()
+    }
+    expect((await post(front.url, '/rpc/typed-account/t1/balance')).json).toEqual({ result: 10 })
+  })
+
   it('refuses a body over the limit with 413 ERR_RPC_BODY_TOO_LARGE', async () => {
     const b = expectError(await post(small.url, '/rpc/counter/k/echo', JSON.stringify('x'.repeat(2_000))), 413, 'ERR_RPC_BODY_TOO_LARGE')
     expect(b.error.details.limit).toBe(1_024)
@@ -354,6 +389,16 @@ describe('readiness and membership on a stub node', () => {
         await app.close()
       }
     }
+  })
+
+  it('does not start with a payload schema that does not compile', async () => {
+    const node = { ...stubNode(), kinds: new Map([['broken', { stateless: false, methods: new Set(['m']), payloadSchemas: { m: { type: 'no-such-type' } } }]]) }
+    const err = await startFront(node).then(
+      (f) => f.close().then(() => undefined),
+      (e: unknown) => e,
+    )
+    expect(err).toMatchObject({ code: 'ERR_GRAIN_DEFINITION_INVALID', details: { kind: 'broken', method: 'm' } })
+    expect((err as Error).message).toContain('payloadSchemas.m is not a valid JSON Schema')
   })
 
   it('validates its options in one pass', () => {

@@ -128,4 +128,12 @@ describe('call-chain reentrancy', () => {
     expect(() => defineGrain({ kind: 'bad-interleave', interleave: ['nope' as 'm'], handlers: { m: () => 1 } })).toThrow(/interleave names "nope", which is not a handler/)
     expect(() => defineGrain({ kind: 'both', readOnly: ['m'], interleave: ['m'], handlers: { m: () => 1 } })).toThrow(/both readOnly and interleave/)
   })
+
+  it('rejects payloadSchemas that name no handler or are not plain JSON Schema objects', async () => {
+    const { defineGrain } = await import('../../src/index.js')
+    expect(() => defineGrain({ kind: 'bad-schemas', payloadSchemas: { nope: { type: 'string' } } as never, handlers: { m: () => 1 } })).toThrow(/payloadSchemas names "nope", which is not a handler/)
+    expect(() => defineGrain({ kind: 'bad-schemas', payloadSchemas: { m: 'string' as never }, handlers: { m: () => 1 } })).toThrow(/payloadSchemas.m must be a JSON Schema object/)
+    expect(() => defineGrain({ kind: 'bad-schemas', payloadSchemas: { m: { type: 'string', format: () => 1 } }, handlers: { m: () => 1 } })).toThrow(/payloadSchemas.m must be a JSON Schema object/)
+    expect(defineGrain({ kind: 'good-schemas', payloadSchemas: { m: { type: 'array', items: { type: 'number' } } }, handlers: { m: () => 1 } }).payloadSchemas).toBeDefined()
+  })
 })

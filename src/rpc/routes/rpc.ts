@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import type { FrontNode } from '../front-node.js'
 import { ERROR_BODY_SCHEMA } from '../http-errors.js'
 import { checkTarget, KIND_PATTERN, MAX_KEY_LENGTH, MAX_METHOD_LENGTH, MAX_TIMEOUT_MS } from './call-target.js'
+import { checkedPayload, compilePayloadSchemasOnReady } from './payload-schemas.js'
 
 interface RpcRoute {
   Params: { kind: string; key: string; method: string }
@@ -49,11 +50,13 @@ export function rpcRoutes(node: FrontNode): (app: FastifyInstance) => Promise<vo
       void json(req, text, done)
     })
 
+    compilePayloadSchemasOnReady(app, node)
     app.post<RpcRoute>('/rpc/:kind/:key/:method', { schema }, async (req) => {
       const { kind, key, method } = req.params
       checkTarget(node, kind, key, method)
+      const payload = checkedPayload(node, req, kind, key, method, req.body)
       const timeoutMs = req.headers['x-timeout-ms']
-      const result = await node.ask(kind, key, method, req.body, timeoutMs === undefined ? undefined : { timeoutMs })
+      const result = await node.ask(kind, key, method, payload, timeoutMs === undefined ? undefined : { timeoutMs })
       return { result }
     })
   }

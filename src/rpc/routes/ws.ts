@@ -25,6 +25,7 @@ import { GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import type { FrontNode } from '../front-node.js'
 import { errorReply } from '../http-errors.js'
 import { callIssues, checkTarget } from './call-target.js'
+import { checkedPayload } from './payload-schemas.js'
 
 export interface WsRouteOptions {
   /** Calls one connection may have in flight; beyond, ERR_RPC_TOO_MANY_IN_FLIGHT. */
@@ -129,8 +130,10 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
           const why = inFlight.size >= o.maxInFlight ? `${inFlight.size} calls in flight` : `${socket.bufferedAmount} reply bytes unsent`
           return fail(id, new GrainClusterError('ERR_RPC_TOO_MANY_IN_FLIGHT', `connection has ${why}; wait for replies before sending more calls`, { kind, key, method, limit: o.maxInFlight }))
         }
+        let payload: unknown
         try {
           checkTarget(node, kind, key, method)
+          payload = checkedPayload(node, req, kind, key, method, m.payload)
         } catch (e) {
           return fail(id, toGrainClusterError(e))
         }
@@ -138,7 +141,7 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         const timeoutMs = m.timeoutMs as number | undefined
         let call: Promise<unknown>
         try {
-          call = node.ask(kind, key, method, m.payload, timeoutMs === undefined ? undefined : { timeoutMs })
+          call = node.ask(kind, key, method, payload, timeoutMs === undefined ? undefined : { timeoutMs })
         } catch (e) {
           call = Promise.reject(toGrainClusterError(e))
         }

@@ -78,6 +78,8 @@ export interface KindInfo {
   readonly methods: Map<string, number>
   /** Schema versions the kind serves, ascending (negotiated per peer in the handshake). */
   readonly supportedSchemaVersions: readonly number[]
+  /** JSON Schemas of method payloads, by method, that the HTTP/WebSocket fronts check. */
+  readonly payloadSchemas: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
 }
 
 /** What the cluster answers a worker that activates a hand-off kind. */
@@ -202,6 +204,7 @@ export class WorkerHost {
         rpc: k.rpc,
         methods: new Map(k.methods.map((m) => [m, messageTypeIdOf(m)])),
         supportedSchemaVersions: k.supportedSchemaVersions ?? [k.schemaVersion],
+        payloadSchemas: k.payloadSchemas,
       })
     }
   }
