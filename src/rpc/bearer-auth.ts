@@ -1,5 +1,6 @@
 /**
- * Optional bearer token for the RPC routes (/rpc and /ws). Health, metrics
+ * Optional bearer token for the RPC routes (/rpc, /ws and their
+ * description, /openapi.json). Health, metrics
  * and membership stay open: probes and scrapers on the same host should not
  * need the secret that lets a caller drive grains.
  */

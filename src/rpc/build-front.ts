@@ -3,6 +3,7 @@
  *
  *   POST /rpc/:kind/:key/:method   one grain call, JSON body = payload → { result }
  *   GET  /ws                       multiplexed calls with correlation ids
+ *   GET  /openapi.json             OpenAPI 3.1 description of the calls
  *   GET  /metrics                  Prometheus text (404 diagnostic when metrics are off)
  *   GET  /healthz, /livez, /readyz probes
  *   GET  /cluster/members          membership (clustered nodes only)
@@ -21,6 +22,7 @@ import type { FrontNode } from './front-node.js'
 import { frameworkErrors, installErrorHandler } from './http-errors.js'
 import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
+import { openApiRoutes } from './routes/openapi.js'
 import { rpcRoutes } from './routes/rpc.js'
 import { wsRoutes } from './routes/ws.js'
 
@@ -92,6 +94,7 @@ export function buildFront(node: FrontNode, options: FrontOptions = {}): Fastify
     if (options.token !== undefined) calls.addHook('onRequest', bearerAuth(options.token))
     await calls.register(rpcRoutes(node))
     await calls.register(wsRoutes(node, { maxInFlight, maxBufferedBytes }))
+    await calls.register(openApiRoutes(node, options.token !== undefined))
   })
   return app
 }

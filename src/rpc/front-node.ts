@@ -11,8 +11,11 @@ import type { EventFilter } from '../observability/event-stream.js'
 /** A kind as the workers reported it: its method names and the JSON Schemas of their payloads. */
 export interface FrontKindInfo {
   readonly stateless: boolean
-  readonly methods: { has(method: string): boolean }
+  /** The method names (a Map by name or a Set of names). */
+  readonly methods: { has(method: string): boolean; keys(): Iterable<string> }
   readonly payloadSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
+  /** Schema versions the kind serves (for /openapi.json). */
+  readonly supportedSchemaVersions?: readonly number[]
 }
 
 export interface FrontNode {

@@ -168,6 +168,29 @@ describe('HTTP and WebSocket front on a real node', () => {
     expect((await post(front.url, '/rpc/typed-account/t1/balance')).json).toEqual({ result: 10 })
   })
 
+  it('describes every kind and method in /openapi.json, with declared payload schemas as request bodies', async () => {
+    const res = await fetch(`${front.url}/openapi.json`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/)
+    const doc = (await res.json()) as { openapi: string; paths: Record<string, { post: any }>; components: any; security?: unknown }
+    expect(doc.openapi).toBe('3.1.0')
+    expect(doc.security).toBeUndefined()
+    // One operation per method of every kind the node serves.
+    for (const [kind, info] of node.kinds) for (const m of info.methods.keys()) expect(doc.paths[`/rpc/${kind}/{key}/${m}`]?.post.operationId).toBe(`${kind}.${m}`)
+    expect(Object.keys(doc.paths)).toHaveLength([...node.kinds.values()].reduce((n, k) => n + k.methods.size, 0))
+    const deposit = doc.paths['/rpc/typed-account/{key}/deposit']!.post
+    expect(deposit.requestBody).toMatchObject({ required: true, content: { 'application/json': { schema: node.kinds.get('typed-account')!.payloadSchemas!.deposit } } })
+    expect(deposit.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:key', 'header:x-timeout-ms'])
+    expect(deposit['x-schema-versions']).toEqual([1])
+    expect(doc.paths['/rpc/counter/{key}/add']!.post.requestBody).toMatchObject({ required: false, content: { 'application/json': { schema: {} } } })
+    expect(doc.components.schemas.Error.required).toEqual(['error'])
+    // Behind the token, like the calls it describes.
+    expect((await fetch(`${guarded.url}/openapi.json`)).status).toBe(401)
+    const withToken = (await (await fetch(`${guarded.url}/openapi.json`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as typeof doc
+    expect(withToken.security).toEqual([{ bearer: [] }])
+    expect(withToken.components.securitySchemes.bearer).toEqual({ type: 'http', scheme: 'bearer' })
+  })
+
   it('refuses a body over the limit with 413 ERR_RPC_BODY_TOO_LARGE', async () => {
     const b = expectError(await post(small.url, '/rpc/counter/k/echo', JSON.stringify('x'.repeat(2_000))), 413, 'ERR_RPC_BODY_TOO_LARGE')
     expect(b.error.details.limit).toBe(1_024)
