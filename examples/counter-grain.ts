@@ -7,6 +7,8 @@ import { defineGrain } from '../src/index.js'
 export const Counter = defineGrain({
   kind: 'counter',
   state: () => ({ count: 0 }),
+  // What HTTP and WebSocket callers may send (checked by the front before the call; see /openapi.json).
+  payloadSchemas: { add: { type: 'integer' } },
   handlers: {
     add(ctx, by: number) {
       ctx.state.count += by
