@@ -21,7 +21,7 @@ import { GrainClusterError } from '../common/errors.js'
 import type { GrainContext } from './grain-context.js'
 import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
 import type { QueuePolicy } from '../runtime/worker/key-limits.js'
-import { checkLimitsAndSchemas } from './limits-and-schemas.js'
+import { checkLimitsAndSchemas, checkPayloadSchemas } from './limits-and-schemas.js'
 
 // biome-ignore lint: handler payloads are user-typed
 export type Handler<S> = (ctx: GrainContext<S>, payload: any) => unknown
@@ -115,6 +115,8 @@ export interface GrainDefinition<S = unknown, H extends Record<string, Handler<S
 export interface StatelessGrainDefinition<H extends Record<string, (payload: any) => unknown> = Record<string, (payload: any) => unknown>> {
   readonly kind: string
   readonly handlers: H
+  /** JSON Schemas of methods' payloads, checked by the HTTP and WebSocket fronts (as GrainDefinition.payloadSchemas). */
+  readonly payloadSchemas?: { readonly [M in keyof H & string]?: Readonly<Record<string, unknown>> }
   readonly __statelessGrain: true
 }
 
@@ -164,6 +166,7 @@ export function defineStatelessGrain<H extends Record<string, (payload: any) => 
   def: Omit<StatelessGrainDefinition<H>, '__statelessGrain'>,
 ): StatelessGrainDefinition<H> {
   checkKindAndHandlers(def.kind, def.handlers)
+  checkPayloadSchemas(def)
   return Object.freeze({ ...def, __statelessGrain: true as const })
 }
 

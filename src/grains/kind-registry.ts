@@ -167,7 +167,7 @@ export class KindRegistry {
       out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, requiresSnapshot: e.def.requiresSnapshot === true, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions], payloadSchemas: e.def.payloadSchemas as KindDescriptor['payloadSchemas'] })
     }
     for (const d of this.stateless.values()) {
-      out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true })
+      out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true, payloadSchemas: d.payloadSchemas as KindDescriptor['payloadSchemas'] })
     }
     return out
   }

@@ -33,7 +33,7 @@ function isJson(v: unknown, depth = 0): boolean {
   return false
 }
 
-function payloadSchemaIssues(def: Declared): string[] {
+function payloadSchemaIssues(def: Pick<Declared, 'handlers' | 'payloadSchemas'>): string[] {
   const schemas = def.payloadSchemas
   if (schemas === undefined) return []
   if (typeof schemas !== 'object' || schemas === null || Array.isArray(schemas)) return ['payloadSchemas must be an object of JSON Schemas by method name']
@@ -43,6 +43,12 @@ function payloadSchemaIssues(def: Declared): string[] {
     else if (typeof schema !== 'object' || schema === null || Array.isArray(schema) || !isJson(schema)) issues.push(`payloadSchemas.${m} must be a JSON Schema object of plain JSON values`)
   }
   return issues
+}
+
+/** Throws ERR_GRAIN_DEFINITION_INVALID when a kind's payloadSchemas are malformed (stateless kinds have no other limits to check). */
+export function checkPayloadSchemas(def: Pick<Declared, 'kind' | 'handlers' | 'payloadSchemas'>): void {
+  const issues = payloadSchemaIssues(def)
+  if (issues.length > 0) throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind}: ${issues.join('; ')}`, { kind: def.kind, issues })
 }
 
 function isVersion(v: unknown): v is number {

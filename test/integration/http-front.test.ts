@@ -152,6 +152,9 @@ describe('HTTP and WebSocket front on a real node', () => {
     expectError(await post(front.url, '/rpc/typed-account/t1/setLimit', '"many"'), 400, 'ERR_RPC_BAD_REQUEST')
     // A method without a schema takes any JSON.
     expect(await post(front.url, '/rpc/typed-account/t1/balance', '{"anything": [1]}')).toEqual({ status: 200, json: { result: 7 } })
+    // Stateless kinds declare them the same way.
+    expect(await post(front.url, '/rpc/hasher/any/sum', '[1, 2, "3"]')).toEqual({ status: 200, json: { result: 6 } })
+    expect(expectError(await post(front.url, '/rpc/hasher/any/sum', '[1, "x"]'), 400, 'ERR_RPC_BAD_REQUEST').error.details.issues).toEqual(['payload/1: must be number'])
 
     const ws = await WsClient.open(front.url)
     try {

@@ -135,5 +135,7 @@ describe('call-chain reentrancy', () => {
     expect(() => defineGrain({ kind: 'bad-schemas', payloadSchemas: { m: 'string' as never }, handlers: { m: () => 1 } })).toThrow(/payloadSchemas.m must be a JSON Schema object/)
     expect(() => defineGrain({ kind: 'bad-schemas', payloadSchemas: { m: { type: 'string', format: () => 1 } }, handlers: { m: () => 1 } })).toThrow(/payloadSchemas.m must be a JSON Schema object/)
     expect(defineGrain({ kind: 'good-schemas', payloadSchemas: { m: { type: 'array', items: { type: 'number' } } }, handlers: { m: () => 1 } }).payloadSchemas).toBeDefined()
+    const { defineStatelessGrain } = await import('../../src/index.js')
+    expect(() => defineStatelessGrain({ kind: 'bad-stateless', payloadSchemas: { nope: {} } as never, handlers: { m: () => 1 } })).toThrow(/payloadSchemas names "nope"/)
   })
 })
