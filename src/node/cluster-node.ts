@@ -380,7 +380,6 @@ export class ClusterNode {
     }
   }
 
-  /** Keep connections to active members; drop those to removed ones. */
   /**
    * A verified peer claims a member's authority with another
    * NodeId (refused: spec 1.4). When this node dialed that authority, the
@@ -407,6 +406,7 @@ export class ClusterNode {
   }
   readonly #conflictChecks = new Map<string, number>()
 
+  /** Keep connections to active members; drop those to removed ones. */
   #keepConnections(): void {
     const wanted = new Set<string>()
     for (const m of this.core.members()) if (m.authority !== this.authority) wanted.add(m.authority)

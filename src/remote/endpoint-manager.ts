@@ -679,8 +679,8 @@ export class RemoteEndpoint {
     const isAsk = (r.flags & FLAGS.ASK) !== 0
     const thread = r.replyTo
     const workerCorr = r.correlationId
-    // The asking grain's timeout (0 from a worker that does not say: this node's default).
-    const timeoutMs = r.timeoutMs === 0 ? undefined : r.timeoutMs
+    // The asking grain's timeout (unsaid: this node's default).
+    const timeoutMs = r.callerTimeoutMs
     // Where a failure is answered: the asking thread, or -1 (a tell: a DeadLetter).
     const failTo = isAsk ? thread : -1
     const messageType = r.messageType

@@ -293,6 +293,11 @@ export class EnvelopeReader {
   replyTo = 0
   /** Asks: the caller's timeout in ms as of sending; 0 when not said (or an envelope from before the field). */
   timeoutMs = 0
+
+  /** The caller's timeout for a relay to wait, or undefined when not said (the relaying node's default applies). */
+  get callerTimeoutMs(): number | undefined {
+    return this.timeoutMs === 0 ? undefined : this.timeoutMs
+  }
   /** Absolute offsets and lengths into `buf`; offset -1 when absent. */
   kindOff = -1
   kindLen = 0

@@ -13,6 +13,33 @@ import { waitUntil } from '../helpers/wait-until.js'
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
 
+/**
+ * Two asks sent to patient `key` while it cannot take them: `mark('late')`,
+ * whose caller waits 200 ms, then `mark('kept')` (the kind's 3 s). The first
+ * fails at its caller and is never run (one rpc.expired event); once
+ * `inFront` has settled, the key's marks are only the second's.
+ */
+async function expectOnlyTheAwaitedAskRun(a: GrainNode, key: string, inFront?: Promise<unknown>): Promise<void> {
+  const expired: RuntimeEvent[] = []
+  const off = a.events.subscribe('rpc.expired', (e) => expired.push(e))
+  try {
+    const gaveUp = a.ask('patient', key, 'mark', 'late', { timeoutMs: 200 }).then(
+      () => undefined,
+      (x: unknown) => x,
+    )
+    const waits = a.ask('patient', key, 'mark', 'kept')
+    expect(GrainClusterError.is(await gaveUp, 'ERR_GRAIN_TIMEOUT')).toBe(true)
+    await inFront
+    await waits
+    expect(await a.ask('patient', key, 'marks')).toEqual(['kept'])
+    await waitUntil(() => expired.length === 1, { what: 'the rpc.expired event', timeoutMs: 10_000 })
+    expect(expired[0]).toMatchObject({ kind: 'patient', key, method: 'mark', code: 'ERR_GRAIN_TIMEOUT', timeoutMs: 200 })
+    expect(expired[0]!.type === 'rpc.expired' && expired[0].waitedMs).toBeGreaterThanOrEqual(200)
+  } finally {
+    off()
+  }
+}
+
 describe('call timeouts across relays', () => {
   let a: GrainNode
   let b: GrainNode
@@ -53,52 +80,19 @@ describe('call timeouts across relays', () => {
   })
 
   it("an ask whose caller's timeout passed while it waited in its key's queue is not run; one still awaited is", async () => {
-    const expired: RuntimeEvent[] = []
-    const off = a.events.subscribe('rpc.expired', (e) => expired.push(e))
-    try {
-      const key = keyPlacedOn(a, 'patient', 'queued-')
-      // The key is busy for 1 s; two asks queue behind it, one whose caller waits 200 ms and one that waits 3 s.
-      const holding = a.ask('patient', key, 'slow', 1_000)
-      const gaveUp = a.ask('patient', key, 'mark', 'late', { timeoutMs: 200 }).then(
-        () => undefined,
-        (x: unknown) => x,
-      )
-      const waits = a.ask('patient', key, 'mark', 'kept')
-      expect(GrainClusterError.is(await gaveUp, 'ERR_GRAIN_TIMEOUT')).toBe(true)
-      await holding
-      await waits
-      expect(await a.ask('patient', key, 'marks')).toEqual(['kept'])
-      await waitUntil(() => expired.length === 1, { what: 'the rpc.expired event', timeoutMs: 10_000 })
-      expect(expired[0]).toMatchObject({ kind: 'patient', key, method: 'mark', code: 'ERR_GRAIN_TIMEOUT', timeoutMs: 200 })
-      expect(expired[0]!.type === 'rpc.expired' && expired[0].waitedMs).toBeGreaterThanOrEqual(200)
-      expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_grain_expired_total\{kind="patient"\} 1\b/)
-    } finally {
-      off()
-    }
+    const key = keyPlacedOn(a, 'patient', 'queued-')
+    // The key is busy for 1 s; two asks queue behind it.
+    const holding = a.ask('patient', key, 'slow', 1_000)
+    await expectOnlyTheAwaitedAskRun(a, key, holding)
+    expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_grain_expired_total\{kind="patient"\} 1\b/)
   })
 
   it('asks that waited out a passivation keep their timeout on the next activation: the one whose caller gave up is not run', async () => {
-    const expired: RuntimeEvent[] = []
-    const off = a.events.subscribe('rpc.expired', (e) => expired.push(e))
-    try {
-      const key = keyPlacedOn(a, 'patient', 'passivating-')
-      expect(await a.ask('patient', key, 'mark', 'first')).toBeUndefined()
-      // onDeactivate takes 1 s; both asks wait on the passivating activation, then go to a fresh one.
-      await a.ask('patient', key, 'retire', 1_000)
-      const gaveUp = a.ask('patient', key, 'mark', 'late', { timeoutMs: 200 }).then(
-        () => undefined,
-        (x: unknown) => x,
-      )
-      const waits = a.ask('patient', key, 'mark', 'kept')
-      expect(GrainClusterError.is(await gaveUp, 'ERR_GRAIN_TIMEOUT')).toBe(true)
-      await waits
-      // The fresh activation ran only the call still awaited.
-      expect(await a.ask('patient', key, 'marks')).toEqual(['kept'])
-      await waitUntil(() => expired.length === 1, { what: 'the rpc.expired event', timeoutMs: 10_000 })
-      expect(expired[0]).toMatchObject({ kind: 'patient', key, method: 'mark', code: 'ERR_GRAIN_TIMEOUT', timeoutMs: 200 })
-      expect(expired[0]!.type === 'rpc.expired' && expired[0].waitedMs).toBeGreaterThanOrEqual(200)
-    } finally {
-      off()
-    }
+    const key = keyPlacedOn(a, 'patient', 'passivating-')
+    expect(await a.ask('patient', key, 'mark', 'first')).toBeUndefined()
+    // onDeactivate takes 1 s; both asks wait on the passivating activation, then go to a fresh one,
+    // which runs only the call still awaited.
+    await a.ask('patient', key, 'retire', 1_000)
+    await expectOnlyTheAwaitedAskRun(a, key)
   })
 })

@@ -222,8 +222,6 @@ export type QuarantineCause = 'failures' | 'invalid' | 'manual'
 interface Quarantine {
   readonly reason: string
   readonly cause: QuarantineCause
-  /** The incarnation the association knew when quarantined, if any. */
-  readonly nodeId: string | undefined
   /** Owner's clock (ms) at which poll() releases it. */
   readonly untilMs: number
   /** The same instant in wall-clock ms, for events, errors and audit lines. */
@@ -234,6 +232,7 @@ interface Quarantine {
 export interface QuarantineInfo {
   readonly reason: string
   readonly cause: QuarantineCause
+  /** The incarnation the association knows, if any: while quarantined no connection can bring another one. */
   readonly nodeId: string | undefined
   readonly untilMs: number
   readonly untilWallMs: number
@@ -295,7 +294,8 @@ export class Association {
   }
 
   get quarantineInfo(): QuarantineInfo | undefined {
-    return this.#quarantine
+    const q = this.#quarantine
+    return q === undefined ? undefined : { ...q, nodeId: this.#nodeId }
   }
 
   /** Owner-clock time at which poll() must next be called, if a quarantine is running. */
@@ -566,7 +566,7 @@ export class Association {
     if (from === 'quarantined') {
       const q = this.#quarantine!
       const kept = q.cause === 'failures' ? cause : q.cause
-      this.#quarantine = untilMs > q.untilMs ? { reason, cause: kept, nodeId: q.nodeId, untilMs, untilWallMs } : { ...q, cause: kept }
+      this.#quarantine = untilMs > q.untilMs ? { reason, cause: kept, untilMs, untilWallMs } : { ...q, cause: kept }
       const cur = this.#quarantine
       this.#emit({ type: 'association.quarantined', authority: this.authority, ...nodeId, reason, until: cur.untilWallMs, refused: 0, at })
       this.#audit(at, `quarantine-extended${nodeIdText} reason=${JSON.stringify(reason)} until=${iso(cur.untilWallMs)}`)
@@ -575,7 +575,7 @@ export class Association {
     // State first, then the rejections: a driver failing an ask from the
     // rejected list and retrying at once must see the quarantine, not re-queue.
     this.#state = 'quarantined'
-    this.#quarantine = { reason, cause, nodeId: this.#nodeId, untilMs, untilWallMs }
+    this.#quarantine = { reason, cause, untilMs, untilWallMs }
     this.#failures = 0
     this.stats.quarantines++
     const queued = this.#queue.drainAll()
@@ -648,8 +648,8 @@ export class Association {
    */
   incarnationEnded(nodeId: string, reason: string, nowMs: number): number {
     if (this.#nodeId !== undefined && this.#nodeId !== nodeId) return 0
-    const q = this.#quarantine
-    if (q !== undefined && q.cause === 'failures' && (q.nodeId === undefined || q.nodeId === nodeId)) this.release(nowMs, 'incarnation-ended')
+    // A quarantine is about the incarnation the association knows (no connection can bring another while it lasts): this one, or none.
+    if (this.#quarantine?.cause === 'failures') this.release(nowMs, 'incarnation-ended')
     // What is queued from now on is for whoever holds the authority next, so
     // the next connection must not take it for this incarnation's (connected:
     // the close that follows ends it again).

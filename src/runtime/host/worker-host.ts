@@ -802,7 +802,7 @@ export class WorkerHost {
       return
     }
     // As long as the caller waits (the ask's timeout_ms), not this node's default: a kind's or a call's longer timeout must not be cut here.
-    this.pending.addRaw(corr, info, timeoutMs ?? (r.timeoutMs === 0 ? undefined : r.timeoutMs), back, fail)
+    this.pending.addRaw(corr, info, timeoutMs ?? r.callerTimeoutMs, back, fail)
     if (redirect !== undefined) {
       this.onPidRequest!(redirect, bytes.slice())
       return

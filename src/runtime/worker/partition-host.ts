@@ -377,19 +377,24 @@ export class PartitionHost implements ActivationHost {
   }
 
   /**
-   * A queued ask whose caller's timeout passed while it waited: not run, as
+   * Is `m` a queued ask whose caller's timeout passed while it waited? Then
+   * it is answered ERR_GRAIN_TIMEOUT (rpc.expired) and not run, as
    * Orleans drops expired requests. Its reply would reach nobody, and under
    * overload a queue of such calls keeps the key busy with work whose
    * results are thrown away while live callers wait behind it. The caller
    * started its clock before the ask reached this worker, so it has given
    * up by the time this fires.
    */
-  #expire(act: Activation, m: QueuedMessage, waitedMs: number): void {
+  #expired(act: Activation, m: QueuedMessage): boolean {
+    if (m.timeoutMs === 0) return false
+    const waitedMs = performance.now() - m.queuedAt
+    if (waitedMs < m.timeoutMs) return false
     const kind = act.entry.kind
     const waited = Math.round(waitedMs)
     const reason = `${kind}.${m.method.name} on key ${act.key} waited ${waited} ms in the key's queue, past its caller's timeout of ${m.timeoutMs} ms: not run`
     this.#emit({ type: 'rpc.expired', kind, key: act.key, method: m.method.name, worker: this.worker, code: 'ERR_GRAIN_TIMEOUT', reason, timeoutMs: m.timeoutMs, waitedMs: waited })
     this.#refuse(m.replyTo, m.correlationId, m.method.id, 'ERR_GRAIN_TIMEOUT', reason, { kind, key: act.key, method: m.method.name, limit: m.timeoutMs })
+    return true
   }
 
   // ------------------------------------------------------------ activations
@@ -453,17 +458,19 @@ export class PartitionHost implements ActivationHost {
       this.#sendControl(CONTROL_TYPES.HANDOFF_REQUEST, { id, kind: entry.kind, key })
       return act
     }
+    // The call that caused the activation, to be failed if it cannot start (deliver runs it after).
+    const trigger: QueuedMessage[] = [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined, timeoutMs: 0, queuedAt: 0 }]
     let state: unknown
     try {
       state = def.state === undefined ? undefined : def.state(key)
     } catch (e) {
-      this.#activationFailed(entry, key, e, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined, timeoutMs: 0, queuedAt: 0 }])
+      this.#activationFailed(entry, key, e, trigger)
       return undefined
     }
     const act = new Activation(this, entry, key, state, this.nowMs)
     acts.set(key, act)
     this.#activeCount++
-    return this.#started(act, [{ method, payload: undefined, replyTo, correlationId: corr, chain: undefined, timeoutMs: 0, queuedAt: 0 }]) ? act : undefined
+    return this.#started(act, trigger) ? act : undefined
   }
 
   /**
@@ -821,13 +828,7 @@ export class PartitionHost implements ActivationHost {
     while (!act.deactivating) {
       const m = act.next(limits)
       if (m === undefined) break
-      if (m.timeoutMs > 0) {
-        const waited = performance.now() - m.queuedAt
-        if (waited >= m.timeoutMs) {
-          this.#expire(act, m, waited)
-          continue
-        }
-      }
+      if (this.#expired(act, m)) continue
       act.lastUsedMs = this.nowMs
       this.#run(act, m.method, m.payload, m.replyTo, m.correlationId, m.chain)
     }
@@ -837,18 +838,12 @@ export class PartitionHost implements ActivationHost {
   /**
    * Deliver again what waited on an activation that is gone: each keeps its
    * caller's timeout counted from its first arrival, and one whose caller
-   * has given up meanwhile is expired instead (#drainQueue's rule).
+   * has given up meanwhile is expired instead (#expired, as in #drainQueue).
    */
   #redeliver(gone: Activation, waiting: readonly QueuedMessage[]): void {
     try {
       for (const m of waiting) {
-        if (m.timeoutMs > 0) {
-          const waited = performance.now() - m.queuedAt
-          if (waited >= m.timeoutMs) {
-            this.#expire(gone, m, waited)
-            continue
-          }
-        }
+        if (this.#expired(gone, m)) continue
         this.#arrivingTimeoutMs = m.timeoutMs
         this.#arrivingQueuedAt = m.queuedAt
         this.deliver(gone.entry, gone.key, m.method, m.payload, m.replyTo, m.correlationId, undefined, -1, m.chain)
