@@ -87,6 +87,35 @@ describe('call timeouts across relays', () => {
     expect(await a.cluster!.metrics!.text()).toMatch(/graincluster_grain_expired_total\{kind="patient"\} 1\b/)
   })
 
+  it("a queue full of asks whose callers gave up takes a new call instead of refusing it (queueDepth 2, reject)", async () => {
+    const key = keyPlacedOn(a, 'patient', 'full-')
+    const expired: RuntimeEvent[] = []
+    const rejected: RuntimeEvent[] = []
+    const offs = [a.events.subscribe('rpc.expired', (e) => expired.push(e)), a.events.subscribe('rpc.rejected', (e) => rejected.push(e))]
+    try {
+      const holding = a.ask('patient', key, 'slow', 2_000)
+      const gaveUp = ['late-1', 'late-2'].map((m) =>
+        a.ask('patient', key, 'mark', m, { timeoutMs: 200 }).then(
+          () => undefined,
+          (x: unknown) => x,
+        ),
+      )
+      for (const e of await Promise.all(gaveUp)) expect(GrainClusterError.is(e, 'ERR_GRAIN_TIMEOUT'), String(e)).toBe(true)
+      // A margin past the 200 ms the worker counts from each ask's arrival (the callers' clocks started a little earlier).
+      await new Promise((r) => setTimeout(r, 50))
+      // The queue is full, but only of calls nobody awaits: they are expired, and this one waits in their place.
+      const kept = a.ask('patient', key, 'mark', 'kept')
+      await holding
+      await kept
+      expect(await a.ask('patient', key, 'marks')).toEqual(['kept'])
+      expect(rejected.filter((e) => e.type === 'rpc.rejected' && e.key === key)).toEqual([])
+      await waitUntil(() => expired.length === 2, { what: 'two rpc.expired events', timeoutMs: 10_000 })
+      expect(expired.map((e) => e.type === 'rpc.expired' && e.method)).toEqual(['mark', 'mark'])
+    } finally {
+      for (const off of offs) off()
+    }
+  })
+
   it('asks that waited out a passivation keep their timeout on the next activation: the one whose caller gave up is not run', async () => {
     const key = keyPlacedOn(a, 'patient', 'passivating-')
     expect(await a.ask('patient', key, 'mark', 'first')).toBeUndefined()

@@ -140,6 +140,11 @@ export abstract class KeyMailbox<T> {
     return item
   }
 
+  /** The oldest waiting call, left in the queue. */
+  oldest(): T | undefined {
+    return this.queue === null ? undefined : this.queue[this.queueHead]
+  }
+
   /** dropOldest policy: the oldest waiting call, removed to make room. */
   dropOldest(): T | undefined {
     return this.dequeue()

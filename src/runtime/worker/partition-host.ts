@@ -359,6 +359,9 @@ export class PartitionHost implements ActivationHost {
     const kind = act.entry.kind
     const key = act.key
     const depth = act.entry.limits.queueDepth
+    // Calls whose callers gave up hold no place: a full queue of them would
+    // refuse (or drop) live calls until the key reached them.
+    if (admission !== 'queue' && this.#expireOldest(act) > 0 && act.queued < depth) admission = 'queue'
     if (admission === 'reject') {
       const reason = `${kind}/${key} already has ${depth} calls waiting (queueDepth ${depth}); ${method.name} refused (queuePolicy reject)`
       this.#emit({ type: 'rpc.rejected', kind, key, method: method.name, worker: this.worker, code: 'ERR_GRAIN_QUEUE_FULL', reason, policy: 'reject' })
@@ -395,6 +398,21 @@ export class PartitionHost implements ActivationHost {
     this.#emit({ type: 'rpc.expired', kind, key: act.key, method: m.method.name, worker: this.worker, code: 'ERR_GRAIN_TIMEOUT', reason, timeoutMs: m.timeoutMs, waitedMs: waited })
     this.#refuse(m.replyTo, m.correlationId, m.method.id, 'ERR_GRAIN_TIMEOUT', reason, { kind, key: act.key, method: m.method.name, limit: m.timeoutMs })
     return true
+  }
+
+  /**
+   * Expire the queue's oldest calls while their callers' timeouts have
+   * passed; how many went. Only the head: waiting calls mostly share their
+   * kind's timeout, so the expired ones are the oldest, and a full queue
+   * under steady overload costs one look per refused call, not a scan.
+   */
+  #expireOldest(act: Activation): number {
+    let n = 0
+    for (let m = act.oldest(); m !== undefined && this.#expired(act, m); m = act.oldest()) {
+      act.dequeue()
+      n++
+    }
+    return n
   }
 
   // ------------------------------------------------------------ activations
