@@ -48,6 +48,7 @@ export const ERROR_CODES = {
   ERR_SCHEMA_MISMATCH: { http: 409, retryable: false, summary: 'Caller and grain have no schema version in common for this kind.' },
   ERR_RPC_BAD_REQUEST: { http: 400, retryable: false, summary: 'An RPC request is malformed (bad JSON, failed schema validation, bad correlation id).' },
   ERR_RPC_UNAUTHORIZED: { http: 401, retryable: false, summary: 'The RPC route needs a valid bearer token.' },
+  ERR_RPC_RESULT_INVALID: { http: 500, retryable: false, summary: "The grain's result does not fit its method's result schema: the call ran, its result was not sent." },
   ERR_RPC_BODY_TOO_LARGE: { http: 413, retryable: false, summary: 'The RPC request body exceeds the configured size limit.' },
   ERR_RPC_METRICS_DISABLED: { http: 404, retryable: false, summary: 'Metrics collection is disabled on this node; events still flow on the EventStream.' },
   ERR_RPC_TOO_MANY_IN_FLIGHT: { http: 429, retryable: true, summary: 'A WebSocket connection has as many calls in flight (or as many reply bytes unsent) as the front allows; retry once replies arrive.' },
@@ -67,6 +68,11 @@ export interface ErrorDetails {
   size?: number
   issues?: string[]
   [extra: string]: unknown
+}
+
+/** What went wrong, in words, for anything thrown (an Error's message, else the value). */
+export function reasonOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
 }
 
 const kBrand = Symbol.for('graincluster.error')

@@ -21,7 +21,7 @@ import { GrainClusterError } from '../common/errors.js'
 import type { GrainContext } from './grain-context.js'
 import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
 import type { QueuePolicy } from '../runtime/worker/key-limits.js'
-import { checkLimitsAndSchemas, checkPayloadSchemas } from './limits-and-schemas.js'
+import { checkLimitsAndSchemas, checkMethodSchemas } from './limits-and-schemas.js'
 
 // biome-ignore lint: handler payloads are user-typed
 export type Handler<S> = (ctx: GrainContext<S>, payload: any) => unknown
@@ -58,6 +58,17 @@ export interface GrainDefinition<S = unknown, H extends Record<string, Handler<S
    * are not checked at run time.
    */
   readonly payloadSchemas?: { readonly [M in keyof H & string]?: Readonly<Record<string, unknown>> }
+  /**
+   * JSON Schemas of methods' results, for the same callers: the HTTP and
+   * WebSocket fronts write a call's result with fast-json-stringify (the
+   * serializer of Fastify's response schemas) compiled from it, so only
+   * the declared properties leave the node and /openapi.json describes the
+   * reply. A result that does not fit (a required property missing, a
+   * string where an integer is declared) fails the call at the front with
+   * ERR_RPC_RESULT_INVALID (500); the grain's call has run. A schema that
+   * does not compile fails the front's start.
+   */
+  readonly resultSchemas?: { readonly [M in keyof H & string]?: Readonly<Record<string, unknown>> }
   /** Calls of one key in flight at once; only `readOnly` methods overlap. Default 1. */
   readonly concurrencyLimit?: number
   /** Calls of one key that may wait; beyond it `queuePolicy` applies. Default 10 000. */
@@ -117,6 +128,8 @@ export interface StatelessGrainDefinition<H extends Record<string, (payload: any
   readonly handlers: H
   /** JSON Schemas of methods' payloads, checked by the HTTP and WebSocket fronts (as GrainDefinition.payloadSchemas). */
   readonly payloadSchemas?: { readonly [M in keyof H & string]?: Readonly<Record<string, unknown>> }
+  /** JSON Schemas of methods' results, written by the HTTP and WebSocket fronts (as GrainDefinition.resultSchemas). */
+  readonly resultSchemas?: { readonly [M in keyof H & string]?: Readonly<Record<string, unknown>> }
   readonly __statelessGrain: true
 }
 
@@ -166,7 +179,7 @@ export function defineStatelessGrain<H extends Record<string, (payload: any) => 
   def: Omit<StatelessGrainDefinition<H>, '__statelessGrain'>,
 ): StatelessGrainDefinition<H> {
   checkKindAndHandlers(def.kind, def.handlers)
-  checkPayloadSchemas(def)
+  checkMethodSchemas(def)
   return Object.freeze({ ...def, __statelessGrain: true as const })
 }
 

@@ -77,7 +77,16 @@ export interface KindDescriptor {
   /** RPC defaults the kind declares (defineGrain({ rpc })). */
   rpc?: RpcCallSettings | undefined
   /** JSON Schemas of method payloads the fronts check (defineGrain({ payloadSchemas })). */
-  payloadSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
+  payloadSchemas?: MethodSchemas | undefined
+  /** JSON Schemas of method results the fronts write with (defineGrain({ resultSchemas })). */
+  resultSchemas?: MethodSchemas | undefined
+}
+
+/** JSON Schemas by method name. */
+export type MethodSchemas = Readonly<Record<string, Readonly<Record<string, unknown>>>>
+
+function methodSchemasOf(def: { payloadSchemas?: object | undefined; resultSchemas?: object | undefined }): Pick<KindDescriptor, 'payloadSchemas' | 'resultSchemas'> {
+  return { payloadSchemas: def.payloadSchemas as MethodSchemas | undefined, resultSchemas: def.resultSchemas as MethodSchemas | undefined }
 }
 
 export class KindRegistry {
@@ -164,10 +173,10 @@ export class KindRegistry {
   describe(): KindDescriptor[] {
     const out: KindDescriptor[] = []
     for (const e of this.kinds.values()) {
-      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, requiresSnapshot: e.def.requiresSnapshot === true, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions], payloadSchemas: e.def.payloadSchemas as KindDescriptor['payloadSchemas'] })
+      out.push({ kind: e.kind, methods: [...e.methodsByName.keys()], schemaVersion: e.schemaVersion, idleTtlMs: e.idleTtlMs, stateless: false, handoff: e.handoff, requiresSnapshot: e.def.requiresSnapshot === true, rpc: e.def.rpc, supportedSchemaVersions: [...e.supportedSchemaVersions], ...methodSchemasOf(e.def) })
     }
     for (const d of this.stateless.values()) {
-      out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true, payloadSchemas: d.payloadSchemas as KindDescriptor['payloadSchemas'] })
+      out.push({ kind: d.kind, methods: Object.keys(d.handlers), schemaVersion: 1, idleTtlMs: 0, stateless: true, ...methodSchemasOf(d) })
     }
     return out
   }

@@ -21,6 +21,7 @@ interface Declared {
   readonly interleave?: readonly string[]
   readonly callChainReentrancy?: boolean
   readonly payloadSchemas?: object
+  readonly resultSchemas?: object
 }
 
 /** A JSON value all the way down: what a worker's ready report can carry to the main thread. */
@@ -33,21 +34,27 @@ function isJson(v: unknown, depth = 0): boolean {
   return false
 }
 
-function payloadSchemaIssues(def: Pick<Declared, 'handlers' | 'payloadSchemas'>): string[] {
-  const schemas = def.payloadSchemas
+type MethodSchemasField = 'payloadSchemas' | 'resultSchemas'
+
+function methodSchemaIssues(def: Pick<Declared, 'handlers' | MethodSchemasField>, field: MethodSchemasField): string[] {
+  const schemas = def[field]
   if (schemas === undefined) return []
-  if (typeof schemas !== 'object' || schemas === null || Array.isArray(schemas)) return ['payloadSchemas must be an object of JSON Schemas by method name']
+  if (typeof schemas !== 'object' || schemas === null || Array.isArray(schemas)) return [`${field} must be an object of JSON Schemas by method name`]
   const issues: string[] = []
   for (const [m, schema] of Object.entries(schemas)) {
-    if (!Object.hasOwn(def.handlers, m)) issues.push(`payloadSchemas names ${JSON.stringify(m)}, which is not a handler`)
-    else if (typeof schema !== 'object' || schema === null || Array.isArray(schema) || !isJson(schema)) issues.push(`payloadSchemas.${m} must be a JSON Schema object of plain JSON values`)
+    if (!Object.hasOwn(def.handlers, m)) issues.push(`${field} names ${JSON.stringify(m)}, which is not a handler`)
+    else if (typeof schema !== 'object' || schema === null || Array.isArray(schema) || !isJson(schema)) issues.push(`${field}.${m} must be a JSON Schema object of plain JSON values`)
   }
   return issues
 }
 
-/** Throws ERR_GRAIN_DEFINITION_INVALID when a kind's payloadSchemas are malformed (stateless kinds have no other limits to check). */
-export function checkPayloadSchemas(def: Pick<Declared, 'kind' | 'handlers' | 'payloadSchemas'>): void {
-  const issues = payloadSchemaIssues(def)
+function methodSchemasIssues(def: Pick<Declared, 'handlers' | MethodSchemasField>): string[] {
+  return [...methodSchemaIssues(def, 'payloadSchemas'), ...methodSchemaIssues(def, 'resultSchemas')]
+}
+
+/** Throws ERR_GRAIN_DEFINITION_INVALID when a kind's payload or result schemas are malformed (stateless kinds have no other limits to check). */
+export function checkMethodSchemas(def: Pick<Declared, 'kind' | 'handlers' | MethodSchemasField>): void {
+  const issues = methodSchemasIssues(def)
   if (issues.length > 0) throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind}: ${issues.join('; ')}`, { kind: def.kind, issues })
 }
 
@@ -79,7 +86,7 @@ export function checkLimitsAndSchemas(def: Declared): void {
     for (const m of def.interleave) if (def.readOnly.includes(m)) issues.push(`${JSON.stringify(m)} is both readOnly and interleave; pick one`)
   }
   if (def.callChainReentrancy !== undefined && typeof def.callChainReentrancy !== 'boolean') issues.push(`callChainReentrancy must be a boolean (got ${JSON.stringify(def.callChainReentrancy)})`)
-  issues.push(...payloadSchemaIssues(def))
+  issues.push(...methodSchemasIssues(def))
   if (issues.length > 0) {
     throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${def.kind}: ${issues.join('; ')}`, { kind: def.kind, issues })
   }

@@ -23,6 +23,7 @@ import { frameworkErrors, installErrorHandler } from './http-errors.js'
 import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { openApiRoutes } from './routes/openapi.js'
+import { ResultSerializers } from './routes/result-schemas.js'
 import { rpcRoutes } from './routes/rpc.js'
 import { wsRoutes } from './routes/ws.js'
 
@@ -77,6 +78,8 @@ export function buildFront(node: FrontNode, options: FrontOptions = {}): Fastify
   if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length === 0)) issues.push('token must be a non-empty string')
   if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid front options: ${issues.join('; ')}`, { issues })
 
+  // Compiled before the app exists: a result schema that does not compile fails the build.
+  const results = new ResultSerializers(node)
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: bodyLimitBytes,
@@ -92,8 +95,8 @@ export function buildFront(node: FrontNode, options: FrontOptions = {}): Fastify
   // One encapsulated context for the routes that drive grains, so the token hook covers exactly these.
   void app.register(async (calls) => {
     if (options.token !== undefined) calls.addHook('onRequest', bearerAuth(options.token))
-    await calls.register(rpcRoutes(node))
-    await calls.register(wsRoutes(node, { maxInFlight, maxBufferedBytes }))
+    await calls.register(rpcRoutes(node, results))
+    await calls.register(wsRoutes(node, results, { maxInFlight, maxBufferedBytes }))
     await calls.register(openApiRoutes(node, options.token !== undefined))
   })
   return app

@@ -5,15 +5,16 @@
  */
 
 import type { Member } from '../cluster/membership/member.js'
-import type { RuntimeEvent } from '../observability/events.js'
+import type { EventInit, RpcSerializationFailed, RuntimeEvent } from '../observability/events.js'
 import type { EventFilter } from '../observability/event-stream.js'
 
-/** A kind as the workers reported it: its method names and the JSON Schemas of their payloads. */
+/** A kind as the workers reported it: its method names and the JSON Schemas of their payloads and results. */
 export interface FrontKindInfo {
   readonly stateless: boolean
   /** The method names (a Map by name or a Set of names). */
   readonly methods: { has(method: string): boolean; keys(): Iterable<string> }
   readonly payloadSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
+  readonly resultSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
   /** Schema versions the kind serves (for /openapi.json). */
   readonly supportedSchemaVersions?: readonly number[]
 }
@@ -23,7 +24,7 @@ export interface FrontNode {
   readonly kinds: ReadonlyMap<string, FrontKindInfo>
   metricsText(): Promise<string>
   readonly metricsContentType: string
-  readonly events: { subscribe(filter: EventFilter, fn: (e: RuntimeEvent) => void): () => void }
+  readonly events: { subscribe(filter: EventFilter, fn: (e: RuntimeEvent) => void): () => void; publish(e: EventInit<RpcSerializationFailed>): void }
   readonly options: { readonly workers: number }
   readonly cluster:
     | {

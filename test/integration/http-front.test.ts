@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { buildFront, EventStream, GrainNode, startFront, type FrontNode, type Member, type RunningFront } from '../../src/index.js'
+import { buildFront, EventStream, GrainNode, startFront, type FrontNode, type Member, type RunningFront, type RuntimeEvent } from '../../src/index.js'
 import { waitUntil } from '../helpers/wait-until.js'
 
 const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
@@ -171,6 +171,48 @@ describe('HTTP and WebSocket front on a real node', () => {
     expect((await post(front.url, '/rpc/typed-account/t1/balance')).json).toEqual({ result: 10 })
   })
 
+  it("writes results with their method's result schema: undeclared fields stay home, a result that does not fit is ERR_RPC_RESULT_INVALID", async () => {
+    const failed: RuntimeEvent[] = []
+    const off = node.events.subscribe('rpc.serialization-failed', (e) => failed.push(e))
+    const encodeFailures = async (): Promise<number> => Number(/graincluster_rpc_serialization_failures_total\{direction="encode"\} (\d+)/.exec(await node.metricsText())?.[1] ?? 0)
+    try {
+      const before = await encodeFailures()
+      expect(await post(front.url, '/rpc/typed-account/r1/deposit', '{"amount": 4}')).toMatchObject({ status: 200 })
+      const ok = await fetch(`${front.url}/rpc/typed-account/r1/statement`, { method: 'POST' })
+      expect(ok.status).toBe(200)
+      expect(ok.headers.get('content-type')).toMatch(/^application\/json/)
+      expect(await ok.text()).toBe('{"result":{"balance":4,"owner":"r1"}}')
+      const bad = expectError(await post(front.url, '/rpc/typed-account/r1/badStatement'), 500, 'ERR_RPC_RESULT_INVALID')
+      expect(bad.error.details).toEqual({ kind: 'typed-account', key: 'r1', method: 'badStatement' })
+      expect(bad.error.reason).toContain('"balance" is required')
+
+      const ws = await WsClient.open(front.url)
+      try {
+        ws.send([
+          { id: 1, kind: 'typed-account', key: 'r1', method: 'statement' },
+          { id: 2, kind: 'typed-account', key: 'r1', method: 'badStatement' },
+        ])
+        ws.send({ id: 3, kind: 'typed-account', key: 'r1', method: 'statement' })
+        // The first two come back in one array frame.
+        const inBatch = (id: number): Promise<any> => waitUntil(() => ws.replies.flat().find((r) => r.id === id), { what: `ws reply ${id}`, timeoutMs: 20_000 })
+        expect(await inBatch(1)).toEqual({ id: 1, result: { balance: 4, owner: 'r1' } })
+        expect((await inBatch(2)).error).toMatchObject({ code: 'ERR_RPC_RESULT_INVALID', details: { kind: 'typed-account', key: 'r1', method: 'badStatement' } })
+        expect(await ws.reply(3)).toEqual({ id: 3, result: { balance: 4, owner: 'r1' } })
+      } finally {
+        await ws.close()
+      }
+      // Published and counted as reply encode failures; a method without a result schema is written as it is.
+      expect(failed.map((e) => e.type === 'rpc.serialization-failed' && [e.method, e.direction, e.message, e.code])).toEqual([
+        ['badStatement', 'encode', 'reply', 'ERR_RPC_RESULT_INVALID'],
+        ['badStatement', 'encode', 'reply', 'ERR_RPC_RESULT_INVALID'],
+      ])
+      expect(await encodeFailures()).toBe(before + 2)
+      expect(await post(front.url, '/rpc/typed-account/r1/deposit', '{"amount": 1}')).toEqual({ status: 200, json: { result: { balance: 5, seen: { amount: 1, memo: 'none' } } } })
+    } finally {
+      off()
+    }
+  })
+
   it('describes every kind and method in /openapi.json, with declared payload schemas as request bodies', async () => {
     const res = await fetch(`${front.url}/openapi.json`)
     expect(res.status).toBe(200)
@@ -186,6 +228,10 @@ describe('HTTP and WebSocket front on a real node', () => {
     expect(deposit.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:key', 'header:x-timeout-ms'])
     expect(deposit['x-schema-versions']).toEqual([1])
     expect(doc.paths['/rpc/counter/{key}/add']!.post.requestBody).toMatchObject({ required: false, content: { 'application/json': { schema: {} } } })
+    // A declared result schema describes the reply's result.
+    const statement = doc.paths['/rpc/typed-account/{key}/statement']!.post.responses['200'].content['application/json'].schema
+    expect(statement).toEqual({ type: 'object', properties: { result: node.kinds.get('typed-account')!.resultSchemas!.statement }, required: ['result'] })
+    expect(deposit.responses['200'].content['application/json'].schema).toEqual({ type: 'object', properties: { result: {} } })
     expect(doc.components.schemas.Error.required).toEqual(['error'])
     // Behind the token, like the calls it describes.
     expect((await fetch(`${guarded.url}/openapi.json`)).status).toBe(401)
@@ -425,6 +471,16 @@ describe('readiness and membership on a stub node', () => {
     )
     expect(err).toMatchObject({ code: 'ERR_GRAIN_DEFINITION_INVALID', details: { kind: 'broken', method: 'm' } })
     expect((err as Error).message).toContain('payloadSchemas.m is not a valid JSON Schema')
+  })
+
+  it('does not start with a result schema that does not compile', async () => {
+    const node = { ...stubNode(), kinds: new Map([['broken', { stateless: false, methods: new Set(['m']), resultSchemas: { m: { type: 'object', required: 5 } } }]]) }
+    const err = await startFront(node).then(
+      (f) => f.close().then(() => undefined),
+      (e: unknown) => e,
+    )
+    expect(err).toMatchObject({ code: 'ERR_GRAIN_DEFINITION_INVALID', details: { kind: 'broken', method: 'm' } })
+    expect((err as Error).message).toContain('resultSchemas.m is not a valid JSON Schema')
   })
 
   it('validates its options in one pass', () => {

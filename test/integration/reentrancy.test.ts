@@ -129,7 +129,7 @@ describe('call-chain reentrancy', () => {
     expect(() => defineGrain({ kind: 'both', readOnly: ['m'], interleave: ['m'], handlers: { m: () => 1 } })).toThrow(/both readOnly and interleave/)
   })
 
-  it('rejects payloadSchemas that name no handler or are not plain JSON Schema objects', async () => {
+  it('rejects payload and result schemas that name no handler or are not plain JSON Schema objects', async () => {
     const { defineGrain } = await import('../../src/index.js')
     expect(() => defineGrain({ kind: 'bad-schemas', payloadSchemas: { nope: { type: 'string' } } as never, handlers: { m: () => 1 } })).toThrow(/payloadSchemas names "nope", which is not a handler/)
     expect(() => defineGrain({ kind: 'bad-schemas', payloadSchemas: { m: 'string' as never }, handlers: { m: () => 1 } })).toThrow(/payloadSchemas.m must be a JSON Schema object/)
@@ -137,5 +137,10 @@ describe('call-chain reentrancy', () => {
     expect(defineGrain({ kind: 'good-schemas', payloadSchemas: { m: { type: 'array', items: { type: 'number' } } }, handlers: { m: () => 1 } }).payloadSchemas).toBeDefined()
     const { defineStatelessGrain } = await import('../../src/index.js')
     expect(() => defineStatelessGrain({ kind: 'bad-stateless', payloadSchemas: { nope: {} } as never, handlers: { m: () => 1 } })).toThrow(/payloadSchemas names "nope"/)
+    // resultSchemas are checked the same way, and both lists' problems are named together.
+    expect(() => defineGrain({ kind: 'bad-results', payloadSchemas: { nope: {} } as never, resultSchemas: { m: [] as never }, handlers: { m: () => 1 } })).toThrow(
+      /payloadSchemas names "nope", which is not a handler; resultSchemas.m must be a JSON Schema object/,
+    )
+    expect(() => defineStatelessGrain({ kind: 'bad-stateless', resultSchemas: { nope: {} } as never, handlers: { m: () => 1 } })).toThrow(/resultSchemas names "nope"/)
   })
 })

@@ -2,7 +2,8 @@
  * GET /openapi.json — an OpenAPI 3.1 description of the grain RPC this node
  * serves over HTTP: one POST operation per kind and method (the generic
  * `/rpc/:kind/:key/:method` route, spelled out), with the method's payload
- * schema (defineGrain({ payloadSchemas })) as its request body, the
+ * schema (defineGrain({ payloadSchemas })) as its request body, its result
+ * schema (resultSchemas) in the 200 response, the
  * `x-timeout-ms` header and the error body. Clients generate code and docs
  * from it; the WebSocket endpoint carries the same calls. Behind the token,
  * like the calls it describes.
@@ -20,6 +21,7 @@ type Json = Record<string, unknown>
 
 function operation(kind: string, method: string, info: FrontKindInfo): Json {
   const schema = info.payloadSchemas?.[method]
+  const resultSchema = info.resultSchemas?.[method]
   const versions = info.supportedSchemaVersions
   return {
     operationId: `${kind}.${method}`,
@@ -34,7 +36,10 @@ function operation(kind: string, method: string, info: FrontKindInfo): Json {
         ? { required: false, description: 'the payload: any JSON value (an empty body is none)', content: { 'application/json': { schema: {} } } }
         : { required: true, description: 'the payload, checked against this schema before the call', content: { 'application/json': { schema } } },
     responses: {
-      '200': { description: 'the grain\'s reply', content: { 'application/json': { schema: { type: 'object', properties: { result: {} } } } } },
+      '200':
+        resultSchema === undefined
+          ? { description: 'the grain\'s reply: any JSON value', content: { 'application/json': { schema: { type: 'object', properties: { result: {} } } } } }
+          : { description: 'the grain\'s reply, written with this schema', content: { 'application/json': { schema: { type: 'object', properties: { result: resultSchema }, required: ['result'] } } } },
       '4XX': { $ref: '#/components/responses/Error' },
       '5XX': { $ref: '#/components/responses/Error' },
     },

@@ -8,6 +8,7 @@ import type { FrontNode } from '../front-node.js'
 import { ERROR_BODY_SCHEMA } from '../http-errors.js'
 import { checkTarget, KIND_PATTERN, MAX_KEY_LENGTH, MAX_METHOD_LENGTH, MAX_TIMEOUT_MS } from './call-target.js'
 import { checkedPayload, compilePayloadSchemasOnReady } from './payload-schemas.js'
+import type { ResultSerializers } from './result-schemas.js'
 
 interface RpcRoute {
   Params: { kind: string; key: string; method: string }
@@ -30,14 +31,14 @@ const schema = {
     properties: { 'x-timeout-ms': { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_MS } },
   },
   response: {
-    // `result` is whatever the grain returned: any JSON value.
+    // `result` is whatever the grain returned: any JSON value (a method's result schema, if any, writes it instead).
     200: { type: 'object', properties: { result: {} } },
     '4xx': ERROR_BODY_SCHEMA,
     '5xx': ERROR_BODY_SCHEMA,
   },
 } as const
 
-export function rpcRoutes(node: FrontNode): (app: FastifyInstance) => Promise<void> {
+export function rpcRoutes(node: FrontNode, results: ResultSerializers): (app: FastifyInstance) => Promise<void> {
   return async (app) => {
     // Empty body = no payload. Otherwise Fastify's own JSON parser (with its
     // __proto__/constructor poisoning checks), since payloads reach user grains.
@@ -51,13 +52,15 @@ export function rpcRoutes(node: FrontNode): (app: FastifyInstance) => Promise<vo
     })
 
     compilePayloadSchemasOnReady(app, node)
-    app.post<RpcRoute>('/rpc/:kind/:key/:method', { schema }, async (req) => {
+    app.post<RpcRoute>('/rpc/:kind/:key/:method', { schema }, async (req, reply) => {
       const { kind, key, method } = req.params
       checkTarget(node, kind, key, method)
       const payload = checkedPayload(node, req, kind, key, method, req.body)
       const timeoutMs = req.headers['x-timeout-ms']
       const result = await node.ask(kind, key, method, payload, timeoutMs === undefined ? undefined : { timeoutMs })
-      return { result }
+      const text = results.text(kind, key, method, result)
+      if (text === undefined) return { result }
+      return reply.type('application/json; charset=utf-8').send(`{"result":${text}}`)
     })
   }
 }

@@ -26,6 +26,7 @@ import type { FrontNode } from '../front-node.js'
 import { errorReply } from '../http-errors.js'
 import { callIssues, checkTarget } from './call-target.js'
 import { checkedPayload } from './payload-schemas.js'
+import type { ResultSerializers } from './result-schemas.js'
 
 export interface WsRouteOptions {
   /** Calls one connection may have in flight; beyond, ERR_RPC_TOO_MANY_IN_FLIGHT. */
@@ -49,7 +50,7 @@ function readId(msg: Record<string, unknown>): CallId | undefined {
   return undefined
 }
 
-export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInstance) => Promise<void> {
+export function wsRoutes(node: FrontNode, results: ResultSerializers, o: WsRouteOptions): (app: FastifyInstance) => Promise<void> {
   return async (app) => {
     app.get('/ws', { websocket: true }, (socket: WebSocket, req) => {
       const inFlight = new Set<CallId>()
@@ -69,11 +70,12 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         pending = []
         if (parts.length > 0 && socket.readyState === OPEN) socket.send(`[${parts.join(',')}]`)
       }
-      const send = (msg: { id: CallId | null; result?: unknown; error?: unknown }, batched = false): void => {
+      /** `resultText`: the result as its method's result schema wrote it. */
+      const send = (msg: { id: CallId | null; result?: unknown; error?: unknown }, batched = false, resultText?: string): void => {
         if (socket.readyState !== OPEN) return // the client left; its late replies are dropped
         let text: string
         try {
-          text = JSON.stringify(msg)
+          text = resultText === undefined ? JSON.stringify(msg) : `{"id":${JSON.stringify(msg.id)},"result":${resultText}}`
         } catch (e) {
           const err = toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE')
           text = JSON.stringify({ id: msg.id, error: errorReply(err).body.error })
@@ -148,7 +150,13 @@ export function wsRoutes(node: FrontNode, o: WsRouteOptions): (app: FastifyInsta
         call.then(
           (result) => {
             inFlight.delete(id)
-            send({ id, result }, batched)
+            let text: string | undefined
+            try {
+              text = results.text(kind, key, method, result)
+            } catch (e) {
+              return fail(id, toGrainClusterError(e))
+            }
+            send({ id, result }, batched, text)
           },
           (e: unknown) => {
             inFlight.delete(id)

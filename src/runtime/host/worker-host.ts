@@ -23,7 +23,7 @@ import type { RpcCallSettings } from '../../common/rpc-settings.js'
 import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
 import { parsePid } from '../../common/pid.js'
 import { kindKeyOf, messageTypeId as messageTypeIdOf, partitionOf, workerOfPartition } from '../../common/hash.js'
-import type { KindDescriptor } from '../../grains/kind-registry.js'
+import type { KindDescriptor, MethodSchemas } from '../../grains/kind-registry.js'
 import type { EventStream } from '../../observability/event-stream.js'
 import type { EventInit, RuntimeEvent } from '../../observability/events.js'
 import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThread } from '../../wire/control.js'
@@ -79,7 +79,9 @@ export interface KindInfo {
   /** Schema versions the kind serves, ascending (negotiated per peer in the handshake). */
   readonly supportedSchemaVersions: readonly number[]
   /** JSON Schemas of method payloads, by method, that the HTTP/WebSocket fronts check. */
-  readonly payloadSchemas: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
+  readonly payloadSchemas: MethodSchemas | undefined
+  /** JSON Schemas of method results, by method, that the HTTP/WebSocket fronts write with. */
+  readonly resultSchemas: MethodSchemas | undefined
 }
 
 /** What the cluster answers a worker that activates a hand-off kind. */
@@ -205,6 +207,7 @@ export class WorkerHost {
         methods: new Map(k.methods.map((m) => [m, messageTypeIdOf(m)])),
         supportedSchemaVersions: k.supportedSchemaVersions ?? [k.schemaVersion],
         payloadSchemas: k.payloadSchemas,
+        resultSchemas: k.resultSchemas,
       })
     }
   }

@@ -15,7 +15,7 @@
 
 import { CallStats, type CallStatsReport } from '../call-stats.js'
 import { IdTable } from '../../common/id-table.js'
-import { type ErrorCode, type ErrorDetails, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
+import { type ErrorCode, type ErrorDetails, GrainClusterError, reasonOf, toGrainClusterError } from '../../common/errors.js'
 import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../common/hash.js'
 import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
 import { type Pid, parsePid } from '../../common/pid.js'
@@ -112,10 +112,6 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 /** A string field of a decoded control message ('' when it is not a string). */
 function textOf(v: unknown): string {
   return typeof v === 'string' ? v : ''
-}
-
-function reasonOf(e: unknown): string {
-  return e instanceof Error ? e.message : String(e)
 }
 
 export class PartitionHost implements ActivationHost {
