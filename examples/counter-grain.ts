@@ -9,6 +9,12 @@ export const Counter = defineGrain({
   state: () => ({ count: 0 }),
   // What HTTP and WebSocket callers may send (checked by the front before the call; see /openapi.json).
   payloadSchemas: { add: { type: 'integer' } },
+  // What they get back (the fronts write results with these; see /openapi.json).
+  resultSchemas: {
+    add: { type: 'integer' },
+    get: { type: 'integer' },
+    whereAmI: { type: 'object', properties: { kind: { type: 'string' }, key: { type: 'string' }, threadId: { type: 'integer' }, processId: { type: 'integer' } }, required: ['kind', 'key', 'threadId', 'processId'] },
+  },
   handlers: {
     add(ctx, by: number) {
       ctx.state.count += by
