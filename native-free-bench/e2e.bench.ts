@@ -11,6 +11,9 @@
  *       counts must add up to N, or the scope fails.
  *  (ii) ask latency: sequential `add(1)` asks after a warm-up, each timed
  *       with performance.now(); p50/p99/p99.9 and asks/s.
+ *  (iii) info: the same asks made by a grain (ctx.ask) to keys on its own
+ *       worker and to keys on another worker (worker → main → worker and
+ *       back: two more thread hand-offs than a node.ask).
  *
  * Hand-timed: the work crosses threads, which tinybench cannot time. Each
  * side gets a warm-up of N/10 tells on separate keys first, and a full GC of
@@ -19,8 +22,9 @@
 
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { Worker } from 'node:worker_threads'
+import { partitionOf, workerOfPartition } from '../src/common/hash.js'
 import { GrainClusterError, GrainNode } from '../src/index.js'
-import { BenchCounter } from './grains/bench-grains.js'
+import { BenchAsker, BenchCounter } from './grains/bench-grains.js'
 import { fullGc } from './lib/gc.js'
 import { check, latencySpeedup, speedup, type BenchOptions, type Row, type ScopeResult } from './lib/report.js'
 import { summarizeLatencies, type LatencySummary } from './lib/stats.js'
@@ -62,6 +66,41 @@ function makeKeys(prefix: string): string[] {
 }
 
 // -------------------------------------------------------------- GrainNode
+
+/** Asks made by a grain: to keys on the asker's worker, and (with 2+ workers) on another. */
+interface GrainToGrain {
+  sameWorker: LatencySummary
+  otherWorker: LatencySummary | undefined
+}
+
+/** On a node of its own with two workers (the default on this 2-core box is one), after (i) and (ii) have stopped theirs. */
+async function grainToGrain(spinMicros: number, n: number, warm: number): Promise<GrainToGrain> {
+  const node = await GrainNode.start({ grains: [GRAINS], spinMicros, workers: 2 })
+  try {
+    return await grainToGrainOn(node, n, warm)
+  } finally {
+    await node.close()
+  }
+}
+
+async function grainToGrainOn(node: GrainNode, n: number, warm: number): Promise<GrainToGrain> {
+  const { workers, partitions } = node.options
+  const workerOf = (key: string): number => workerOfPartition(partitionOf(key, partitions), workers)
+  const asker = 'asker'
+  const home = workerOf(asker)
+  const same: string[] = []
+  const other: string[] = []
+  for (let i = 0; (same.length < 4 || (workers > 1 && other.length < 4)) && i < 100_000; i++) {
+    const k = `g2g-${i}`
+    const list = workerOf(k) === home ? same : other
+    if (list.length < 4) list.push(k)
+  }
+  const run = async (keys: string[]): Promise<LatencySummary> => {
+    await node.ask(BenchAsker, asker, 'asks', { keys, n: warm }, { timeoutMs: 600_000 })
+    return summarizeLatencies(Float64Array.from(await node.ask(BenchAsker, asker, 'asks', { keys, n }, { timeoutMs: 600_000 })))
+  }
+  return { sameWorker: await run(same), otherWorker: other.length === 4 ? await run(other) : undefined }
+}
 
 async function grainTarget(spinMicros: number): Promise<Target & { workers: number }> {
   const node = await GrainNode.start({ grains: [GRAINS], spinMicros })
@@ -278,6 +317,8 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
   } finally {
     await grain.close()
   }
+  o.log(`e2e: grain-to-grain asks on a 2-worker node, ${s.asks} per row`)
+  const g2g = await grainToGrain(o.spinMicros, s.asks, s.warmAsks)
 
   const rate = (r: SideResult): number => tellRate(r.tell)
   const tellRow = (r: SideResult, isBase: boolean): Row => ({
@@ -308,6 +349,21 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     'speedup vs baseline': latencySpeedup(r.ask.lat.p50Us, b.ask.lat.p50Us),
     'p99 speedup': latencySpeedup(r.ask.lat.p99Us, b.ask.lat.p99Us),
   })
+  const g2gRow = (where: string, lat: LatencySummary): Row => ({
+    case: `info: ask from a grain (ctx.ask), 2-worker node, to keys on ${where}`,
+    'msgs/s': null,
+    'msgs/s min': null,
+    'msgs/s max': null,
+    'send-side msgs/s': null,
+    'p50 µs': lat.p50Us,
+    'p99 µs': lat.p99Us,
+    'p99.9 µs': lat.p999Us,
+    'mean µs': lat.meanUs,
+    'backpressure waits': null,
+    'speedup vs baseline': null,
+    'p99 speedup': null,
+  })
+  const g2gRows = [g2gRow('its own worker', g2g.sameWorker), ...(g2g.otherWorker === undefined ? [] : [g2gRow('another worker (worker → main → worker and back)', g2g.otherWorker)])]
   const tellRatio = speedup(rate(g), rate(b))
   return {
     scope: 'e2e',
@@ -315,7 +371,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
     method: `hand timing (performance.now); tells: first send to last verification reply, median of ${rounds} round(s); asks: per call, sequential, pooled over ${rounds} slice(s); both sides interleaved`,
     baseline: b.name,
     params: { ...s, rounds, keys: KEY_COUNT, yieldEvery: YIELD_EVERY, baselineWindow: WINDOW, baselineAckEvery: ACK_EVERY, grainWorkers: grain.workers, spinMicros: o.spinMicros },
-    rows: [tellRow(g, false), tellRow(b, true), askRow(g, false), askRow(b, true)],
+    rows: [tellRow(g, false), tellRow(b, true), askRow(g, false), askRow(b, true), ...g2gRows],
     targets: [
       check('tell msgs/s vs baseline', '>= 10x', tellRatio, 'x', tellRatio >= 10),
       check('tell msgs/s', '>= 2,000,000', rate(g), 'msgs/s', rate(g) >= 2_000_000),
@@ -327,6 +383,7 @@ export async function run(o: BenchOptions): Promise<ScopeResult> {
       'Every tell is counted by the grain; the scope fails unless the per-key counts add up exactly (after the tells, and again after the asks).',
       `Baseline tells are flow-controlled: the worker acks every ${ACK_EVERY} tells and the sender keeps at most ${WINDOW} unacknowledged, as GrainNode bounds its overflow queue; without it 2M messages would queue unbounded.`,
       'msgs/s includes draining: the clock stops when the verification asks (one per key) have answered; send-side msgs/s stops when the last tell is handed over.',
+      "Info rows: a grain's sequential asks (after as many warm-up asks as (ii)). To its own worker the call never leaves the thread's rings; to another worker it crosses the main thread both ways, so each leg can find the next thread parked (a wake-up costs tens of µs on a VM). In a cluster every grain call goes through the main thread for placement, as the second row does.",
     ],
     startedAt,
     durationMs: performance.now() - t0,

@@ -24,6 +24,23 @@ export const BenchCounter = defineGrain({
   },
 })
 
+/** A grain asking other grains in sequence (e2e's grain-to-grain rows): `n` asks `get` round-robin over `keys`; returns each one's µs. */
+export const BenchAsker = defineGrain({
+  kind: 'bench-asker',
+  handlers: {
+    async asks(ctx, p: { keys: string[]; n: number }) {
+      const mask = p.keys.length - 1
+      const us: number[] = []
+      for (let i = 0; i < p.n; i++) {
+        const t0 = performance.now()
+        await ctx.ask<number>('bench-counter', p.keys[i & mask]!, 'get')
+        us.push((performance.now() - t0) * 1000)
+      }
+      return us
+    },
+  },
+})
+
 export interface HeapSample {
   heapUsed: number
   /** False when no full GC could be forced (then heapUsed includes garbage). */
