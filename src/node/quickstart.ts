@@ -211,7 +211,7 @@ export async function runQuickstart(o: QuickstartOptions, io: CliIo): Promise<nu
     }
     step('cross-node round trips')
     progress.done(`${roundTrips.length} cross-node round trips succeeded`)
-    for (const n of nodes) if (n.up?.httpUrl) out(`metrics: ${n.name} ${n.up.httpUrl}/metrics  (readiness ${n.up.httpUrl}/readyz)`)
+    for (const n of nodes) if (n.up?.httpUrl) out(`metrics: ${n.name} ${n.up.httpUrl}/metrics  (readiness ${n.up.httpUrl}/readyz, dashboard ${n.up.httpUrl}/dashboard)`)
   } catch (e) {
     failure = e instanceof StepError ? e : new StepError(e instanceof Error ? e.message : String(e), 'run `npm install` first; the node logs in the run directory say more (they are kept after a failure)')
     if (interrupted !== undefined) failure = new StepError(`interrupted by ${interrupted}`, 'run it again')

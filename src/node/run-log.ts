@@ -102,7 +102,7 @@ export function renderRunLog(d: RunLogData): string {
   const fronts = d.nodes.filter((n) => n.httpUrl !== null)
   if (fronts.length === 0) out.push('No HTTP front was running (disabled or not available).')
   for (const n of fronts) {
-    out.push(`- ${n.name}: metrics ${n.httpUrl}/metrics, readiness ${n.httpUrl}/readyz, health ${n.httpUrl}/healthz, RPC \`POST ${n.httpUrl}/rpc/counter/<key>/add\`, WebSocket ${n.httpUrl!.replace(/^http/, 'ws')}/ws, API description ${n.httpUrl}/openapi.json`)
+    out.push(`- ${n.name}: metrics ${n.httpUrl}/metrics, readiness ${n.httpUrl}/readyz, health ${n.httpUrl}/healthz, RPC \`POST ${n.httpUrl}/rpc/counter/<key>/add\`, WebSocket ${n.httpUrl!.replace(/^http/, 'ws')}/ws, API description ${n.httpUrl}/openapi.json, dashboard ${n.httpUrl}/dashboard`)
   }
   out.push('', 'These URLs lived only as long as the run; start the nodes by hand (above) to keep them. A Grafana dashboard, where shipped, reads the `/metrics` endpoints.', '')
 

@@ -20,6 +20,7 @@ import { MAX_KEY_LENGTH } from '../wire/control.js'
 import { bearerAuth } from './bearer-auth.js'
 import type { FrontNode } from './front-node.js'
 import { frameworkErrors, installErrorHandler } from './http-errors.js'
+import { dashboardRoutes } from './routes/dashboard.js'
 import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { openApiRoutes } from './routes/openapi.js'
@@ -92,6 +93,7 @@ export function buildFront(node: FrontNode, options: FrontOptions = {}): Fastify
   void app.register(websocket, { options: { maxPayload } })
   void app.register(healthRoutes(node))
   void app.register(metricsRoutes(node))
+  void app.register(dashboardRoutes())
   // One encapsulated context for the routes that drive grains, so the token hook covers exactly these.
   void app.register(async (calls) => {
     if (options.token !== undefined) calls.addHook('onRequest', bearerAuth(options.token))

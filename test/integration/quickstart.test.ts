@@ -98,7 +98,7 @@ describe('graincluster quickstart', () => {
     expect(log).toContain(oneToTwo![1])
     expect(log).toContain(twoToOne![1])
     expect(log).toMatch(/metrics http:\/\/127\.0\.0\.1:\d+\/metrics/)
-    expect(log).toMatch(/API description http:\/\/127\.0\.0\.1:\d+\/openapi\.json/)
+    expect(log).toMatch(/API description http:\/\/127\.0\.0\.1:\d+\/openapi\.json, dashboard http:\/\/127\.0\.0\.1:\d+\/dashboard/)
     expect(log).toContain('"secret": "<redacted>"')
     expect(log).toMatch(/## Configuration snapshot[\s\S]*"seeds"/)
     expect(log).toContain('## Clean-up')

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { messageTypeId, partitionOf } from '../../../src/common/hash.js'
-import { defineGrain, type GrainDefinition } from '../../../src/grains/define-grain.js'
+import { defineGrain } from '../../../src/grains/define-grain.js'
 import { KindRegistry } from '../../../src/grains/kind-registry.js'
 import { createRingBuffer, RingConsumer } from '../../../src/runtime/ring/spsc-ring.js'
 import { CONTROL_TYPES } from '../../../src/wire/control.js'
@@ -30,7 +30,7 @@ interface Bounced {
 function setup() {
   const registry = new KindRegistry()
   const ran: string[] = []
-  registry.add(defineGrain({ kind: 'movable', handlers: { put: (_ctx, v: string) => void ran.push(v) } }) as unknown as GrainDefinition)
+  registry.add(defineGrain({ kind: 'movable', handlers: { put: (_ctx, v: string) => void ran.push(v) } }))
   const entry = registry.kinds.get('movable')!
   const toMain = createRingBuffer(1 << 16)
   const host = standalonePartitionHost(registry, PARTITIONS, { toMain, routeViaMain: true })

@@ -1,0 +1,105 @@
+/**
+ * GET /dashboard on a clustered node: the page's own script runs (in a vm
+ * context with a stub DOM and fetch pointed at the node's front) against
+ * the live /metrics, /readyz and /cluster/members, and renders the members,
+ * the RPC rates and latencies of the calls made between its scrapes, and
+ * the node's health; every series the page reads exists on the node.
+ */
+import { runInNewContext, Script } from 'node:vm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type GrainNode, type RunningFront, startFront } from '../../src/index.js'
+import { DASHBOARD_METRICS } from '../../src/rpc/routes/dashboard.js'
+import { startPair } from '../helpers/in-process-cluster.js'
+import { waitUntil } from '../helpers/wait-until.js'
+
+const GRAINS = [new URL('../fixtures/grains/test-grains.ts', import.meta.url)]
+
+/** The page's script in a context of its own: elements by id, fetch relative to the page, the interval captured. */
+function runPage(html: string, base: string): { el: Map<string, { innerHTML: string; textContent: string }>; tick: () => void; ticks: () => number } {
+  const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1]
+  if (script === undefined) throw new Error('no script in the page')
+  const el = new Map<string, { innerHTML: string; textContent: string }>()
+  let tick: (() => void) | undefined
+  let ticks = 0
+  runInNewContext(script, {
+    document: {
+      getElementById: (id: string) => {
+        let e = el.get(id)
+        if (e === undefined) el.set(id, (e = { innerHTML: '', textContent: '' }))
+        return e
+      },
+    },
+    fetch: (u: string) => {
+      ticks++
+      return fetch(new URL(u, base))
+    },
+    setInterval: (fn: () => void) => void (tick = fn),
+    Date,
+    Map,
+    Number,
+    JSON,
+    String,
+    Object,
+  })
+  return { el, tick: () => tick!(), ticks: () => ticks }
+}
+
+describe('dashboard', () => {
+  let a: GrainNode
+  let b: GrainNode
+  let front: RunningFront
+
+  beforeAll(async () => {
+    ;[a, b] = await startPair('dashboard', { grains: GRAINS })
+    front = await startFront(a)
+  })
+  afterAll(async () => {
+    await front?.close()
+    await Promise.all([a?.close(), b?.close()])
+  })
+
+  it('serves one self-contained page whose script compiles', async () => {
+    const res = await fetch(`${front.url}/dashboard`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/)
+    const html = await res.text()
+    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href=|https?:\/\//)
+    expect(() => new Script(/<script>([\s\S]*)<\/script>/.exec(html)![1]!)).not.toThrow()
+  })
+
+  it('reads only series the node exports', async () => {
+    const text = await a.metricsText()
+    for (const name of Object.values(DASHBOARD_METRICS)) expect(text, name).toContain(`# TYPE ${name} `)
+  })
+
+  it("renders the members, the calls made between two scrapes with their latency, and the node's health", async () => {
+    const page = runPage(await (await fetch(`${front.url}/dashboard`)).text(), `${front.url}/dashboard`)
+    await waitUntil(() => page.el.get('status')?.innerHTML.includes('scraped') === true, { what: 'the first scrape', timeoutMs: 20_000 })
+    expect(page.el.get('title')!.textContent).toBe(`graincluster ${a.cluster!.authority}`)
+    const members = page.el.get('members')!.innerHTML
+    expect(members).toContain(`${a.cluster!.authority} (this node)`)
+    expect(members).toContain(b.cluster!.authority)
+    expect(members.match(/<td>up<\/td>/g)).toHaveLength(2)
+    expect(page.el.get('status')!.innerHTML).toContain('ready')
+
+    // Calls between the scrapes: ten adds and one unknown method (an error).
+    for (let i = 0; i < 10; i++) await a.ask('counter', `dash-${i}`, 'add', 1)
+    await a.ask('counter', 'dash-0', 'nope').catch(() => undefined)
+    const addRow = (): string[] => {
+      const row = /<tr><td>counter\.add<\/td>(.*?)<\/tr>/.exec(page.el.get('rpc')!.innerHTML)?.[1] ?? ''
+      return [...row.matchAll(/<td>(.*?)<\/td>/g)].map((m) => m[1]!)
+    }
+    // Before: no call of counter.add yet, so no row.
+    expect(addRow()).toEqual([])
+    await new Promise((r) => setTimeout(r, 20)) // the rates divide by the time between scrapes
+    page.tick()
+    await waitUntil(() => Number(addRow()[0]) > 0, { what: 'the second scrape to show the adds', timeoutMs: 20_000 })
+    const cells = addRow()
+    // calls/s > 0, no errors, a p50 and p99 in ms.
+    expect(cells[1]).toBe('0.0')
+    expect(Number(cells[3])).toBeGreaterThan(0)
+    expect(Number(cells[4])).toBeGreaterThanOrEqual(Number(cells[3]))
+    expect(page.el.get('rpc')!.innerHTML).toMatch(/<td>counter\.unknown<\/td><td>[\d.]+<\/td><td>[1-9][\d.]*<\/td>/)
+    expect(page.el.get('health')!.innerHTML).toContain('associations connected / disconnected / quarantined</td><td>1 / 0 / 0')
+  })
+})
