@@ -3,8 +3,11 @@
  * context with a stub DOM and fetch pointed at the node's front) against
  * the live /metrics, /readyz and /cluster/members, and renders the members,
  * the RPC rates and latencies of the calls made between its scrapes, and
- * the node's health; every series the page reads exists on the node.
+ * the node's health; every series the page reads exists on the node. And
+ * the Grafana dashboard shipped in grafana/dashboard.json (ECOSYSTEM.md's
+ * dashboard row): every expression names series and labels the node exports.
  */
+import { readFileSync } from 'node:fs'
 import { runInNewContext, Script } from 'node:vm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type GrainNode, type RunningFront, startFront } from '../../src/index.js'
@@ -70,6 +73,31 @@ describe('dashboard', () => {
   it('reads only series the node exports', async () => {
     const text = await a.metricsText()
     for (const name of Object.values(DASHBOARD_METRICS)) expect(text, name).toContain(`# TYPE ${name} `)
+  })
+
+  it('ships a Grafana dashboard whose every expression reads series and labels the node exports', () => {
+    interface Panel {
+      id: number
+      type: string
+      targets?: { expr: string; refId: string }[]
+    }
+    const dash = JSON.parse(readFileSync(new URL('../../grafana/dashboard.json', import.meta.url), 'utf8')) as { __inputs: { name: string }[]; panels: Panel[] }
+    expect(dash.__inputs.map((i) => i.name)).toEqual(['DS_PROMETHEUS'])
+    expect(new Set(dash.panels.map((p) => p.id)).size).toBe(dash.panels.length)
+    const exprs = dash.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr))
+    expect(exprs.length).toBeGreaterThan(20)
+    // Labels Prometheus adds at scrape time, and histogram bounds.
+    const scrapeLabels = new Set(['instance', 'job', 'le'])
+    for (const expr of exprs) {
+      const names = [...new Set(expr.match(/graincluster_[a-z_]+/g) ?? [])]
+      expect(names, expr).toHaveLength(1)
+      const base = names[0]!.replace(/_bucket$/, '')
+      const metric = a.metrics!.registry.getSingleMetric(base) as unknown as { labelNames?: string[] } | undefined
+      expect(metric, `${base} (in ${expr})`).toBeDefined()
+      const used = [...expr.matchAll(/by \(([^)]*)\)/g)].flatMap((m) => m[1]!.split(',').map((l) => l.trim()))
+      used.push(...[...expr.matchAll(/([a-z_]+)\s*(?:=~|!~|!=|=)\s*"/g)].map((m) => m[1]!))
+      for (const label of used) if (!scrapeLabels.has(label)) expect(metric!.labelNames ?? [], `label ${label} of ${base} (in ${expr})`).toContain(label)
+    }
   })
 
   it("renders the members, the calls made between two scrapes with their latency, and the node's health", async () => {
