@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs'
 import { runInNewContext, Script } from 'node:vm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type GrainNode, type RunningFront, startFront } from '../../src/index.js'
+import { GrainNode, type RunningFront, startFront } from '../../src/index.js'
 import { DASHBOARD_METRICS } from '../../src/rpc/routes/dashboard.js'
 import { startPair } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -129,5 +129,23 @@ describe('dashboard', () => {
     expect(Number(cells[4])).toBeGreaterThanOrEqual(Number(cells[3]))
     expect(page.el.get('rpc')!.innerHTML).toMatch(/<td>counter\.unknown<\/td><td>[\d.]+<\/td><td>[1-9][\d.]*<\/td>/)
     expect(page.el.get('health')!.innerHTML).toContain('associations connected / disconnected / quarantined</td><td>1 / 0 / 0')
+  })
+})
+
+describe('dashboard on a node without metrics', () => {
+  it("shows the node's diagnostic instead of numbers", async () => {
+    const node = await GrainNode.start({ grains: GRAINS, workers: 1, partitions: 4, metrics: false })
+    const front = await startFront(node)
+    try {
+      const page = runPage(await (await fetch(`${front.url}/dashboard`)).text(), `${front.url}/dashboard`)
+      await waitUntil(() => page.el.get('status')?.innerHTML.includes('ERR_RPC_METRICS_DISABLED') === true, { what: 'the diagnostic', timeoutMs: 20_000 })
+      expect(page.el.get('status')!.innerHTML).toContain('class="bad"')
+      // Not a cluster member: no members, and no table rendered from numbers that are not collected.
+      expect(page.el.get('members')!.innerHTML).toContain('nothing yet')
+      expect(page.el.get('rpc')).toBeUndefined()
+    } finally {
+      await front.close()
+      await node.close()
+    }
   })
 })
