@@ -55,6 +55,16 @@ export const NodeConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    metrics: Type.Object(
+      {
+        processMetrics: Type.Boolean(),
+        workerStatsIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000 }),
+        pushUrl: Type.Optional(Type.String({ minLength: 1, pattern: '^https?://' })),
+        pushIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000 }),
+        pushJob: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' }),
+      },
+      { additionalProperties: false },
+    ),
     http: Type.Object(
       {
         enabled: Type.Boolean(),
@@ -102,6 +112,11 @@ export const SETTINGS: readonly SettingDoc[] = Object.freeze([
   { path: 'cluster.secret', env: 'GRAINCLUSTER_SECRET', flag: 'secret', kind: 'string', defaultText: 'required', doc: 'shared handshake secret, at least 8 characters; same on every node; prefer the env var (flags show in `ps`)', secret: true },
   { path: 'cluster.seeds', env: 'GRAINCLUSTER_SEEDS', flag: 'seeds', kind: 'list', defaultText: 'required', doc: 'seed authorities host:port, comma-separated, same list and order on every node' },
   { path: 'cluster.failureDetector', env: 'GRAINCLUSTER_FAILURE_DETECTOR', flag: 'failure-detector', kind: 'string', defaultText: 'prod', doc: 'failure-detector profile: `prod` or `test` (faster, for local clusters)' },
+  { path: 'metrics.processMetrics', env: 'GRAINCLUSTER_PROCESS_METRICS', flag: 'process-metrics', kind: 'bool', defaultText: 'false', doc: 'also export Node.js process metrics (CPU, memory, event-loop delay, GC: prom-client defaults, standard names)' },
+  { path: 'metrics.workerStatsIntervalMs', env: 'GRAINCLUSTER_WORKER_STATS_INTERVAL_MS', flag: 'worker-stats-interval-ms', kind: 'int', defaultText: '1000', doc: "how often each grain worker reports its grains' calls and waiting calls to the metrics, ms" },
+  { path: 'metrics.pushUrl', env: 'GRAINCLUSTER_METRICS_PUSH_URL', flag: 'metrics-push-url', kind: 'string', defaultText: 'none', doc: 'Prometheus Pushgateway to push the metrics to (besides serving /metrics), http(s)://host:port', secret: true },
+  { path: 'metrics.pushIntervalMs', env: 'GRAINCLUSTER_METRICS_PUSH_INTERVAL_MS', flag: 'metrics-push-interval-ms', kind: 'int', defaultText: '15000', doc: 'ms between pushes' },
+  { path: 'metrics.pushJob', env: 'GRAINCLUSTER_METRICS_PUSH_JOB', flag: 'metrics-push-job', kind: 'string', defaultText: 'graincluster', doc: 'the `job` label of the pushes (`instance` is the node\'s authority)' },
   { path: 'http.enabled', env: 'GRAINCLUSTER_HTTP', flag: 'http', kind: 'bool', defaultText: 'true', doc: 'serve the HTTP front (/rpc, /ws, /metrics, /healthz, /readyz); `--no-http` turns it off' },
   { path: 'http.host', env: 'GRAINCLUSTER_HTTP_HOST', flag: 'http-host', kind: 'string', defaultText: '127.0.0.1', doc: 'interface the HTTP front binds' },
   { path: 'http.port', env: 'GRAINCLUSTER_HTTP_PORT', flag: 'http-port', kind: 'int', defaultText: '0 (any free port)', doc: 'HTTP front port' },
@@ -117,6 +132,7 @@ export const CONFIG_FILE_ENV = 'GRAINCLUSTER_CONFIG'
 export const DEFAULTS = Object.freeze({
   node: { host: '127.0.0.1', partitions: 256, askTimeoutMs: 10_000 /* 10 s */, metrics: true, grains: [SAMPLE_GRAIN_PATH] },
   cluster: { failureDetector: 'prod' },
+  metrics: { processMetrics: false, workerStatsIntervalMs: 1_000, pushIntervalMs: 15_000, pushJob: 'graincluster' },
   http: { enabled: true, host: '127.0.0.1', port: 0, bodyLimitBytes: 1_048_576 /* 1 MiB */ },
 })
 
@@ -195,7 +211,7 @@ function toIssue(e: ErrorObject, tree: Tree, sources: Map<string, Source>, missi
     const path = [...parts, String(e.params.additionalProperty)].join('.')
     const section = parts.join('.')
     const known = SETTINGS.filter((s) => s.path.startsWith(`${section}.`)).map((s) => s.path)
-    return `${path}: unknown setting${known.length > 0 ? ` (known in "${section}": ${known.join(', ')})` : ' (sections: node, cluster, http)'}`
+    return `${path}: unknown setting${known.length > 0 ? ` (known in "${section}": ${known.join(', ')})` : ' (sections: node, cluster, metrics, http)'}`
   }
   // Array items (seeds[1]) report under their setting.
   const settingPath = parts.filter((p) => !/^\d+$/.test(p)).join('.')
@@ -203,7 +219,8 @@ function toIssue(e: ErrorObject, tree: Tree, sources: Map<string, Source>, missi
   let message = e.message ?? 'is invalid'
   if (e.keyword === 'pattern') {
     if (settingPath === 'cluster.seeds' || settingPath === 'node.advertisedAuthority') message = 'must be host:port'
-    else if (settingPath === 'cluster.name') message = 'must use only letters, digits, . _ -'
+    else if (settingPath === 'cluster.name' || settingPath === 'metrics.pushJob') message = 'must use only letters, digits, . _ -'
+    else if (settingPath === 'metrics.pushUrl') message = 'must be an http:// or https:// URL'
     else message = 'must be a host name or IPv4 address (letters, digits, . _ -)'
   }
   if (e.keyword === 'enum') message = `must be one of ${(e.params.allowedValues as unknown[]).map((x) => JSON.stringify(x)).join(', ')}`
@@ -233,7 +250,7 @@ export function resolveConfig(input: ResolveConfigInput = {}): NodeConfig {
   const issues: string[] = []
   const missing: string[] = []
   const sources = new Map<string, Source>()
-  const tree: Tree = { node: { ...DEFAULTS.node, grains: [...DEFAULTS.node.grains] }, cluster: { ...DEFAULTS.cluster }, http: { ...DEFAULTS.http } }
+  const tree: Tree = { node: { ...DEFAULTS.node, grains: [...DEFAULTS.node.grains] }, cluster: { ...DEFAULTS.cluster }, metrics: { ...DEFAULTS.metrics }, http: { ...DEFAULTS.http } }
   const set = (path: string, value: unknown, src: Source): void => {
     const [section, key] = path.split('.') as [string, string]
     tree[section] ??= {}
@@ -252,12 +269,12 @@ export function resolveConfig(input: ResolveConfigInput = {}): NodeConfig {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message
       issues.push(`config file ${filePath}: cannot be read as JSON (${why}); fix the file or drop --${CONFIG_FILE_FLAG} / ${CONFIG_FILE_ENV}`)
     }
-    if (parsed !== undefined && !isPlainObject(parsed)) issues.push(`config file ${filePath}: must hold a JSON object with sections node, cluster, http`)
+    if (parsed !== undefined && !isPlainObject(parsed)) issues.push(`config file ${filePath}: must hold a JSON object with sections node, cluster, metrics, http`)
     else if (parsed !== undefined) {
       for (const [section, body] of Object.entries(parsed)) {
         if (section === '$schema') continue
         if (!(section in tree)) {
-          issues.push(`${section}: unknown section in ${filePath} (sections: node, cluster, http)`)
+          issues.push(`${section}: unknown section in ${filePath} (sections: node, cluster, metrics, http)`)
           continue
         }
         if (!isPlainObject(body)) {
@@ -305,7 +322,7 @@ export function resolveConfig(input: ResolveConfigInput = {}): NodeConfig {
     throw new GrainClusterError(code, `${head}\n  - ${issues.join('\n  - ')}`, { issues, missing })
   }
   // Snapshot keys in reference-table order, however the sources were merged.
-  const ordered: Tree = { node: {}, cluster: {}, http: {} }
+  const ordered: Tree = { node: {}, cluster: {}, metrics: {}, http: {} }
   for (const s of SETTINGS) {
     const [section, key] = s.path.split('.') as [string, string]
     if (tree[section]![key] !== undefined) ordered[section]![key] = tree[section]![key]
@@ -343,7 +360,11 @@ export function toGrainNodeOptions(config: NodeConfig): GrainNodeOptions {
     ...(n.workers === undefined ? {} : { workers: n.workers }),
     partitions: n.partitions,
     askTimeoutMs: n.askTimeoutMs,
-    metrics: n.metrics,
+    metrics: n.metrics && {
+      processMetrics: config.metrics.processMetrics,
+      workerStatsIntervalMs: config.metrics.workerStatsIntervalMs,
+      ...(config.metrics.pushUrl === undefined ? {} : { push: { url: config.metrics.pushUrl, intervalMs: config.metrics.pushIntervalMs, job: config.metrics.pushJob } }),
+    },
     cluster: {
       clusterName: c.name,
       secret: c.secret,

@@ -15,6 +15,8 @@ import { TextMemo } from '../common/text-memo.js'
 import { type GrainDefinition, type PayloadOf, type ResultOf, type StatelessGrainDefinition } from '../grains/define-grain.js'
 import { EventStream } from '../observability/event-stream.js'
 import { NodeMetrics } from '../observability/metrics.js'
+import { type MetricsOptions, pushInstance, type ResolvedMetricsOptions, resolveMetricsOptions } from '../observability/metrics-options.js'
+import { MetricsPusher } from '../observability/metrics-push.js'
 import { DEFAULT_MAX_OVERFLOW_FRAMES } from '../runtime/ring/frame-sender.js'
 import { DEFAULT_RING_BYTES } from '../runtime/ring/spsc-ring.js'
 import { StatelessPool } from '../runtime/host/stateless-pool.js'
@@ -96,9 +98,11 @@ export interface GrainNodeOptions {
   /**
    * Record Prometheus metrics (node.metrics, node.metricsText()). Default
    * true. When false, events still flow and metricsText() rejects with
-   * ERR_RPC_METRICS_DISABLED, a diagnostic rather than a silent zero.
+   * ERR_RPC_METRICS_DISABLED, a diagnostic rather than a silent zero. An
+   * object sets what is recorded and where it goes (MetricsOptions:
+   * process metrics, the workers' sampling interval, a Pushgateway).
    */
-  metrics?: boolean
+  metrics?: boolean | MetricsOptions
   /**
    * Grain RPC (README "Grain RPC"): `defaults` are every call's timeout and
    * retry settings under the kind's own and the call's (timeoutMs defaults
@@ -114,7 +118,7 @@ export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
 export const DEFAULT_SPIN_MICROS = 25 // µs
 export const DEFAULT_SPIN_MAX_MICROS = 500 // µs
 
-export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs'>> & { grains: string[]; metrics: boolean; rpc: ResolvedRpcOptions }
+export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs'>> & { grains: string[]; metrics: boolean; metricsOptions: ResolvedMetricsOptions; callStatsIntervalMs: number; rpc: ResolvedRpcOptions }
 
 export interface ResolvedRpcOptions {
   readonly defaults: ResolvedRpcSettings
@@ -165,6 +169,7 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
   if (o.spinMaxMicros !== undefined && Number.isInteger(o.spinMaxMicros) && o.spinMaxMicros < spinMicros) {
     issues.push(`spinMaxMicros (${o.spinMaxMicros}) must be >= spinMicros (${spinMicros})`)
   }
+  const metricsOptions = resolveMetricsOptions(o.metrics, issues)
   const resolved: ResolvedNodeOptions = {
     grains: o.grains.map(toModuleUrl),
     workers,
@@ -178,13 +183,14 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     memoryReducer: o.memoryReducer ?? false,
     statelessThreads: int('statelessThreads', o.statelessThreads, workers, 1, 256),
     startTimeoutMs: int('startTimeoutMs', o.startTimeoutMs, DEFAULT_START_TIMEOUT_MS, 1, 600_000),
-    metrics: o.metrics ?? true,
+    metrics: metricsOptions.enabled,
+    metricsOptions,
+    callStatsIntervalMs: metricsOptions.workerStatsIntervalMs,
     rpc: { defaults: defaultRpcSettings(DEFAULT_ASK_TIMEOUT_MS), alerts: {} },
   }
   if (o.memoryReducer !== undefined && typeof o.memoryReducer !== 'boolean') issues.push(`memoryReducer must be a boolean (got ${JSON.stringify(o.memoryReducer)})`)
   if (o.rpc !== undefined && (typeof o.rpc !== 'object' || o.rpc === null)) issues.push(`rpc must be an object (got ${JSON.stringify(o.rpc)})`)
   issues.push(...checkRpcSettings(o.rpc?.defaults, 'rpc.defaults'), ...checkAlertSettings(o.rpc?.alerts, 'rpc.alerts'))
-  if (typeof resolved.metrics !== 'boolean') issues.push(`metrics must be true or false (got ${String(o.metrics)})`)
   if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid node options: ${issues.join('; ')}`, { issues })
   resolved.rpc = Object.freeze({ defaults: mergeRpcSettings(defaultRpcSettings(resolved.askTimeoutMs), o.rpc?.defaults, 'rpc.defaults'), alerts: o.rpc?.alerts ?? {} })
   return Object.freeze(resolved)
@@ -231,6 +237,13 @@ export class GrainNode {
   }
   readonly #rpc: RpcClient
   readonly #rpcMetrics: RpcMetrics | undefined
+  /** Pushes the registry to a Pushgateway (metrics.push); undefined without one. */
+  #pusher: MetricsPusher | undefined
+
+  /** Successful pushes to the configured Pushgateway (0 without one). */
+  get metricsPushes(): number {
+    return this.#pusher?.pushes ?? 0
+  }
 
   /** Whether RPC metrics are being collected; when not, why (spec 10.4: a diagnostic, not a silent zero). Events flow either way. */
   rpcMetricsStatus(): { collecting: true } | { collecting: false; reason: string; code: 'ERR_RPC_METRICS_DISABLED' } {
@@ -261,7 +274,7 @@ export class GrainNode {
     if (!o.memoryReducer) setFlagsFromString('--no-memory-reducer')
     const host = new WorkerHost({ ...o, grainModules: o.grains, events })
     await host.start()
-    const metrics = o.metrics ? new NodeMetrics(events) : undefined
+    const metrics = o.metrics ? new NodeMetrics(events, undefined, { processMetrics: o.metricsOptions.processMetrics }) : undefined
     let cluster: ClusterNode | undefined
     let remote: RemoteEndpoint | undefined
     let placement: PlacementRouter | undefined
@@ -332,6 +345,11 @@ export class GrainNode {
     const node = new GrainNode(o, events, host, metrics, cluster, remote, placement)
     host.onWritableRequest = (pid, timeoutMs) => node.whenWritable(pid, timeoutMs === undefined ? undefined : { timeoutMs })
     node.#handoff = handoff
+    const push = o.metricsOptions.push
+    if (metrics !== undefined && push !== undefined) {
+      node.#pusher = new MetricsPusher(metrics.registry, push, pushInstance(cluster?.authority), events)
+      void node.#pusher.pushNow()
+    }
     if (handoff !== undefined && cluster !== undefined) {
       const parker = handoff
       const self = cluster.authority
@@ -612,6 +630,8 @@ export class GrainNode {
     this.#placement?.close()
     await this.cluster?.close()
     await Promise.all([this.#host.close(timeoutMs), this.#stateless?.close()])
+    // The gateway keeps the last numbers of a node that stopped, as a scrape cannot.
+    await this.#pusher?.close()
     this.metrics?.close()
     this.events.publish({ type: 'node.stopped', reason: 'close() called' })
   }

@@ -130,6 +130,13 @@ export interface NodeStarted extends Base<'node.started'> {
 export interface NodeStopped extends Base<'node.stopped'> {
   reason: string
 }
+/** A push to the configured Pushgateway failed; the next interval tries again. */
+export interface NodeMetricsPushFailed extends Base<'node.metrics-push-failed'> {
+  url: string
+  job: string
+  instance: string
+  reason: string
+}
 
 // ---------------------------------------------------------------- cluster plane
 
@@ -430,6 +437,7 @@ export type RuntimeEvent =
   | FrameMalformed
   | NodeStarted
   | NodeStopped
+  | NodeMetricsPushFailed
   | MemberJoined
   | MemberUp
   | MemberLeaving

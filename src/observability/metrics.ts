@@ -10,7 +10,7 @@
  * in one process (tests, the quickstart) do not collide.
  */
 
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { EventStream } from './event-stream.js'
 import type { RuntimeEvent } from './events.js'
 
@@ -57,8 +57,10 @@ export class NodeMetrics {
   readonly passivationChurn: Counter<'kind'>
   readonly rebalancedKeys: Counter
 
-  constructor(events: EventStream, prefix = 'graincluster_') {
+  /** `processMetrics`: also prom-client's default Node.js process metrics, under their standard names. */
+  constructor(events: EventStream, prefix = 'graincluster_', o: { processMetrics?: boolean } = {}) {
     const r = this.registry
+    if (o.processMetrics === true) collectDefaultMetrics({ register: r })
     this.memberTransitions = new Counter({ name: `${prefix}member_transitions_total`, help: 'Membership transitions seen by this node, by new status (joined, up, leaving, exiting, downed, removed, unreachable, reachable).', labelNames: ['to'], registers: [r] })
     this.rejectedViews = new Counter({ name: `${prefix}gossip_rejected_views_total`, help: 'Conflicting membership views rejected by deterministic conflict resolution.', registers: [r] })
     this.handshakesRefused = new Counter({ name: `${prefix}handshake_refused_total`, help: 'Handshakes or joins refused, by error code.', labelNames: ['code'], registers: [r] })

@@ -19,6 +19,8 @@ export interface GrainWorkerData {
   maxOverflowFrames: number
   spinMicros: number
   spinMaxMicros: number
+  /** ms between reports of the grains' own calls to the main thread (metrics' worker-side sampling interval). */
+  callStatsIntervalMs: number
   /** Module to import after registering tsx (when running from TypeScript sources). */
   tsEntry?: string
 }

@@ -82,7 +82,7 @@ describe('resolveConfig', () => {
   })
 
   it('lists every invalid value in one ERR_CONFIG_INVALID, with where it came from', () => {
-    const file = writeConfig({ node: { askTimeoutMs: 0, colour: 'blue' }, cluster: { failureDetector: 'fast' }, metrics: {} })
+    const file = writeConfig({ node: { askTimeoutMs: 0, colour: 'blue' }, cluster: { failureDetector: 'fast' }, metrics: { pushUrl: 'ftp://gateway' }, tracing: {} })
     const e = catchErr(() =>
       resolveConfig({
         file,
@@ -92,7 +92,8 @@ describe('resolveConfig', () => {
     )
     expect(GrainClusterError.is(e, 'ERR_CONFIG_INVALID')).toBe(true)
     const text = issuesOf(e).join('\n')
-    expect(text).toContain(`metrics: unknown section in ${file}`)
+    expect(text).toContain(`tracing: unknown section in ${file}`)
+    expect(text).toContain(`metrics.pushUrl: must be an http:// or https:// URL (got <redacted> from ${file})`)
     expect(text).toContain('node.colour: unknown setting (known in "node": node.host, node.port')
     expect(text).toContain('node.port: must be <= 65535 (got 70000 from --port)')
     expect(text).toContain(`node.askTimeoutMs: must be >= 1 (got 0 from ${file})`)
@@ -154,9 +155,21 @@ describe('resolveConfig', () => {
       workers: 2,
       partitions: 256,
       askTimeoutMs: 10_000,
-      metrics: true,
+      metrics: { processMetrics: false, workerStatsIntervalMs: 1_000 },
       cluster: { clusterName: 'demo', secret: 'secret-123', seeds: ['127.0.0.1:4050', '127.0.0.1:4051'], host: '0.0.0.0', port: 4050, advertisedAuthority: 'node1:4050', failureDetector: { profile: 'test' } },
     })
+  })
+
+  it('maps the metrics section: off, or process metrics, sampling interval and a Pushgateway', () => {
+    expect(toGrainNodeOptions(resolveConfig({ env: { GRAINCLUSTER_METRICS: 'off' }, flags: REQUIRED })).metrics).toBe(false)
+    const c = resolveConfig({
+      env: { GRAINCLUSTER_METRICS_PUSH_URL: 'http://127.0.0.1:9091', GRAINCLUSTER_PROCESS_METRICS: 'yes' },
+      flags: { ...REQUIRED, 'worker-stats-interval-ms': '250', 'metrics-push-interval-ms': '5000', 'metrics-push-job': 'shop' },
+    })
+    expect(toGrainNodeOptions(c).metrics).toEqual({ processMetrics: true, workerStatsIntervalMs: 250, push: { url: 'http://127.0.0.1:9091', intervalMs: 5_000, job: 'shop' } })
+    // A push URL may carry credentials: printed configs redact it.
+    expect(redactedConfig(c).metrics.pushUrl).toBe('<redacted>')
+    expect(issuesOf(catchErr(() => resolveConfig({ env: {}, flags: { ...REQUIRED, 'worker-stats-interval-ms': '5' } }))).join()).toContain('metrics.workerStatsIntervalMs: must be >= 100')
   })
 
   it('accepts the sample file examples/graincluster.config.json (secret from the environment)', () => {
@@ -172,7 +185,7 @@ describe('resolveConfig', () => {
     expect(new Set(paths).size).toBe(paths.length)
     expect(new Set(SETTINGS.map((s) => s.flag)).size).toBe(paths.length)
     expect(new Set(SETTINGS.map((s) => s.env)).size).toBe(paths.length)
-    const c = resolveConfig({ env: { GRAINCLUSTER_HTTP_TOKEN: 't', GRAINCLUSTER_WORKERS: '1', GRAINCLUSTER_ADVERTISED_AUTHORITY: 'a:1' }, flags: REQUIRED })
+    const c = resolveConfig({ env: { GRAINCLUSTER_HTTP_TOKEN: 't', GRAINCLUSTER_WORKERS: '1', GRAINCLUSTER_ADVERTISED_AUTHORITY: 'a:1', GRAINCLUSTER_METRICS_PUSH_URL: 'http://g:9091' }, flags: REQUIRED })
     const keys = Object.entries(c).flatMap(([section, body]) => Object.keys(body).map((k) => `${section}.${k}`))
     expect(keys.sort()).toEqual([...paths].sort())
   })
