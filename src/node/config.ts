@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { type Static, type TSchema, Type } from '@sinclair/typebox'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { GrainClusterError } from '../common/errors.js'
+import { DEFAULT_PUSH_INTERVAL_MS, DEFAULT_PUSH_JOB, DEFAULT_WORKER_STATS_INTERVAL_MS } from '../observability/metrics-options.js'
 import type { GrainNodeOptions } from './grain-node.js'
 
 /** The sample counter grain, loaded when no grain module is configured. */
@@ -132,7 +133,7 @@ export const CONFIG_FILE_ENV = 'GRAINCLUSTER_CONFIG'
 export const DEFAULTS = Object.freeze({
   node: { host: '127.0.0.1', partitions: 256, askTimeoutMs: 10_000 /* 10 s */, metrics: true, grains: [SAMPLE_GRAIN_PATH] },
   cluster: { failureDetector: 'prod' },
-  metrics: { processMetrics: false, workerStatsIntervalMs: 1_000, pushIntervalMs: 15_000, pushJob: 'graincluster' },
+  metrics: { processMetrics: false, workerStatsIntervalMs: DEFAULT_WORKER_STATS_INTERVAL_MS, pushIntervalMs: DEFAULT_PUSH_INTERVAL_MS, pushJob: DEFAULT_PUSH_JOB },
   http: { enabled: true, host: '127.0.0.1', port: 0, bodyLimitBytes: 1_048_576 /* 1 MiB */ },
 })
 

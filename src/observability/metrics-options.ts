@@ -17,6 +17,7 @@
  */
 
 import { hostname } from 'node:os'
+import { CALL_STATS_INTERVAL_MS } from '../runtime/call-stats.js'
 
 export interface MetricsPushOptions {
   /** Pushgateway base URL, http(s). */
@@ -44,7 +45,8 @@ export interface ResolvedMetricsOptions {
   push: Required<MetricsPushOptions> | undefined
 }
 
-export const DEFAULT_WORKER_STATS_INTERVAL_MS = 1_000
+/** The workers' own default (runtime/call-stats.ts). */
+export const DEFAULT_WORKER_STATS_INTERVAL_MS = CALL_STATS_INTERVAL_MS
 export const DEFAULT_PUSH_INTERVAL_MS = 15_000
 export const DEFAULT_PUSH_JOB = 'graincluster'
 
