@@ -5,7 +5,7 @@
  * refuses them.
  */
 
-import { GrainClusterError } from '../common/errors.js'
+import { GrainClusterError, reasonOf } from '../common/errors.js'
 import { messageTypeId } from '../common/hash.js'
 import { InternedString } from '../wire/envelope.js'
 import type { RpcCallSettings } from '../common/rpc-settings.js'
@@ -156,7 +156,7 @@ export class KindRegistry {
       try {
         mod = (await import(url)) as Record<string, unknown>
       } catch (e) {
-        throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `cannot import grain module ${url}: ${e instanceof Error ? e.message : String(e)}`, {
+        throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `cannot import grain module ${url}: ${reasonOf(e)}`, {
           module: url,
         })
       }

@@ -118,7 +118,15 @@ export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
 export const DEFAULT_SPIN_MICROS = 25 // µs
 export const DEFAULT_SPIN_MAX_MICROS = 500 // µs
 
-export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs'>> & { grains: string[]; metrics: boolean; metricsOptions: ResolvedMetricsOptions; callStatsIntervalMs: number; rpc: ResolvedRpcOptions }
+export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs'>> & {
+  grains: string[]
+  rpc: ResolvedRpcOptions
+  /** From `metrics` (MetricsOptions): whether metrics are recorded, with Node.js process metrics, how often workers report their call stats (ms), and where pushes go. */
+  metrics: boolean
+  processMetrics: boolean
+  callStatsIntervalMs: number
+  metricsPush: ResolvedMetricsOptions['push']
+}
 
 export interface ResolvedRpcOptions {
   readonly defaults: ResolvedRpcSettings
@@ -184,8 +192,9 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     statelessThreads: int('statelessThreads', o.statelessThreads, workers, 1, 256),
     startTimeoutMs: int('startTimeoutMs', o.startTimeoutMs, DEFAULT_START_TIMEOUT_MS, 1, 600_000),
     metrics: metricsOptions.enabled,
-    metricsOptions,
+    processMetrics: metricsOptions.processMetrics,
     callStatsIntervalMs: metricsOptions.workerStatsIntervalMs,
+    metricsPush: metricsOptions.push,
     rpc: { defaults: defaultRpcSettings(DEFAULT_ASK_TIMEOUT_MS), alerts: {} },
   }
   if (o.memoryReducer !== undefined && typeof o.memoryReducer !== 'boolean') issues.push(`memoryReducer must be a boolean (got ${JSON.stringify(o.memoryReducer)})`)
@@ -274,7 +283,7 @@ export class GrainNode {
     if (!o.memoryReducer) setFlagsFromString('--no-memory-reducer')
     const host = new WorkerHost({ ...o, grainModules: o.grains, events })
     await host.start()
-    const metrics = o.metrics ? new NodeMetrics(events, undefined, { processMetrics: o.metricsOptions.processMetrics }) : undefined
+    const metrics = o.metrics ? new NodeMetrics(events, undefined, { processMetrics: o.processMetrics }) : undefined
     let cluster: ClusterNode | undefined
     let remote: RemoteEndpoint | undefined
     let placement: PlacementRouter | undefined
@@ -345,7 +354,7 @@ export class GrainNode {
     const node = new GrainNode(o, events, host, metrics, cluster, remote, placement)
     host.onWritableRequest = (pid, timeoutMs) => node.whenWritable(pid, timeoutMs === undefined ? undefined : { timeoutMs })
     node.#handoff = handoff
-    const push = o.metricsOptions.push
+    const push = o.metricsPush
     if (metrics !== undefined && push !== undefined) {
       node.#pusher = new MetricsPusher(metrics.registry, push, pushInstance(cluster?.authority), events)
       void node.#pusher.pushNow()

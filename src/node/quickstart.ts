@@ -14,6 +14,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
+import { reasonOf } from '../common/errors.js'
 import { parsePid } from '../common/pid.js'
 import { childProcessEnv, terminalEnv } from './config.js'
 import type { AskReply, MemberInfo } from './control-protocol.js'
@@ -213,7 +214,7 @@ export async function runQuickstart(o: QuickstartOptions, io: CliIo): Promise<nu
     progress.done(`${roundTrips.length} cross-node round trips succeeded`)
     for (const n of nodes) if (n.up?.httpUrl) out(`metrics: ${n.name} ${n.up.httpUrl}/metrics  (readiness ${n.up.httpUrl}/readyz, dashboard ${n.up.httpUrl}/dashboard)`)
   } catch (e) {
-    failure = e instanceof StepError ? e : new StepError(e instanceof Error ? e.message : String(e), 'run `npm install` first; the node logs in the run directory say more (they are kept after a failure)')
+    failure = e instanceof StepError ? e : new StepError(reasonOf(e), 'run `npm install` first; the node logs in the run directory say more (they are kept after a failure)')
     if (interrupted !== undefined) failure = new StepError(`interrupted by ${interrupted}`, 'run it again')
     progress.fail(`quickstart failed: ${failure.message.split('\n')[0]}`)
   }

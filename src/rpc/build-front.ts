@@ -5,6 +5,7 @@
  *   GET  /ws                       multiplexed calls with correlation ids
  *   GET  /openapi.json             OpenAPI 3.1 description of the calls
  *   GET  /metrics                  Prometheus text (404 diagnostic when metrics are off)
+ *   GET  /dashboard                a page that scrapes /metrics, /readyz and /cluster/members
  *   GET  /healthz, /livez, /readyz probes
  *   GET  /cluster/members          membership (clustered nodes only)
  *

@@ -5,6 +5,7 @@
  */
 
 import type { Member } from '../cluster/membership/member.js'
+import type { MethodSchemas } from '../grains/kind-registry.js'
 import type { EventInit, RpcSerializationFailed, RuntimeEvent } from '../observability/events.js'
 import type { EventFilter } from '../observability/event-stream.js'
 
@@ -13,8 +14,8 @@ export interface FrontKindInfo {
   readonly stateless: boolean
   /** The method names (a Map by name or a Set of names). */
   readonly methods: { has(method: string): boolean; keys(): Iterable<string> }
-  readonly payloadSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
-  readonly resultSchemas?: Readonly<Record<string, Readonly<Record<string, unknown>>>> | undefined
+  readonly payloadSchemas?: MethodSchemas | undefined
+  readonly resultSchemas?: MethodSchemas | undefined
   /** Schema versions the kind serves (for /openapi.json). */
   readonly supportedSchemaVersions?: readonly number[]
 }

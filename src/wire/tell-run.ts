@@ -30,7 +30,7 @@
  * receiving node copies it into the ring as it came.
  */
 
-import { GrainClusterError } from '../common/errors.js'
+import { GrainClusterError, reasonOf } from '../common/errors.js'
 import { writeUtf8 } from '../common/utf8.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString, type PayloadWriter, peekRouting } from './envelope.js'
 import { putU32le, u32le } from './le.js'
@@ -230,7 +230,7 @@ export function runTells(buf: Uint8Array, off: number, len: number): number | st
   try {
     r = (probe ??= new EnvelopeReader()).reset(buf, off, len)
   } catch (e) {
-    return e instanceof Error ? e.message : String(e)
+    return reasonOf(e)
   }
   if ((r.flags & FLAGS.TELL_RUN) === 0) return 'not a tell run'
   const it = probeEntries.reset(r.buf, r.payloadOff, r.payloadLen)

@@ -63,7 +63,7 @@
  * own NodeId, or echoing this node's nonce, is refused.
  */
 
-import { type ErrorCode, GrainClusterError, isErrorCode } from '../../common/errors.js'
+import { type ErrorCode, GrainClusterError, isErrorCode, reasonOf } from '../../common/errors.js'
 import { readUtf8, utf8Length, writeUtf8 } from '../../common/utf8.js'
 import { type SchemaVersions, schemaSectionBytes } from '../schema-negotiation.js'
 
@@ -602,7 +602,7 @@ export class Handshake {
     } catch (e) {
       // A throwing hook refuses this peer; it must not escape into the driver's socket callback.
       const code = GrainClusterError.is(e) ? e.code : 'ERR_AUTHORITY_HANDSHAKE_FAILED'
-      return this.#refuse('rejected', code, `accept/welcome hook failed: ${e instanceof Error ? e.message : String(e)}`)
+      return this.#refuse('rejected', code, `accept/welcome hook failed: ${reasonOf(e)}`)
     }
     this.#state = 'awaiting-accept'
     return { send: [encodeHandshakeMessage({ type: 'accept', version: this.#version, welcome, ...(o.schemas === undefined ? {} : { schemas: o.schemas }), ...(o.lane === 'control' ? { lane: 'control' as const } : {}) })] }

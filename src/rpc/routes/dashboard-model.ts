@@ -33,31 +33,42 @@ export function parseMetrics(text: string): Sample[] {
   return out
 }
 
-/** The identity of a series within its metric: its labels but `drop`, in a fixed order. */
-export function seriesKey(labels: Record<string, string>, drop: readonly string[]): string {
+/** The identity of a series within its metric: all its labels, in a fixed order. */
+export function seriesKey(labels: Record<string, string>): string {
   return Object.keys(labels)
-    .filter((k) => !drop.includes(k))
     .sort()
     .map((k) => `${k}=${labels[k]}`)
     .join(',')
 }
 
+/** The group a series falls in when summed by the labels `by` ([] : one group). */
+export function groupOf(labels: Record<string, string>, by: readonly string[]): string {
+  return by.map((l) => labels[l] ?? '').join('\u0000')
+}
+
 /**
- * Per-second increase of metric `name` between two scrapes, summed by
- * `by` (a label name list; [] sums everything). A counter that went down
- * (the process restarted) counts from zero, and so does a series the first
- * scrape did not have.
+ * How much each series of metric `name` rose between two scrapes. A
+ * series absent before was created since (prom-client makes one at its
+ * first increment), so all of it is new; one that went down (the process
+ * restarted) counts from zero.
  */
-export function rates(prev: Sample[], cur: Sample[], name: string, by: readonly string[], seconds: number): Map<string, number> {
+export function increases(prev: Sample[], cur: Sample[], name: string): { sample: Sample; inc: number }[] {
   const before = new Map<string, number>()
-  for (const s of prev) if (s.name === name) before.set(seriesKey(s.labels, []), s.value)
-  const out = new Map<string, number>()
+  for (const s of prev) if (s.name === name) before.set(seriesKey(s.labels), s.value)
+  const out: { sample: Sample; inc: number }[] = []
   for (const s of cur) {
     if (s.name !== name) continue
-    // A series absent before was created since (prom-client makes one at its first increment): all of it is new.
-    const was = before.get(seriesKey(s.labels, [])) ?? 0
-    const inc = s.value >= was ? s.value - was : s.value
-    const k = by.map((l) => s.labels[l] ?? '').join('\u0000')
+    const was = before.get(seriesKey(s.labels)) ?? 0
+    out.push({ sample: s, inc: s.value >= was ? s.value - was : s.value })
+  }
+  return out
+}
+
+/** Per-second increase of counter `name` between two scrapes, summed by `by` (a label name list; [] sums everything). */
+export function rates(prev: Sample[], cur: Sample[], name: string, by: readonly string[], seconds: number): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const { sample, inc } of increases(prev, cur, name)) {
+    const k = groupOf(sample.labels, by)
     out.set(k, (out.get(k) ?? 0) + (seconds > 0 ? inc / seconds : 0))
   }
   return out
@@ -71,16 +82,10 @@ export function rates(prev: Sample[], cur: Sample[], name: string, by: readonly 
  * out; a quantile in the +Inf bucket is the highest finite bound.
  */
 export function quantiles(prev: Sample[], cur: Sample[], name: string, by: readonly string[], q: number): Map<string, number> {
-  const bucket = `${name}_bucket`
-  const before = new Map<string, number>()
-  for (const s of prev) if (s.name === bucket) before.set(seriesKey(s.labels, []), s.value)
   const groups = new Map<string, Map<number, number>>()
-  for (const s of cur) {
-    if (s.name !== bucket) continue
-    const le = s.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(s.labels.le)
-    const was = before.get(seriesKey(s.labels, [])) ?? 0
-    const inc = s.value >= was ? s.value - was : s.value
-    const k = by.map((l) => s.labels[l] ?? '').join('\u0000')
+  for (const { sample, inc } of increases(prev, cur, `${name}_bucket`)) {
+    const le = sample.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(sample.labels.le)
+    const k = groupOf(sample.labels, by)
     let g = groups.get(k)
     if (g === undefined) groups.set(k, (g = new Map()))
     g.set(le, (g.get(le) ?? 0) + inc)
@@ -112,7 +117,7 @@ export function gauges(cur: Sample[], name: string, by: readonly string[]): Map<
   const out = new Map<string, number>()
   for (const s of cur) {
     if (s.name !== name) continue
-    const k = by.map((l) => s.labels[l] ?? '').join('\u0000')
+    const k = groupOf(s.labels, by)
     out.set(k, (out.get(k) ?? 0) + s.value)
   }
   return out

@@ -12,7 +12,7 @@
  */
 
 import type { FastifyInstance } from 'fastify'
-import { gauges, parseMetrics, quantiles, rates, seriesKey } from './dashboard-model.js'
+import { gauges, groupOf, increases, parseMetrics, quantiles, rates, seriesKey } from './dashboard-model.js'
 
 /** The series the page reads (tests check each one exists on a node). */
 export const DASHBOARD_METRICS = {
@@ -50,7 +50,7 @@ td:first-child,th:first-child{text-align:left}.none{color:#888;font-style:italic
 
 const SCRIPT = `
 var __name = function (f) { return f } // in case the bundler that built this node kept function names
-${[parseMetrics, seriesKey, rates, quantiles, gauges].map((f) => f.toString()).join('\n')}
+${[parseMetrics, seriesKey, groupOf, increases, rates, quantiles, gauges].map((f) => f.toString()).join('\n')}
 var M = ${JSON.stringify(DASHBOARD_METRICS)}
 var prev = null, prevAt = 0
 function esc(s) { return String(s).replace(/[&<>"]/g, function (c) { return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c] }) }

@@ -9,7 +9,7 @@
  */
 
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { GrainClusterError } from '../../common/errors.js'
+import { GrainClusterError, reasonOf } from '../../common/errors.js'
 import type { FrontNode } from '../front-node.js'
 
 type Schema = Readonly<Record<string, unknown>>
@@ -41,6 +41,11 @@ export function checkedPayload(node: FrontNode, req: FastifyRequest, kind: strin
   throw refuse(errors.length === 0 ? ['payload is invalid'] : errors.map((e) => `payload${(e.instancePath ?? '').replace(/^\/payload/, '')}: ${e.message ?? 'is invalid'}`))
 }
 
+/** A method schema (payloadSchemas or resultSchemas) the front could not compile: the front does not start. */
+export function schemaNotCompiled(field: 'payloadSchemas' | 'resultSchemas', kind: string, method: string, e: unknown): GrainClusterError {
+  return new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${kind}: ${field}.${method} is not a valid JSON Schema: ${reasonOf(e)}`, { kind, method })
+}
+
 /**
  * Compile every declared payload schema with the app's validator compiler
  * when the app is ready, so a schema that does not compile fails the
@@ -56,8 +61,7 @@ export function compilePayloadSchemasOnReady(app: FastifyInstance, node: FrontNo
         try {
           compile({ schema: holderOf(schema), method: 'POST', url: `/rpc/${kind}/:key/${method}`, httpPart: 'body' })
         } catch (e) {
-          const why = e instanceof Error ? e.message : String(e)
-          throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${kind}: payloadSchemas.${method} is not a valid JSON Schema: ${why}`, { kind, method })
+          throw schemaNotCompiled('payloadSchemas', kind, method, e)
         }
       }
     }

@@ -18,6 +18,7 @@
 import fastJson from 'fast-json-stringify'
 import { GrainClusterError, reasonOf } from '../../common/errors.js'
 import type { FrontNode } from '../front-node.js'
+import { schemaNotCompiled } from './payload-schemas.js'
 
 type Serialize = (value: unknown) => string
 
@@ -34,7 +35,7 @@ export class ResultSerializers {
         try {
           serialize = fastJson(schema as unknown as Parameters<typeof fastJson>[0])
         } catch (e) {
-          throw new GrainClusterError('ERR_GRAIN_DEFINITION_INVALID', `grain kind ${kind}: resultSchemas.${method} is not a valid JSON Schema: ${reasonOf(e)}`, { kind, method })
+          throw schemaNotCompiled('resultSchemas', kind, method, e)
         }
         let methods = this.#byKind.get(kind)
         if (methods === undefined) this.#byKind.set(kind, (methods = new Map()))

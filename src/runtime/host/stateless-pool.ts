@@ -5,7 +5,7 @@
  */
 
 import { Piscina } from 'piscina'
-import { fromWire, GrainClusterError } from '../../common/errors.js'
+import { fromWire, GrainClusterError, reasonOf } from '../../common/errors.js'
 import type { StatelessResult, StatelessTask } from '../worker/stateless-task.js'
 import { statelessTaskEntry } from './worker-entry.js'
 
@@ -47,7 +47,7 @@ export class StatelessPool {
       if (signal.aborted) {
         throw new GrainClusterError('ERR_GRAIN_TIMEOUT', `stateless call ${kind}.${method} got no result within ${ms} ms`, { kind, method, limit: ms })
       }
-      throw new GrainClusterError('ERR_WORKER_CRASHED', `stateless pool thread failed: ${e instanceof Error ? e.message : String(e)}`, { kind, method })
+      throw new GrainClusterError('ERR_WORKER_CRASHED', `stateless pool thread failed: ${reasonOf(e)}`, { kind, method })
     }
     if (r.ok) return r.value as R
     throw fromWire(r.error)

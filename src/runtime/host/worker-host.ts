@@ -17,7 +17,7 @@
  * unread in its ring become DeadLetters. Activations come back on demand.
  */
 
-import { CALL_STATS_INTERVAL_MS, type CallStatsReport, isCallStatsReport } from '../call-stats.js'
+import { type CallStatsReport, isCallStatsReport } from '../call-stats.js'
 import { Worker } from 'node:worker_threads'
 import type { RpcCallSettings } from '../../common/rpc-settings.js'
 import { fromWire, GrainClusterError, toGrainClusterError } from '../../common/errors.js'
@@ -56,8 +56,8 @@ export interface WorkerHostOptions {
   spinMicros: number
   /** Ceiling of the adaptive spin, µs (FramePumpOptions.spinMaxMicros). */
   spinMaxMicros: number
-  /** ms between the workers' call-stat reports (metrics.workerStatsIntervalMs). Default CALL_STATS_INTERVAL_MS. */
-  callStatsIntervalMs?: number
+  /** ms between the workers' call-stat reports (metrics.workerStatsIntervalMs). */
+  callStatsIntervalMs: number
   /** Give up start-up if a worker is not ready by then. */
   startTimeoutMs: number
   events: EventStream
@@ -240,7 +240,7 @@ export class WorkerHost {
       maxOverflowFrames: o.maxOverflowFrames,
       spinMicros: o.spinMicros,
       spinMaxMicros: o.spinMaxMicros,
-      callStatsIntervalMs: o.callStatsIntervalMs ?? CALL_STATS_INTERVAL_MS,
+      callStatsIntervalMs: o.callStatsIntervalMs,
       ...(entry.tsEntry === undefined ? {} : { tsEntry: entry.tsEntry }),
     }
     const t = new Worker(entry.script, { workerData: data, name: `graincluster-worker-${link.index}` })

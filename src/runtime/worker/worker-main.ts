@@ -5,7 +5,6 @@
  * the rings.
  */
 
-import { CALL_STATS_INTERVAL_MS } from '../call-stats.js'
 import { parentPort, threadId, workerData } from 'node:worker_threads'
 import { GrainClusterError, toGrainClusterError, toWire } from '../../common/errors.js'
 import { KindRegistry } from '../../grains/kind-registry.js'
@@ -63,7 +62,7 @@ async function main(): Promise<void> {
   const ttl = host.minIdleTtlMs
   const sweep = ttl > 0 ? setInterval(() => host.sweepIdle(), Math.min(Math.max(ttl / 4, 10), 10_000)) : undefined
   // The grains' own calls, for the node's RPC metrics (runtime/call-stats.ts).
-  const callStats = setInterval(() => host.reportCallStats(), data.callStatsIntervalMs ?? CALL_STATS_INTERVAL_MS)
+  const callStats = setInterval(() => host.reportCallStats(), data.callStatsIntervalMs)
   callStats.unref()
 
   port!.on('message', (m: MainToWorker) => {
