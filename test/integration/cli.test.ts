@@ -58,7 +58,8 @@ describe('graincluster CLI', () => {
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
     try {
-      await waitUntil(() => stdout.includes('members (1):'), { what: `node up; stderr so far:\n${stderr}`, timeoutMs: 60_000 })
+      // The member lines are written after the header, in writes of their own: wait for the last of them.
+      await waitUntil(() => stdout.includes('members (1):') && stdout.includes('(this node)\n'), { what: `node up; stderr so far:\n${stderr}`, timeoutMs: 60_000 })
       expect(stdout).toMatch(new RegExp(`^up: 127\\.0\\.0\\.1:${port} \\(node [0-9a-f]+\\) in cluster "cli-test" after \\d+ ms$`, 'm'))
       expect(stdout).toMatch(new RegExp(`^ {2}127\\.0\\.0\\.1:${port} {2}up {6}[0-9a-f]+ {2}\\(this node\\)$`, 'm'))
       expect(stderr).toMatch(new RegExp(`starting: graincluster \\S+, Node ${process.version.replace(/\./g, '\\.')}, \\S+ .*, \\d+ cores`))
