@@ -5,6 +5,8 @@
 // every latency percentile a benchmark can show. Run several at once
 // (`node scripts/vm-stalls.mjs & node scripts/vm-stalls.mjs & wait`) to see
 // what CPU contention adds.
+import { performance } from 'node:perf_hooks'
+
 const seconds = Number(process.argv[2] ?? 10)
 if (!Number.isFinite(seconds) || seconds <= 0) {
   console.error('usage: node scripts/vm-stalls.mjs [seconds]')
