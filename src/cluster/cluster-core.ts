@@ -103,6 +103,7 @@ export class ClusterCore {
   readonly #o: Required<Omit<ClusterCoreOptions, 'authority' | 'nodeId' | 'seeds'>>
   #sends: Send[] = []
   #events: EventInit<RuntimeEvent>[] = []
+  #dataTouched = new Set<string>()
   readonly #view = new Map<string, ViewEntry>()
   #seen = new Set<string>()
   #seenDigest = ''
@@ -206,12 +207,25 @@ export class ClusterCore {
     return agreeing * 2 > seedMembers.length
   }
 
-  /** Take what the core wants sent and published since the last call. */
-  drain(): { sends: Send[]; events: EventInit<RuntimeEvent>[] } {
-    const out = { sends: this.#sends, events: this.#events }
+  /** Take what the core wants sent and published, and the replicated data keys that changed, since the last call. */
+  drain(): { sends: Send[]; events: EventInit<RuntimeEvent>[]; data: string[] } {
+    const out = { sends: this.#sends, events: this.#events, data: [...this.#dataTouched] }
     this.#sends = []
     this.#events = []
+    this.#dataTouched.clear()
     return out
+  }
+
+  /**
+   * Write a replicated data entry (null deletes it); gossip spreads it like
+   * a membership change and it counts toward convergence. Allowed on either
+   * side of a partition: the register merges when the sides meet again.
+   * Returns false when the key already held an equal value.
+   */
+  writeData(key: string, value: unknown): boolean {
+    if (this.table.writeData(key, value) === undefined) return false
+    this.#dataTouched.add(key)
+    return true
   }
 
   #send(to: string, msg: ClusterMessage): void {
@@ -364,6 +378,7 @@ export class ClusterCore {
       this.#enterReconciling(nowMs, `conflicting view from ${from}`)
     }
     if (r.touched.size > 0) this.#sync(r.touched)
+    for (const k of r.dataTouched) this.#dataTouched.add(k)
     this.#refreshSeen()
     // The sender had exactly this version when it sent: it has seen it.
     if (this.table.digest() === digestOfVV(vv, this.table)) this.#seen.add(from)

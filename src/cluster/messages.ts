@@ -44,6 +44,24 @@ function vv(u: unknown, what: string): VersionVector {
   return out
 }
 
+/** Nesting a replicated data value may have (topic specs need 2). */
+const MAX_DATA_DEPTH = 8
+
+/** A replicated data value must be plain JSON, so every node merges and compares the same thing. */
+function jsonValue(u: unknown, what: string, depth = 0): unknown {
+  if (u === null || typeof u === 'boolean' || typeof u === 'string') return u
+  if (typeof u === 'number') {
+    if (!Number.isFinite(u)) throw bad(`${what} must be a finite number`)
+    return u
+  }
+  if (depth >= MAX_DATA_DEPTH) throw bad(`${what} nests deeper than ${MAX_DATA_DEPTH}`)
+  if (Array.isArray(u)) return u.map((v, i) => jsonValue(v, `${what}[${i}]`, depth + 1))
+  const proto = isObj(u) ? Object.getPrototypeOf(u) : undefined
+  if (proto !== Object.prototype && proto !== null) throw bad(`${what} must be JSON`)
+  // fromEntries defines own properties, so a '__proto__' key stays data.
+  return Object.fromEntries(Object.entries(u as object).map(([k, v]) => [k, jsonValue(v, `${what}.${k}`, depth + 1)]))
+}
+
 function change(u: unknown, i: number): Change {
   if (!isObj(u)) throw bad(`changes[${i}] must be an object`)
   const origin = str(u.origin, `changes[${i}].origin`)
@@ -64,7 +82,13 @@ function change(u: unknown, i: number): Change {
     if (typeof u.reachable !== 'boolean') throw bad(`changes[${i}].reachable must be a boolean`)
     return { kind: 'reach', origin, seq: s, subject: str(u.subject, `changes[${i}].subject`), subjectNodeId: str(u.subjectNodeId, `changes[${i}].subjectNodeId`), reachable: u.reachable }
   }
-  throw bad(`changes[${i}].kind must be 'member' or 'reach'`)
+  if (u.kind === 'data') {
+    const clock = seq(u.clock, `changes[${i}].clock`)
+    if (clock === 0) throw bad(`changes[${i}].clock must be ≥ 1`)
+    if (!('value' in u)) throw bad(`changes[${i}].value is missing`)
+    return { kind: 'data', origin, seq: s, key: str(u.key, `changes[${i}].key`), clock, value: jsonValue(u.value, `changes[${i}].value`) }
+  }
+  throw bad(`changes[${i}].kind must be 'member', 'reach' or 'data'`)
 }
 
 function changes(u: unknown): Change[] {

@@ -353,10 +353,34 @@ export class ClusterNode {
     t.unref()
   }
 
-  /** Send what the core produced; publish its events; stop if we were removed. */
+  /**
+   * Write an entry of the replicated data map that gossip carries to every
+   * member (ClusterCore.writeData; null deletes). Listeners of this node
+   * hear of it at once, other members once gossip brings it.
+   */
+  writeData(key: string, value: unknown): boolean {
+    const changed = this.core.writeData(key, value)
+    if (changed) this.#pump()
+    return changed
+  }
+
+  /** Live replicated data entries whose key starts with `prefix`. */
+  dataEntries(prefix: string): [string, unknown][] {
+    return this.core.table.dataEntries(prefix)
+  }
+
+  /** Call `fn` with the keys of replicated data entries that changed (written here or merged from gossip). Returns the unsubscribe. */
+  onDataChange(fn: (keys: readonly string[]) => void): () => void {
+    this.#dataListeners.add(fn)
+    return () => void this.#dataListeners.delete(fn)
+  }
+  readonly #dataListeners = new Set<(keys: readonly string[]) => void>()
+
+  /** Send what the core produced; publish its events and data changes; stop if we were removed. */
   #pump(): void {
-    const { sends, events } = this.core.drain()
+    const { sends, events, data } = this.core.drain()
     for (const e of events) this.events.publish(e)
+    if (data.length > 0) for (const fn of this.#dataListeners) fn(data)
     for (const s of sends) {
       let frame: Uint8Array
       try {

@@ -7,6 +7,8 @@
  *   member/<auth>/<node>  any node (join, leave,     mergeMember (status
  *                         leader actions, downing)   lattice per incarnation)
  *   reach/<o>/<s>/<node>  observer o only            highest seq of o wins
+ *   data/<key>            any node (replicated data, highest (clock, origin)
+ *                         e.g. pubsub topics)        wins: a Lamport LWW map
  *
  * Each incarnation (authority + nodeId) is its own entry, so merging stays
  * a lattice even when two incarnations of one authority meet; which one
@@ -42,7 +44,26 @@ export interface ReachChange {
   readonly reachable: boolean
 }
 
-export type Change = MemberChange | ReachChange
+/**
+ * An entry of the replicated data map that rides on gossip (Proto.Actor's
+ * gossip state, Akka's distributed data in its simplest form): a
+ * last-writer-wins register per key. `clock` is a Lamport time (one more
+ * than the highest clock this node had seen for the key), so a write made
+ * after seeing another one always wins over it; concurrent writes are
+ * ordered by origin. Entries outlive the node that wrote them, and a
+ * delete is a tombstone (value null) so it wins over the value it deleted.
+ */
+export interface DataChange {
+  readonly kind: 'data'
+  readonly origin: string
+  readonly seq: number
+  readonly key: string
+  readonly clock: number
+  /** A JSON value; null = deleted. */
+  readonly value: unknown
+}
+
+export type Change = MemberChange | ReachChange | DataChange
 
 export type VersionVector = Record<string, number>
 
@@ -53,6 +74,13 @@ export interface ApplyResult {
   rejected: Member[]
   /** Authorities whose member entry or reachability records changed. */
   touched: Set<string>
+  /** Keys of the replicated data map whose value changed. */
+  dataTouched: Set<string>
+}
+
+/** (clock, origin) order of data writes: true when `a` wins over `b`. */
+function dataWins(a: DataChange, b: DataChange): boolean {
+  return a.clock > b.clock || (a.clock === b.clock && a.origin > b.origin)
 }
 
 function reachKey(observer: string, subject: string, nodeId: string): string {
@@ -76,6 +104,7 @@ export class MemberTable {
   /** authority → nodeId → latest change of that incarnation. */
   readonly #members = new Map<string, Map<string, MemberChange>>()
   readonly #reach = new Map<string, ReachChange>()
+  readonly #data = new Map<string, DataChange>()
   readonly #vv = new Map<string, number>()
   #digest: string | undefined
 
@@ -225,6 +254,7 @@ export class MemberTable {
     const out: Change[] = []
     for (const incs of this.#members.values()) for (const c of incs.values()) if (c.seq > (peer[c.origin] ?? 0)) out.push(c)
     for (const c of this.#reach.values()) if (c.seq > (peer[c.origin] ?? 0)) out.push(c)
+    for (const c of this.#data.values()) if (c.seq > (peer[c.origin] ?? 0)) out.push(c)
     return out
   }
 
@@ -282,13 +312,40 @@ export class MemberTable {
     return c
   }
 
+  /**
+   * Local write of a replicated data entry (null deletes it). Returns the
+   * change, or undefined when the key already holds an equal value (values
+   * compare by their JSON text, so keep key order stable).
+   */
+  writeData(key: string, value: unknown): DataChange | undefined {
+    const cur = this.#data.get(key)
+    if (cur === undefined ? value === null : JSON.stringify(cur.value) === JSON.stringify(value)) return undefined
+    const c: DataChange = { kind: 'data', origin: this.self, seq: this.#nextSeq(), key, clock: (cur?.clock ?? 0) + 1, value }
+    this.#data.set(key, c)
+    return c
+  }
+
+  /** The value of a replicated data key (undefined when absent or deleted). */
+  data(key: string): unknown {
+    const v = this.#data.get(key)?.value
+    return v === null ? undefined : v
+  }
+
+  /** Live (not deleted) data entries whose key starts with `prefix`. */
+  dataEntries(prefix: string): [string, unknown][] {
+    const out: [string, unknown][] = []
+    for (const [k, c] of this.#data) if (c.value !== null && k.startsWith(prefix)) out.push([k, c.value])
+    return out
+  }
+
   /** Merge a peer's changes, then take its version vector (see the invariant above). */
   apply(changes: readonly Change[], senderVV: VersionVector): ApplyResult {
-    const result: ApplyResult = { changed: false, rejected: [], touched: new Set() }
+    const result: ApplyResult = { changed: false, rejected: [], touched: new Set(), dataTouched: new Set() }
     for (const c of changes) {
       if (c.seq <= (this.#vv.get(c.origin) ?? 0)) continue
       if (c.kind === 'member') this.#applyMember(c, result)
-      else this.#applyReach(c, result)
+      else if (c.kind === 'reach') this.#applyReach(c, result)
+      else this.#applyData(c, result)
     }
     for (const o in senderVV) {
       const s = senderVV[o] ?? 0
@@ -335,5 +392,13 @@ export class MemberTable {
       result.changed = true
       result.touched.add(c.subject)
     }
+  }
+
+  #applyData(c: DataChange, result: ApplyResult): void {
+    const cur = this.#data.get(c.key)
+    if (cur !== undefined && !dataWins(c, cur)) return
+    this.#data.set(c.key, c)
+    result.changed = true
+    if (cur === undefined ? c.value !== null : JSON.stringify(cur.value) !== JSON.stringify(c.value)) result.dataTouched.add(c.key)
   }
 }

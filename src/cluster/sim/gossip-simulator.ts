@@ -87,6 +87,8 @@ export interface SimNode {
   core: ClusterCore
   alive: boolean
   readonly events: EventInit<RuntimeEvent>[]
+  /** Replicated data keys reported changed, in order (ClusterCore.drain().data). */
+  readonly dataTouched: string[]
   bytesSent: number
   messagesSent: number
   /** Seed this node asks to join (again, every second, until it is in: joins can be lost). */
@@ -179,7 +181,7 @@ export class GossipSimulator {
 
   #addNode(i: number): SimNode {
     const authority = authorityOf(i)
-    const node: SimNode = { index: i, authority, core: this.#newCore(authority, i), alive: true, events: [], bytesSent: 0, messagesSent: 0, joinVia: undefined, lastJoinAt: 0 }
+    const node: SimNode = { index: i, authority, core: this.#newCore(authority, i), alive: true, events: [], dataTouched: [], bytesSent: 0, messagesSent: 0, joinVia: undefined, lastJoinAt: 0 }
     this.nodes[i] = node
     const g = this.#o.gossipIntervalMs
     this.#schedule({ kind: 'gossip', node: i, at: this.now + this.#rng() * g })
@@ -243,8 +245,9 @@ export class GossipSimulator {
   }
 
   #flush(n: SimNode): void {
-    const { sends, events } = n.core.drain()
+    const { sends, events, data } = n.core.drain()
     for (const e of events) n.events.push({ ...e, at: this.now })
+    n.dataTouched.push(...data)
     for (const s of sends) {
       n.messagesSent++
       if (this.measureBytes) n.bytesSent += encodeToBytes(binaryCodec, s.msg).length

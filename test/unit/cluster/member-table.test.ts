@@ -118,3 +118,65 @@ describe('version vectors with superseded writes', () => {
     expect(b.digest()).toBe(a.digest())
   })
 })
+
+describe('replicated data entries (a Lamport last-writer-wins map on gossip)', () => {
+  const sync = (to: MemberTable, from: MemberTable): Set<string> => to.apply(from.deltaFor(to.vv()), from.vv()).dataTouched
+
+  it('spreads a write, reports the touched key once, and skips a rewrite of the same value', () => {
+    const a = new MemberTable('a:1')
+    const b = new MemberTable('b:1')
+    expect(a.writeData('k', { v: 1 })).toBeDefined()
+    expect(a.writeData('k', { v: 1 })).toBeUndefined()
+    expect([...sync(b, a)]).toEqual(['k'])
+    expect(b.data('k')).toEqual({ v: 1 })
+    expect([...sync(b, a)]).toEqual([])
+    expect(b.digest()).toBe(a.digest())
+  })
+
+  it('lets a write made after seeing another win, wherever it was made', () => {
+    const a = new MemberTable('a:1')
+    const z = new MemberTable('z:1')
+    z.writeData('k', 'first')
+    sync(a, z)
+    a.writeData('k', 'second') // 'a' < 'z', so only the clock can make it win
+    sync(z, a)
+    expect(z.data('k')).toBe('second')
+  })
+
+  it('keeps a delete (tombstone) over the value it deleted, and lists only live entries', () => {
+    const a = new MemberTable('a:1')
+    const b = new MemberTable('b:1')
+    a.writeData('p/x', 1)
+    a.writeData('p/y', 2)
+    a.writeData('q/z', 3)
+    sync(b, a)
+    b.writeData('p/x', null)
+    sync(a, b)
+    expect(a.data('p/x')).toBeUndefined()
+    expect(a.dataEntries('p/')).toEqual([['p/y', 2]])
+    // A stale copy of the old value arriving later changes nothing.
+    const stale = new MemberTable('c:1')
+    sync(stale, a)
+    expect(stale.dataEntries('p/')).toEqual([['p/y', 2]])
+  })
+
+  it('converges whatever the order of concurrent writes and merges', () => {
+    const origins = ['a:1', 'b:1', 'c:1']
+    const op = fc.record({ node: fc.nat(2), key: fc.constantFrom('k1', 'k2'), value: fc.constantFrom<unknown>(null, 1, 'two', { three: 3 }), syncFrom: fc.nat(2) })
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+        const t = origins.map((o) => new MemberTable(o))
+        for (const o of ops) {
+          t[o.node]!.writeData(o.key, o.value)
+          if (o.syncFrom !== o.node) sync(t[o.node]!, t[o.syncFrom]!)
+        }
+        for (let round = 0; round < 2; round++) for (const x of t) for (const y of t) if (x !== y) sync(x, y)
+        for (const x of t.slice(1)) {
+          expect(x.digest()).toBe(t[0]!.digest())
+          expect(x.dataEntries('')).toEqual(expect.arrayContaining(t[0]!.dataEntries('')))
+          expect(x.dataEntries('').length).toBe(t[0]!.dataEntries('').length)
+        }
+      }),
+    )
+  })
+})

@@ -11,6 +11,8 @@ const valid: ClusterMessage[] = [
   { t: 'pull', vv: { 'a:1': 3 } },
   { t: 'delta', vv: { 'a:1': 3 }, changes: [{ kind: 'member', origin: 'a:1', seq: 3, member: { authority: 'b:1', nodeId: 'n', status: 'up', upNumber: 2 } }], back: {} },
   { t: 'welcome', vv: {}, changes: [{ kind: 'reach', origin: 'a:1', seq: 1, subject: 'b:1', subjectNodeId: 'n', reachable: false }] },
+  { t: 'delta', vv: { 'a:1': 4 }, changes: [{ kind: 'data', origin: 'a:1', seq: 4, key: 'pubsub/t/orders', clock: 2, value: { delivery: 'at-least-once', tags: ['x', 1, true, null] } }] },
+  { t: 'delta', vv: { 'a:1': 5 }, changes: [{ kind: 'data', origin: 'a:1', seq: 5, key: 'pubsub/t/orders', clock: 3, value: null }] },
   { t: 'join', nodeId: 'n' },
   { t: 'join-refused', code: 'ERR_AUTHORITY_MINORITY', reason: 'minority' },
   { t: 'hb', n: 1 },
@@ -32,6 +34,11 @@ describe('parseClusterMessage', () => {
     ['changes not an array', { t: 'welcome', vv: {}, changes: 'all of them' }],
     ['an empty authority', { t: 'join', nodeId: '' }],
     ['a fractional heartbeat', { t: 'hb', n: 1.5 }],
+    ['a data entry without a value', { t: 'delta', vv: {}, changes: [{ kind: 'data', origin: 'a:1', seq: 1, key: 'k', clock: 1 }] }],
+    ['a data entry with clock 0', { t: 'delta', vv: {}, changes: [{ kind: 'data', origin: 'a:1', seq: 1, key: 'k', clock: 0, value: 1 }] }],
+    ['a data value that is not JSON', { t: 'delta', vv: {}, changes: [{ kind: 'data', origin: 'a:1', seq: 1, key: 'k', clock: 1, value: { at: new Date(0) } }] }],
+    ['a data value with NaN', { t: 'delta', vv: {}, changes: [{ kind: 'data', origin: 'a:1', seq: 1, key: 'k', clock: 1, value: [Number.NaN] }] }],
+    ['a data value nested too deep', { t: 'delta', vv: {}, changes: [{ kind: 'data', origin: 'a:1', seq: 1, key: 'k', clock: 1, value: [[[[[[[[[1]]]]]]]]] }] }],
   ])('refuses %s with ERR_FRAME_MALFORMED', (_name, input) => {
     const e = catchErr(() => parseClusterMessage(input))
     expect(GrainClusterError.is(e, 'ERR_FRAME_MALFORMED')).toBe(true)
