@@ -52,6 +52,11 @@ export const ERROR_CODES = {
   ERR_RPC_BODY_TOO_LARGE: { http: 413, retryable: false, summary: 'The RPC request body exceeds the configured size limit.' },
   ERR_RPC_METRICS_DISABLED: { http: 404, retryable: false, summary: 'Metrics collection is disabled on this node; events still flow on the EventStream.' },
   ERR_RPC_TOO_MANY_IN_FLIGHT: { http: 429, retryable: true, summary: 'A WebSocket connection has as many calls in flight (or as many reply bytes unsent) as the front allows; retry once replies arrive.' },
+  ERR_PUBSUB_INVALID: { http: 400, retryable: false, summary: 'A topic name, topic settings or subscriber is malformed (unknown grain kind or method, bad option).' },
+  ERR_PUBSUB_TOPIC_NOT_FOUND: { http: 404, retryable: false, summary: 'No topic of that name exists in the cluster (as this node knows it): nothing was published or subscribed.' },
+  ERR_PUBSUB_TOPIC_CONFLICT: { http: 409, retryable: false, summary: 'The topic exists with other settings; delete it before creating it with new ones.' },
+  ERR_PUBSUB_NO_SUBSCRIBERS: { http: 409, retryable: false, summary: 'The topic has no subscribers: the publish was not delivered anywhere and counts as failed.' },
+  ERR_PUBSUB_DEFERRED_FULL: { http: 503, retryable: false, summary: "A delivery waiting for redelivery was dropped because the topic's deferLimit of waiting deliveries was reached." },
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

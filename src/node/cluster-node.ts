@@ -364,6 +364,11 @@ export class ClusterNode {
     return changed
   }
 
+  /** The live value of a replicated data key (undefined when absent or deleted). */
+  readData(key: string): unknown {
+    return this.core.table.data(key)
+  }
+
   /** Live replicated data entries whose key starts with `prefix`. */
   dataEntries(prefix: string): [string, unknown][] {
     return this.core.table.dataEntries(prefix)

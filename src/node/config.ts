@@ -118,7 +118,7 @@ export const SETTINGS: readonly SettingDoc[] = Object.freeze([
   { path: 'metrics.pushUrl', env: 'GRAINCLUSTER_METRICS_PUSH_URL', flag: 'metrics-push-url', kind: 'string', defaultText: 'none', doc: 'Prometheus Pushgateway to push the metrics to (besides serving /metrics), http(s)://host:port', secret: true },
   { path: 'metrics.pushIntervalMs', env: 'GRAINCLUSTER_METRICS_PUSH_INTERVAL_MS', flag: 'metrics-push-interval-ms', kind: 'int', defaultText: '15000', doc: 'ms between pushes' },
   { path: 'metrics.pushJob', env: 'GRAINCLUSTER_METRICS_PUSH_JOB', flag: 'metrics-push-job', kind: 'string', defaultText: 'graincluster', doc: 'the `job` label of the pushes (`instance` is the node\'s authority)' },
-  { path: 'http.enabled', env: 'GRAINCLUSTER_HTTP', flag: 'http', kind: 'bool', defaultText: 'true', doc: 'serve the HTTP front (/rpc, /ws, /openapi.json, /metrics, /dashboard, /healthz, /readyz); `--no-http` turns it off' },
+  { path: 'http.enabled', env: 'GRAINCLUSTER_HTTP', flag: 'http', kind: 'bool', defaultText: 'true', doc: 'serve the HTTP front (/rpc, /ws, /pubsub, /openapi.json, /metrics, /dashboard, /healthz, /readyz); `--no-http` turns it off' },
   { path: 'http.host', env: 'GRAINCLUSTER_HTTP_HOST', flag: 'http-host', kind: 'string', defaultText: '127.0.0.1', doc: 'interface the HTTP front binds' },
   { path: 'http.port', env: 'GRAINCLUSTER_HTTP_PORT', flag: 'http-port', kind: 'int', defaultText: '0 (any free port)', doc: 'HTTP front port' },
   { path: 'http.token', env: 'GRAINCLUSTER_HTTP_TOKEN', flag: 'http-token', kind: 'string', defaultText: 'none', doc: 'bearer token the HTTP front requires', secret: true },

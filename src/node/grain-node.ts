@@ -30,6 +30,8 @@ import { schemaVersionsOf } from '../remote/schema-negotiation.js'
 import { ClusterNode, type ClusterNodeOptions } from './cluster-node.js'
 import { FRAME_HANDOFF, HandoffCoordinator } from './handoff-coordinator.js'
 import { PlacementRouter } from './placement-router.js'
+import { LocalDataMap, PubSub } from './pubsub-service.js'
+import { PubSubMetrics } from '../observability/pubsub-metrics.js'
 import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
 import { createGrainProxy, type GrainProxy, type GrainTellProxy, type UntypedGrainProxy, type UntypedGrainTellProxy } from '../rpc/grain-proxy.js'
 import { checkAlertSettings, RpcAlerts, type RpcAlertSettings } from '../rpc/rpc-alerts.js'
@@ -243,6 +245,33 @@ export class GrainNode {
       metrics: this.#rpcMetrics,
       alerts: options.rpc.alerts === false ? undefined : new RpcAlerts(options.rpc.alerts),
     })
+    this.pubsub = new PubSub({
+      host: {
+        events,
+        tell: (kind, key, method, payload) => this.tell(kind, key, method, payload),
+        ask: (kind, key, method, payload, o) => this.ask(kind, key, method, payload, o),
+        methodsOf: (kind) => host.kinds.get(kind)?.methods,
+        blockedNow: (kind, key) => this.#blockedNow(kind, key),
+      },
+      map: cluster ?? new LocalDataMap(),
+      onDataChange: cluster === undefined ? undefined : (fn) => cluster.onDataChange(fn),
+      metrics: metrics === undefined ? undefined : (read) => new PubSubMetrics(metrics.registry, read),
+    })
+  }
+  /** Cluster PubSub (spec 9): topics replicated to every member on gossip, delivered to subscriber grains. */
+  readonly pubsub: PubSub
+
+  /** Why a call to kind/key could not leave this node now (PubSub's partition policy 'drop'), or undefined when it could. */
+  #blockedNow(kind: string, key: string): GrainClusterError | undefined {
+    if (this.#placement === undefined) return undefined
+    let p
+    try {
+      p = this.#placement.ownerOf(kind, key, performance.now())
+    } catch (e) {
+      return toGrainClusterError(e)
+    }
+    if (p.local || this.#remote!.isConnected(p.authority)) return undefined
+    return new GrainClusterError('ERR_AUTHORITY_UNREACHABLE', `${p.authority}, the owner of ${kind}/${key}, is not connected now`, { kind, key, authority: p.authority })
   }
   readonly #rpc: RpcClient
   readonly #rpcMetrics: RpcMetrics | undefined
@@ -633,6 +662,7 @@ export class GrainNode {
   async close(timeoutMs = 5_000): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.pubsub.close()
     this.#rpc.close()
     this.#handoff?.close()
     this.#remote?.close()

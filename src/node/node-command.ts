@@ -31,7 +31,7 @@ interface RunningFront {
 
 /**
  * HTTP FRONT CALL SITE: the one place `graincluster node` starts the front
- * (/rpc, /ws, /openapi.json, /metrics, /dashboard, /healthz, /readyz). Imported lazily so `--no-http`
+ * (/rpc, /ws, /pubsub, /openapi.json, /metrics, /dashboard, /healthz, /readyz). Imported lazily so `--no-http`
  * never loads Fastify.
  */
 async function startHttpFront(node: GrainNode, http: NodeConfig['http']): Promise<RunningFront | undefined> {
@@ -139,7 +139,7 @@ export async function runNodeCommand(flags: Readonly<Record<string, string | boo
       io.stdout.write(`up: ${cluster.authority} (node ${cluster.nodeId}) in cluster "${config.cluster.name}" after ${startMs} ms\n`)
       io.stdout.write(`members (${members.length}):\n`)
       for (const m of members) io.stdout.write(`  ${m.authority}  ${m.status.padEnd(7)} ${m.nodeId}${m.authority === cluster.authority ? '  (this node)' : ''}\n`)
-      if (front !== undefined) io.stdout.write(`http: ${front.url}  (POST /rpc/:kind/:key/:method, /ws, /openapi.json, /metrics, /dashboard, /healthz, /readyz)\n`)
+      if (front !== undefined) io.stdout.write(`http: ${front.url}  (POST /rpc/:kind/:key/:method, /ws, /pubsub, /openapi.json, /metrics, /dashboard, /healthz, /readyz)\n`)
     }
     log(`up${front === undefined ? '' : `; http front on ${front.url}`}; Ctrl-C leaves the cluster`)
   }

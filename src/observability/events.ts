@@ -5,7 +5,7 @@
  * clock timestamp, and where relevant the grain kind/key, worker and reason.
  */
 
-export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node' | 'member' | 'handshake' | 'transport' | 'gossip' | 'association' | 'pid' | 'rpc' | 'placement'
+export type EventCategory = 'grain' | 'worker' | 'ring' | 'deadletter' | 'frame' | 'node' | 'member' | 'handshake' | 'transport' | 'gossip' | 'association' | 'pid' | 'rpc' | 'placement' | 'pubsub'
 
 interface Base<T extends string> {
   type: T
@@ -418,6 +418,49 @@ export interface HandshakeSchemaMismatch extends Base<'handshake.schema-mismatch
   reason: string
 }
 
+/** Spec 9.1: a topic reached this node's registry (created here, or brought by gossip from the member that created it). */
+export interface PubSubTopicCreated extends Base<'pubsub.topic-created'> {
+  topic: string
+  delivery: 'at-least-once' | 'at-most-once'
+  partitionPolicy: 'defer' | 'drop'
+}
+export interface PubSubTopicDeleted extends Base<'pubsub.topic-deleted'> {
+  topic: string
+}
+export interface PubSubSubscribed extends Base<'pubsub.subscribed'> {
+  topic: string
+  kind: string
+  key: string
+  method: string
+}
+export interface PubSubUnsubscribed extends Base<'pubsub.unsubscribed'> {
+  topic: string
+  kind: string
+  key: string
+  method: string
+}
+/**
+ * A delivery to one subscriber ended without reaching it. `dropped`: by the
+ * partition policy ('drop': its owner could not be reached now) or because
+ * the topic's deferLimit was reached; `failed`: the subscriber's handler
+ * threw, or redelivery ran out of attempts or time.
+ */
+export interface PubSubDeliveryLost extends Base<'pubsub.delivery-lost'> {
+  topic: string
+  kind: string
+  key: string
+  method: string
+  outcome: 'dropped' | 'failed'
+  code: string
+  reason: string
+}
+/** Spec 9.4: a publish that reached nobody because the topic does not exist here or has no subscribers. */
+export interface PubSubPublishFailed extends Base<'pubsub.publish-failed'> {
+  topic: string
+  code: string
+  reason: string
+}
+
 export type RuntimeEvent =
   | GrainActivated
   | GrainDeactivated
@@ -476,6 +519,12 @@ export type RuntimeEvent =
   | RpcSchemaMismatch
   | RpcSerializationFailed
   | HandshakeSchemaMismatch
+  | PubSubTopicCreated
+  | PubSubTopicDeleted
+  | PubSubSubscribed
+  | PubSubUnsubscribed
+  | PubSubDeliveryLost
+  | PubSubPublishFailed
 
 export type RuntimeEventType = RuntimeEvent['type']
 export type EventOf<T extends RuntimeEventType> = Extract<RuntimeEvent, { type: T }>
@@ -489,4 +538,4 @@ export function categoryOf(type: string): EventCategory {
 }
 
 // Order fixes each category's interest bit (workers hard-code the first six): append only.
-export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node', 'member', 'handshake', 'transport', 'gossip', 'association', 'pid', 'rpc', 'placement']
+export const EVENT_CATEGORIES: readonly EventCategory[] = ['grain', 'worker', 'ring', 'deadletter', 'frame', 'node', 'member', 'handshake', 'transport', 'gossip', 'association', 'pid', 'rpc', 'placement', 'pubsub']

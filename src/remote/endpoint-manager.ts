@@ -280,6 +280,11 @@ export class RemoteEndpoint {
     return { status: 'ready', pid, nodeId: m.nodeId }
   }
 
+  /** True while the association with `authority` is Connected (a send goes out now rather than into its deferred queue). */
+  isConnected(authority: string): boolean {
+    return this.#o.associations.peek(authority)?.state === 'connected'
+  }
+
   /** Throws the typed error a send to `pid` gets now; otherwise returns its association. */
   #refuse(pid: Pid, method: string): Association {
     // Per call: reuse a 'ready' verdict while the membership version stands (the association is asked live).

@@ -3,6 +3,7 @@
  *
  *   POST /rpc/:kind/:key/:method   one grain call, JSON body = payload → { result }
  *   GET  /ws                       multiplexed calls with correlation ids
+ *   /pubsub/...                    topics, subscriptions and publish (routes/pubsub.ts)
  *   GET  /openapi.json             OpenAPI 3.1 description of the calls
  *   GET  /metrics                  Prometheus text (404 diagnostic when metrics are off)
  *   GET  /dashboard                a page that scrapes /metrics, /readyz and /cluster/members
@@ -26,6 +27,7 @@ import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { openApiRoutes } from './routes/openapi.js'
 import { ResultSerializers } from './routes/result-schemas.js'
+import { pubsubRoutes } from './routes/pubsub.js'
 import { rpcRoutes } from './routes/rpc.js'
 import { wsRoutes } from './routes/ws.js'
 
@@ -100,6 +102,7 @@ export function buildFront(node: FrontNode, options: FrontOptions = {}): Fastify
     if (options.token !== undefined) calls.addHook('onRequest', bearerAuth(options.token))
     await calls.register(rpcRoutes(node, results))
     await calls.register(wsRoutes(node, results, { maxInFlight, maxBufferedBytes }))
+    await calls.register(pubsubRoutes(node))
     await calls.register(openApiRoutes(node, options.token !== undefined))
   })
   return app

@@ -20,6 +20,16 @@ export interface FrontKindInfo {
   readonly supportedSchemaVersions?: readonly number[]
 }
 
+/** The node's PubSub (GrainNode.pubsub), as the /pubsub routes use it. */
+export interface FrontPubSub {
+  topics(): unknown[]
+  createTopic(topic: string, options?: Record<string, unknown>): unknown
+  deleteTopic(topic: string): boolean
+  subscribe(topic: string, subscriber: { kind: string; key: string; method: string }): void
+  unsubscribe(topic: string, subscriber: { kind: string; key: string; method: string }): boolean
+  publish(topic: string, payload?: unknown): Promise<unknown>
+}
+
 export interface FrontNode {
   ask(kind: string, key: string, method: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<unknown>
   readonly kinds: ReadonlyMap<string, FrontKindInfo>
@@ -27,6 +37,8 @@ export interface FrontNode {
   readonly metricsContentType: string
   readonly events: { subscribe(filter: EventFilter, fn: (e: RuntimeEvent) => void): () => void; publish(e: EventInit<RpcSerializationFailed>): void }
   readonly options: { readonly workers: number }
+  /** Absent on nodes without PubSub (test stubs): the /pubsub routes then answer ERR_PUBSUB_INVALID. */
+  readonly pubsub?: FrontPubSub
   readonly cluster:
     | {
         readonly authority: string

@@ -7,3 +7,13 @@ export function catchErr(fn: () => unknown): unknown {
   }
   return undefined
 }
+
+/** What the promise `fn` returns rejects with, or undefined. */
+export async function catchErrAsync(fn: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await fn()
+  } catch (e) {
+    return e
+  }
+  return undefined
+}

@@ -38,18 +38,26 @@ const schema = {
   },
 } as const
 
+/**
+ * The body parser of routes whose body reaches user grains: JSON only (a
+ * text/plain body would otherwise arrive as a string payload), an empty
+ * body is `undefined`, and the rest goes through Fastify's own JSON parser
+ * with its __proto__/constructor poisoning checks. Call it inside the
+ * routes' own plugin: it replaces that context's parsers.
+ */
+export function usePayloadParser(app: FastifyInstance): void {
+  const json = app.getDefaultJsonParser('error', 'error')
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8')
+    if (text.trim() === '') return done(null, undefined)
+    void json(req, text, done)
+  })
+}
+
 export function rpcRoutes(node: FrontNode, results: ResultSerializers): (app: FastifyInstance) => Promise<void> {
   return async (app) => {
-    // Empty body = no payload. Otherwise Fastify's own JSON parser (with its
-    // __proto__/constructor poisoning checks), since payloads reach user grains.
-    const json = app.getDefaultJsonParser('error', 'error')
-    // Payloads are JSON only: a text/plain body would otherwise arrive as a string payload.
-    app.removeAllContentTypeParsers()
-    app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-      const text = typeof body === 'string' ? body : body.toString('utf8')
-      if (text.trim() === '') return done(null, undefined)
-      void json(req, text, done)
-    })
+    usePayloadParser(app)
 
     compilePayloadSchemasOnReady(app, node)
     app.post<RpcRoute>('/rpc/:kind/:key/:method', { schema }, async (req, reply) => {

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest'
+import { GrainClusterError } from '../../../src/common/errors.js'
+import { MemberTable } from '../../../src/cluster/membership/member-table.js'
+import { DEFAULT_TOPIC_SETTINGS, resolveTopicSettings, subscriptionKey, TopicRegistry, topicKey, type DataMap } from '../../../src/pubsub/topic-registry.js'
+import { catchErr } from '../../helpers/catch-error.js'
+
+/** A member table and the registry's data map over it, as a node's ClusterNode offers it. */
+function tableMap(self: string): { t: MemberTable; map: DataMap } {
+  const t = new MemberTable(self)
+  return { t, map: { writeData: (k, v) => t.writeData(k, v) !== undefined, readData: (k) => t.data(k), dataEntries: (p) => t.dataEntries(p) } }
+}
+const sync = (to: MemberTable, from: MemberTable): string[] => [...to.apply(from.deltaFor(to.vv()), from.vv()).dataTouched]
+const sub = { kind: 'inbox', key: 'k1', method: 'receive' }
+
+describe('topic settings', () => {
+  it('fills defaults and lists every problem in one ERR_PUBSUB_INVALID', () => {
+    expect(resolveTopicSettings('t', undefined)).toEqual(DEFAULT_TOPIC_SETTINGS)
+    expect(resolveTopicSettings('t', { delivery: 'at-most-once', redelivery: { retries: 2 } })).toEqual({ ...DEFAULT_TOPIC_SETTINGS, delivery: 'at-most-once', redelivery: { ...DEFAULT_TOPIC_SETTINGS.redelivery, retries: 2 } })
+    const e = catchErr(() => resolveTopicSettings('t', { delivery: 'often', partitionPolicy: 'hope', deferLimit: 0, redelivery: { retries: -1, bogus: 1 }, colour: 'red' } as never))
+    expect(GrainClusterError.is(e, 'ERR_PUBSUB_INVALID')).toBe(true)
+    expect((e as GrainClusterError).details.issues).toHaveLength(6)
+  })
+})
+
+describe('TopicRegistry over replicated data', () => {
+  it('reports each change once on the node that wrote it and on a node that merged it', () => {
+    const { t: a, map: ma } = tableMap('a:1')
+    const { t: b, map: mb } = tableMap('b:1')
+    const ra = new TopicRegistry(ma)
+    const rb = new TopicRegistry(mb)
+    expect(ra.create('orders', DEFAULT_TOPIC_SETTINGS)).toEqual([{ type: 'topic-created', topic: 'orders', settings: DEFAULT_TOPIC_SETTINGS }])
+    expect(ra.create('orders', DEFAULT_TOPIC_SETTINGS), 'idempotent').toEqual([])
+    expect(GrainClusterError.is(catchErr(() => ra.create('orders', { ...DEFAULT_TOPIC_SETTINGS, delivery: 'at-most-once' })), 'ERR_PUBSUB_TOPIC_CONFLICT')).toBe(true)
+    expect(ra.subscribe('orders', sub)).toEqual([{ type: 'subscribed', topic: 'orders', subscriber: sub }])
+    expect(rb.changed(sync(b, a)).map((c) => c.type).sort()).toEqual(['subscribed', 'topic-created'])
+    expect(rb.subscribers('orders')).toEqual([sub])
+    expect(rb.delete('orders').map((c) => c.type).sort()).toEqual(['topic-deleted', 'unsubscribed'])
+    expect(ra.changed(sync(a, b)).map((c) => c.type).sort()).toEqual(['topic-deleted', 'unsubscribed'])
+    expect(ra.topics()).toEqual([])
+  })
+
+  it('keeps a subscription that arrives before its topic, and ignores entries of a shape it does not know', () => {
+    const { t: a, map } = tableMap('a:1')
+    const r = new TopicRegistry(map)
+    a.writeData(subscriptionKey('later', sub), sub)
+    expect(r.changed([subscriptionKey('later', sub)])).toEqual([{ type: 'subscribed', topic: 'later', subscriber: sub }])
+    expect(r.topic('later')).toBeUndefined()
+    expect(r.subscriptionCount(), 'not counted until the topic exists').toBe(0)
+    a.writeData(topicKey('later'), { delivery: 'exactly-once' })
+    expect(r.changed([topicKey('later')]), 'a malformed topic entry is not a topic').toEqual([])
+    a.writeData(topicKey('later'), DEFAULT_TOPIC_SETTINGS)
+    expect(r.changed([topicKey('later')]).map((c) => c.type)).toEqual(['topic-created'])
+    expect(r.subscribers('later')).toEqual([sub])
+    // A registry built over a map that already holds entries starts with them.
+    expect(new TopicRegistry(map).subscribers('later')).toEqual([sub])
+  })
+})
