@@ -3,6 +3,8 @@
  * other grains (on any worker of this node). Implemented by the worker's
  * Activation; this file only states the contract.
  */
+import type { PublishResult } from '../common/publish-result.js'
+
 export interface GrainContext<S = unknown> {
   readonly kind: string
   readonly key: string
@@ -30,6 +32,17 @@ export interface GrainContext<S = unknown> {
    * (`maxOverflowFrames`); past them a tell throws ERR_RING_FULL.
    */
   whenWritable(pid?: string, options?: { timeoutMs?: number }): Promise<void>
+  /**
+   * Publish to a cluster PubSub topic (node.pubsub.publish, on this node's
+   * main thread). Resolves with what the publish reports once every
+   * delivery has ended; rejects with ERR_PUBSUB_TOPIC_NOT_FOUND or
+   * ERR_PUBSUB_NO_SUBSCRIBERS when it reaches nobody, or ERR_GRAIN_TIMEOUT
+   * when no answer came within `timeoutMs` (default askTimeoutMs; the
+   * deliveries go on). Deliveries do not join this call's chain: a grain
+   * that awaits an at-least-once publish to a topic it subscribes to waits
+   * for its own queue, so do not await that one (attach a catch instead).
+   */
+  publish(topic: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<PublishResult>
   /** Ask the runtime to passivate this activation after the current message. */
   deactivate(): void
 }

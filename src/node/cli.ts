@@ -43,7 +43,7 @@ Options:
 
 function nodeHelp(): string {
   const rows = SETTINGS.map((s) => {
-    const flag = s.kind === 'bool' ? `--${s.flag} / --no-${s.flag}` : `--${s.flag} <${s.kind === 'list' ? 'a,b' : s.kind === 'int' ? 'n' : 'value'}>`
+    const flag = s.kind === 'bool' ? `--${s.flag} / --no-${s.flag}` : `--${s.flag} <${s.kind === 'list' ? 'a,b' : s.kind === 'int' ? 'n' : s.kind === 'json' ? 'json' : 'value'}>`
     return `  ${flag.padEnd(34)} ${s.env.padEnd(36)} ${s.path}\n      ${s.doc}; default: ${s.defaultText}`
   })
   return `Usage: graincluster node [--config file.json] [flags]

@@ -30,6 +30,24 @@ const Host = Type.String({ minLength: 1, maxLength: 253, pattern: HOST_PATTERN }
 const Authority = Type.String({ pattern: AUTHORITY_PATTERN })
 const Port = Type.Integer({ minimum: 0, maximum: 65_535 })
 const Profile = Type.Unsafe<'test' | 'prod'>({ type: 'string', enum: ['test', 'prod'] })
+/** pubsub/topic-registry.ts checkTopicName */
+const TOPIC_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$'
+const Ms = Type.Integer({ minimum: 1, maximum: 86_400_000 })
+/** Topic options (pubsub/topic-registry.ts TopicOptions); resolveTopicSettings checks them again when the node creates the topic. */
+const TopicOptionsSchema = Type.Object(
+  {
+    delivery: Type.Optional(Type.Unsafe<'at-least-once' | 'at-most-once'>({ type: 'string', enum: ['at-least-once', 'at-most-once'] })),
+    partitionPolicy: Type.Optional(Type.Unsafe<'defer' | 'drop'>({ type: 'string', enum: ['defer', 'drop'] })),
+    deferLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    redelivery: Type.Optional(
+      Type.Object(
+        { timeoutMs: Type.Optional(Ms), attemptTimeoutMs: Type.Optional(Ms), retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })), minDelayMs: Type.Optional(Ms), maxDelayMs: Type.Optional(Ms) },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
 
 /** JSON Schema (TypeBox) of a resolved node configuration. */
 export const NodeConfigSchema = Type.Object(
@@ -66,6 +84,13 @@ export const NodeConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    pubsub: Type.Object(
+      {
+        /** Topics this node creates at start (idempotent; give every node the same ones). */
+        topics: Type.Record(Type.String(), TopicOptionsSchema, { propertyNames: { pattern: TOPIC_NAME_PATTERN } }),
+      },
+      { additionalProperties: false },
+    ),
     http: Type.Object(
       {
         enabled: Type.Boolean(),
@@ -83,7 +108,7 @@ export const NodeConfigSchema = Type.Object(
 /** A validated, frozen node configuration. */
 export type NodeConfig = Readonly<Static<typeof NodeConfigSchema>>
 
-type ValueKind = 'int' | 'string' | 'bool' | 'list'
+type ValueKind = 'int' | 'string' | 'bool' | 'list' | 'json'
 
 /** One setting: where it lives in the file, its env var, its flag, and its default. */
 export interface SettingDoc {
@@ -118,6 +143,14 @@ export const SETTINGS: readonly SettingDoc[] = Object.freeze([
   { path: 'metrics.pushUrl', env: 'GRAINCLUSTER_METRICS_PUSH_URL', flag: 'metrics-push-url', kind: 'string', defaultText: 'none', doc: 'Prometheus Pushgateway to push the metrics to (besides serving /metrics), http(s)://host:port', secret: true },
   { path: 'metrics.pushIntervalMs', env: 'GRAINCLUSTER_METRICS_PUSH_INTERVAL_MS', flag: 'metrics-push-interval-ms', kind: 'int', defaultText: '15000', doc: 'ms between pushes' },
   { path: 'metrics.pushJob', env: 'GRAINCLUSTER_METRICS_PUSH_JOB', flag: 'metrics-push-job', kind: 'string', defaultText: 'graincluster', doc: 'the `job` label of the pushes (`instance` is the node\'s authority)' },
+  {
+    path: 'pubsub.topics',
+    env: 'GRAINCLUSTER_PUBSUB_TOPICS',
+    flag: 'pubsub-topics',
+    kind: 'json',
+    defaultText: '{}',
+    doc: 'PubSub topics the node creates at start, `{ "<topic>": { delivery, partitionPolicy, deferLimit, redelivery } }` (JSON in env and flags); give every node the same ones',
+  },
   { path: 'http.enabled', env: 'GRAINCLUSTER_HTTP', flag: 'http', kind: 'bool', defaultText: 'true', doc: 'serve the HTTP front (/rpc, /ws, /pubsub, /openapi.json, /metrics, /dashboard, /healthz, /readyz); `--no-http` turns it off' },
   { path: 'http.host', env: 'GRAINCLUSTER_HTTP_HOST', flag: 'http-host', kind: 'string', defaultText: '127.0.0.1', doc: 'interface the HTTP front binds' },
   { path: 'http.port', env: 'GRAINCLUSTER_HTTP_PORT', flag: 'http-port', kind: 'int', defaultText: '0 (any free port)', doc: 'HTTP front port' },
@@ -134,6 +167,7 @@ export const DEFAULTS = Object.freeze({
   node: { host: '127.0.0.1', partitions: 256, askTimeoutMs: 10_000 /* 10 s */, metrics: true, grains: [SAMPLE_GRAIN_PATH] },
   cluster: { failureDetector: 'prod' },
   metrics: { processMetrics: false, workerStatsIntervalMs: DEFAULT_WORKER_STATS_INTERVAL_MS, pushIntervalMs: DEFAULT_PUSH_INTERVAL_MS, pushJob: DEFAULT_PUSH_JOB },
+  pubsub: { topics: {} },
   http: { enabled: true, host: '127.0.0.1', port: 0, bodyLimitBytes: 1_048_576 /* 1 MiB */ },
 })
 
@@ -181,6 +215,13 @@ function coerce(kind: ValueKind, raw: string | boolean): unknown {
       return v.split(',').map((x) => x.trim()).filter((x) => x !== '')
     case 'string':
       return v
+    case 'json':
+      // Text that is not JSON stays a string so the schema reports it with what was given.
+      try {
+        return JSON.parse(v) as unknown
+      } catch {
+        return raw
+      }
   }
 }
 
@@ -212,10 +253,13 @@ function toIssue(e: ErrorObject, tree: Tree, sources: Map<string, Source>, missi
     const path = [...parts, String(e.params.additionalProperty)].join('.')
     const section = parts.join('.')
     const known = SETTINGS.filter((s) => s.path.startsWith(`${section}.`)).map((s) => s.path)
-    return `${path}: unknown setting${known.length > 0 ? ` (known in "${section}": ${known.join(', ')})` : ' (sections: node, cluster, metrics, http)'}`
+    return `${path}: unknown setting${known.length > 0 ? ` (known in "${section}": ${known.join(', ')})` : ' (sections: node, cluster, metrics, pubsub, http)'}`
   }
-  // Array items (seeds[1]) report under their setting.
-  const settingPath = parts.filter((p) => !/^\d+$/.test(p)).join('.')
+  // Array items (seeds[1]) and map entries (pubsub.topics.<name>.…) report under their setting.
+  const fullPath = parts.filter((p) => !/^\d+$/.test(p)).join('.')
+  const settingPath = SETTINGS.find((s) => fullPath.startsWith(`${s.path}.`))?.path ?? fullPath
+  if (e.keyword === 'propertyNames') return `${fullPath}: ${JSON.stringify(e.params.propertyName)} is not a valid name (${TOPIC_NAME_PATTERN}); ${howToSet(settingPath)}`
+  if (e.keyword === 'pattern' && e.propertyName !== undefined) return ''
   const shown = parts.map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '')
   let message = e.message ?? 'is invalid'
   if (e.keyword === 'pattern') {
@@ -251,7 +295,7 @@ export function resolveConfig(input: ResolveConfigInput = {}): NodeConfig {
   const issues: string[] = []
   const missing: string[] = []
   const sources = new Map<string, Source>()
-  const tree: Tree = { node: { ...DEFAULTS.node, grains: [...DEFAULTS.node.grains] }, cluster: { ...DEFAULTS.cluster }, metrics: { ...DEFAULTS.metrics }, http: { ...DEFAULTS.http } }
+  const tree: Tree = { node: { ...DEFAULTS.node, grains: [...DEFAULTS.node.grains] }, cluster: { ...DEFAULTS.cluster }, metrics: { ...DEFAULTS.metrics }, pubsub: { topics: {} }, http: { ...DEFAULTS.http } }
   const set = (path: string, value: unknown, src: Source): void => {
     const [section, key] = path.split('.') as [string, string]
     tree[section] ??= {}
@@ -270,12 +314,12 @@ export function resolveConfig(input: ResolveConfigInput = {}): NodeConfig {
       const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message
       issues.push(`config file ${filePath}: cannot be read as JSON (${why}); fix the file or drop --${CONFIG_FILE_FLAG} / ${CONFIG_FILE_ENV}`)
     }
-    if (parsed !== undefined && !isPlainObject(parsed)) issues.push(`config file ${filePath}: must hold a JSON object with sections node, cluster, metrics, http`)
+    if (parsed !== undefined && !isPlainObject(parsed)) issues.push(`config file ${filePath}: must hold a JSON object with sections node, cluster, metrics, pubsub, http`)
     else if (parsed !== undefined) {
       for (const [section, body] of Object.entries(parsed)) {
         if (section === '$schema') continue
         if (!(section in tree)) {
-          issues.push(`${section}: unknown section in ${filePath} (sections: node, cluster, metrics, http)`)
+          issues.push(`${section}: unknown section in ${filePath} (sections: node, cluster, metrics, pubsub, http)`)
           continue
         }
         if (!isPlainObject(body)) {
@@ -302,7 +346,10 @@ export function resolveConfig(input: ResolveConfigInput = {}): NodeConfig {
     set(s.path, fixPaths(s, coerce(s.kind, raw), cwd), { flag: s.flag })
   }
 
-  for (const e of validate(tree)) issues.push(toIssue(e, tree, sources, missing))
+  for (const e of validate(tree)) {
+    const issue = toIssue(e, tree, sources, missing)
+    if (issue !== '') issues.push(issue) // '' = a detail of an error already reported
+  }
   // Checks a schema cannot express, in the same pass.
   const authorities: [string, unknown][] = [['node.advertisedAuthority', tree.node?.advertisedAuthority]]
   const seeds = tree.cluster?.seeds
@@ -323,7 +370,7 @@ export function resolveConfig(input: ResolveConfigInput = {}): NodeConfig {
     throw new GrainClusterError(code, `${head}\n  - ${issues.join('\n  - ')}`, { issues, missing })
   }
   // Snapshot keys in reference-table order, however the sources were merged.
-  const ordered: Tree = { node: {}, cluster: {}, metrics: {}, http: {} }
+  const ordered: Tree = { node: {}, cluster: {}, metrics: {}, pubsub: {}, http: {} }
   for (const s of SETTINGS) {
     const [section, key] = s.path.split('.') as [string, string]
     if (tree[section]![key] !== undefined) ordered[section]![key] = tree[section]![key]
@@ -375,6 +422,7 @@ export function toGrainNodeOptions(config: NodeConfig): GrainNodeOptions {
       ...(n.advertisedAuthority === undefined ? {} : { advertisedAuthority: n.advertisedAuthority }),
       failureDetector: { profile: c.failureDetector },
     },
+    pubsub: { topics: structuredClone(config.pubsub.topics) },
   }
 }
 

@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os'
 import { setFlagsFromString } from 'node:v8'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import { GrainClusterError, reasonOf, toGrainClusterError } from '../common/errors.js'
 import { formatPid, type Pid, parsePid } from '../common/pid.js'
 import { TextMemo } from '../common/text-memo.js'
 import { type GrainDefinition, type PayloadOf, type ResultOf, type StatelessGrainDefinition } from '../grains/define-grain.js'
@@ -31,6 +31,7 @@ import { ClusterNode, type ClusterNodeOptions } from './cluster-node.js'
 import { FRAME_HANDOFF, HandoffCoordinator } from './handoff-coordinator.js'
 import { PlacementRouter } from './placement-router.js'
 import { LocalDataMap, PubSub } from './pubsub-service.js'
+import { checkTopicName, resolveTopicSettings, type TopicOptions, type TopicSettings } from '../pubsub/topic-registry.js'
 import { PubSubMetrics } from '../observability/pubsub-metrics.js'
 import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
 import { createGrainProxy, type GrainProxy, type GrainTellProxy, type UntypedGrainProxy, type UntypedGrainTellProxy } from '../rpc/grain-proxy.js'
@@ -112,6 +113,13 @@ export interface GrainNodeOptions {
    * false to turn it off.
    */
   rpc?: { defaults?: RpcCallSettings; alerts?: RpcAlertSettings | false }
+  /**
+   * PubSub (README "Cluster PubSub"): `topics` are created when the node
+   * starts (idempotent: give every node the same ones; in a cluster the
+   * registry is shared, so the same name with other settings on two nodes
+   * ends with one of them).
+   */
+  pubsub?: { topics?: Readonly<Record<string, TopicOptions>> }
 }
 
 export const DEFAULT_PARTITIONS = 256
@@ -120,8 +128,10 @@ export const DEFAULT_START_TIMEOUT_MS = 30_000 // 30 s
 export const DEFAULT_SPIN_MICROS = 25 // µs
 export const DEFAULT_SPIN_MAX_MICROS = 500 // µs
 
-export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs'>> & {
+export type ResolvedNodeOptions = Required<Omit<GrainNodeOptions, 'grains' | 'cluster' | 'associations' | 'audit' | 'metrics' | 'rpc' | 'handoffTimeoutMs' | 'pubsub'>> & {
   grains: string[]
+  /** Topics created at start, settings resolved. */
+  pubsubTopics: Readonly<Record<string, TopicSettings>>
   rpc: ResolvedRpcOptions
   /** From `metrics` (MetricsOptions): whether metrics are recorded, with Node.js process metrics, how often workers report their call stats (ms), and where pushes go. */
   metrics: boolean
@@ -198,6 +208,7 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
     callStatsIntervalMs: metricsOptions.workerStatsIntervalMs,
     metricsPush: metricsOptions.push,
     rpc: { defaults: defaultRpcSettings(DEFAULT_ASK_TIMEOUT_MS), alerts: {} },
+    pubsubTopics: resolveStartTopics(o.pubsub, issues),
   }
   if (o.memoryReducer !== undefined && typeof o.memoryReducer !== 'boolean') issues.push(`memoryReducer must be a boolean (got ${JSON.stringify(o.memoryReducer)})`)
   if (o.rpc !== undefined && (typeof o.rpc !== 'object' || o.rpc === null)) issues.push(`rpc must be an object (got ${JSON.stringify(o.rpc)})`)
@@ -205,6 +216,24 @@ export function resolveNodeOptions(o: GrainNodeOptions): ResolvedNodeOptions {
   if (issues.length > 0) throw new GrainClusterError('ERR_CONFIG_INVALID', `invalid node options: ${issues.join('; ')}`, { issues })
   resolved.rpc = Object.freeze({ defaults: mergeRpcSettings(defaultRpcSettings(resolved.askTimeoutMs), o.rpc?.defaults, 'rpc.defaults'), alerts: o.rpc?.alerts ?? {} })
   return Object.freeze(resolved)
+}
+
+/** The topics of `pubsub.topics`, each checked as createTopic would; problems go to `issues`. */
+function resolveStartTopics(o: GrainNodeOptions['pubsub'], issues: string[]): Record<string, TopicSettings> {
+  const out: Record<string, TopicSettings> = {}
+  if (o === undefined) return out
+  if (typeof o !== 'object' || o === null || (o.topics !== undefined && (typeof o.topics !== 'object' || o.topics === null))) {
+    issues.push('pubsub must be { topics?: { [name]: topic options } }')
+    return out
+  }
+  for (const [name, options] of Object.entries(o.topics ?? {})) {
+    try {
+      out[checkTopicName(name)] = resolveTopicSettings(name, options)
+    } catch (e) {
+      issues.push(`pubsub.topics.${name}: ${reasonOf(e)}`)
+    }
+  }
+  return out
 }
 
 export class GrainNode {
@@ -382,6 +411,8 @@ export class GrainNode {
     events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
     const node = new GrainNode(o, events, host, metrics, cluster, remote, placement)
     host.onWritableRequest = (pid, timeoutMs) => node.whenWritable(pid, timeoutMs === undefined ? undefined : { timeoutMs })
+    host.onPublishRequest = (topic, payload) => node.pubsub.publish(topic, payload)
+    for (const [topic, settings] of Object.entries(o.pubsubTopics)) node.pubsub.createResolvedTopic(topic, settings)
     node.#handoff = handoff
     const push = o.metricsPush
     if (metrics !== undefined && push !== undefined) {

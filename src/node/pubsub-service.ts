@@ -29,12 +29,12 @@
  */
 
 import { ERROR_CODES, GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import type { DeliveryLoss, PublishResult } from '../common/publish-result.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { PubSubMetrics } from '../observability/pubsub-metrics.js'
 import {
   checkTopicName,
   type DataMap,
-  type DeliveryGuarantee,
   type RegistryChange,
   resolveTopicSettings,
   subscriptionKey,
@@ -47,28 +47,6 @@ import { decideRetry, isGrainThrown, type ResolvedRpcSettings } from '../rpc/ret
 
 /** Longest data-map key a member accepts in gossip (cluster/messages.ts): a longer subscription would be refused by every peer. */
 const MAX_ENTRY_KEY = 512
-
-export interface DeliveryLoss {
-  readonly kind: string
-  readonly key: string
-  readonly method: string
-  readonly code: string
-  readonly reason: string
-}
-
-export interface PublishResult {
-  readonly topic: string
-  readonly delivery: DeliveryGuarantee
-  readonly subscribers: number
-  /** at-least-once: acknowledged by the handler; at-most-once: sent. */
-  readonly delivered: number
-  /** Attempts after the first, summed over subscribers. */
-  readonly redeliveries: number
-  /** Dropped by the partition policy or the deferLimit. */
-  readonly dropped: readonly DeliveryLoss[]
-  /** The handler threw, or redelivery ran out of attempts or time. */
-  readonly failed: readonly DeliveryLoss[]
-}
 
 export interface TopicInfo {
   readonly topic: string
@@ -167,6 +145,16 @@ export class PubSub {
     const settings = resolveTopicSettings(topic, options)
     this.#announce(this.#registry.create(topic, settings))
     return settings
+  }
+
+  /**
+   * A node's start-up topic (GrainNodeOptions.pubsub.topics, checked when
+   * the options were resolved). Unlike createTopic, other settings already
+   * in the registry do not fail the start: every node writes the same
+   * declaration, and the registry keeps one (last writer wins).
+   */
+  createResolvedTopic(topic: string, settings: TopicSettings): void {
+    this.#announce(this.#registry.declare(topic, settings))
   }
 
   /** Delete a topic and its subscriptions; deliveries waiting for redelivery are dropped. */

@@ -16,9 +16,10 @@
  */
 
 import { GrainClusterError } from '../common/errors.js'
+import type { DeliveryGuarantee } from '../common/publish-result.js'
 import { checkRpcSettings } from '../common/rpc-settings.js'
 
-export type DeliveryGuarantee = 'at-least-once' | 'at-most-once'
+export type { DeliveryGuarantee }
 /** While a subscriber's owner cannot be reached: keep the delivery for redelivery (bounded), or drop it at once (spec 9.3). */
 export type PartitionPolicy = 'defer' | 'drop'
 
@@ -218,6 +219,12 @@ export class TopicRegistry {
       if (JSON.stringify(cur) === JSON.stringify(settings)) return []
       throw new GrainClusterError('ERR_PUBSUB_TOPIC_CONFLICT', `topic ${topic} exists with other settings (${JSON.stringify(cur)}); delete it first to change them`, { topic })
     }
+    this.#map.writeData(topicKey(topic), settings)
+    return this.changed([topicKey(topic)])
+  }
+
+  /** Write a topic whatever the registry holds for it now (a node's configured topics). */
+  declare(topic: string, settings: TopicSettings): RegistryChange[] {
     this.#map.writeData(topicKey(topic), settings)
     return this.changed([topicKey(topic)])
   }

@@ -66,6 +66,13 @@ export const CONTROL_TYPES = {
    * (runtime/call-stats.ts), about once a second while either changes.
    */
   CALL_STATS: 9,
+  /**
+   * worker → main, flagged ASK (correlation id, reply_to): { topic, payload }
+   * from a grain's ctx.publish. The main thread publishes with node.pubsub
+   * and answers with the PublishResult (payload codec), or an error reply.
+   * It rides the worker's ring behind the grain's earlier calls.
+   */
+  PUBLISH_REQUEST: 10,
 } as const
 export type ControlType = (typeof CONTROL_TYPES)[keyof typeof CONTROL_TYPES]
 

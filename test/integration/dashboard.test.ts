@@ -113,6 +113,10 @@ describe('dashboard', () => {
     // Calls between the scrapes: ten adds and one unknown method (an error).
     for (let i = 0; i < 10; i++) await a.ask('counter', `dash-${i}`, 'add', 1)
     await a.ask('counter', 'dash-0', 'nope').catch(() => undefined)
+    // And two publishes to a topic whose subscriber is a counter.
+    a.pubsub.createTopic('dash-topic')
+    a.pubsub.subscribe('dash-topic', { kind: 'counter', key: 'dash-sub', method: 'add' })
+    for (let i = 0; i < 2; i++) expect((await a.pubsub.publish('dash-topic', 1)).delivered).toBe(1)
     const addRow = (): string[] => {
       const row = /<tr><td>counter\.add<\/td>(.*?)<\/tr>/.exec(page.el.get('rpc')!.innerHTML)?.[1] ?? ''
       return [...row.matchAll(/<td>(.*?)<\/td>/g)].map((m) => m[1]!)
@@ -129,6 +133,12 @@ describe('dashboard', () => {
     expect(Number(cells[4])).toBeGreaterThanOrEqual(Number(cells[3]))
     expect(page.el.get('rpc')!.innerHTML).toMatch(/<td>counter\.unknown<\/td><td>[\d.]+<\/td><td>[1-9][\d.]*<\/td>/)
     expect(page.el.get('health')!.innerHTML).toContain('associations connected / disconnected / quarantined</td><td>1 / 0 / 0')
+    // topic, published/s, delivered/s, dropped/s, failed/s, redelivered/s, p99 ms.
+    const topic = [...(/<tr><td>dash-topic<\/td>(.*?)<\/tr>/.exec(page.el.get('pubsub')!.innerHTML)?.[1] ?? '').matchAll(/<td>(.*?)<\/td>/g)].map((m) => m[1]!)
+    expect(Number(topic[0])).toBeGreaterThan(0)
+    expect(Number(topic[1])).toBeGreaterThan(0)
+    expect(topic.slice(2, 5)).toEqual(['0.0', '0.0', '0.0'])
+    expect(Number(topic[5])).toBeGreaterThan(0)
   })
 })
 

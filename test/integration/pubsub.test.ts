@@ -121,6 +121,20 @@ describe('PubSub on one node', () => {
   })
 })
 
+describe('PubSub topics from the node options', () => {
+  it('creates the configured topics at start, and refuses bad ones before starting', async () => {
+    const n = await GrainNode.start({ grains: GRAINS, workers: 1, partitions: 8, pubsub: { topics: { boot: { delivery: 'at-most-once' }, 'boot.audit': {} } } })
+    nodes.push(n)
+    expect(n.pubsub.topics().map((t) => [t.topic, t.settings.delivery])).toEqual([
+      ['boot', 'at-most-once'],
+      ['boot.audit', 'at-least-once'],
+    ])
+    const bad = await catchErrAsync(() => GrainNode.start({ grains: GRAINS, workers: 1, partitions: 8, pubsub: { topics: { ok: {}, 'bad name': {}, t: { deferLimit: 0 } } } }))
+    expect(GrainClusterError.is(bad, 'ERR_CONFIG_INVALID')).toBe(true)
+    expect((bad as GrainClusterError).details.issues).toEqual([expect.stringContaining('pubsub.topics.bad name'), expect.stringContaining('pubsub.topics.t: invalid settings of topic t: deferLimit')])
+  })
+})
+
 describe('PubSub across two nodes', () => {
   it('announces a topic to the other member, which then takes subscriptions and publishes to subscribers on both nodes', async () => {
     const [a, b] = await pair()
@@ -138,6 +152,13 @@ describe('PubSub across two nodes', () => {
     expect(r).toMatchObject({ subscribers: 2, delivered: 2, dropped: [], failed: [] })
     expect(await a.ask('inbox', onA, 'received')).toEqual([{ headline: 'up' }])
     expect(await a.ask('inbox', onB, 'received')).toEqual([{ headline: 'up' }])
+
+    // A grain publishes too (ctx.publish, through its node's main thread), here from the other node.
+    const publisherOnB = keyPlacedOn(b, 'publisher', 'pub-', b)
+    const fromGrain = await a.ask<{ delivered: number; subscribers: number }>('publisher', publisherOnB, 'announce', { topic: 'news', msg: { headline: 'from a grain' } })
+    expect(fromGrain).toMatchObject({ topic: 'news', subscribers: 2, delivered: 2, dropped: [], failed: [] })
+    expect(await a.ask('inbox', onA, 'received')).toEqual([{ headline: 'up' }, { headline: 'from a grain' }])
+    expect(await a.ask('publisher', publisherOnB, 'announce', { topic: 'no-such-topic', msg: 1 })).toEqual({ error: 'ERR_PUBSUB_TOPIC_NOT_FOUND' })
 
     expect(b.pubsub.deleteTopic('news')).toBe(true)
     await waitUntil(() => a.pubsub.topic('news') === undefined, { what: 'a learns of the delete' })

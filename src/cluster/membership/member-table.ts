@@ -105,6 +105,8 @@ export class MemberTable {
   readonly #members = new Map<string, Map<string, MemberChange>>()
   readonly #reach = new Map<string, ReachChange>()
   readonly #data = new Map<string, DataChange>()
+  /** Data keys this table (this incarnation) wrote itself; see #restampOwnData. */
+  readonly #ownData = new Set<string>()
   readonly #vv = new Map<string, number>()
   #digest: string | undefined
 
@@ -322,6 +324,7 @@ export class MemberTable {
     if (cur === undefined ? value === null : JSON.stringify(cur.value) === JSON.stringify(value)) return undefined
     const c: DataChange = { kind: 'data', origin: this.self, seq: this.#nextSeq(), key, clock: (cur?.clock ?? 0) + 1, value }
     this.#data.set(key, c)
+    this.#ownData.add(key)
     return c
   }
 
@@ -347,6 +350,7 @@ export class MemberTable {
       else if (c.kind === 'reach') this.#applyReach(c, result)
       else this.#applyData(c, result)
     }
+    const ownBefore = this.#vv.get(this.self) ?? 0
     for (const o in senderVV) {
       const s = senderVV[o] ?? 0
       if (s > (this.#vv.get(o) ?? 0)) {
@@ -355,6 +359,7 @@ export class MemberTable {
         result.changed = true
       }
     }
+    if ((this.#vv.get(this.self) ?? 0) > ownBefore) this.#restampOwnData(this.#vv.get(this.self)!)
     return result
   }
 
@@ -391,6 +396,20 @@ export class MemberTable {
     if (cur?.reachable !== c.reachable) {
       result.changed = true
       result.touched.add(c.subject)
+    }
+  }
+
+  /**
+   * A peer has seen writes of this authority up to `seen`: an earlier
+   * incarnation at the same address made them (origins are authorities).
+   * Data this incarnation wrote before it learned that carries dots the
+   * peers take for already seen, so it would never spread: give those
+   * entries new dots (same clock and value, so the same write).
+   */
+  #restampOwnData(seen: number): void {
+    for (const k of this.#ownData) {
+      const c = this.#data.get(k)
+      if (c !== undefined && c.origin === this.self && c.seq <= seen) this.#data.set(k, { ...c, seq: this.#nextSeq() })
     }
   }
 

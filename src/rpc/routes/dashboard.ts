@@ -3,7 +3,7 @@
  * styles: the node may run with no network) that scrapes this node's
  * /metrics, /readyz and /cluster/members every few seconds and shows the
  * membership, grain RPC (rates, errors, p50/p99 over the last interval,
- * in flight, waiting, alerts), grain-to-grain calls and delivery health
+ * in flight, waiting, alerts), grain-to-grain calls, PubSub topics and delivery health
  * (dead letters, associations, deferred queues, quarantines, worker
  * crashes). It reads only what a Prometheus server would scrape (spec
  * 10.3): the same series drive Grafana for a cluster-wide view. With
@@ -35,6 +35,10 @@ export const DASHBOARD_METRICS = {
   deferred: 'graincluster_association_deferred_messages',
   quarantines: 'graincluster_association_quarantines_total',
   handoffs: 'graincluster_placement_handoffs_total',
+  pubsubPublished: 'graincluster_pubsub_published_total',
+  pubsubDeliveries: 'graincluster_pubsub_deliveries_total',
+  pubsubRedeliveries: 'graincluster_pubsub_redeliveries_total',
+  pubsubLatency: 'graincluster_pubsub_delivery_seconds',
 } as const
 
 const SCRAPE_MS = 2_000
@@ -87,6 +91,12 @@ function render(cur, secs) {
   var grows = []
   g.forEach(function (v, k) { var a = split(k); grows.push([esc(a[0] + '.' + a[1]), fmt(v), ms(g99.get(k))]) })
   table('grain', ['called kind.method', 'calls/s', 'p99 ms'], grows)
+  var pub = rates(p, cur, M.pubsubPublished, ['topic'], secs), del = rates(p, cur, M.pubsubDeliveries, ['topic', 'outcome'], secs)
+  var red = rates(p, cur, M.pubsubRedeliveries, ['topic'], secs), t99 = quantiles(p, cur, M.pubsubLatency, ['topic'], 0.99)
+  var out = function (t, o) { return fmt(del.get(t + '\u0000' + o) || 0) }
+  var prows = []
+  pub.forEach(function (v, t) { prows.push([esc(t), fmt(v), out(t, 'delivered'), out(t, 'dropped'), out(t, 'failed'), fmt(red.get(t) || 0), ms(t99.get(t))]) })
+  table('pubsub', ['topic', 'published/s', 'delivered/s', 'dropped/s', 'failed/s', 'redelivered/s', 'p99 ms (acknowledged)'], prows)
   var dl = []
   rates(p, cur, M.deadLetters, ['code'], secs).forEach(function (v, k) { dl.push([esc(k), fmt(v)]) })
   table('deadletters', ['code', 'per s'], dl)
@@ -143,6 +153,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <h2>Alerts</h2><div id="alerts"></div>
 <h2>Refused calls (queue full, dropped, schema mismatch)</h2><div id="rejections"></div>
 <h2>Calls grains make (ctx.ask)</h2><div id="grain"></div>
+<h2>PubSub (publishes from this node)</h2><div id="pubsub"></div>
 <h2>Dead letters</h2><div id="deadletters"></div>
 <h2>Node health</h2><div id="health"></div>
 <script>${SCRIPT}</script>

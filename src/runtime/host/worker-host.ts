@@ -412,6 +412,7 @@ export class WorkerHost {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
         else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(link, r)
         else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
+        else if (r.messageType === CONTROL_TYPES.PUBLISH_REQUEST) this.#onPublishRequest(link, r)
         else if (r.messageType === CONTROL_TYPES.CALL_STATS) this.#onCallStats(link, r)
         else this.#onHandoffControl(link, r)
       } else if ((flags & FLAGS.PID_RUN) !== 0) this.#onPidRun(link, r)
@@ -660,37 +661,35 @@ export class WorkerHost {
   readonly #runTellWriter = new EnvelopeWriter()
 
   /**
-   * A grain's ctx.whenWritable(pid): answer its worker once `onWritableRequest`
-   * resolves (an empty reply) or with the typed error it rejects with.
+   * A grain's request to a service of the main thread (ctx.whenWritable,
+   * ctx.publish): check its reply route, decode it, answer its worker with
+   * what `serve` resolves to (the payload codec; undefined = an empty
+   * reply) or the typed error it rejects with.
    */
-  #onWritableRequest(link: WorkerLink, r: EnvelopeReader): void {
+  #onServiceRequest(link: WorkerLink, r: EnvelopeReader, what: string, serve: (msg: Record<string, unknown>) => Promise<unknown>): void {
     const thread = r.replyTo
     const corr = r.correlationId
     if ((r.flags & FLAGS.ASK) === 0 || thread !== threadOfWorker(link.index)) {
-      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} control frame`, reason: `writable request from thread ${thread} without a reply route to it` })
+      this.#events.publish({ type: 'frame.malformed', source: `worker ${link.index} control frame`, reason: `${what} request from thread ${thread} without a reply route to it` })
       return
     }
-    let wait: Promise<void>
+    let answer: Promise<unknown>
     try {
-      const msg = this.codec.decode(r.buf, r.payloadOff, r.payloadLen) as { pid?: unknown; timeoutMs?: unknown } | null
-      if (typeof msg !== 'object' || msg === null || typeof msg.pid !== 'string') throw new GrainClusterError('ERR_FRAME_MALFORMED', 'writable request without a PID')
-      const { pid } = msg
-      const timeoutMs = msg.timeoutMs === undefined ? undefined : (msg.timeoutMs as number)
-      if (this.onWritableRequest === undefined) {
-        throw new GrainClusterError('ERR_CONFIG_MISSING', `whenWritable(${pid}): this node was started without cluster options, so PIDs cannot be routed`, { pid })
-      }
-      wait = this.onWritableRequest(pid, timeoutMs)
+      const msg = this.codec.decode(r.buf, r.payloadOff, r.payloadLen)
+      if (typeof msg !== 'object' || msg === null) throw new GrainClusterError('ERR_FRAME_MALFORMED', `${what} request without its fields`)
+      answer = serve(msg as Record<string, unknown>)
     } catch (e) {
-      wait = Promise.reject(toGrainClusterError(e, 'ERR_FRAME_MALFORMED'))
+      answer = Promise.reject(toGrainClusterError(e, 'ERR_FRAME_MALFORMED'))
     }
-    wait.then(
-      () => {
+    answer.then(
+      (value) => {
         if (link.state === 'crashed' || link.state === 'stopped') return // the asking worker died; its wait died with it
-        const w = this.#writer.reset()
-        w.flags = FLAGS.REPLY
-        w.correlationId = corr
-        w.replyTo = thread
         try {
+          const w = this.#writer.reset()
+          w.flags = FLAGS.REPLY
+          w.correlationId = corr
+          w.replyTo = thread
+          if (value !== undefined) w.payloadBytes = encodeToBytes(this.codec, value)
           link.sender.send(w)
         } catch {
           // The grain's own timer reports it.
@@ -699,6 +698,30 @@ export class WorkerHost {
       (e: unknown) => this.#sendErrorReply(thread, corr, toGrainClusterError(e)),
     )
   }
+
+  #onWritableRequest(link: WorkerLink, r: EnvelopeReader): void {
+    this.#onServiceRequest(link, r, 'writable', async (msg) => {
+      if (typeof msg.pid !== 'string') throw new GrainClusterError('ERR_FRAME_MALFORMED', 'writable request without a PID')
+      const pid = msg.pid
+      if (this.onWritableRequest === undefined) {
+        throw new GrainClusterError('ERR_CONFIG_MISSING', `whenWritable(${pid}): this node was started without cluster options, so PIDs cannot be routed`, { pid })
+      }
+      await this.onWritableRequest(pid, msg.timeoutMs === undefined ? undefined : (msg.timeoutMs as number))
+      return undefined
+    })
+  }
+
+  #onPublishRequest(link: WorkerLink, r: EnvelopeReader): void {
+    this.#onServiceRequest(link, r, 'publish', (msg) => {
+      const publish = this.onPublishRequest
+      if (typeof msg.topic !== 'string') throw new GrainClusterError('ERR_FRAME_MALFORMED', 'publish request without a topic')
+      if (publish === undefined) throw new GrainClusterError('ERR_CONFIG_MISSING', 'this worker host has no PubSub to publish with')
+      return publish(msg.topic, msg.payload)
+    })
+  }
+
+  /** Set by the node: a grain's ctx.publish (node.pubsub.publish). */
+  onPublishRequest: ((topic: string, payload: unknown) => Promise<unknown>) | undefined
 
   /**
    * Set by the node: resolves once the node may send to `pid` (GrainNode.whenWritable),

@@ -8,6 +8,7 @@
  * handler or onActivate); the common synchronous case never allocates a queue.
  */
 
+import type { PublishResult } from '../../common/publish-result.js'
 import type { GrainContext } from '../../grains/grain-context.js'
 import type { KindEntry, MethodEntry } from '../../grains/kind-registry.js'
 import { KeyMailbox } from './key-limits.js'
@@ -45,6 +46,7 @@ export interface ActivationHost {
   tellPid(pid: string, method: string, payload: unknown): void
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R>
   whenWritable(pid: string | undefined, timeoutMs: number | undefined): Promise<void>
+  publish(topic: string, payload: unknown, timeoutMs: number | undefined): Promise<PublishResult>
   /** A call chain id unique in the cluster. */
   newCallChain(): string
 }
@@ -165,6 +167,10 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
 
   whenWritable(pid?: string, options?: { timeoutMs?: number }): Promise<void> {
     return this.host.whenWritable(pid, options?.timeoutMs)
+  }
+
+  publish(topic: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<PublishResult> {
+    return this.host.publish(topic, payload, options?.timeoutMs)
   }
 
   deactivate(): void {

@@ -10,6 +10,7 @@
  * activation's.
  */
 
+import type { PublishResult } from '../../common/publish-result.js'
 import type { GrainContext } from '../../grains/grain-context.js'
 import type { Activation } from './activation.js'
 
@@ -54,6 +55,10 @@ export class InterleavedCall implements GrainContext {
 
   whenWritable(pid?: string, options?: { timeoutMs?: number }): Promise<void> {
     return this.activation.whenWritable(pid, options)
+  }
+
+  publish(topic: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<PublishResult> {
+    return this.activation.publish(topic, payload, options)
   }
 
   deactivate(): void {

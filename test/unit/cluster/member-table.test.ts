@@ -180,3 +180,21 @@ describe('replicated data entries (a Lamport last-writer-wins map on gossip)', (
     )
   })
 })
+
+describe('replicated data written by a restarted incarnation of an authority', () => {
+  it('spreads data written before the node learned of its previous incarnation', () => {
+    const sync = (to: MemberTable, from: MemberTable): void => void to.apply(from.deltaFor(to.vv()), from.vv())
+    const old = new MemberTable('x:1')
+    const peer = new MemberTable('y:1')
+    old.writeData('a', 1)
+    old.writeData('b', 2)
+    old.writeData('c', 3)
+    sync(peer, old) // the peer has seen x:1 up to seq 3
+    const fresh = new MemberTable('x:1') // restarted at the same address: its sequence starts again
+    fresh.writeData('new-topic', 'made before the welcome') // seq 1, which the peer takes for seen
+    sync(fresh, peer) // the welcome: fresh learns x:1 was at 3
+    sync(peer, fresh)
+    expect(peer.data('new-topic')).toBe('made before the welcome')
+    expect(peer.digest()).toBe(fresh.digest())
+  })
+})

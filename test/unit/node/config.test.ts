@@ -157,7 +157,19 @@ describe('resolveConfig', () => {
       askTimeoutMs: 10_000,
       metrics: { processMetrics: false, workerStatsIntervalMs: 1_000 },
       cluster: { clusterName: 'demo', secret: 'secret-123', seeds: ['127.0.0.1:4050', '127.0.0.1:4051'], host: '0.0.0.0', port: 4050, advertisedAuthority: 'node1:4050', failureDetector: { profile: 'test' } },
+      pubsub: { topics: {} },
     })
+  })
+
+  it('maps the pubsub section: start-up topics from the file, env or flag (JSON), checked by the schema', () => {
+    const file = writeConfig({ pubsub: { topics: { orders: { delivery: 'at-most-once' }, 'audit.log': { partitionPolicy: 'drop', redelivery: { retries: 2 } } } } })
+    expect(toGrainNodeOptions(resolveConfig({ file, env: {}, flags: REQUIRED })).pubsub).toEqual({ topics: { orders: { delivery: 'at-most-once' }, 'audit.log': { partitionPolicy: 'drop', redelivery: { retries: 2 } } } })
+    expect(resolveConfig({ file, env: { GRAINCLUSTER_PUBSUB_TOPICS: '{"env-topic":{}}' }, flags: REQUIRED }).pubsub.topics).toEqual({ 'env-topic': {} })
+    const issues = issuesOf(catchErr(() => resolveConfig({ env: {}, flags: { ...REQUIRED, 'pubsub-topics': '{"t":{"delivery":"exactly-once"},"bad name":{}}' } }))).join('\n')
+    expect(issues).toContain('pubsub.topics.t.delivery')
+    expect(issues).toContain('--pubsub-topics')
+    expect(issues).toMatch(/bad name/)
+    expect(issuesOf(catchErr(() => resolveConfig({ env: { GRAINCLUSTER_PUBSUB_TOPICS: 'orders' }, flags: REQUIRED }))).join()).toContain('pubsub.topics')
   })
 
   it('maps the metrics section: off, or process metrics, sampling interval and a Pushgateway', () => {
