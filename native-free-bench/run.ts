@@ -2,7 +2,7 @@
  * Benchmark runner (STYLE.md §8): one scope or all of them, each measured
  * against its baseline in the same run.
  *
- *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|remote|placement|http|all|failover|flood]
+ *   tsx native-free-bench/run.ts [--scope ring|envelope|codec|e2e|activation|gossip|membership|remote|placement|http|all|failover|flood|pubsub]
  *                                [--json] [--quick] [--spin <µs>]
  *
  * Prints the environment and one table per scope, and writes
@@ -38,6 +38,7 @@ const LOADERS: Record<ScopeName, () => Promise<ScopeModule>> = {
   failover: () => import('./failover.bench.js'),
   flood: () => import('./flood.bench.js'),
   http: () => import('./http.bench.js'),
+  pubsub: () => import('./pubsub.bench.js'),
 }
 
 const RESULTS_DIR = new URL('../bench-results/', import.meta.url)

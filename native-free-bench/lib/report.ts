@@ -8,7 +8,7 @@
 
 export const SCOPES = ['ring', 'envelope', 'codec', 'e2e', 'activation', 'gossip', 'membership', 'remote', 'placement', 'http'] as const
 /** Scopes that only run when named (--scope X): too slow for `all` and the smoke test. */
-export const ON_DEMAND_SCOPES = ['failover', 'flood'] as const
+export const ON_DEMAND_SCOPES = ['failover', 'flood', 'pubsub'] as const
 export type ScopeName = (typeof SCOPES)[number] | (typeof ON_DEMAND_SCOPES)[number]
 
 export type Cell = string | number | boolean | null

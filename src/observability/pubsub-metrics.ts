@@ -12,7 +12,16 @@ const DELIVERY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 
 export type DeliveryOutcome = 'delivered' | 'dropped' | 'failed'
 
+/** One topic's series, resolved once: prom-client hashes the label set on every labelled call. */
+interface TopicCells {
+  readonly published: { inc(): void }
+  readonly outcome: Record<DeliveryOutcome, { inc(): void }>
+  readonly redelivered: { inc(): void }
+  readonly latency: { observe(v: number): void }
+}
+
 export class PubSubMetrics {
+  readonly #cells = new Map<string, TopicCells>()
   readonly #published: Counter<'topic'>
   readonly #deliveries: Counter<'topic' | 'outcome'>
   readonly #redeliveries: Counter<'topic'>
@@ -44,16 +53,27 @@ export class PubSubMetrics {
     gauge('pubsub_deliveries_waiting', 'At-least-once deliveries from this node waiting to be sent again (bounded per topic by deferLimit).', (s) => s.waiting)
   }
 
+  #of(topic: string): TopicCells {
+    let c = this.#cells.get(topic)
+    if (c === undefined) {
+      const d = (outcome: DeliveryOutcome) => this.#deliveries.labels({ topic, outcome })
+      c = { published: this.#published.labels({ topic }), outcome: { delivered: d('delivered'), dropped: d('dropped'), failed: d('failed') }, redelivered: this.#redeliveries.labels({ topic }), latency: this.#latency.labels({ topic }) }
+      this.#cells.set(topic, c)
+    }
+    return c
+  }
+
   published(topic: string): void {
-    this.#published.inc({ topic })
+    this.#of(topic).published.inc()
   }
 
   delivery(topic: string, outcome: DeliveryOutcome, seconds?: number): void {
-    this.#deliveries.inc({ topic, outcome })
-    if (seconds !== undefined) this.#latency.observe({ topic }, seconds)
+    const c = this.#of(topic)
+    c.outcome[outcome].inc()
+    if (seconds !== undefined) c.latency.observe(seconds)
   }
 
   redelivered(topic: string): void {
-    this.#redeliveries.inc({ topic })
+    this.#of(topic).redelivered.inc()
   }
 }

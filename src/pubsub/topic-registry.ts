@@ -138,6 +138,8 @@ interface TopicEntry {
   settings: TopicSettings | undefined
   /** subscription key → subscriber */
   subscribers: Map<string, TopicSubscriber>
+  /** subscribers' values, built on the first read after a change (publishes read it, changes are rare) */
+  list: readonly TopicSubscriber[] | undefined
 }
 
 /**
@@ -167,9 +169,12 @@ export class TopicRegistry {
     return out.sort()
   }
 
-  subscribers(topic: string): TopicSubscriber[] {
+  /** The topic's subscribers; the same frozen array until they change. */
+  subscribers(topic: string): readonly TopicSubscriber[] {
     const t = this.#topics.get(topic)
-    return t === undefined ? [] : [...t.subscribers.values()]
+    if (t === undefined) return []
+    t.list ??= Object.freeze([...t.subscribers.values()])
+    return t.list
   }
 
   subscriptionCount(): number {
@@ -180,7 +185,7 @@ export class TopicRegistry {
 
   #entry(topic: string): TopicEntry {
     let t = this.#topics.get(topic)
-    if (t === undefined) this.#topics.set(topic, (t = { settings: undefined, subscribers: new Map() }))
+    if (t === undefined) this.#topics.set(topic, (t = { settings: undefined, subscribers: new Map(), list: undefined }))
     return t
   }
 
@@ -207,6 +212,7 @@ export class TopicRegistry {
         if (sub === undefined && had !== undefined) out.push({ type: 'unsubscribed', topic, subscriber: had })
         if (sub === undefined) t.subscribers.delete(k)
         else t.subscribers.set(k, sub)
+        t.list = undefined
       }
     }
     return out

@@ -34,3 +34,14 @@ describe('native-free-bench --quick', () => {
     for (const x of summary.results) expect(x.rows.length, x.scope).toBeGreaterThan(0)
   })
 })
+
+describe('native-free-bench --scope pubsub --quick (on demand, so not in the run above)', () => {
+  it('runs and passes its delivery checks', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'native-free-bench/run.ts', '--scope', 'pubsub', '--quick', '--json'], { cwd: ROOT, encoding: 'utf8', timeout: 90_000 })
+    expect(r.status, r.stderr.slice(-2000)).toBe(0)
+    const summary = JSON.parse(r.stdout) as { results: { scope: string; rows: unknown[] }[]; failures: unknown[] }
+    expect(summary.failures).toEqual([])
+    expect(summary.results.map((x) => x.scope)).toEqual(['pubsub'])
+    expect(summary.results[0]!.rows.length).toBeGreaterThan(0)
+  })
+})
