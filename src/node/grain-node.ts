@@ -277,8 +277,9 @@ export class GrainNode {
     this.pubsub = new PubSub({
       host: {
         events,
+        askTimeoutMs: options.askTimeoutMs,
         tell: (kind, key, method, payload) => this.tell(kind, key, method, payload),
-        ask: (kind, key, method, payload, o) => this.ask(kind, key, method, payload, o),
+        ask: (kind, key, method, payload, timeoutMs) => this.#deliveryAsk(kind, key, method, payload, timeoutMs),
         methodsOf: (kind) => host.kinds.get(kind)?.methods,
         blockedNow: (kind, key) => this.#blockedNow(kind, key),
       },
@@ -289,6 +290,24 @@ export class GrainNode {
   }
   /** Cluster PubSub (spec 9): topics replicated to every member on gossip, delivered to subscriber grains. */
   readonly pubsub: PubSub
+
+  /**
+   * One PubSub delivery attempt: an ask without retries (PubSub redelivers
+   * by its own policy) whose settings are resolved once per kind and
+   * timeout rather than merged and checked on every delivery.
+   */
+  #deliveryAsk(kind: string, key: string, method: string, payload: unknown, timeoutMs: number): Promise<unknown> {
+    const id = `${kind}\u0000${timeoutMs}`
+    let s = this.#deliverySettings.get(id)
+    if (s === undefined) {
+      s = this.#rpc.settingsFor(kind, { timeoutMs, retries: 0 })
+      // Timeouts cut short by a delivery's deadline vary: keep the map bounded.
+      if (this.#deliverySettings.size >= 1_024) this.#deliverySettings.clear()
+      this.#deliverySettings.set(id, s)
+    }
+    return this.#rpc.call({ kind, key, method }, s, (t) => this.#askOnce(kind, key, method, payload, t))
+  }
+  readonly #deliverySettings = new Map<string, ResolvedRpcSettings>()
 
   /** Why a call to kind/key could not leave this node now (PubSub's partition policy 'drop'), or undefined when it could. */
   #blockedNow(kind: string, key: string): GrainClusterError | undefined {

@@ -57,8 +57,11 @@ export interface TopicInfo {
 /** What the service needs of its GrainNode. */
 export interface PubSubHost {
   readonly events: EventStream
+  /** The node's default ask timeout: a delivery attempt's timeout when its topic sets none. */
+  readonly askTimeoutMs: number
   tell(kind: string, key: string, method: string, payload: unknown): void
-  ask(kind: string, key: string, method: string, payload: unknown, options: { timeoutMs: number; retries: 0 }): Promise<unknown>
+  /** One delivery attempt: an ask of at most `timeoutMs`, never retried by the RPC layer. */
+  ask(kind: string, key: string, method: string, payload: unknown, timeoutMs: number): Promise<unknown>
   /** The kind's method names, or undefined for an unknown kind. */
   methodsOf(kind: string): { has(method: string): boolean } | undefined
   /** Why a call to kind/key could not leave this node now (owner not connected, node not serving), or undefined when it could. */
@@ -265,8 +268,8 @@ export class PubSub {
       }
       let err: GrainClusterError
       try {
-        const budget = Math.max(1, Math.min(t.redelivery.attemptTimeoutMs, Math.ceil(deadline - performance.now())))
-        await this.#host.ask(s.kind, s.key, s.method, payload, { timeoutMs: budget, retries: 0 })
+        const budget = Math.max(1, Math.min(t.redelivery.attemptTimeoutMs ?? this.#host.askTimeoutMs, Math.ceil(deadline - performance.now())))
+        await this.#host.ask(s.kind, s.key, s.method, payload, budget)
         r.delivered++
         this.#metrics?.delivery(topic, 'delivered', (performance.now() - startedAt) / 1000)
         return

@@ -4,45 +4,48 @@
  * topic exists in the registry before anything is recorded for it (a
  * publish to an unknown topic fails first), so callers cannot grow the
  * label set with made-up names; subscriber keys never become labels.
+ * Counters and the histogram are plain-number families (metric-family.ts):
+ * they sit on the delivery path.
  */
 
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Gauge, type Registry } from 'prom-client'
+import { type Cell, Family } from './metric-family.js'
 
 const DELIVERY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export type DeliveryOutcome = 'delivered' | 'dropped' | 'failed'
 
-/** One topic's series, resolved once: prom-client hashes the label set on every labelled call. */
+/** One topic's cells, resolved once. */
 interface TopicCells {
-  readonly published: { inc(): void }
-  readonly outcome: Record<DeliveryOutcome, { inc(): void }>
-  readonly redelivered: { inc(): void }
-  readonly latency: { observe(v: number): void }
+  readonly published: Cell
+  readonly outcome: Record<DeliveryOutcome, Cell>
+  readonly redelivered: Cell
+  readonly latency: Cell
 }
 
 export class PubSubMetrics {
+  readonly #published: Family
+  readonly #deliveries: Family
+  readonly #redeliveries: Family
+  readonly #latency: Family
   readonly #cells = new Map<string, TopicCells>()
-  readonly #published: Counter<'topic'>
-  readonly #deliveries: Counter<'topic' | 'outcome'>
-  readonly #redeliveries: Counter<'topic'>
-  readonly #latency: Histogram<'topic'>
 
   constructor(registry: Registry, read: () => { topics: number; subscriptions: number; waiting: number }, prefix = 'graincluster_') {
-    const registers = [registry]
-    this.#published = new Counter({ name: `${prefix}pubsub_published_total`, help: 'Messages published to a topic from this node, by topic (publishes that failed for want of a topic or subscribers are not counted; see pubsub.publish-failed).', labelNames: ['topic'], registers })
-    this.#deliveries = new Counter({
-      name: `${prefix}pubsub_deliveries_total`,
-      help: 'Deliveries of published messages to subscribers, by topic and outcome: delivered (at-least-once: acknowledged; at-most-once: sent), dropped (partition policy drop, or the topic deferLimit reached), failed (the handler threw, or redelivery ran out).',
-      labelNames: ['topic', 'outcome'],
-      registers,
-    })
-    this.#redeliveries = new Counter({ name: `${prefix}pubsub_redeliveries_total`, help: 'At-least-once deliveries sent again after a retryable failure (unreachable owner, timeout, moved key), by topic.', labelNames: ['topic'], registers })
-    this.#latency = new Histogram({ name: `${prefix}pubsub_delivery_seconds`, help: 'From publish to the acknowledgement of an at-least-once delivery, redeliveries included, by topic.', labelNames: ['topic'], buckets: DELIVERY_BUCKETS, registers })
+    const family = (name: string, help: string, type: 'counter' | 'histogram', labels: string[], bounds?: number[]): Family => new Family(`${prefix}${name}`, help, type, labels, bounds).registerIn(registry)
+    this.#published = family('pubsub_published_total', 'Messages published to a topic from this node, by topic (publishes that failed for want of a topic or subscribers are not counted; see pubsub.publish-failed).', 'counter', ['topic'])
+    this.#deliveries = family(
+      'pubsub_deliveries_total',
+      'Deliveries of published messages to subscribers, by topic and outcome: delivered (at-least-once: acknowledged; at-most-once: sent), dropped (partition policy drop, or the topic deferLimit reached), failed (the handler threw, or redelivery ran out).',
+      'counter',
+      ['topic', 'outcome'],
+    )
+    this.#redeliveries = family('pubsub_redeliveries_total', 'At-least-once deliveries sent again after a retryable failure (unreachable owner, timeout, moved key), by topic.', 'counter', ['topic'])
+    this.#latency = family('pubsub_delivery_seconds', 'From publish to the acknowledgement of an at-least-once delivery, redeliveries included, by topic.', 'histogram', ['topic'], DELIVERY_BUCKETS)
     const gauge = (name: string, help: string, pick: (s: ReturnType<typeof read>) => number): void => {
       new Gauge({
         name: `${prefix}${name}`,
         help,
-        registers,
+        registers: [registry],
         collect() {
           this.set(pick(read()))
         },
@@ -56,24 +59,29 @@ export class PubSubMetrics {
   #of(topic: string): TopicCells {
     let c = this.#cells.get(topic)
     if (c === undefined) {
-      const d = (outcome: DeliveryOutcome) => this.#deliveries.labels({ topic, outcome })
-      c = { published: this.#published.labels({ topic }), outcome: { delivered: d('delivered'), dropped: d('dropped'), failed: d('failed') }, redelivered: this.#redeliveries.labels({ topic }), latency: this.#latency.labels({ topic }) }
+      const d = this.#deliveries
+      c = {
+        published: this.#published.cell(topic),
+        outcome: { delivered: d.cell(topic, 'delivered'), dropped: d.cell(topic, 'dropped'), failed: d.cell(topic, 'failed') },
+        redelivered: this.#redeliveries.cell(topic),
+        latency: this.#latency.cell(topic),
+      }
       this.#cells.set(topic, c)
     }
     return c
   }
 
   published(topic: string): void {
-    this.#of(topic).published.inc()
+    this.#of(topic).published.value++
   }
 
   delivery(topic: string, outcome: DeliveryOutcome, seconds?: number): void {
     const c = this.#of(topic)
-    c.outcome[outcome].inc()
-    if (seconds !== undefined) c.latency.observe(seconds)
+    c.outcome[outcome].value++
+    if (seconds !== undefined) this.#latency.observe(c.latency, seconds)
   }
 
   redelivered(topic: string): void {
-    this.#of(topic).redelivered.inc()
+    this.#of(topic).redelivered.value++
   }
 }

@@ -27,8 +27,12 @@ export type PartitionPolicy = 'defer' | 'drop'
 export interface RedeliverySettings {
   /** Deadline of one delivery, redeliveries included (ms). */
   readonly timeoutMs: number
-  /** Wait for one attempt's acknowledgement (ms). */
-  readonly attemptTimeoutMs: number
+  /**
+   * Wait for one attempt's acknowledgement (ms). Unset (the default): the
+   * publishing node's askTimeoutMs, whose calls share the node's timeout
+   * sweep; another value costs a timer per delivery attempt.
+   */
+  readonly attemptTimeoutMs?: number
   /** Redeliveries after the first attempt, for retryable failures only. */
   readonly retries: number
   readonly minDelayMs: number
@@ -61,7 +65,7 @@ export const DEFAULT_TOPIC_SETTINGS: TopicSettings = Object.freeze({
   delivery: 'at-least-once',
   partitionPolicy: 'defer',
   deferLimit: 10_000,
-  redelivery: Object.freeze({ timeoutMs: 30_000, attemptTimeoutMs: 5_000, retries: 10, minDelayMs: 100, maxDelayMs: 5_000 }),
+  redelivery: Object.freeze({ timeoutMs: 30_000, retries: 10, minDelayMs: 100, maxDelayMs: 5_000 }),
 })
 
 export const TOPIC_PREFIX = 'pubsub/t/'
@@ -98,7 +102,7 @@ export function resolveTopicSettings(topic: string, o: TopicOptions | undefined,
   // checkRpcSettings names unknown fields; these two are call settings a topic does not take (its backoff doubles, with full jitter).
   for (const k of ['factor', 'jitter']) if (k in r) issues.push(`redelivery.${k} is not a redelivery setting`)
   const redelivery: RedeliverySettings = { ...defaults.redelivery, ...r }
-  if (redelivery.attemptTimeoutMs > redelivery.timeoutMs) issues.push(`redelivery.attemptTimeoutMs (${redelivery.attemptTimeoutMs}) must not exceed redelivery.timeoutMs (${redelivery.timeoutMs})`)
+  if (redelivery.attemptTimeoutMs !== undefined && redelivery.attemptTimeoutMs > redelivery.timeoutMs) issues.push(`redelivery.attemptTimeoutMs (${redelivery.attemptTimeoutMs}) must not exceed redelivery.timeoutMs (${redelivery.timeoutMs})`)
   if (issues.length > 0) throw new GrainClusterError('ERR_PUBSUB_INVALID', `invalid settings of topic ${topic}: ${issues.join('; ')}`, { topic, issues })
   return { delivery: delivery as DeliveryGuarantee, partitionPolicy: partitionPolicy as PartitionPolicy, deferLimit: deferLimit as number, redelivery }
 }
