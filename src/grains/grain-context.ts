@@ -43,6 +43,15 @@ export interface GrainContext<S = unknown> {
    * for its own queue, so do not await that one (attach a catch instead).
    */
   publish(topic: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<PublishResult>
+  /**
+   * Subscribe this grain (its kind and key) to a topic: each message
+   * published to it is delivered as `method(payload)`, wherever the key is
+   * placed. Idempotent; the subscription outlives this activation.
+   * Rejects with ERR_PUBSUB_TOPIC_NOT_FOUND or ERR_PUBSUB_INVALID.
+   */
+  subscribe(topic: string, method: string): Promise<void>
+  /** Undo subscribe; resolves with whether there was such a subscription. */
+  unsubscribe(topic: string, method: string): Promise<boolean>
   /** Ask the runtime to passivate this activation after the current message. */
   deactivate(): void
 }

@@ -430,7 +430,13 @@ export class GrainNode {
     events.publish({ type: 'node.started', workers: o.workers, partitions: o.partitions })
     const node = new GrainNode(o, events, host, metrics, cluster, remote, placement)
     host.onWritableRequest = (pid, timeoutMs) => node.whenWritable(pid, timeoutMs === undefined ? undefined : { timeoutMs })
-    host.onPublishRequest = (topic, payload) => node.pubsub.publish(topic, payload)
+    host.onPubSubRequest = async (r) => {
+      if (r.op === 'publish') return node.pubsub.publish(r.topic, r.payload)
+      const s = { kind: r.kind, key: r.key, method: r.method }
+      if (r.op === 'unsubscribe') return node.pubsub.unsubscribe(r.topic, s)
+      node.pubsub.subscribe(r.topic, s)
+      return undefined
+    }
     for (const [topic, settings] of Object.entries(o.pubsubTopics)) node.pubsub.createResolvedTopic(topic, settings)
     node.#handoff = handoff
     const push = o.metricsPush

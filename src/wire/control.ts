@@ -67,13 +67,19 @@ export const CONTROL_TYPES = {
    */
   CALL_STATS: 9,
   /**
-   * worker → main, flagged ASK (correlation id, reply_to): { topic, payload }
-   * from a grain's ctx.publish. The main thread publishes with node.pubsub
-   * and answers with the PublishResult (payload codec), or an error reply.
-   * It rides the worker's ring behind the grain's earlier calls.
+   * worker → main, flagged ASK (correlation id, reply_to): a grain's
+   * PubSub call (PubSubRequest: ctx.publish, ctx.subscribe,
+   * ctx.unsubscribe). The main thread runs it on node.pubsub and answers
+   * with its result (payload codec), or an error reply. It rides the
+   * worker's ring behind the grain's earlier calls.
    */
-  PUBLISH_REQUEST: 10,
+  PUBSUB_REQUEST: 10,
 } as const
+/** What a PUBSUB_REQUEST carries. */
+export type PubSubRequest =
+  | { op: 'publish'; topic: string; payload: unknown }
+  | { op: 'subscribe' | 'unsubscribe'; topic: string; kind: string; key: string; method: string }
+
 export type ControlType = (typeof CONTROL_TYPES)[keyof typeof CONTROL_TYPES]
 
 /** Longest grain key accepted, in UTF-16 code units. */

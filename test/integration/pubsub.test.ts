@@ -153,11 +153,21 @@ describe('PubSub across two nodes', () => {
     expect(await a.ask('inbox', onA, 'received')).toEqual([{ headline: 'up' }])
     expect(await a.ask('inbox', onB, 'received')).toEqual([{ headline: 'up' }])
 
+    // A grain subscribes itself (ctx.subscribe), here one placed on b, and the registry spreads it to a.
+    const selfSub = keyPlacedOn(b, 'inbox', 'self-', b)
+    await a.ask('inbox', selfSub, 'join', 'news')
+    expect(await a.ask('inbox', selfSub, 'joinBadly', 'news')).toBe('ERR_PUBSUB_INVALID')
+    await waitUntil(() => a.pubsub.topic('news')?.subscribers.length === 3, { what: 'a learns of the grain’s own subscription' })
+    expect((await a.pubsub.publish('news', { headline: 'three' })).delivered).toBe(3)
+    expect(await a.ask('inbox', selfSub, 'received')).toEqual([{ headline: 'three' }])
+    expect(await a.ask('inbox', selfSub, 'leave', 'news')).toBe(true)
+    await waitUntil(() => a.pubsub.topic('news')?.subscribers.length === 2, { what: 'a learns of the unsubscription' })
+
     // A grain publishes too (ctx.publish, through its node's main thread), here from the other node.
     const publisherOnB = keyPlacedOn(b, 'publisher', 'pub-', b)
     const fromGrain = await a.ask<{ delivered: number; subscribers: number }>('publisher', publisherOnB, 'announce', { topic: 'news', msg: { headline: 'from a grain' } })
     expect(fromGrain).toMatchObject({ topic: 'news', subscribers: 2, delivered: 2, dropped: [], failed: [] })
-    expect(await a.ask('inbox', onA, 'received')).toEqual([{ headline: 'up' }, { headline: 'from a grain' }])
+    expect(await a.ask('inbox', onA, 'received')).toEqual([{ headline: 'up' }, { headline: 'three' }, { headline: 'from a grain' }])
     expect(await a.ask('publisher', publisherOnB, 'announce', { topic: 'no-such-topic', msg: 1 })).toEqual({ error: 'ERR_PUBSUB_TOPIC_NOT_FOUND' })
 
     expect(b.pubsub.deleteTopic('news')).toBe(true)

@@ -26,7 +26,7 @@ import { kindKeyOf, messageTypeId as messageTypeIdOf, partitionOf, workerOfParti
 import type { KindDescriptor, MethodSchemas } from '../../grains/kind-registry.js'
 import type { EventStream } from '../../observability/event-stream.js'
 import type { EventInit, RuntimeEvent } from '../../observability/events.js'
-import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, threadOfWorker, workerOfThread } from '../../wire/control.js'
+import { CONTROL_TYPES, MAIN_THREAD, MAX_KEY_LENGTH, type PubSubRequest, threadOfWorker, workerOfThread } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
@@ -412,7 +412,7 @@ export class WorkerHost {
         if (r.messageType === CONTROL_TYPES.EVENT) this.#publishWorkerEvent(r.payload())
         else if (r.messageType === CONTROL_TYPES.PID_REQUEST) this.#onPidRequest(link, r)
         else if (r.messageType === CONTROL_TYPES.WRITABLE_REQUEST) this.#onWritableRequest(link, r)
-        else if (r.messageType === CONTROL_TYPES.PUBLISH_REQUEST) this.#onPublishRequest(link, r)
+        else if (r.messageType === CONTROL_TYPES.PUBSUB_REQUEST) this.#onPubSubRequest(link, r)
         else if (r.messageType === CONTROL_TYPES.CALL_STATS) this.#onCallStats(link, r)
         else this.#onHandoffControl(link, r)
       } else if ((flags & FLAGS.PID_RUN) !== 0) this.#onPidRun(link, r)
@@ -711,17 +711,22 @@ export class WorkerHost {
     })
   }
 
-  #onPublishRequest(link: WorkerLink, r: EnvelopeReader): void {
-    this.#onServiceRequest(link, r, 'publish', (msg) => {
-      const publish = this.onPublishRequest
-      if (typeof msg.topic !== 'string') throw new GrainClusterError('ERR_FRAME_MALFORMED', 'publish request without a topic')
-      if (publish === undefined) throw new GrainClusterError('ERR_CONFIG_MISSING', 'this worker host has no PubSub to publish with')
-      return publish(msg.topic, msg.payload)
+  #onPubSubRequest(link: WorkerLink, r: EnvelopeReader): void {
+    this.#onServiceRequest(link, r, 'pubsub', async (msg) => {
+      const serve = this.onPubSubRequest
+      if (typeof msg.topic !== 'string') throw new GrainClusterError('ERR_FRAME_MALFORMED', 'pubsub request without a topic')
+      if (serve === undefined) throw new GrainClusterError('ERR_CONFIG_MISSING', 'this worker host has no PubSub')
+      if (msg.op === 'publish') return serve({ op: 'publish', topic: msg.topic, payload: msg.payload })
+      const { kind, key, method } = msg
+      if ((msg.op !== 'subscribe' && msg.op !== 'unsubscribe') || typeof kind !== 'string' || typeof key !== 'string' || typeof method !== 'string') {
+        throw new GrainClusterError('ERR_FRAME_MALFORMED', 'pubsub request with an unknown op or without its subscriber')
+      }
+      return serve({ op: msg.op, topic: msg.topic, kind, key, method })
     })
   }
 
-  /** Set by the node: a grain's ctx.publish (node.pubsub.publish). */
-  onPublishRequest: ((topic: string, payload: unknown) => Promise<unknown>) | undefined
+  /** Set by the node: a grain's ctx.publish / subscribe / unsubscribe, run on node.pubsub. */
+  onPubSubRequest: ((req: PubSubRequest) => Promise<unknown>) | undefined
 
   /**
    * Set by the node: resolves once the node may send to `pid` (GrainNode.whenWritable),

@@ -9,6 +9,7 @@
  */
 
 import type { PublishResult } from '../../common/publish-result.js'
+import type { PubSubRequest } from '../../wire/control.js'
 import type { GrainContext } from '../../grains/grain-context.js'
 import type { KindEntry, MethodEntry } from '../../grains/kind-registry.js'
 import { KeyMailbox } from './key-limits.js'
@@ -46,7 +47,7 @@ export interface ActivationHost {
   tellPid(pid: string, method: string, payload: unknown): void
   askPid<R>(pid: string, method: string, payload: unknown, timeoutMs: number | undefined, chain: string | undefined): Promise<R>
   whenWritable(pid: string | undefined, timeoutMs: number | undefined): Promise<void>
-  publish(topic: string, payload: unknown, timeoutMs: number | undefined): Promise<PublishResult>
+  pubsub<R>(req: PubSubRequest, timeoutMs: number | undefined): Promise<R>
   /** A call chain id unique in the cluster. */
   newCallChain(): string
 }
@@ -170,7 +171,15 @@ export class Activation extends KeyMailbox<QueuedMessage> implements GrainContex
   }
 
   publish(topic: string, payload?: unknown, options?: { timeoutMs?: number }): Promise<PublishResult> {
-    return this.host.publish(topic, payload, options?.timeoutMs)
+    return this.host.pubsub({ op: 'publish', topic, payload }, options?.timeoutMs)
+  }
+
+  async subscribe(topic: string, method: string): Promise<void> {
+    await this.host.pubsub({ op: 'subscribe', topic, kind: this.kind, key: this.key, method }, undefined)
+  }
+
+  unsubscribe(topic: string, method: string): Promise<boolean> {
+    return this.host.pubsub<boolean>({ op: 'unsubscribe', topic, kind: this.kind, key: this.key, method }, undefined)
   }
 
   deactivate(): void {

@@ -61,6 +61,14 @@ export class InterleavedCall implements GrainContext {
     return this.activation.publish(topic, payload, options)
   }
 
+  subscribe(topic: string, method: string): Promise<void> {
+    return this.activation.subscribe(topic, method)
+  }
+
+  unsubscribe(topic: string, method: string): Promise<boolean> {
+    return this.activation.unsubscribe(topic, method)
+  }
+
   deactivate(): void {
     this.activation.deactivate()
   }

@@ -20,9 +20,8 @@ import { kindKeyOf, messageTypeId, partitionOf, workerOfPartition } from '../../
 import { type PlacementCandidate, rendezvousOwner } from '../../common/rendezvous.js'
 import { type Pid, parsePid } from '../../common/pid.js'
 import { TextMemo } from '../../common/text-memo.js'
-import type { PublishResult } from '../../common/publish-result.js'
 import { methodById, type KindEntry, type KindRegistry, type MethodEntry } from '../../grains/kind-registry.js'
-import { CONTROL_TYPES, MAX_KEY_LENGTH, threadOfWorker } from '../../wire/control.js'
+import { CONTROL_TYPES, MAX_KEY_LENGTH, type PubSubRequest, threadOfWorker } from '../../wire/control.js'
 import { EnvelopeReader, EnvelopeWriter, FLAGS, InternedString } from '../../wire/envelope.js'
 import { prepareErrorReply } from '../../wire/error-frame.js'
 import { settleReply } from '../../wire/reply.js'
@@ -1236,23 +1235,23 @@ export class PartitionHost implements ActivationHost {
     return this.#await<void>(corr, target.kind, target.key, 'whenWritable', ms + WRITABLE_REPLY_GRACE_MS, false)
   }
 
-  /** ctx.publish (see GrainContext): the main thread publishes and answers with the PublishResult. */
-  publish(topic: string, payload: unknown, timeoutMs: number | undefined): Promise<PublishResult> {
+  /** ctx.publish / subscribe / unsubscribe (see GrainContext): node.pubsub runs it on the main thread and answers with its result. */
+  pubsub<R>(req: PubSubRequest, timeoutMs: number | undefined): Promise<R> {
     const corr = this.#pending.reserve()
     try {
-      if (typeof topic !== 'string') throw new GrainClusterError('ERR_PUBSUB_INVALID', `a topic name is a string (got ${typeof topic})`)
+      if (typeof req.topic !== 'string') throw new GrainClusterError('ERR_PUBSUB_INVALID', `a topic name is a string (got ${typeof req.topic})`)
       const w = this.#writer.reset()
       w.flags = FLAGS.CONTROL | FLAGS.ASK
-      w.messageType = CONTROL_TYPES.PUBLISH_REQUEST
+      w.messageType = CONTROL_TYPES.PUBSUB_REQUEST
       w.correlationId = corr
       w.replyTo = this.self
-      w.payloadBytes = encodeToBytes(this.codec, { topic, payload })
+      w.payloadBytes = encodeToBytes(this.codec, req)
       this.sender.send(w)
     } catch (e) {
-      return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { topic }))
+      return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { topic: req.topic }))
     }
     const ms = typeof timeoutMs === 'number' && timeoutMs > 0 ? Math.min(timeoutMs, MAX_TIMER_MS) : this.askTimeoutMs
-    return this.#await<PublishResult>(corr, 'pubsub', topic, 'publish', ms, false)
+    return this.#await<R>(corr, 'pubsub', req.topic, req.op, ms, false)
   }
 
   /**
