@@ -56,6 +56,7 @@ export const ERROR_CODES = {
   ERR_PUBSUB_TOPIC_NOT_FOUND: { http: 404, retryable: false, summary: 'No topic of that name exists in the cluster (as this node knows it): nothing was published or subscribed.' },
   ERR_PUBSUB_TOPIC_CONFLICT: { http: 409, retryable: false, summary: 'The topic exists with other settings; delete it before creating it with new ones.' },
   ERR_PUBSUB_NO_SUBSCRIBERS: { http: 409, retryable: false, summary: 'The topic has no subscribers: the publish was not delivered anywhere and counts as failed.' },
+  ERR_PUBSUB_REGISTRY_FULL: { http: 507, retryable: false, summary: 'The replicated topic registry is at its size limit (gossip carries it whole to every newcomer): no new topic or subscription until some are deleted.' },
   ERR_PUBSUB_DEFERRED_FULL: { http: 503, retryable: false, summary: "A delivery waiting for redelivery was dropped because the topic's deferLimit of waiting deliveries was reached." },
 } as const
 

@@ -364,6 +364,11 @@ export class ClusterNode {
     return changed
   }
 
+  /** About how many bytes the replicated data map takes in a gossip message (MemberTable.dataBytes). */
+  get dataBytes(): number {
+    return this.core.table.dataBytes
+  }
+
   /** The live value of a replicated data key (undefined when absent or deleted). */
   readData(key: string): unknown {
     return this.core.table.data(key)

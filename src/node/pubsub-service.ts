@@ -71,6 +71,8 @@ export interface PubSubHost {
 /** A data map for a node without a cluster: the registry lives in this process only. */
 export class LocalDataMap implements DataMap {
   readonly #m = new Map<string, unknown>()
+  /** Not gossiped: no frame to fit in. */
+  readonly dataBytes = 0
   writeData(key: string, value: unknown): boolean {
     if (JSON.stringify(this.#m.get(key) ?? null) === JSON.stringify(value)) return false
     if (value === null) this.#m.delete(key)

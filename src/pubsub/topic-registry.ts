@@ -72,6 +72,14 @@ export const TOPIC_PREFIX = 'pubsub/t/'
 export const SUBSCRIPTION_PREFIX = 'pubsub/s/'
 const TOPIC_RE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$/
 const MAX_DEFER_LIMIT = 10_000_000
+/**
+ * Size the replicated map may reach before new registry entries are
+ * refused (ERR_PUBSUB_REGISTRY_FULL): a newcomer's welcome carries the
+ * whole map, tombstones included, in one frame of at most 4 MiB (the
+ * transport's default), beside the member table. About 10 000 short
+ * subscriptions.
+ */
+export const MAX_REGISTRY_BYTES = 2 * 1024 * 1024
 
 export const topicKey = (topic: string): string => TOPIC_PREFIX + topic
 export const subscriptionKey = (topic: string, s: TopicSubscriber): string => `${SUBSCRIPTION_PREFIX}${topic}\u0000${s.kind}\u0000${s.key}\u0000${s.method}`
@@ -126,6 +134,8 @@ function readSubscriber(u: unknown): TopicSubscriber | undefined {
 
 /** What the driver needs of the replicated data map (ClusterNode has it; a lone node uses a local map). */
 export interface DataMap {
+  /** About how many bytes the whole map takes in a gossip message, tombstones included (0 for a map that is not gossiped). */
+  readonly dataBytes: number
   writeData(key: string, value: unknown): boolean
   /** The live value of a key (undefined when absent or deleted). */
   readData(key: string): unknown
@@ -229,14 +239,22 @@ export class TopicRegistry {
       if (JSON.stringify(cur) === JSON.stringify(settings)) return []
       throw new GrainClusterError('ERR_PUBSUB_TOPIC_CONFLICT', `topic ${topic} exists with other settings (${JSON.stringify(cur)}); delete it first to change them`, { topic })
     }
-    this.#map.writeData(topicKey(topic), settings)
-    return this.changed([topicKey(topic)])
+    return this.declare(topic, settings)
   }
 
   /** Write a topic whatever the registry holds for it now (a node's configured topics). */
   declare(topic: string, settings: TopicSettings): RegistryChange[] {
-    this.#map.writeData(topicKey(topic), settings)
+    this.#write(topic, topicKey(topic), settings)
     return this.changed([topicKey(topic)])
+  }
+
+  /** Write an entry, unless it would grow the replicated map past MAX_REGISTRY_BYTES. */
+  #write(topic: string, key: string, value: unknown): void {
+    const grow = key.length + JSON.stringify(value).length + 128
+    if (this.#map.dataBytes + grow > MAX_REGISTRY_BYTES && JSON.stringify(this.#map.readData(key)) !== JSON.stringify(value)) {
+      throw new GrainClusterError('ERR_PUBSUB_REGISTRY_FULL', `the replicated registry holds about ${this.#map.dataBytes} bytes (tombstones included) and may hold ${MAX_REGISTRY_BYTES}: delete topics or subscriptions first`, { topic, limit: MAX_REGISTRY_BYTES, size: this.#map.dataBytes })
+    }
+    this.#map.writeData(key, value)
   }
 
   /** Delete a topic and the subscriptions this node knows of (a subscription made concurrently elsewhere may survive, unused until the topic is created again). */
@@ -248,7 +266,7 @@ export class TopicRegistry {
 
   subscribe(topic: string, s: TopicSubscriber): RegistryChange[] {
     const k = subscriptionKey(topic, s)
-    this.#map.writeData(k, { kind: s.kind, key: s.key, method: s.method })
+    this.#write(topic, k, { kind: s.kind, key: s.key, method: s.method })
     return this.changed([k])
   }
 

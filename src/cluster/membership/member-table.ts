@@ -78,6 +78,11 @@ export interface ApplyResult {
   dataTouched: Set<string>
 }
 
+/** A data entry's size in a gossip message, roughly: key, value as JSON, and the fixed fields with their names (measured with the binary codec). */
+function entryBytes(c: DataChange): number {
+  return c.key.length + c.origin.length + (c.value === null ? 4 : JSON.stringify(c.value).length) + 104
+}
+
 /** (clock, origin) order of data writes: true when `a` wins over `b`. */
 function dataWins(a: DataChange, b: DataChange): boolean {
   return a.clock > b.clock || (a.clock === b.clock && a.origin > b.origin)
@@ -105,6 +110,8 @@ export class MemberTable {
   readonly #members = new Map<string, Map<string, MemberChange>>()
   readonly #reach = new Map<string, ReachChange>()
   readonly #data = new Map<string, DataChange>()
+  /** Approximate size of the data entries as gossip carries them (dataBytes). */
+  #dataBytes = 0
   /** Data keys this table (this incarnation) wrote itself; see #restampOwnData. */
   readonly #ownData = new Set<string>()
   readonly #vv = new Map<string, number>()
@@ -323,9 +330,24 @@ export class MemberTable {
     const cur = this.#data.get(key)
     if (cur === undefined ? value === null : JSON.stringify(cur.value) === JSON.stringify(value)) return undefined
     const c: DataChange = { kind: 'data', origin: this.self, seq: this.#nextSeq(), key, clock: (cur?.clock ?? 0) + 1, value }
-    this.#data.set(key, c)
+    this.#putData(c, cur)
     this.#ownData.add(key)
     return c
+  }
+
+  #putData(c: DataChange, cur: DataChange | undefined): void {
+    if (cur !== undefined) this.#dataBytes -= entryBytes(cur)
+    this.#dataBytes += entryBytes(c)
+    this.#data.set(c.key, c)
+  }
+
+  /**
+   * About how many bytes the data entries take in a full gossip message (a
+   * newcomer's welcome carries them all), tombstones included: writers keep
+   * it well under the transport's frame limit.
+   */
+  get dataBytes(): number {
+    return this.#dataBytes
   }
 
   /** The value of a replicated data key (undefined when absent or deleted). */
@@ -416,7 +438,7 @@ export class MemberTable {
   #applyData(c: DataChange, result: ApplyResult): void {
     const cur = this.#data.get(c.key)
     if (cur !== undefined && !dataWins(c, cur)) return
-    this.#data.set(c.key, c)
+    this.#putData(c, cur)
     result.changed = true
     if (cur === undefined ? c.value !== null : JSON.stringify(cur.value) !== JSON.stringify(c.value)) result.dataTouched.add(c.key)
   }

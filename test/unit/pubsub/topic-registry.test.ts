@@ -1,13 +1,25 @@
 import { describe, expect, it } from 'vitest'
 import { GrainClusterError } from '../../../src/common/errors.js'
 import { MemberTable } from '../../../src/cluster/membership/member-table.js'
-import { DEFAULT_TOPIC_SETTINGS, resolveTopicSettings, subscriptionKey, TopicRegistry, topicKey, type DataMap } from '../../../src/pubsub/topic-registry.js'
+import { DEFAULT_TOPIC_SETTINGS, MAX_REGISTRY_BYTES, resolveTopicSettings, subscriptionKey, TopicRegistry, topicKey, type DataMap } from '../../../src/pubsub/topic-registry.js'
 import { catchErr } from '../../helpers/catch-error.js'
+import { binaryCodec, encodeToBytes } from '../../../src/wire/payload-codec.js'
+import { DEFAULT_MAX_FRAME_BYTES } from '../../../src/remote/transport/frame-codec.js'
 
 /** A member table and the registry's data map over it, as a node's ClusterNode offers it. */
 function tableMap(self: string): { t: MemberTable; map: DataMap } {
   const t = new MemberTable(self)
-  return { t, map: { writeData: (k, v) => t.writeData(k, v) !== undefined, readData: (k) => t.data(k), dataEntries: (p) => t.dataEntries(p) } }
+  return {
+    t,
+    map: {
+      get dataBytes() {
+        return t.dataBytes
+      },
+      writeData: (k, v) => t.writeData(k, v) !== undefined,
+      readData: (k) => t.data(k),
+      dataEntries: (p) => t.dataEntries(p),
+    },
+  }
 }
 const sync = (to: MemberTable, from: MemberTable): string[] => [...to.apply(from.deltaFor(to.vv()), from.vv()).dataTouched]
 const sub = { kind: 'inbox', key: 'k1', method: 'receive' }
@@ -53,5 +65,30 @@ describe('TopicRegistry over replicated data', () => {
     expect(r.subscribers('later')).toEqual([sub])
     // A registry built over a map that already holds entries starts with them.
     expect(new TopicRegistry(map).subscribers('later')).toEqual([sub])
+  })
+})
+
+describe('registry size', () => {
+  it('refuses new entries before a newcomer’s welcome, tombstones included, could outgrow a transport frame', () => {
+    const { t, map } = tableMap('127.0.0.1:40001')
+    const r = new TopicRegistry(map)
+    r.create('big', DEFAULT_TOPIC_SETTINGS)
+    let refused: unknown
+    let n = 0
+    for (; n < 100_000 && refused === undefined; n++) {
+      // Long keys, and every other subscription deleted again: tombstones count too.
+      const s = { kind: 'some-subscriber-kind', key: `user-${n}-${'k'.repeat(150)}`, method: 'onMessage' }
+      refused = catchErr(() => r.subscribe('big', s))
+      if (refused === undefined && n % 2 === 1) r.unsubscribe('big', s)
+    }
+    expect(GrainClusterError.is(refused, 'ERR_PUBSUB_REGISTRY_FULL')).toBe(true)
+    expect(n).toBeGreaterThan(1_000)
+    expect(t.dataBytes).toBeLessThanOrEqual(MAX_REGISTRY_BYTES)
+    // What a newcomer would receive fits in one frame with room for the member table.
+    const snap = t.snapshot()
+    const welcome = encodeToBytes(binaryCodec, { t: 'welcome', vv: snap.vv, changes: snap.changes })
+    expect(welcome.length).toBeLessThan(DEFAULT_MAX_FRAME_BYTES * 0.75)
+    // Existing entries can still be rewritten and deleted.
+    expect(() => r.unsubscribe('big', { kind: 'some-subscriber-kind', key: `user-0-${'k'.repeat(150)}`, method: 'onMessage' })).not.toThrow()
   })
 })
