@@ -47,6 +47,8 @@ import { decideRetry, isGrainThrown, type ResolvedRpcSettings } from '../rpc/ret
 
 /** Longest data-map key a member accepts in gossip (cluster/messages.ts): a longer subscription would be refused by every peer. */
 const MAX_ENTRY_KEY = 512
+/** At-least-once deliveries of one publish in flight at once (a topic with more subscribers is delivered in lanes). */
+export const MAX_DELIVERIES_IN_FLIGHT = 256
 
 export interface TopicInfo {
   readonly topic: string
@@ -235,7 +237,15 @@ export class PubSub {
       return r
     }
     const startedAt = performance.now()
-    await Promise.all(subs.map((s) => this.#askOne(topic, settings, s, payload, r, startedAt)))
+    if (subs.length <= MAX_DELIVERIES_IN_FLIGHT) await Promise.all(subs.map((s) => this.#askOne(topic, settings, s, payload, r, startedAt)))
+    else {
+      // A large topic: a bounded number of lanes, so one publish does not put thousands of calls in flight at once.
+      let next = 0
+      const lane = async (): Promise<void> => {
+        while (next < subs.length) await this.#askOne(topic, settings, subs[next++]!, payload, r, startedAt)
+      }
+      await Promise.all(Array.from({ length: MAX_DELIVERIES_IN_FLIGHT }, lane))
+    }
     return r
   }
 

@@ -97,6 +97,15 @@ describe('PubSub on one node', () => {
     expect((await n.pubsub.publish('empty', 'still here')).delivered).toBe(1)
   })
 
+  it('delivers to a topic with more subscribers than one publish keeps in flight', async () => {
+    const n = await lone()
+    n.pubsub.createTopic('crowd')
+    const keys = Array.from({ length: 300 }, (_, i) => `c${i}`)
+    for (const k of keys) n.pubsub.subscribe('crowd', inbox(k))
+    expect(await n.pubsub.publish('crowd', 'hello')).toMatchObject({ subscribers: 300, delivered: 300, dropped: [], failed: [] })
+    for (const k of [keys[0]!, keys[255]!, keys[256]!, keys[299]!]) expect(await n.ask('inbox', k, 'received')).toEqual(['hello'])
+  })
+
   it('redelivers after a timeout, never after a handler throws, and counts both', async () => {
     const n = await lone()
     const events = record(n)
