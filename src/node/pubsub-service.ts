@@ -129,7 +129,7 @@ export class PubSub {
   #announce(changes: readonly RegistryChange[]): void {
     const ev = this.#host.events
     for (const c of changes) {
-      if (c.type === 'topic-created') ev.publish({ type: 'pubsub.topic-created', topic: c.topic, delivery: c.settings.delivery, partitionPolicy: c.settings.partitionPolicy })
+      if (c.type === 'topic-created' || c.type === 'topic-changed') ev.publish({ type: `pubsub.${c.type}`, topic: c.topic, delivery: c.settings.delivery, partitionPolicy: c.settings.partitionPolicy })
       else if (c.type === 'topic-deleted') ev.publish({ type: 'pubsub.topic-deleted', topic: c.topic })
       else ev.publish({ type: c.type === 'subscribed' ? 'pubsub.subscribed' : 'pubsub.unsubscribed', topic: c.topic, ...c.subscriber })
     }

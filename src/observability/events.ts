@@ -424,6 +424,12 @@ export interface PubSubTopicCreated extends Base<'pubsub.topic-created'> {
   delivery: 'at-least-once' | 'at-most-once'
   partitionPolicy: 'defer' | 'drop'
 }
+/** The topic's settings changed under this node: another write won (two members created it at once with different settings, or a node declared other settings at start). */
+export interface PubSubTopicChanged extends Base<'pubsub.topic-changed'> {
+  topic: string
+  delivery: 'at-least-once' | 'at-most-once'
+  partitionPolicy: 'defer' | 'drop'
+}
 export interface PubSubTopicDeleted extends Base<'pubsub.topic-deleted'> {
   topic: string
 }
@@ -520,6 +526,7 @@ export type RuntimeEvent =
   | RpcSerializationFailed
   | HandshakeSchemaMismatch
   | PubSubTopicCreated
+  | PubSubTopicChanged
   | PubSubTopicDeleted
   | PubSubSubscribed
   | PubSubUnsubscribed

@@ -145,6 +145,8 @@ export interface DataMap {
 export type RegistryChange =
   | { type: 'topic-created'; topic: string; settings: TopicSettings }
   | { type: 'topic-deleted'; topic: string }
+  /** Another write of the topic won (two members created it at once with different settings, or a node declared other settings). */
+  | { type: 'topic-changed'; topic: string; settings: TopicSettings }
   | { type: 'subscribed'; topic: string; subscriber: TopicSubscriber }
   | { type: 'unsubscribed'; topic: string; subscriber: TopicSubscriber }
 
@@ -214,6 +216,7 @@ export class TopicRegistry {
         const settings = v === undefined ? undefined : readTopicSettings(topic, v)
         if (t.settings === undefined && settings !== undefined) out.push({ type: 'topic-created', topic, settings })
         else if (t.settings !== undefined && settings === undefined) out.push({ type: 'topic-deleted', topic })
+        else if (t.settings !== undefined && settings !== undefined && JSON.stringify(t.settings) !== JSON.stringify(settings)) out.push({ type: 'topic-changed', topic, settings })
         t.settings = settings
       } else if (k.startsWith(SUBSCRIPTION_PREFIX)) {
         const [topic] = k.slice(SUBSCRIPTION_PREFIX.length).split('\u0000', 1)

@@ -51,6 +51,20 @@ describe('TopicRegistry over replicated data', () => {
     expect(ra.topics()).toEqual([])
   })
 
+  it('reports a topic whose settings another write replaced (two members created it at once)', () => {
+    const { t: a, map: ma } = tableMap('a:1')
+    const { t: b, map: mb } = tableMap('b:1')
+    const ra = new TopicRegistry(ma)
+    const rb = new TopicRegistry(mb)
+    ra.create('race', DEFAULT_TOPIC_SETTINGS)
+    const other = { ...DEFAULT_TOPIC_SETTINGS, delivery: 'at-most-once' as const }
+    rb.create('race', other)
+    // Same clock; origin 'b:1' > 'a:1' wins: a switches and says so, b keeps its own.
+    expect(ra.changed(sync(a, b))).toEqual([{ type: 'topic-changed', topic: 'race', settings: other }])
+    expect(rb.changed(sync(b, a))).toEqual([])
+    expect(ra.topic('race')).toEqual(other)
+  })
+
   it('keeps a subscription that arrives before its topic, and ignores entries of a shape it does not know', () => {
     const { t: a, map } = tableMap('a:1')
     const r = new TopicRegistry(map)
