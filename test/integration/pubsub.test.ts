@@ -6,7 +6,8 @@
  * is released.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { buildFront, GrainClusterError, GrainNode, type RuntimeEvent } from '../../src/index.js'
+import WebSocket from 'ws'
+import { buildFront, GrainClusterError, GrainNode, type RuntimeEvent, startFront } from '../../src/index.js'
 import { catchErr, catchErrAsync } from '../helpers/catch-error.js'
 import { keyPlacedOn, startPair } from '../helpers/in-process-cluster.js'
 import { waitUntil } from '../helpers/wait-until.js'
@@ -261,6 +262,36 @@ describe('PubSub over HTTP', () => {
       expect([gone.statusCode, gone.json().error.code]).toEqual([404, 'ERR_PUBSUB_TOPIC_NOT_FOUND'])
     } finally {
       await app.close()
+    }
+  })
+})
+
+describe('PubSub over the WebSocket', () => {
+  it('publishes with { id, publish, payload } frames, one by one and in a batch, with typed errors', async () => {
+    const n = await lone()
+    n.pubsub.createTopic('ws-topic')
+    n.pubsub.subscribe('ws-topic', inbox('w1'))
+    const front = await startFront(n)
+    const ws = new WebSocket(`${front.url.replace(/^http/, 'ws')}/ws`)
+    const replies: { id: unknown; result?: { delivered: number }; error?: { code: string } }[] = []
+    ws.on('message', (d: Buffer) => {
+      const m = JSON.parse(d.toString('utf8')) as typeof replies | (typeof replies)[number]
+      replies.push(...(Array.isArray(m) ? m : [m]))
+    })
+    try {
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject))
+      ws.send(JSON.stringify({ id: 1, publish: 'ws-topic', payload: 'one' }))
+      ws.send(JSON.stringify([{ id: 2, publish: 'ws-topic', payload: 'two' }, { id: 3, publish: 'no-such-topic', payload: 'x' }, { id: 4, publish: 7 }]))
+      await waitUntil(() => replies.length === 4, { what: 'four replies' })
+      const byId = new Map(replies.map((r) => [r.id, r]))
+      expect(byId.get(1)?.result?.delivered).toBe(1)
+      expect(byId.get(2)?.result?.delivered).toBe(1)
+      expect(byId.get(3)?.error?.code).toBe('ERR_PUBSUB_TOPIC_NOT_FOUND')
+      expect(byId.get(4)?.error?.code).toBe('ERR_RPC_BAD_REQUEST')
+      expect(await n.ask('inbox', 'w1', 'received')).toEqual(['one', 'two'])
+    } finally {
+      ws.close()
+      await front.close()
     }
   })
 })

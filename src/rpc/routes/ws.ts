@@ -2,6 +2,7 @@
  * GET /ws — many grain calls multiplexed on one WebSocket.
  *
  *   client → { id, kind, key, method, payload?, timeoutMs? }   (JSON text frame)
+ *   client → { id, publish: topic, payload? }                   (PubSub publish; result: the PublishResult)
  *   server → { id, result }  |  { id, error: { code, reason, details } }
  *
  * Replies go out as calls complete, so they may come back in any order; the
@@ -122,6 +123,7 @@ export function wsRoutes(node: FrontNode, results: ResultSerializers, o: WsRoute
         const id = readId(m)
         if (id === undefined) return fail(null, bad(`id must be a non-empty string of at most ${MAX_ID_LENGTH} characters or a finite number`))
         if (poisoned) return fail(id, bad('payload contains a "__proto__" key'))
+        if (m.publish !== undefined) return onPublish(id, m, fail, batched)
         const issues = callIssues(m.kind, m.key, m.method, m.timeoutMs)
         if (issues.length > 0) return fail(id, bad(`invalid call: ${issues.join('; ')}`, { issues }))
         const kind = m.kind as string
@@ -157,6 +159,34 @@ export function wsRoutes(node: FrontNode, results: ResultSerializers, o: WsRoute
               return fail(id, toGrainClusterError(e))
             }
             send({ id, result }, batched, text)
+          },
+          (e: unknown) => {
+            inFlight.delete(id)
+            fail(id, toGrainClusterError(e))
+          },
+        )
+      }
+
+      /** A PubSub publish: counted in flight like a call, answered with the PublishResult. */
+      const onPublish = (id: CallId, m: Record<string, unknown>, fail: (id: CallId | null, e: GrainClusterError) => void, batched: boolean): void => {
+        const topic = m.publish
+        if (typeof topic !== 'string' || topic.length === 0) return fail(id, bad('publish must name a topic (a non-empty string)'))
+        if (inFlight.has(id)) return fail(id, bad(`id ${JSON.stringify(id)} is already in flight on this connection`, { topic }))
+        if (inFlight.size >= o.maxInFlight || socket.bufferedAmount > o.maxBufferedBytes) {
+          return fail(id, new GrainClusterError('ERR_RPC_TOO_MANY_IN_FLIGHT', 'connection is at its limit of calls in flight or unsent reply bytes; wait for replies', { topic, limit: o.maxInFlight }))
+        }
+        if (node.pubsub === undefined) return fail(id, new GrainClusterError('ERR_PUBSUB_INVALID', 'this node offers no PubSub', { topic }))
+        inFlight.add(id)
+        let call: Promise<unknown>
+        try {
+          call = node.pubsub.publish(topic, m.payload)
+        } catch (e) {
+          call = Promise.reject(toGrainClusterError(e))
+        }
+        call.then(
+          (result) => {
+            inFlight.delete(id)
+            send({ id, result }, batched)
           },
           (e: unknown) => {
             inFlight.delete(id)
