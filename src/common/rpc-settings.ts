@@ -3,7 +3,7 @@
  * places that declare them: a grain kind (`defineGrain({ rpc })`, checked on
  * the worker that loads it), the node (`GrainNode.start({ rpc: { defaults } })`)
  * and a single call (`CallOptions`). L0 so that grains/ can validate without
- * reaching up into rpc/; the policy itself lives in rpc/retry-policy.ts.
+ * reaching up into rpc/; the policy itself is common/retry-policy.ts.
  */
 
 export interface RpcCallSettings {

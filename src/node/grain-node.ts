@@ -38,7 +38,7 @@ import { createGrainProxy, type GrainProxy, type GrainTellProxy, type UntypedGra
 import { checkAlertSettings, RpcAlerts, type RpcAlertSettings } from '../rpc/rpc-alerts.js'
 import { RpcClient } from '../rpc/rpc-client.js'
 import { RpcMetrics } from '../rpc/rpc-metrics.js'
-import { defaultRpcSettings, mergeRpcSettings, type ResolvedRpcSettings } from '../rpc/retry-policy.js'
+import { defaultRpcSettings, mergeRpcSettings, type ResolvedRpcSettings } from '../common/retry-policy.js'
 
 export interface GrainNodeOptions {
   /** Grain modules (paths or file URLs) every worker imports. Required. */

@@ -28,7 +28,7 @@
  * publish to a missing topic or to none fails with a typed error (spec 9.4).
  */
 
-import { ERROR_CODES, GrainClusterError, toGrainClusterError } from '../common/errors.js'
+import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
 import type { DeliveryLoss, PublishResult } from '../common/publish-result.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { PubSubMetrics } from '../observability/pubsub-metrics.js'
@@ -43,7 +43,7 @@ import {
   type TopicSettings,
   type TopicSubscriber,
 } from '../pubsub/topic-registry.js'
-import { decideRetry, isGrainThrown, type ResolvedRpcSettings } from '../rpc/retry-policy.js'
+import { judgeFailedAttempt } from '../pubsub/partition-policy.js'
 
 /** Longest data-map key a member accepts in gossip (cluster/messages.ts): a longer subscription would be refused by every peer. */
 const MAX_ENTRY_KEY = 512
@@ -271,7 +271,6 @@ export class PubSub {
   }
 
   async #askOne(topic: string, t: TopicSettings, s: TopicSubscriber, payload: unknown, r: { delivered: number; redeliveries: number; dropped: DeliveryLoss[]; failed: DeliveryLoss[] }, startedAt: number): Promise<void> {
-    const policy: ResolvedRpcSettings = { ...t.redelivery, factor: 2, jitter: true }
     const deadline = startedAt + t.redelivery.timeoutMs
     for (let attempt = 1; ; attempt++) {
       if (t.partitionPolicy === 'drop') {
@@ -289,11 +288,9 @@ export class PubSub {
         err = toGrainClusterError(e)
       }
       if (this.#closed) return this.#lost(topic, s, 'failed', new GrainClusterError('ERR_NODE_CLOSED', `the node closed while delivering to ${s.kind}/${s.key}: ${err.reason}`, { topic }), r)
-      if (isGrainThrown(err) || !ERROR_CODES[err.code].retryable) return this.#lost(topic, s, 'failed', err, r)
-      if (t.partitionPolicy === 'drop') return this.#lost(topic, s, 'dropped', err, r)
-      const d = decideRetry(err, attempt, policy, performance.now(), deadline, this.#random)
-      if (!d.retry) return this.#lost(topic, s, 'failed', new GrainClusterError(err.code, `gave up after ${attempt} attempt(s) (${d.why === 'exhausted' ? 'redelivery.retries' : 'redelivery.timeoutMs'} reached): ${err.reason}`, { ...err.details, topic }), r)
-      const evicted = await this.#wait(topic, t.deferLimit, d.delayMs)
+      const v = judgeFailedAttempt(err, t, attempt, performance.now(), deadline, this.#random)
+      if (v.action !== 'redeliver') return this.#lost(topic, s, v.action, v.error, r)
+      const evicted = await this.#wait(topic, t.deferLimit, v.delayMs)
       if (evicted !== undefined) return this.#lost(topic, s, 'dropped', evicted, r)
       r.redeliveries++
       this.#metrics?.redelivered(topic)

@@ -14,7 +14,7 @@ import type { RpcCallSettings } from '../common/rpc-settings.js'
 import type { EventStream } from '../observability/event-stream.js'
 import type { RpcAlerts, RpcAlertTransition } from './rpc-alerts.js'
 import { type RpcMetrics, UNKNOWN_LABEL } from './rpc-metrics.js'
-import { attemptBudgetMs, decideRetry, isGrainThrown, mergeRpcSettings, type ResolvedRpcSettings } from './retry-policy.js'
+import { attemptBudgetMs, decideRetry, isGrainThrown, mergeRpcSettings, type ResolvedRpcSettings } from '../common/retry-policy.js'
 
 export interface RpcTarget {
   readonly kind: string

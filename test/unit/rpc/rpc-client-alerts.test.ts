@@ -4,7 +4,7 @@ import { EventStream } from '../../../src/observability/event-stream.js'
 import type { RuntimeEvent } from '../../../src/observability/events.js'
 import { RpcAlerts } from '../../../src/rpc/rpc-alerts.js'
 import { RpcClient } from '../../../src/rpc/rpc-client.js'
-import { defaultRpcSettings } from '../../../src/rpc/retry-policy.js'
+import { defaultRpcSettings } from '../../../src/common/retry-policy.js'
 
 const SETTINGS = defaultRpcSettings(1_000)
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { GrainClusterError } from '../../../src/common/errors.js'
 import { checkRpcSettings } from '../../../src/common/rpc-settings.js'
-import { attemptBudgetMs, backoffDelayMs, decideRetry, defaultRpcSettings, isGrainThrown, mergeRpcSettings, type ResolvedRpcSettings } from '../../../src/rpc/retry-policy.js'
+import { attemptBudgetMs, backoffDelayMs, decideRetry, defaultRpcSettings, isGrainThrown, mergeRpcSettings, type ResolvedRpcSettings } from '../../../src/common/retry-policy.js'
 import { catchErr } from '../../helpers/catch-error.js'
 
 const S: ResolvedRpcSettings = { timeoutMs: 1_000, retries: 3, minDelayMs: 10, maxDelayMs: 50, factor: 2, jitter: false }

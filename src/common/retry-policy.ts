@@ -1,7 +1,9 @@
 /**
  * Retry policy of grain RPC, sans-I/O: pure functions over settings, the
  * failed attempt's error, the current time and an injected random source.
- * The driver (rpc-client.ts) owns the clock and the timers.
+ * The drivers (rpc/rpc-client.ts for calls, PubSub's redelivery through
+ * pubsub/partition-policy.ts) own the clock and the timers. L0 so that the
+ * cluster plane can use it without importing the front.
  *
  * One deadline covers the whole call: attempt timeouts and backoff delays
  * are cut to what is left of it, and a retry whose backoff would end at or
@@ -12,8 +14,8 @@
  * "Exponential Backoff And Jitter"): delay = uniform(0, min(max, min·factor^(n-1))).
  */
 
-import { GrainClusterError } from '../common/errors.js'
-import { checkRpcSettings, type RpcCallSettings } from '../common/rpc-settings.js'
+import { GrainClusterError } from './errors.js'
+import { checkRpcSettings, type RpcCallSettings } from './rpc-settings.js'
 
 export const DEFAULT_RPC_RETRIES = 0
 export const DEFAULT_RPC_MIN_DELAY_MS = 10 // 10 ms
