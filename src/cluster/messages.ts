@@ -11,7 +11,8 @@ import type { MemberStatus } from './membership/member.js'
 import type { Change, VersionVector } from './membership/member-table.js'
 
 const STATUSES: ReadonlySet<string> = new Set<MemberStatus>(['joining', 'up', 'leaving', 'exiting', 'down', 'removed'])
-const MAX_ID = 512
+/** Longest id a cluster message may carry (authorities, node ids, replicated data keys). */
+export const MAX_ID = 512
 /** Entries a single message may carry (a table of 100 k members still fits). */
 const MAX_ENTRIES = 1_000_000
 

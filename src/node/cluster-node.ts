@@ -369,6 +369,11 @@ export class ClusterNode {
     return this.core.table.dataBytes
   }
 
+  /** dataBytes after writing `value` under `key` (MemberTable.dataBytesWith). */
+  dataBytesWith(key: string, value: unknown): number {
+    return this.core.table.dataBytesWith(key, value)
+  }
+
   /** The live value of a replicated data key (undefined when absent or deleted). */
   readData(key: string): unknown {
     return this.core.table.data(key)

@@ -285,7 +285,13 @@ export class GrainNode {
       },
       map: cluster ?? new LocalDataMap(),
       onDataChange: cluster === undefined ? undefined : (fn) => cluster.onDataChange(fn),
-      metrics: metrics === undefined ? undefined : (read) => new PubSubMetrics(metrics.registry, read),
+      metrics:
+        metrics === undefined
+          ? undefined
+          : (read) => {
+              metrics.observePubSub(read)
+              return new PubSubMetrics(metrics.registry)
+            },
     })
   }
   /** Cluster PubSub (spec 9): topics replicated to every member on gossip, delivered to subscriber grains. */

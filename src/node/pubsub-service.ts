@@ -28,6 +28,7 @@
  * publish to a missing topic or to none fails with a typed error (spec 9.4).
  */
 
+import { MAX_ID } from '../cluster/messages.js'
 import { GrainClusterError, toGrainClusterError } from '../common/errors.js'
 import type { DeliveryLoss, PublishResult } from '../common/publish-result.js'
 import type { EventStream } from '../observability/event-stream.js'
@@ -45,8 +46,6 @@ import {
 } from '../pubsub/topic-registry.js'
 import { judgeFailedAttempt } from '../pubsub/partition-policy.js'
 
-/** Longest data-map key a member accepts in gossip (cluster/messages.ts): a longer subscription would be refused by every peer. */
-const MAX_ENTRY_KEY = 512
 /** At-least-once deliveries of one publish in flight at once (a topic with more subscribers is delivered in lanes). */
 export const MAX_DELIVERIES_IN_FLIGHT = 256
 
@@ -75,6 +74,9 @@ export class LocalDataMap implements DataMap {
   readonly #m = new Map<string, unknown>()
   /** Not gossiped: no frame to fit in. */
   readonly dataBytes = 0
+  dataBytesWith(): number {
+    return 0
+  }
   writeData(key: string, value: unknown): boolean {
     if (JSON.stringify(this.#m.get(key) ?? null) === JSON.stringify(value)) return false
     if (value === null) this.#m.delete(key)
@@ -88,6 +90,9 @@ export class LocalDataMap implements DataMap {
     return [...this.#m].filter(([k]) => k.startsWith(prefix))
   }
 }
+
+/** A publish's result while its deliveries run. */
+type Tally = { -readonly [K in keyof PublishResult]: PublishResult[K] } & { dropped: DeliveryLoss[]; failed: DeliveryLoss[] }
 
 interface Waiting {
   /** Ends the wait early: the delivery is dropped with this error. */
@@ -185,7 +190,8 @@ export class PubSub {
   unsubscribe(topic: string, subscriber: TopicSubscriber): boolean {
     this.#checkOpen()
     const s = this.#checkSubscriber(topic, subscriber)
-    if (!this.#registry.subscribers(topic).some((x) => x.kind === s.kind && x.key === s.key && x.method === s.method)) return false
+    // In a cluster the write's own listener announces the change, so the return value cannot come from it.
+    if (!this.#registry.isSubscribed(topic, s)) return false
     this.#announce(this.#registry.unsubscribe(topic, s))
     return true
   }
@@ -199,7 +205,8 @@ export class PubSub {
     if (typeof key !== 'string' || key.length === 0) throw new GrainClusterError('ERR_PUBSUB_INVALID', `a subscriber's key must be a non-empty string (got ${JSON.stringify(key)})`, { topic, kind })
     if (typeof method !== 'string' || !methods.has(method)) throw new GrainClusterError('ERR_PUBSUB_INVALID', `grain kind ${kind} has no method ${JSON.stringify(method)} to deliver topic ${topic} to`, { topic, kind, key })
     const s = { kind, key, method }
-    if (subscriptionKey(topic, s).length > MAX_ENTRY_KEY) throw new GrainClusterError('ERR_PUBSUB_INVALID', `topic, kind, key and method of a subscription must fit in ${MAX_ENTRY_KEY - 12} characters together`, { topic, kind, key })
+    // Every peer's gossip check (cluster/messages.ts) refuses a longer data key.
+    if (subscriptionKey(topic, s).length > MAX_ID) throw new GrainClusterError('ERR_PUBSUB_INVALID', `topic, kind, key and method of a subscription must fit in ${MAX_ID - subscriptionKey('', { kind: '', key: '', method: '' }).length} characters together`, { topic, kind, key })
     return s
   }
 
@@ -231,7 +238,7 @@ export class PubSub {
       throw e
     }
     this.#metrics?.published(topic)
-    const r = { topic, delivery: settings.delivery, subscribers: subs.length, delivered: 0, redeliveries: 0, dropped: [] as DeliveryLoss[], failed: [] as DeliveryLoss[] }
+    const r: Tally = { topic, delivery: settings.delivery, subscribers: subs.length, delivered: 0, redeliveries: 0, dropped: [], failed: [] }
     if (settings.delivery === 'at-most-once') {
       for (const s of subs) this.#tellOne(topic, settings, s, payload, r)
       return r
@@ -249,18 +256,24 @@ export class PubSub {
     return r
   }
 
-  #lost(topic: string, s: TopicSubscriber, outcome: 'dropped' | 'failed', e: GrainClusterError, r: { dropped: DeliveryLoss[]; failed: DeliveryLoss[] }): void {
+  #lost(topic: string, s: TopicSubscriber, outcome: 'dropped' | 'failed', e: GrainClusterError, r: Tally): void {
     const loss: DeliveryLoss = { kind: s.kind, key: s.key, method: s.method, code: e.code, reason: e.reason }
     r[outcome].push(loss)
     this.#metrics?.delivery(topic, outcome)
     this.#host.events.publish({ type: 'pubsub.delivery-lost', topic, ...s, outcome, code: e.code, reason: e.reason })
   }
 
-  #tellOne(topic: string, t: TopicSettings, s: TopicSubscriber, payload: unknown, r: { delivered: number; dropped: DeliveryLoss[]; failed: DeliveryLoss[] }): void {
-    if (t.partitionPolicy === 'drop') {
-      const blocked = this.#host.blockedNow(s.kind, s.key)
-      if (blocked !== undefined) return this.#lost(topic, s, 'dropped', blocked, r)
-    }
+  /** Partition policy 'drop': a delivery whose owner cannot be reached now is dropped before it is sent. Returns whether it was. */
+  #droppedNow(topic: string, t: TopicSettings, s: TopicSubscriber, r: Tally): boolean {
+    if (t.partitionPolicy !== 'drop') return false
+    const blocked = this.#host.blockedNow(s.kind, s.key)
+    if (blocked === undefined) return false
+    this.#lost(topic, s, 'dropped', blocked, r)
+    return true
+  }
+
+  #tellOne(topic: string, t: TopicSettings, s: TopicSubscriber, payload: unknown, r: Tally): void {
+    if (this.#droppedNow(topic, t, s, r)) return
     try {
       this.#host.tell(s.kind, s.key, s.method, payload)
     } catch (e) {
@@ -270,13 +283,10 @@ export class PubSub {
     this.#metrics?.delivery(topic, 'delivered')
   }
 
-  async #askOne(topic: string, t: TopicSettings, s: TopicSubscriber, payload: unknown, r: { delivered: number; redeliveries: number; dropped: DeliveryLoss[]; failed: DeliveryLoss[] }, startedAt: number): Promise<void> {
+  async #askOne(topic: string, t: TopicSettings, s: TopicSubscriber, payload: unknown, r: Tally, startedAt: number): Promise<void> {
     const deadline = startedAt + t.redelivery.timeoutMs
     for (let attempt = 1; ; attempt++) {
-      if (t.partitionPolicy === 'drop') {
-        const blocked = this.#host.blockedNow(s.kind, s.key)
-        if (blocked !== undefined) return this.#lost(topic, s, 'dropped', blocked, r)
-      }
+      if (this.#droppedNow(topic, t, s, r)) return
       let err: GrainClusterError
       try {
         const budget = Math.max(1, Math.min(t.redelivery.attemptTimeoutMs ?? this.#host.askTimeoutMs, Math.ceil(deadline - performance.now())))

@@ -86,3 +86,7 @@ export class Family {
   }
 }
 
+/** A maker of families registered in `registry` under names starting with `prefix`. */
+export function familiesIn(registry: Registry, prefix: string): (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', labels: string[], bounds?: number[]) => Family {
+  return (name, help, type, labels, bounds) => new Family(`${prefix}${name}`, help, type, labels, bounds).registerIn(registry)
+}

@@ -263,6 +263,13 @@ export class NodeMetrics {
     this.#followGauge(`${prefix}pid_cache_entries`, 'Keys whose owner is cached.', () => read().size)
   }
 
+  /** The PubSub registry's size and the deliveries waiting for redelivery, read at scrape time. */
+  observePubSub(read: () => { topics: number; subscriptions: number; waiting: number }, prefix = 'graincluster_'): void {
+    this.#followGauge(`${prefix}pubsub_topics`, 'Topics in this node’s view of the cluster registry.', () => read().topics)
+    this.#followGauge(`${prefix}pubsub_subscriptions`, 'Subscriptions of existing topics in this node’s view of the registry.', () => read().subscriptions)
+    this.#followGauge(`${prefix}pubsub_deliveries_waiting`, 'At-least-once deliveries from this node waiting to be sent again (bounded per topic by deferLimit).', () => read().waiting)
+  }
+
   /** An unlabelled Gauge set from `value` at scrape time. */
   #followGauge(name: string, help: string, value: () => number): void {
     new Gauge({

@@ -5,11 +5,12 @@
  * publish to an unknown topic fails first), so callers cannot grow the
  * label set with made-up names; subscriber keys never become labels.
  * Counters and the histogram are plain-number families (metric-family.ts):
- * they sit on the delivery path.
+ * they sit on the delivery path. The registry's gauges are
+ * NodeMetrics.observePubSub, read at scrape time.
  */
 
-import { Gauge, type Registry } from 'prom-client'
-import { type Cell, Family } from './metric-family.js'
+import type { Registry } from 'prom-client'
+import { type Cell, type Family, familiesIn } from './metric-family.js'
 
 const DELIVERY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -30,8 +31,8 @@ export class PubSubMetrics {
   readonly #latency: Family
   readonly #cells = new Map<string, TopicCells>()
 
-  constructor(registry: Registry, read: () => { topics: number; subscriptions: number; waiting: number }, prefix = 'graincluster_') {
-    const family = (name: string, help: string, type: 'counter' | 'histogram', labels: string[], bounds?: number[]): Family => new Family(`${prefix}${name}`, help, type, labels, bounds).registerIn(registry)
+  constructor(registry: Registry, prefix = 'graincluster_') {
+    const family = familiesIn(registry, prefix)
     this.#published = family('pubsub_published_total', 'Messages published to a topic from this node, by topic (publishes that failed for want of a topic or subscribers are not counted; see pubsub.publish-failed).', 'counter', ['topic'])
     this.#deliveries = family(
       'pubsub_deliveries_total',
@@ -41,19 +42,6 @@ export class PubSubMetrics {
     )
     this.#redeliveries = family('pubsub_redeliveries_total', 'At-least-once deliveries sent again after a retryable failure (unreachable owner, timeout, moved key), by topic.', 'counter', ['topic'])
     this.#latency = family('pubsub_delivery_seconds', 'From publish to the acknowledgement of an at-least-once delivery, redeliveries included, by topic.', 'histogram', ['topic'], DELIVERY_BUCKETS)
-    const gauge = (name: string, help: string, pick: (s: ReturnType<typeof read>) => number): void => {
-      new Gauge({
-        name: `${prefix}${name}`,
-        help,
-        registers: [registry],
-        collect() {
-          this.set(pick(read()))
-        },
-      })
-    }
-    gauge('pubsub_topics', 'Topics in this node’s view of the cluster registry.', (s) => s.topics)
-    gauge('pubsub_subscriptions', 'Subscriptions of existing topics in this node’s view of the registry.', (s) => s.subscriptions)
-    gauge('pubsub_deliveries_waiting', 'At-least-once deliveries from this node waiting to be sent again (bounded per topic by deferLimit).', (s) => s.waiting)
   }
 
   #of(topic: string): TopicCells {

@@ -136,6 +136,8 @@ function readSubscriber(u: unknown): TopicSubscriber | undefined {
 export interface DataMap {
   /** About how many bytes the whole map takes in a gossip message, tombstones included (0 for a map that is not gossiped). */
   readonly dataBytes: number
+  /** dataBytes after writing `value` under `key`: the map's own estimate, so the registry does not keep a second one. */
+  dataBytesWith(key: string, value: unknown): number
   writeData(key: string, value: unknown): boolean
   /** The live value of a key (undefined when absent or deleted). */
   readData(key: string): unknown
@@ -191,6 +193,10 @@ export class TopicRegistry {
     if (t === undefined) return []
     t.list ??= Object.freeze([...t.subscribers.values()])
     return t.list
+  }
+
+  isSubscribed(topic: string, s: TopicSubscriber): boolean {
+    return this.#topics.get(topic)?.subscribers.has(subscriptionKey(topic, s)) ?? false
   }
 
   subscriptionCount(): number {
@@ -251,10 +257,10 @@ export class TopicRegistry {
     return this.changed([topicKey(topic)])
   }
 
-  /** Write an entry, unless it would grow the replicated map past MAX_REGISTRY_BYTES. */
+  /** Write an entry, unless it would grow the replicated map past MAX_REGISTRY_BYTES (rewrites that do not grow it always pass). */
   #write(topic: string, key: string, value: unknown): void {
-    const grow = key.length + JSON.stringify(value).length + 128
-    if (this.#map.dataBytes + grow > MAX_REGISTRY_BYTES && JSON.stringify(this.#map.readData(key)) !== JSON.stringify(value)) {
+    const after = this.#map.dataBytesWith(key, value)
+    if (after > MAX_REGISTRY_BYTES && after > this.#map.dataBytes) {
       throw new GrainClusterError('ERR_PUBSUB_REGISTRY_FULL', `the replicated registry holds about ${this.#map.dataBytes} bytes (tombstones included) and may hold ${MAX_REGISTRY_BYTES}: delete topics or subscriptions first`, { topic, limit: MAX_REGISTRY_BYTES, size: this.#map.dataBytes })
     }
     this.#map.writeData(key, value)

@@ -11,7 +11,7 @@
 
 import type { Registry } from 'prom-client'
 import { type ErrorCode, isErrorCode } from '../common/errors.js'
-import { type Cell, Family } from '../observability/metric-family.js'
+import { type Cell, type Family, familiesIn } from '../observability/metric-family.js'
 import type { CallStatsRow } from '../runtime/call-stats.js'
 import type { RpcAlertSignal } from './rpc-alerts.js'
 
@@ -51,9 +51,7 @@ export class RpcMetrics {
 
   constructor(registry: Registry, known: KnownMethods, prefix = 'graincluster_') {
     this.#known = known
-    const family = (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', labels: string[], bounds?: number[]): Family => {
-      return new Family(`${prefix}${name}`, help, type, labels, bounds).registerIn(registry)
-    }
+    const family = familiesIn(registry, prefix)
     this.#duration = family('rpc_client_duration_seconds', 'Grain RPC calls as the caller saw them (all attempts and backoff), by kind, method and outcome (ok, error, timeout).', 'histogram', ['kind', 'method', 'outcome'], RPC_DURATION_BUCKETS)
     this.#calls = family('rpc_calls_total', "Finished grain RPC calls by kind, method and code ('ok' or the error code).", 'counter', ['kind', 'method', 'code'])
     this.#inFlight = family('rpc_in_flight', 'Grain RPC calls started and not finished yet, by kind.', 'gauge', ['kind'])

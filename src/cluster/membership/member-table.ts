@@ -350,6 +350,12 @@ export class MemberTable {
     return this.#dataBytes
   }
 
+  /** dataBytes after this table wrote `value` under `key` (null: the tombstone). */
+  dataBytesWith(key: string, value: unknown): number {
+    const cur = this.#data.get(key)
+    return this.#dataBytes - (cur === undefined ? 0 : entryBytes(cur)) + entryBytes({ kind: 'data', origin: this.self, seq: 0, key, clock: 0, value })
+  }
+
   /** The value of a replicated data key (undefined when absent or deleted). */
   data(key: string): unknown {
     const v = this.#data.get(key)?.value

@@ -129,11 +129,8 @@ export function wsRoutes(node: FrontNode, results: ResultSerializers, o: WsRoute
         const kind = m.kind as string
         const key = m.key as string
         const method = m.method as string
-        if (inFlight.has(id)) return fail(id, bad(`id ${JSON.stringify(id)} is already in flight on this connection`, { kind, key, method }))
-        if (inFlight.size >= o.maxInFlight || socket.bufferedAmount > o.maxBufferedBytes) {
-          const why = inFlight.size >= o.maxInFlight ? `${inFlight.size} calls in flight` : `${socket.bufferedAmount} reply bytes unsent`
-          return fail(id, new GrainClusterError('ERR_RPC_TOO_MANY_IN_FLIGHT', `connection has ${why}; wait for replies before sending more calls`, { kind, key, method, limit: o.maxInFlight }))
-        }
+        const refused = refusal(id, { kind, key, method })
+        if (refused !== undefined) return fail(id, refused)
         let payload: unknown
         try {
           checkTarget(node, kind, key, method)
@@ -141,24 +138,37 @@ export function wsRoutes(node: FrontNode, results: ResultSerializers, o: WsRoute
         } catch (e) {
           return fail(id, toGrainClusterError(e))
         }
-        inFlight.add(id)
         const timeoutMs = m.timeoutMs as number | undefined
+        run(id, batched, fail, () => node.ask(kind, key, method, payload, timeoutMs === undefined ? undefined : { timeoutMs }), (result) => results.text(kind, key, method, result))
+      }
+
+      /** Why call `id` may not start now (a duplicate id, or the connection at its limits), or undefined. */
+      const refusal = (id: CallId, details: Record<string, unknown>): GrainClusterError | undefined => {
+        if (inFlight.has(id)) return bad(`id ${JSON.stringify(id)} is already in flight on this connection`, details)
+        if (inFlight.size < o.maxInFlight && socket.bufferedAmount <= o.maxBufferedBytes) return undefined
+        const why = inFlight.size >= o.maxInFlight ? `${inFlight.size} calls in flight` : `${socket.bufferedAmount} reply bytes unsent`
+        return new GrainClusterError('ERR_RPC_TOO_MANY_IN_FLIGHT', `connection has ${why}; wait for replies before sending more calls`, { ...details, limit: o.maxInFlight })
+      }
+
+      /** Start `start` as call `id`, counted in flight until it settles, and reply with its result (`text`: the result as its result schema writes it) or error. */
+      const run = (id: CallId, batched: boolean, fail: (id: CallId | null, e: GrainClusterError) => void, start: () => Promise<unknown>, text?: (result: unknown) => string | undefined): void => {
+        inFlight.add(id)
         let call: Promise<unknown>
         try {
-          call = node.ask(kind, key, method, payload, timeoutMs === undefined ? undefined : { timeoutMs })
+          call = start()
         } catch (e) {
           call = Promise.reject(toGrainClusterError(e))
         }
         call.then(
           (result) => {
             inFlight.delete(id)
-            let text: string | undefined
+            let written: string | undefined
             try {
-              text = results.text(kind, key, method, result)
+              written = text?.(result)
             } catch (e) {
               return fail(id, toGrainClusterError(e))
             }
-            send({ id, result }, batched, text)
+            send({ id, result }, batched, written)
           },
           (e: unknown) => {
             inFlight.delete(id)
@@ -171,28 +181,11 @@ export function wsRoutes(node: FrontNode, results: ResultSerializers, o: WsRoute
       const onPublish = (id: CallId, m: Record<string, unknown>, fail: (id: CallId | null, e: GrainClusterError) => void, batched: boolean): void => {
         const topic = m.publish
         if (typeof topic !== 'string' || topic.length === 0) return fail(id, bad('publish must name a topic (a non-empty string)'))
-        if (inFlight.has(id)) return fail(id, bad(`id ${JSON.stringify(id)} is already in flight on this connection`, { topic }))
-        if (inFlight.size >= o.maxInFlight || socket.bufferedAmount > o.maxBufferedBytes) {
-          return fail(id, new GrainClusterError('ERR_RPC_TOO_MANY_IN_FLIGHT', 'connection is at its limit of calls in flight or unsent reply bytes; wait for replies', { topic, limit: o.maxInFlight }))
-        }
-        if (node.pubsub === undefined) return fail(id, new GrainClusterError('ERR_PUBSUB_INVALID', 'this node offers no PubSub', { topic }))
-        inFlight.add(id)
-        let call: Promise<unknown>
-        try {
-          call = node.pubsub.publish(topic, m.payload)
-        } catch (e) {
-          call = Promise.reject(toGrainClusterError(e))
-        }
-        call.then(
-          (result) => {
-            inFlight.delete(id)
-            send({ id, result }, batched)
-          },
-          (e: unknown) => {
-            inFlight.delete(id)
-            fail(id, toGrainClusterError(e))
-          },
-        )
+        const refused = refusal(id, { topic })
+        if (refused !== undefined) return fail(id, refused)
+        const pubsub = node.pubsub
+        if (pubsub === undefined) return fail(id, new GrainClusterError('ERR_PUBSUB_INVALID', 'this node offers no PubSub', { topic }))
+        run(id, batched, fail, () => pubsub.publish(topic, m.payload))
       }
 
       socket.on('message', (data: RawData, isBinary: boolean) => {

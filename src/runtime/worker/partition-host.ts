@@ -573,10 +573,15 @@ export class PartitionHost implements ActivationHost {
     }
   }
 
-  #sendControl(type: number, body: unknown): void {
+  /** A control frame to the main thread; with `corr`, a request it answers to this thread (a service of the main thread). */
+  #sendControl(type: number, body: unknown, corr?: number): void {
     const w = this.#writer.reset()
-    w.flags = FLAGS.CONTROL
+    w.flags = corr === undefined ? FLAGS.CONTROL : FLAGS.CONTROL | FLAGS.ASK
     w.messageType = type
+    if (corr !== undefined) {
+      w.correlationId = corr
+      w.replyTo = this.self
+    }
     w.payloadBytes = encodeToBytes(this.codec, body)
     this.sender.send(w)
   }
@@ -1219,13 +1224,7 @@ export class PartitionHost implements ActivationHost {
     let target: Pid
     try {
       target = this.#target(pid).pid
-      const w = this.#writer.reset()
-      w.flags = FLAGS.CONTROL | FLAGS.ASK
-      w.messageType = CONTROL_TYPES.WRITABLE_REQUEST
-      w.correlationId = corr
-      w.replyTo = this.self
-      w.payloadBytes = encodeToBytes(this.codec, timeoutMs === undefined ? { pid } : { pid, timeoutMs })
-      this.sender.send(w)
+      this.#sendControl(CONTROL_TYPES.WRITABLE_REQUEST, timeoutMs === undefined ? { pid } : { pid, timeoutMs }, corr)
     } catch (e) {
       return Promise.reject(toGrainClusterError(e, 'ERR_PID_INVALID', { pid }))
     }
@@ -1240,13 +1239,7 @@ export class PartitionHost implements ActivationHost {
     const corr = this.#pending.reserve()
     try {
       if (typeof req.topic !== 'string') throw new GrainClusterError('ERR_PUBSUB_INVALID', `a topic name is a string (got ${typeof req.topic})`)
-      const w = this.#writer.reset()
-      w.flags = FLAGS.CONTROL | FLAGS.ASK
-      w.messageType = CONTROL_TYPES.PUBSUB_REQUEST
-      w.correlationId = corr
-      w.replyTo = this.self
-      w.payloadBytes = encodeToBytes(this.codec, req)
-      this.sender.send(w)
+      this.#sendControl(CONTROL_TYPES.PUBSUB_REQUEST, req, corr)
     } catch (e) {
       return Promise.reject(toGrainClusterError(e, 'ERR_GRAIN_PAYLOAD_ENCODE', { topic: req.topic }))
     }

@@ -15,6 +15,7 @@ function tableMap(self: string): { t: MemberTable; map: DataMap } {
       get dataBytes() {
         return t.dataBytes
       },
+      dataBytesWith: (k, v) => t.dataBytesWith(k, v),
       writeData: (k, v) => t.writeData(k, v) !== undefined,
       readData: (k) => t.data(k),
       dataEntries: (p) => t.dataEntries(p),
