@@ -279,7 +279,8 @@ export class GrainNode {
         events,
         askTimeoutMs: options.askTimeoutMs,
         tell: (kind, key, method, payload) => this.tell(kind, key, method, payload),
-        ask: (kind, key, method, payload, timeoutMs) => this.#deliveryAsk(kind, key, method, payload, timeoutMs),
+        // PubSub redelivers by its own policy: no RPC retries under it.
+        ask: (kind, key, method, payload, timeoutMs) => this.ask(kind, key, method, payload, { timeoutMs, retries: 0 }),
         methodsOf: (kind) => host.kinds.get(kind)?.methods,
         blockedNow: (kind, key) => this.#blockedNow(kind, key),
       },
@@ -297,23 +298,6 @@ export class GrainNode {
   /** Cluster PubSub (spec 9): topics replicated to every member on gossip, delivered to subscriber grains. */
   readonly pubsub: PubSub
 
-  /**
-   * One PubSub delivery attempt: an ask without retries (PubSub redelivers
-   * by its own policy) whose settings are resolved once per kind and
-   * timeout rather than merged and checked on every delivery.
-   */
-  #deliveryAsk(kind: string, key: string, method: string, payload: unknown, timeoutMs: number): Promise<unknown> {
-    const id = `${kind}\u0000${timeoutMs}`
-    let s = this.#deliverySettings.get(id)
-    if (s === undefined) {
-      s = this.#rpc.settingsFor(kind, { timeoutMs, retries: 0 })
-      // Timeouts cut short by a delivery's deadline vary: keep the map bounded.
-      if (this.#deliverySettings.size >= 1_024) this.#deliverySettings.clear()
-      this.#deliverySettings.set(id, s)
-    }
-    return this.#rpc.call({ kind, key, method }, s, (t) => this.#askOnce(kind, key, method, payload, t))
-  }
-  readonly #deliverySettings = new Map<string, ResolvedRpcSettings>()
 
   /** Why a call to kind/key could not leave this node now (PubSub's partition policy 'drop'), or undefined when it could. */
   #blockedNow(kind: string, key: string): GrainClusterError | undefined {
